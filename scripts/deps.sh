@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# deps.sh — install what pgstream needs to build, test and demo, from
+# Debian 12's packages only. Safe to run again; quiet when all is there.
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config libpq-dev libcmocka-dev postgresql-15
+      postgresql-client-15 python3 python3-psycopg2 util-linux clang-format)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

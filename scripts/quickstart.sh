@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# quickstart.sh [pgstream flags...] — install, build, and stream.
+# With DATABASE_URL set, streams that database. Without it, starts a
+# throwaway PostgreSQL in a temporary directory, creates a small "users"
+# table that a background writer keeps changing, and streams it: live change
+# events within seconds. Ctrl-C stops everything and removes the cluster.
+# DEMO_SECONDS=N stops the demo by itself after N seconds.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+"$here/scripts/deps.sh"
+"$here/scripts/build.sh" "$here/build" >/dev/null
+bin=$here/build/pgstream
+
+if [ -n "${DATABASE_URL:-}" ]; then
+  exec "$bin" "$@"
+fi
+
+dir=$(mktemp -d /tmp/pgstream-demo.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+writer=
+cleanup() {
+  [ -n "$writer" ] && kill "$writer" 2>/dev/null || true
+  "$here/scripts/pgcluster.sh" stop "$dir" immediate 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "starting a throwaway PostgreSQL in $dir (port $port)..." >&2
+"$here/scripts/pgcluster.sh" start "$dir" "$port"
+url=$("$here/scripts/pgcluster.sh" url "$dir" "$port")
+psql -X -q -d "$url" -v ON_ERROR_STOP=1 <<'SQL'
+CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, email text, score numeric,
+                    active boolean DEFAULT true, tags text[], created_at timestamptz DEFAULT now());
+SQL
+
+# A writer that keeps inserting, updating and deleting users.
+(
+  i=0
+  names=(Mujib Ada Linus Grace Ken Barbara Dennis Margaret)
+  while sleep 1; do
+    i=$((i + 1)); n=${names[$((i % ${#names[@]}))]}
+    psql -X -q -d "$url" -c "INSERT INTO users (name, email, score, tags) VALUES ('$n', lower('$n') || '$i@example.com', $i * 1.5, ARRAY['demo', 'n$i'])" \
+      -c "UPDATE users SET name = name || '!', score = score + 1 WHERE id = (SELECT max(id) - 1 FROM users)" \
+      -c "DELETE FROM users WHERE id = (SELECT max(id) - 3 FROM users)" >/dev/null 2>&1 || exit 0
+  done
+) &
+writer=$!
+
+if [ -n "${DEMO_SECONDS:-}" ]; then
+  ( sleep "$DEMO_SECONDS"; pkill -TERM -f "^$bin --database-url $url" ) &
+fi
+"$bin" --database-url "$url" --create-publication --temporary-slot "$@"

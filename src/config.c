@@ -1,0 +1,412 @@
+/*
+ * config.c — the option table and the three sources it is filled from.
+ *
+ * Precedence is flags > environment > .env: sources are read in that order
+ * and a setting, once set, is never overwritten by a later source.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "util/lsn.h"
+
+enum opt_kind {
+	OPT_STRING,
+	OPT_BOOL,
+	OPT_LSN,
+	OPT_SECONDS,
+	OPT_FORMAT,
+	OPT_LOGLEVEL,
+	OPT_SLOTNAME,
+};
+
+struct option_def {
+	const char *flag; /* without the leading "--" */
+	const char *env;  /* NULL: flag only */
+	enum opt_kind kind;
+	size_t offset;
+	const char *metavar;
+	const char *help;
+};
+
+#define F(field) offsetof(struct config, field)
+
+static const struct option_def OPTIONS[] = {
+    {"database-url", "DATABASE_URL", OPT_STRING, F(database_url), "URL",
+     "PostgreSQL URL or conninfo; replication=database is added if absent"},
+    {"slot", "SLOT_NAME", OPT_SLOTNAME, F(slot), "NAME",
+     "replication slot, created if absent (default pgstream_slot)"},
+    {"publication", "PUBLICATION_NAME", OPT_STRING, F(publication), "NAME",
+     "publication to stream (default pgstream_pub)"},
+    {"format", "FORMAT", OPT_FORMAT, F(format), "json|pretty",
+     "event format (default: pretty on a terminal, json otherwise)"},
+    {"output", "OUTPUT", OPT_STRING, F(output), "FILE",
+     "append events to FILE, fsynced before acknowledging (default stdout)"},
+    {"fsync", "FSYNC", OPT_BOOL, F(fsync), NULL,
+     "with --output, fsync before acknowledging (default; --fsync=false to skip)"},
+    {"start-lsn", "START_LSN", OPT_LSN, F(start_lsn), "X/X",
+     "start streaming at this LSN (default: where the slot stands)"},
+    {"end-lsn", "END_LSN", OPT_LSN, F(end_lsn), "X/X",
+     "exit 0 once everything up to this LSN is emitted and acknowledged"},
+    {"status-interval", "STATUS_INTERVAL", OPT_SECONDS, F(status_interval_ms), "SECONDS",
+     "seconds between status updates to the server (default 10)"},
+    {"reconnect-max-delay", "RECONNECT_MAX_DELAY", OPT_SECONDS, F(reconnect_max_ms), "SECONDS",
+     "cap of the exponential reconnect backoff (default 30)"},
+    {"temporary-slot", "TEMPORARY_SLOT", OPT_BOOL, F(temporary_slot), NULL,
+     "use a temporary slot, dropped when pgstream disconnects"},
+    {"create-publication", "CREATE_PUBLICATION", OPT_BOOL, F(create_publication), NULL,
+     "create the publication if it is missing"},
+    {"tables", "TABLES", OPT_STRING, F(tables), "T1,T2",
+     "with --create-publication: publish only these tables (default all)"},
+    {"log-level", "LOG_LEVEL", OPT_LOGLEVEL, F(log_level), "LEVEL",
+     "debug, info, warn, error or quiet (default info)"},
+    {"env-file", "ENV_FILE", OPT_STRING, F(env_file), "FILE",
+     "read settings from FILE (default ./.env if it exists)"},
+    {"help", NULL, OPT_BOOL, F(help), NULL, "show this help and exit"},
+    {"version", NULL, OPT_BOOL, F(version), NULL, "show the version and exit"},
+};
+
+#define NOPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
+
+/* Which options some source already set: later sources skip them. */
+struct seen {
+	bool set[NOPTIONS];
+};
+
+static bool parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = {"1", "true", "yes", "on"};
+	static const char *const no[] = {"0", "false", "no", "off"};
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0)
+			return *out = true, true;
+		if (strcasecmp(s, no[i]) == 0)
+			return *out = false, true;
+	}
+	return false;
+}
+
+/* Seconds, integer or decimal, 0 < s <= 86400, stored as milliseconds. */
+static bool parse_seconds(const char *s, int *out_ms)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !(v > 0) || v > 86400)
+		return false;
+	*out_ms = (int)(v * 1000 + 0.5);
+	return *out_ms > 0;
+}
+
+/* Slot names: Postgres allows lower-case letters, digits and '_', 1..63. */
+static bool valid_slot_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '_'))
+			return false;
+	return true;
+}
+
+static int set_string(char **field, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (copy == NULL)
+		return -1;
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+/* Apply one textual value to the option's field. */
+static int apply_option(struct config *cfg, const struct option_def *opt, const char *value,
+                        const char *source, struct err *e)
+{
+	void *field = (char *)cfg + opt->offset;
+	int level;
+
+	switch (opt->kind) {
+	case OPT_STRING:
+		if (*value == '\0')
+			return err_set(e, "invalid value for %s%s: must not be empty", source,
+			               opt->flag);
+		break;
+	case OPT_SLOTNAME:
+		if (!valid_slot_name(value))
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (use 1-63 lower-case "
+			               "letters, digits or '_')",
+			               source, opt->flag, value);
+		break;
+	case OPT_BOOL:
+		if (!parse_bool(value, field))
+			return err_set(e, "invalid value for %s%s: \"%s\" (expected true or false)",
+			               source, opt->flag, value);
+		return 0;
+	case OPT_LSN:
+		if (!lsn_parse(value, field))
+			return err_set(
+			    e, "invalid value for %s%s: \"%s\" (expected an LSN like 0/16B3748)",
+			    source, opt->flag, value);
+		return 0;
+	case OPT_SECONDS:
+		if (!parse_seconds(value, field))
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected seconds, "
+			               "greater than 0 and at most 86400)",
+			               source, opt->flag, value);
+		return 0;
+	case OPT_FORMAT:
+		if (strcmp(value, "json") == 0)
+			cfg->format = FORMAT_JSON;
+		else if (strcmp(value, "pretty") == 0)
+			cfg->format = FORMAT_PRETTY;
+		else
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected json or pretty)",
+			               source, opt->flag, value);
+		cfg->format_set = true;
+		return 0;
+	case OPT_LOGLEVEL:
+		level = log_level_parse(value);
+		if (level < 0)
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected debug, info, "
+			               "warn, error or quiet)",
+			               source, opt->flag, value);
+		*(int *)field = level;
+		return 0;
+	}
+	if (set_string(field, value) < 0)
+		return err_set(e, "could not store %s: out of memory", opt->flag);
+	return 0;
+}
+
+static const struct option_def *find_flag(const char *name, size_t len)
+{
+	for (size_t i = 0; i < NOPTIONS; i++)
+		if (strlen(OPTIONS[i].flag) == len && strncmp(OPTIONS[i].flag, name, len) == 0)
+			return &OPTIONS[i];
+	return NULL;
+}
+
+/* argv: "--flag value", "--flag=value"; boolean flags take no value unless
+ * written "--flag=false". */
+static int load_flags(struct config *cfg, struct seen *seen, int argc, char **argv, struct err *e)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *name, *eq, *value;
+		const struct option_def *opt;
+		size_t len;
+
+		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+			if (strcmp(arg, "-h") == 0) {
+				cfg->help = true;
+				continue;
+			}
+			return err_set(e, "unexpected argument \"%s\" (see --help)", arg);
+		}
+		name = arg + 2;
+		eq = strchr(name, '=');
+		len = eq ? (size_t)(eq - name) : strlen(name);
+		opt = find_flag(name, len);
+		if (opt == NULL)
+			return err_set(e, "unknown option \"--%.*s\" (see --help)", (int)len, name);
+		if (eq)
+			value = eq + 1;
+		else if (opt->kind == OPT_BOOL)
+			value = "true";
+		else if (i + 1 < argc)
+			value = argv[++i];
+		else
+			return err_set(e, "option --%s needs a value (%s)", opt->flag,
+			               opt->metavar);
+		if (apply_option(cfg, opt, value, "--", e) < 0)
+			return -1;
+		seen->set[opt - OPTIONS] = true;
+	}
+	return 0;
+}
+
+static int load_env(struct config *cfg, struct seen *seen, struct err *e)
+{
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		const char *value;
+
+		if (seen->set[i] || OPTIONS[i].env == NULL)
+			continue;
+		value = getenv(OPTIONS[i].env);
+		if (value == NULL)
+			continue;
+		if (apply_option(cfg, &OPTIONS[i], value, "environment variable for --", e) < 0)
+			return -1;
+		seen->set[i] = true;
+	}
+	return 0;
+}
+
+static char *trim(char *s)
+{
+	char *end;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+/* One "KEY=VALUE" line of a .env file; '#' comments, "export " and matching
+ * quotes around the value are accepted, as in the shells people copy from. */
+static int apply_dotenv_line(struct config *cfg, struct seen *seen, char *line, const char *path,
+                             int lineno, struct err *e)
+{
+	char *key, *value, *eq;
+	size_t vlen;
+
+	line = trim(line);
+	if (*line == '\0' || *line == '#')
+		return 0;
+	if (strncmp(line, "export ", 7) == 0)
+		line = trim(line + 7);
+	eq = strchr(line, '=');
+	if (eq == NULL)
+		return err_set(e, "could not read %s: line %d is not KEY=VALUE", path, lineno);
+	*eq = '\0';
+	key = trim(line);
+	value = trim(eq + 1);
+	vlen = strlen(value);
+	if (vlen >= 2 && (value[0] == '"' || value[0] == '\'') && value[vlen - 1] == value[0]) {
+		value[vlen - 1] = '\0';
+		value++;
+	}
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		if (OPTIONS[i].env == NULL || strcmp(OPTIONS[i].env, key) != 0)
+			continue;
+		if (seen->set[i])
+			return 0;
+		if (apply_option(cfg, &OPTIONS[i], value, "--", e) < 0)
+			return err_wrap(e, "%s line %d", path, lineno);
+		seen->set[i] = true;
+		return 0;
+	}
+	/* Unknown keys are allowed: a .env is often shared with other tools. */
+	return 0;
+}
+
+static int load_dotenv(struct config *cfg, struct seen *seen, struct err *e)
+{
+	const char *path = cfg->env_file ? cfg->env_file : ".env";
+	char line[8192];
+	int lineno = 0;
+	int rc = 0;
+	FILE *f;
+
+	f = fopen(path, "r");
+	if (f == NULL) {
+		if (errno == ENOENT && cfg->env_file == NULL)
+			return 0;
+		return err_set(e, "could not open %s: %s", path, strerror(errno));
+	}
+	while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			rc = err_set(e, "could not read %s: line %d is too long", path, lineno);
+			break;
+		}
+		rc = apply_dotenv_line(cfg, seen, line, path, lineno, e);
+	}
+	if (rc == 0 && ferror(f))
+		rc = err_set(e, "could not read %s: %s", path, strerror(errno));
+	fclose(f);
+	return rc;
+}
+
+static int apply_defaults(struct config *cfg, struct err *e)
+{
+	if (cfg->slot == NULL && set_string(&cfg->slot, "pgstream_slot") < 0)
+		return err_set(e, "could not set defaults: out of memory");
+	if (cfg->publication == NULL && set_string(&cfg->publication, "pgstream_pub") < 0)
+		return err_set(e, "could not set defaults: out of memory");
+	return 0;
+}
+
+static int validate(const struct config *cfg, struct err *e)
+{
+	if (cfg->end_lsn && cfg->start_lsn && cfg->end_lsn < cfg->start_lsn)
+		return err_set(e, "invalid options: --end-lsn is before --start-lsn");
+	if (cfg->tables && !cfg->create_publication)
+		return err_set(e, "invalid options: --tables needs --create-publication");
+	if (cfg->temporary_slot && cfg->start_lsn)
+		return err_set(e,
+		               "invalid options: --start-lsn cannot be used with "
+		               "--temporary-slot (a new slot starts at the current WAL position)");
+	return 0;
+}
+
+int config_load(struct config *cfg, int argc, char **argv, struct err *e)
+{
+	struct seen seen = {{false}};
+
+	memset(cfg, 0, sizeof *cfg);
+	cfg->format = FORMAT_JSON;
+	cfg->status_interval_ms = 10000;
+	cfg->reconnect_max_ms = 30000;
+	cfg->log_level = LOG_INFO;
+	cfg->fsync = true;
+
+	if (load_flags(cfg, &seen, argc, argv, e) < 0)
+		return -1;
+	if (cfg->help || cfg->version)
+		return 0;
+	if (load_env(cfg, &seen, e) < 0 || load_dotenv(cfg, &seen, e) < 0)
+		return -1;
+	if (apply_defaults(cfg, e) < 0)
+		return -1;
+	return validate(cfg, e);
+}
+
+void config_reset(struct config *cfg)
+{
+	free(cfg->database_url);
+	free(cfg->slot);
+	free(cfg->publication);
+	free(cfg->output);
+	free(cfg->tables);
+	free(cfg->env_file);
+	memset(cfg, 0, sizeof *cfg);
+}
+
+void config_print_help(FILE *out)
+{
+	fprintf(out, "usage: pgstream [OPTIONS]\n\n"
+	             "Stream every committed change of a PostgreSQL database as JSON events,\n"
+	             "read from a logical replication slot with the pgoutput plugin.\n\n"
+	             "Options (flags win over environment variables, which win over .env):\n");
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		const struct option_def *o = &OPTIONS[i];
+		char left[64];
+
+		snprintf(left, sizeof left, "--%s%s%s", o->flag, o->metavar ? " " : "",
+		         o->metavar ? o->metavar : "");
+		fprintf(out, "  %-34s %s", left, o->help);
+		if (o->env)
+			fprintf(out, " [%s]", o->env);
+		fputc('\n', out);
+	}
+}

@@ -1,0 +1,52 @@
+/*
+ * config.h — pgstream's settings: flags > environment > .env file.
+ *
+ * One table (config.c) names every setting once, with its flag, its
+ * environment variable, its parser and its help line; --help is printed from
+ * it. config_load() fills a struct config; the caller frees it with
+ * config_reset().
+ */
+#ifndef PGSTREAM_CONFIG_H
+#define PGSTREAM_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "event/json.h"
+#include "util/err.h"
+
+struct config {
+	char *database_url; /* libpq URL or key=value conninfo; NULL if not given */
+	char *slot;         /* replication slot name */
+	char *publication;  /* publication name */
+	char *output;       /* NULL or "-" for stdout, else a file path */
+	char *tables;       /* comma list for --create-publication, NULL = all tables */
+	char *env_file;     /* path of the .env file read */
+	enum json_format format;
+	bool format_set;    /* format given explicitly (else decided by isatty) */
+	uint64_t start_lsn; /* 0 = where the slot stands */
+	uint64_t end_lsn;   /* 0 = run forever */
+	int status_interval_ms;
+	int reconnect_max_ms;
+	int log_level;
+	bool temporary_slot;
+	bool create_publication;
+	bool fsync; /* file sink: fsync before acknowledging */
+	bool help;
+	bool version;
+};
+
+/*
+ * Fill *cfg from argv, then the environment (envp-style lookups through
+ * getenv), then the .env file (--env-file, ENV_FILE, default "./.env", which
+ * may be absent unless named explicitly). Later sources never override earlier
+ * ones. Returns -1 with a one-line message on a bad flag or value.
+ */
+int config_load(struct config *cfg, int argc, char **argv, struct err *e);
+void config_reset(struct config *cfg);
+
+/* The usage text, generated from the option table. */
+void config_print_help(FILE *out);
+
+#endif

@@ -1,0 +1,459 @@
+/*
+ * daemon.c — the poll loop that wires connector, decoder, encoder, sink and
+ * checkpoint together, and the reconnect policy around it.
+ *
+ * Flow per CopyData frame: parse the frame (stream.c), decode the pgoutput
+ * payload (pgoutput.c), encode each change straight into the sink's buffer
+ * (json.c), number it, and record at each COMMIT which event must be durable
+ * before that transaction's end LSN may be acknowledged (checkpoint.c).
+ * Before waiting for more input the sink's buffer is written out, so events
+ * leave as soon as they are decoded; before each status update the sink is
+ * made durable and only what it confirmed is reported as flushed.
+ */
+#include "daemon.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "event/json.h"
+#include "pg/conn.h"
+#include "pg/pgoutput.h"
+#include "pg/stream.h"
+#include "sink/sink.h"
+#include "util/log.h"
+#include "util/lsn.h"
+
+/* Pending acknowledgement marks (one per transaction) before the sink is
+ * forced to confirm: bounds memory however many small transactions arrive
+ * between status updates. */
+#define CHECKPOINT_MARKS 65536
+/* While data keeps arriving, look at the clock every this many frames so
+ * status updates stay on time under load. */
+#define FRAMES_PER_CLOCK_CHECK 1024
+#define RECONNECT_INITIAL_MS   1000
+
+struct daemon {
+	const struct config *cfg;
+	struct conn_params params;
+	volatile sig_atomic_t *stop;
+	enum json_format format;
+
+	struct sink *sink;
+	struct checkpoint cp;
+	uint64_t seq;            /* number of the last event handed to the sink */
+	uint64_t written_lsn;    /* highest WAL position processed */
+	uint64_t reported_flush; /* last flush LSN sent to the server */
+
+	/* Per session. */
+	struct pg_conn *conn;
+	struct pgo_decoder *dec;
+	bool in_txn;
+	struct event_txn txn;
+	bool reached_end;
+	bool reply_now;
+	int64_t next_status_ms;
+
+	bool ever_streamed;    /* some session reached START_REPLICATION */
+	bool session_streamed; /* the last session did */
+};
+
+/* ---- events ------------------------------------------------------------ */
+
+static int emit(struct daemon *d, const struct event *ev, struct err *e)
+{
+	json_write_event(sink_buf(d->sink), ev, d->format);
+	return sink_event_done(d->sink, ++d->seq, e);
+}
+
+/* Make the sink durable and release what it confirmed. */
+static int confirm(struct daemon *d, bool durable, struct err *e)
+{
+	if (sink_flush(d->sink, durable, e) < 0)
+		return -1;
+	checkpoint_confirm(&d->cp, sink_confirmed(d->sink));
+	return 0;
+}
+
+/* Record that lsn may be acknowledged once the events so far are durable. */
+static int mark(struct daemon *d, uint64_t lsn, struct err *e)
+{
+	while (!checkpoint_mark(&d->cp, lsn, d->seq)) {
+		/* Ring full: make the sink confirm, which frees marks. */
+		if (confirm(d, true, e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int handle_change(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e)
+{
+	struct event ev = {
+	    .lsn = lsn,
+	    .txn = &d->txn,
+	    .rel = m->u.change.rel,
+	    .old_kind = m->u.change.old_kind,
+	};
+
+	if (!d->in_txn)
+		return err_set(e, "could not decode stream: change outside a transaction at %s",
+		               "XLogData");
+	switch (m->type) {
+	case PGO_INSERT:
+		ev.op = EVENT_INSERT;
+		ev.newtup = &m->u.change.newtup;
+		break;
+	case PGO_UPDATE:
+		ev.op = EVENT_UPDATE;
+		ev.newtup = &m->u.change.newtup;
+		ev.oldtup = m->u.change.old_kind ? &m->u.change.oldtup : NULL;
+		break;
+	default:
+		ev.op = EVENT_DELETE;
+		ev.oldtup = &m->u.change.oldtup;
+		break;
+	}
+	return emit(d, &ev, e);
+}
+
+static int handle_truncate(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e)
+{
+	struct relcache *rc = pgoutput_relcache(d->dec);
+
+	for (uint32_t i = 0; i < m->u.truncate.nrels; i++) {
+		struct event ev = {
+		    .op = EVENT_TRUNCATE,
+		    .lsn = lsn,
+		    .txn = &d->txn,
+		    .rel = relcache_get(rc, m->u.truncate.relids[i]),
+		    .cascade = m->u.truncate.options & PGO_TRUNCATE_CASCADE,
+		    .restart_identity = m->u.truncate.options & PGO_TRUNCATE_RESTART_IDENTITY,
+		};
+		if (ev.rel == NULL)
+			return err_set(e,
+			               "could not decode TRUNCATE: relation OID %u not seen in "
+			               "a Relation message",
+			               m->u.truncate.relids[i]);
+		if (emit(d, &ev, e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e)
+{
+	struct event ev = {
+	    .op = EVENT_MESSAGE,
+	    .lsn = lsn,
+	    .transactional = m->u.message.flags & PGO_MESSAGE_TRANSACTIONAL,
+	    .prefix = m->u.message.prefix,
+	    .content = m->u.message.content,
+	    .content_len = m->u.message.len,
+	};
+
+	ev.txn = ev.transactional && d->in_txn ? &d->txn : NULL;
+	return emit(d, &ev, e);
+}
+
+/* One pgoutput message at WAL position lsn (its XLogData start). */
+static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e)
+{
+	uint64_t end = d->cfg->end_lsn;
+
+	switch (m->type) {
+	case PGO_BEGIN:
+		if (end && m->u.begin.final_lsn > end) {
+			d->reached_end = true; /* commits after --end-lsn are not ours */
+			return 0;
+		}
+		d->in_txn = true;
+		d->txn.xid = m->u.begin.xid;
+		d->txn.commit_lsn = m->u.begin.final_lsn;
+		d->txn.commit_time = m->u.begin.commit_time;
+		return 0;
+	case PGO_COMMIT:
+		d->in_txn = false;
+		if (mark(d, m->u.commit.end_lsn, e) < 0)
+			return -1;
+		if (end && m->u.commit.end_lsn >= end)
+			d->reached_end = true;
+		return 0;
+	case PGO_INSERT:
+	case PGO_UPDATE:
+	case PGO_DELETE:
+		return handle_change(d, m, lsn, e);
+	case PGO_TRUNCATE:
+		return handle_truncate(d, m, lsn, e);
+	case PGO_MESSAGE:
+		if (end && !d->in_txn && lsn > end) {
+			d->reached_end = true;
+			return 0;
+		}
+		return handle_message(d, m, lsn, e);
+	case PGO_RELATION:
+	case PGO_TYPE:
+	case PGO_ORIGIN:
+		return 0; /* the decoder keeps what matters */
+	default:
+		return err_set(e, "could not handle pgoutput message '%c': not requested",
+		               (char)m->type);
+	}
+}
+
+static int handle_keepalive(struct daemon *d, const struct stream_frame *f, struct err *e)
+{
+	if (f->reply_requested)
+		d->reply_now = true;
+	if (d->in_txn)
+		return 0;
+	/* Everything before the server's WAL end has been sent and handled:
+	 * acknowledging it lets an idle slot release WAL. */
+	if (f->wal_end > d->written_lsn)
+		d->written_lsn = f->wal_end;
+	if (mark(d, f->wal_end, e) < 0)
+		return -1;
+	if (d->cfg->end_lsn && f->wal_end >= d->cfg->end_lsn)
+		d->reached_end = true;
+	return 0;
+}
+
+static int handle_frame(struct daemon *d, const uint8_t *data, size_t len, struct err *e)
+{
+	struct stream_frame f;
+	struct pgo_msg m;
+
+	if (stream_parse_frame(data, len, &f, e) < 0)
+		return -1;
+	if (f.type == FRAME_KEEPALIVE)
+		return handle_keepalive(d, &f, e);
+	if (pgoutput_decode(d->dec, f.payload, f.payload_len, &m, e) < 0)
+		return err_wrap(e, "at WAL position %X/%X", (unsigned)(f.wal_start >> 32),
+		                (unsigned)f.wal_start);
+	if (handle_pgoutput(d, &m, f.wal_start, e) < 0)
+		return -1;
+	if (!d->reached_end && f.wal_start > d->written_lsn)
+		d->written_lsn = f.wal_start;
+	return 0;
+}
+
+/* ---- feedback ---------------------------------------------------------- */
+
+static int send_status(struct daemon *d, struct err *e)
+{
+	uint64_t flush;
+
+	if (confirm(d, true, e) < 0)
+		return -1;
+	flush = d->cp.flush_lsn;
+	if (stream_send_status(d->conn, d->written_lsn > flush ? d->written_lsn : flush, flush,
+	                       false, e) < 0)
+		return -1;
+	if (flush != d->reported_flush) {
+		char s[LSN_STR_MAX];
+		lsn_format(flush, s);
+		log_debug("acknowledged %s", s);
+	}
+	d->reported_flush = flush;
+	d->reply_now = false;
+	d->next_status_ms = clock_ms() + d->cfg->status_interval_ms;
+	return 0;
+}
+
+static bool status_due(const struct daemon *d)
+{
+	return d->reply_now || clock_ms() >= d->next_status_ms;
+}
+
+/* ---- one session: connect, stream until stop, end or error -------------- */
+
+static int stream_loop(struct daemon *d, struct err *e)
+{
+	unsigned frames = 0;
+
+	while (!*d->stop && !d->reached_end) {
+		uint8_t *data;
+		size_t len;
+		int n = stream_recv(d->conn, &data, &len, e);
+
+		if (n < 0)
+			return -1;
+		if (n > 0) {
+			int rc = handle_frame(d, data, len, e);
+			stream_free(data);
+			if (rc < 0)
+				return -1;
+			if (++frames % FRAMES_PER_CLOCK_CHECK == 0 && status_due(d) &&
+			    send_status(d, e) < 0)
+				return -1;
+			if (d->reply_now && send_status(d, e) < 0)
+				return -1;
+			continue;
+		}
+		/* Nothing buffered: deliver what was decoded, then wait. */
+		if (confirm(d, false, e) < 0)
+			return -1;
+		if (status_due(d) && send_status(d, e) < 0)
+			return -1;
+		if (stream_wait(d->conn, (int)(d->next_status_ms - clock_ms()), e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void session_end(struct daemon *d)
+{
+	pgoutput_free(d->dec);
+	d->dec = NULL;
+	conn_close(d->conn);
+	d->conn = NULL;
+	d->in_txn = false;
+}
+
+static int run_session(struct daemon *d, struct err *e)
+{
+	struct conn_info info;
+	uint64_t start;
+	char s[LSN_STR_MAX];
+	int rc;
+
+	d->session_streamed = false;
+	log_info("connecting to postgres...");
+	d->conn = conn_open(&d->params, &info, e);
+	if (d->conn == NULL)
+		return -1;
+	log_info("connected!");
+	if (conn_prepare(d->conn, &d->params, &info, e) < 0) {
+		session_end(d);
+		return -1;
+	}
+	log_debug("server %s, version %d", info.description, info.server_version);
+	d->dec = pgoutput_new(info.proto_version);
+	if (d->dec == NULL) {
+		session_end(d);
+		return err_set(e, "could not create decoder: out of memory");
+	}
+	/* Resume where our sink confirmed, which may be ahead of what the
+	 * server last heard from us; the server never goes below its slot. */
+	start = d->cp.flush_lsn ? d->cp.flush_lsn : d->cfg->start_lsn;
+	lsn_format(start, s);
+	log_info("starting replication...");
+	log_debug("start_replication at %s, proto_version %d", s, info.proto_version);
+	if (conn_start_replication(d->conn, &d->params, &info, start, e) < 0) {
+		session_end(d);
+		return -1;
+	}
+	d->ever_streamed = d->session_streamed = true;
+	log_info("listening for changes...");
+	d->next_status_ms = clock_ms() + d->cfg->status_interval_ms;
+	rc = stream_loop(d, e);
+	if (rc == 0) {
+		/* Clean stop: everything durable, acknowledged, copy ended. */
+		rc = send_status(d, e);
+		if (rc == 0)
+			stream_end(d->conn);
+	}
+	session_end(d);
+	return rc;
+}
+
+/* Sleep ms in slices so a signal ends the wait promptly. */
+static void backoff_sleep(struct daemon *d, int ms)
+{
+	int64_t until = clock_ms() + ms;
+
+	while (!*d->stop && clock_ms() < until) {
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* One debug line at exit, for operators and for the memory tests. VmHWM,
+ * not getrusage(): Linux carries ru_maxrss over from before execve(), so it
+ * would report the parent's size. */
+static void log_peak_memory(const struct daemon *d)
+{
+	char line[128];
+	long peak_kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "VmHWM: %ld kB", &peak_kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	log_debug("exiting after %llu events, peak RSS %ld kB", (unsigned long long)d->seq,
+	          peak_kb);
+}
+
+static enum json_format pick_format(const struct config *cfg)
+{
+	if (cfg->format_set)
+		return cfg->format;
+	if ((cfg->output == NULL || strcmp(cfg->output, "-") == 0) && isatty(STDOUT_FILENO))
+		return FORMAT_PRETTY;
+	return FORMAT_JSON;
+}
+
+int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e)
+{
+	struct sink_config scfg = {.output = cfg->output, .fsync = cfg->fsync};
+	struct daemon d = {
+	    .cfg = cfg,
+	    .stop = stop,
+	    .params =
+	        {
+	            .database_url = cfg->database_url,
+	            .slot = cfg->slot,
+	            .publication = cfg->publication,
+	            .tables = cfg->tables,
+	            .temporary_slot = cfg->temporary_slot,
+	            .create_publication = cfg->create_publication,
+	        },
+	};
+	int backoff = RECONNECT_INITIAL_MS;
+	int rc;
+
+	d.format = pick_format(cfg);
+	d.sink = sink_open(&scfg, e);
+	if (d.sink == NULL)
+		return -1;
+	if (checkpoint_init(&d.cp, CHECKPOINT_MARKS, 0) < 0) {
+		sink_close(d.sink);
+		return err_set(e, "could not allocate checkpoint: out of memory");
+	}
+	for (;;) {
+		rc = run_session(&d, e);
+		if (rc == 0 || *stop)
+			break;
+		/* Retry only what a retry can cure, and only once we have streamed:
+		 * a first connection that fails is a configuration problem to
+		 * report, not to hide behind retries. */
+		if (e->kind != ERR_TRANSIENT || !d.ever_streamed)
+			break;
+		if (d.session_streamed)
+			backoff = RECONNECT_INITIAL_MS; /* it worked for a while */
+		log_warn("reconnecting in %d s: %s", (backoff + 999) / 1000, e->msg);
+		backoff_sleep(&d, backoff);
+		if (*stop) {
+			rc = 0;
+			break;
+		}
+		backoff = backoff * 2 > cfg->reconnect_max_ms ? cfg->reconnect_max_ms : backoff * 2;
+	}
+	if (*stop)
+		rc = 0;
+	if (rc == 0 || e->kind != ERR_SINK) {
+		struct err ignored;
+		/* Whatever was decoded reaches the sink even if it cannot be
+		 * acknowledged any more: repeats are allowed, losses are not. */
+		if (confirm(&d, true, &ignored) < 0)
+			log_warn("%s", ignored.msg);
+	}
+	checkpoint_reset(&d.cp);
+	sink_close(d.sink);
+	log_peak_memory(&d);
+	return rc;
+}

@@ -1,0 +1,20 @@
+/*
+ * daemon.h — the streaming loop: connector → decoder → encoder → sink →
+ * checkpoint → feedback, with reconnects.
+ */
+#ifndef PGSTREAM_DAEMON_H
+#define PGSTREAM_DAEMON_H
+
+#include <signal.h>
+
+#include "config.h"
+#include "util/err.h"
+
+/*
+ * Stream until *stop becomes non-zero (a signal), --end-lsn is reached, or a
+ * fatal error. Returns 0 on a clean stop, -1 with *e set otherwise. Borrows
+ * cfg for the duration of the call.
+ */
+int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e);
+
+#endif

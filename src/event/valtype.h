@@ -1,0 +1,36 @@
+/*
+ * valtype.h — how a column's text value becomes a JSON value.
+ *
+ * pgoutput sends every value as Postgres's text output; the type OID from the
+ * Relation message says how to render it. The rule table (see json.h):
+ * bool → true/false; integers, oid, floats, numeric → JSON numbers from their
+ * exact digits (NaN/Infinity as strings); json/jsonb → embedded; arrays →
+ * JSON arrays of their element kind; everything else → string.
+ */
+#ifndef PGSTREAM_VALTYPE_H
+#define PGSTREAM_VALTYPE_H
+
+#include <stdint.h>
+
+enum valkind {
+	VK_STRING = 0, /* JSON string of the text output */
+	VK_BOOL,       /* "t"/"f" → true/false */
+	VK_NUMBER,     /* digits as a JSON number; non-finite words as strings */
+	VK_JSON,       /* json/jsonb text embedded as is */
+	VK_ARRAY,      /* Postgres array literal → (nested) JSON array of elem */
+};
+
+struct valtype {
+	uint8_t kind; /* enum valkind */
+	uint8_t elem; /* enum valkind of the elements when kind == VK_ARRAY */
+	char delim;   /* array element delimiter: ',' (';' for box) */
+};
+
+/* The rendering of a built-in type OID (array types included); VK_STRING
+ * for OIDs it does not know, such as user-defined types and domains. */
+struct valtype valtype_for_oid(uint32_t oid);
+
+/* The rendering of an array whose element type renders as elem. */
+struct valtype valtype_array_of(struct valtype elem);
+
+#endif

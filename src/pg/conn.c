@@ -1,0 +1,449 @@
+/*
+ * conn.c — opening the replication connection and preparing to stream.
+ *
+ * Owns the conninfo rules (replication=database, session settings that fix
+ * the text form of values), the server checks that turn a confusing failure
+ * later into a clear one now, and slot/publication management.
+ */
+#include "pg/conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg/conn_int.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/lsn.h"
+
+/* Settings that shape the text output of values, so events never depend on
+ * the server's or the role's defaults. */
+#define SESSION_OPTIONS                                                                            \
+	"-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC "                              \
+	"-c extra_float_digits=3 -c bytea_output=hex"
+
+#define MIN_SERVER_VERSION      100000 /* logical replication protocol: PG 10 */
+#define MESSAGES_SERVER_VERSION 140000 /* pgoutput 'messages' option: PG 14 */
+
+struct pg_conn {
+	PGconn *pg;
+};
+
+/* SQLSTATEs a retry can cure: the server going away or coming back, or a slot
+ * still held by a walsender that has not noticed its client is gone. */
+static bool sqlstate_is_transient(const char *state)
+{
+	if (state == NULL)
+		return true;                   /* no SQLSTATE: the connection itself failed */
+	return strncmp(state, "08", 2) == 0 || /* connection exception */
+	       strcmp(state, "57P01") == 0 ||  /* admin_shutdown */
+	       strcmp(state, "57P02") == 0 ||  /* crash_shutdown */
+	       strcmp(state, "57P03") == 0 ||  /* cannot_connect_now */
+	       strcmp(state, "55006") == 0 ||  /* object_in_use: slot active */
+	       strcmp(state, "53300") == 0;    /* too_many_connections */
+}
+
+int conn_result_error(PGconn *pg, PGresult *res, struct err *e, const char *what)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res ? PQresultErrorMessage(res) : "";
+
+	if (msg == NULL || *msg == '\0')
+		msg = PQerrorMessage(pg);
+	if (PQstatus(pg) == CONNECTION_BAD)
+		state = NULL;
+	return err_setk(e, sqlstate_is_transient(state) ? ERR_TRANSIENT : ERR_FATAL,
+	                "could not %s: %s", what, msg);
+}
+
+/* Run a query expected to return tuples (or a command); NULL on error. */
+static PGresult *run(PGconn *pg, const char *sql, const char *what, struct err *e)
+{
+	PGresult *res = PQexec(pg, sql);
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return res;
+	conn_result_error(pg, res, e, what);
+	PQclear(res);
+	return NULL;
+}
+
+void conn_describe(const char *database_url, char *out, size_t outlen)
+{
+	PQconninfoOption *opts = PQconninfoParse(database_url ? database_url : "", NULL);
+	const char *host = NULL, *port = NULL, *dbname = NULL, *user = NULL;
+
+	for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+		if (o->val == NULL)
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+		else if (strcmp(o->keyword, "dbname") == 0)
+			dbname = o->val;
+		else if (strcmp(o->keyword, "user") == 0)
+			user = o->val;
+	}
+	snprintf(out, outlen, "host=%s port=%s dbname=%s user=%s", host ? host : "(default)",
+	         port ? port : "(default)", dbname ? dbname : "(default)",
+	         user ? user : "(default)");
+	PQconninfoFree(opts);
+}
+
+/*
+ * Connect using the user's URL/conninfo with our additions: replication=
+ * database (logical walsender that also takes SQL), our session settings
+ * appended to any options the user gave, and an application name.
+ */
+static PGconn *connect_params(const char *database_url, struct err *e)
+{
+	PQconninfoOption *opts;
+	const char *keys[64], *vals[64];
+	char *errmsg = NULL;
+	struct buf options;
+	PGconn *pg = NULL;
+	int n = 0;
+
+	opts = PQconninfoParse(database_url ? database_url : "", &errmsg);
+	if (opts == NULL) {
+		err_set(e, "could not parse database URL: %s", errmsg ? errmsg : "out of memory");
+		PQfreemem(errmsg);
+		return NULL;
+	}
+	buf_init(&options, 4096);
+	for (PQconninfoOption *o = opts; o->keyword && n < 60; o++) {
+		if (o->val == NULL || strcmp(o->keyword, "replication") == 0)
+			continue;
+		if (strcmp(o->keyword, "options") == 0) {
+			buf_puts(&options, o->val);
+			buf_putc(&options, ' ');
+			continue;
+		}
+		keys[n] = o->keyword;
+		vals[n++] = o->val;
+	}
+	buf_puts(&options, SESSION_OPTIONS);
+	keys[n] = "replication", vals[n++] = "database";
+	keys[n] = "options", vals[n++] = options.data;
+	keys[n] = "fallback_application_name", vals[n++] = "pgstream";
+	keys[n] = NULL, vals[n] = NULL;
+
+	if (!buf_ok(&options)) {
+		err_set(e, "could not build connection options: too long");
+	} else {
+		pg = PQconnectdbParams(keys, vals, 0);
+		if (pg == NULL)
+			err_set(e, "could not connect: out of memory");
+	}
+	buf_reset(&options);
+	PQconninfoFree(opts);
+	return pg;
+}
+
+static int check_server(PGconn *pg, struct conn_info *info, struct err *e)
+{
+	PGresult *res;
+	int rc = 0;
+
+	if (info->server_version < MIN_SERVER_VERSION)
+		return err_set(e,
+		               "could not use server: PostgreSQL %d.%d is too old, logical "
+		               "replication with pgoutput needs PostgreSQL 10 or newer",
+		               info->server_version / 10000, info->server_version / 100 % 100);
+	res = run(pg, "SHOW wal_level", "read wal_level", e);
+	if (res == NULL)
+		return -1;
+	if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0)
+		rc = err_set(e,
+		             "could not use server: wal_level is \"%s\", logical decoding needs "
+		             "wal_level = logical in postgresql.conf (and a server restart)",
+		             PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return rc;
+}
+
+static int identify_system(PGconn *pg, struct conn_info *info, struct err *e)
+{
+	PGresult *res = run(pg, "IDENTIFY_SYSTEM", "identify system", e);
+
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) != 1 || PQnfields(res) < 4 ||
+	    !lsn_parse(PQgetvalue(res, 0, 2), &info->xlogpos)) {
+		PQclear(res);
+		return err_set(e, "could not identify system: unexpected IDENTIFY_SYSTEM reply");
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* Append "a", "s"."b" for a user's comma list of (possibly qualified) names. */
+static int append_table_list(PGconn *pg, struct buf *sql, const char *tables, struct err *e)
+{
+	char *list = strdup(tables);
+	char *save = NULL;
+	int rc = 0, n = 0;
+
+	if (list == NULL)
+		return err_set(e, "could not build CREATE PUBLICATION: out of memory");
+	for (char *t = strtok_r(list, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save)) {
+		char *dot;
+		while (*t == ' ')
+			t++;
+		if (*t == '\0')
+			continue;
+		buf_puts(sql, n++ ? ", " : "");
+		dot = strchr(t, '.');
+		for (char *part = t; part; part = dot ? dot + 1 : NULL) {
+			char *q;
+			dot = strchr(part, '.');
+			if (dot)
+				*dot = '\0';
+			q = PQescapeIdentifier(pg, part, strlen(part));
+			if (q == NULL) {
+				rc = err_set(e, "could not quote table name \"%s\"", part);
+				break;
+			}
+			buf_puts(sql, q);
+			PQfreemem(q);
+			if (dot)
+				buf_putc(sql, '.');
+		}
+	}
+	if (rc == 0 && n == 0)
+		rc = err_set(e, "invalid value for --tables: no table names");
+	free(list);
+	return rc;
+}
+
+static int create_publication(PGconn *pg, const struct conn_params *p, const char *quoted,
+                              struct err *e)
+{
+	struct buf sql;
+	PGresult *res = NULL;
+	int rc;
+
+	buf_init(&sql, 1 << 20);
+	buf_printf(&sql, "CREATE PUBLICATION %s FOR ", quoted);
+	if (p->tables) {
+		buf_puts(&sql, "TABLE ");
+		rc = append_table_list(pg, &sql, p->tables, e);
+	} else {
+		buf_puts(&sql, "ALL TABLES");
+		rc = 0;
+	}
+	if (rc == 0 && !buf_ok(&sql))
+		rc = err_set(e, "could not build CREATE PUBLICATION: too long");
+	if (rc == 0 && (res = run(pg, sql.data, "create publication", e)) == NULL)
+		rc = -1;
+	if (rc == 0)
+		log_info("publication created: %s", p->publication);
+	PQclear(res);
+	buf_reset(&sql);
+	return rc;
+}
+
+static int ensure_publication(PGconn *pg, const struct conn_params *p, struct err *e)
+{
+	char *lit = PQescapeLiteral(pg, p->publication, strlen(p->publication));
+	char *ident = PQescapeIdentifier(pg, p->publication, strlen(p->publication));
+	char sql[512];
+	PGresult *res = NULL;
+	int rc = -1;
+
+	if (lit == NULL || ident == NULL || strlen(lit) > 300) {
+		err_set(e, "could not quote publication name \"%s\"", p->publication);
+		goto out;
+	}
+	snprintf(sql, sizeof sql, "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = %s",
+	         lit);
+	res = run(pg, sql, "look up publication", e);
+	if (res == NULL)
+		goto out;
+	if (PQntuples(res) == 1)
+		rc = 0;
+	else if (p->create_publication)
+		rc = create_publication(pg, p, ident, e);
+	else
+		err_set(e,
+		        "publication \"%s\" does not exist: create it with "
+		        "CREATE PUBLICATION %s FOR ALL TABLES; (or run pgstream with "
+		        "--create-publication)",
+		        p->publication, ident);
+out:
+	PQclear(res);
+	PQfreemem(lit);
+	PQfreemem(ident);
+	return rc;
+}
+
+/* Check a slot that already exists; fill its confirmed position. Returns 1
+ * if the slot exists and is usable, 0 if it does not exist. */
+static int check_existing_slot(PGconn *pg, const struct conn_params *p, struct conn_info *info,
+                               struct err *e)
+{
+	char sql[512];
+	PGresult *res;
+	int rc = 1;
+	const char *plugin, *type, *db, *pid, *status;
+
+	snprintf(sql, sizeof sql,
+	         "SELECT plugin, slot_type, database, active_pid, confirmed_flush_lsn, %s, "
+	         "current_database() FROM pg_catalog.pg_replication_slots WHERE slot_name = '%s'",
+	         info->server_version >= 130000 ? "wal_status" : "NULL", p->slot);
+	res = run(pg, sql, "look up replication slot", e);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return 0;
+	}
+	plugin = PQgetvalue(res, 0, 0);
+	type = PQgetvalue(res, 0, 1);
+	db = PQgetvalue(res, 0, 2);
+	pid = PQgetvalue(res, 0, 3);
+	status = PQgetvalue(res, 0, 5);
+	if (strcmp(type, "logical") != 0)
+		rc = err_set(e,
+		             "replication slot \"%s\" is a %s slot; pgstream needs a logical "
+		             "slot (use another --slot name)",
+		             p->slot, type);
+	else if (strcmp(plugin, "pgoutput") != 0)
+		rc = err_set(e,
+		             "replication slot \"%s\" was created for plugin \"%s\", not "
+		             "pgoutput (use another --slot name, or drop it with SELECT "
+		             "pg_drop_replication_slot('%s'))",
+		             p->slot, plugin, p->slot);
+	else if (strcmp(db, PQgetvalue(res, 0, 6)) != 0)
+		rc = err_set(e, "replication slot \"%s\" belongs to database \"%s\", not \"%s\"",
+		             p->slot, db, PQgetvalue(res, 0, 6));
+	else if (strcmp(status, "lost") == 0)
+		rc = err_set(e,
+		             "replication slot \"%s\" is invalidated (wal_status lost: the WAL it "
+		             "needed was removed, see max_slot_wal_keep_size); changes were lost "
+		             "on the server, drop the slot and resynchronize",
+		             p->slot);
+	else if (!PQgetisnull(res, 0, 3))
+		rc = err_setk(e, ERR_TRANSIENT,
+		              "replication slot \"%s\" is active in another process (pid %s)",
+		              p->slot, pid);
+	else if (!PQgetisnull(res, 0, 4))
+		lsn_parse(PQgetvalue(res, 0, 4), &info->slot_confirmed_lsn);
+	PQclear(res);
+	return rc;
+}
+
+static int ensure_slot(PGconn *pg, const struct conn_params *p, struct conn_info *info,
+                       struct err *e)
+{
+	char sql[256];
+	PGresult *res;
+	int exists = 0;
+
+	if (!p->temporary_slot) {
+		exists = check_existing_slot(pg, p, info, e);
+		if (exists < 0)
+			return -1;
+		if (exists) {
+			log_info("using existing replication slot: %s", p->slot);
+			return 0;
+		}
+	}
+	snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT \"%s\" %sLOGICAL pgoutput%s", p->slot,
+	         p->temporary_slot ? "TEMPORARY " : "",
+	         info->server_version >= 150000 ? " (SNAPSHOT 'nothing')" : " NOEXPORT_SNAPSHOT");
+	res = run(pg, sql, "create replication slot", e);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 1)
+		lsn_parse(PQgetvalue(res, 0, 1), &info->slot_confirmed_lsn);
+	PQclear(res);
+	info->slot_created = true;
+	log_info("replication slot created: %s%s", p->slot,
+	         p->temporary_slot ? " (temporary)" : "");
+	return 0;
+}
+
+struct pg_conn *conn_open(const struct conn_params *p, struct conn_info *info, struct err *e)
+{
+	struct pg_conn *c = calloc(1, sizeof *c);
+
+	memset(info, 0, sizeof *info);
+	conn_describe(p->database_url, info->description, sizeof info->description);
+	if (c == NULL) {
+		err_set(e, "could not connect: out of memory");
+		return NULL;
+	}
+	c->pg = connect_params(p->database_url, e);
+	if (c->pg == NULL)
+		goto fail;
+	if (PQstatus(c->pg) != CONNECTION_OK) {
+		/* Whether a retry helps is for the caller to judge (it depends on
+		 * whether we ever streamed); report it as transient. */
+		err_setk(e, ERR_TRANSIENT, "could not connect to %s: %s", info->description,
+		         PQerrorMessage(c->pg));
+		goto fail;
+	}
+	info->server_version = PQserverVersion(c->pg);
+	return c;
+fail:
+	conn_close(c);
+	return NULL;
+}
+
+int conn_prepare(struct pg_conn *c, const struct conn_params *p, struct conn_info *info,
+                 struct err *e)
+{
+	if (check_server(c->pg, info, e) < 0 || identify_system(c->pg, info, e) < 0 ||
+	    ensure_publication(c->pg, p, e) < 0 || ensure_slot(c->pg, p, info, e) < 0)
+		return -1;
+	info->proto_version = 1;
+	info->messages = info->server_version >= MESSAGES_SERVER_VERSION;
+	return 0;
+}
+
+int conn_start_replication(struct pg_conn *c, const struct conn_params *p,
+                           const struct conn_info *info, uint64_t start_lsn, struct err *e)
+{
+	char lsn[LSN_STR_MAX];
+	char *ident = PQescapeIdentifier(c->pg, p->publication, strlen(p->publication));
+	char *lit = ident ? PQescapeLiteral(c->pg, ident, strlen(ident)) : NULL;
+	struct buf sql;
+	PGresult *res;
+	int rc = 0;
+
+	if (lit == NULL) {
+		PQfreemem(ident);
+		return err_set(e, "could not quote publication name \"%s\"", p->publication);
+	}
+	lsn_format(start_lsn, lsn);
+	buf_init(&sql, 4096);
+	buf_printf(&sql,
+	           "START_REPLICATION SLOT \"%s\" LOGICAL %s (proto_version '%d', "
+	           "publication_names %s%s)",
+	           p->slot, lsn, info->proto_version, lit,
+	           info->messages ? ", messages 'true'" : "");
+	res = PQexec(c->pg, sql.data);
+	if (PQresultStatus(res) != PGRES_COPY_BOTH)
+		rc = conn_result_error(c->pg, res, e, "start replication");
+	PQclear(res);
+	buf_reset(&sql);
+	PQfreemem(lit);
+	PQfreemem(ident);
+	return rc;
+}
+
+void conn_close(struct pg_conn *c)
+{
+	if (c == NULL)
+		return;
+	PQfinish(c->pg);
+	free(c);
+}
+
+PGconn *conn_pg(struct pg_conn *c)
+{
+	return c->pg;
+}

@@ -1,0 +1,67 @@
+/*
+ * conn.h — the libpq replication connection and everything done on it before
+ * streaming starts: conninfo with replication=database and fixed session
+ * settings, server checks (version, wal_level, publication), the slot
+ * (reuse or create), and START_REPLICATION.
+ *
+ * Passwords never leave this module: conn_describe() gives a redacted
+ * "host=... port=... dbname=... user=..." for log lines.
+ */
+#ifndef PGSTREAM_CONN_H
+#define PGSTREAM_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+struct pg_conn; /* libpq's PGconn, kept opaque outside pg/ */
+
+struct conn_params {
+	const char *database_url; /* URL or conninfo; NULL: libpq defaults (PG* env) */
+	const char *slot;
+	const char *publication;
+	const char *tables; /* --tables list for --create-publication */
+	bool temporary_slot;
+	bool create_publication;
+};
+
+/* What the server told us while setting up. */
+struct conn_info {
+	int server_version; /* e.g. 150018 */
+	int proto_version;  /* pgoutput protocol chosen */
+	bool messages;      /* logical messages requested */
+	bool slot_created;
+	uint64_t slot_confirmed_lsn; /* confirmed_flush_lsn of a reused slot */
+	uint64_t xlogpos;            /* IDENTIFY_SYSTEM's current WAL position */
+	char description[256];       /* redacted target for logs */
+};
+
+/*
+ * Connect with replication=database. Returns NULL with *e set on failure
+ * (kind ERR_TRANSIENT: whether to retry is the caller's policy).
+ */
+struct pg_conn *conn_open(const struct conn_params *p, struct conn_info *info, struct err *e);
+
+/*
+ * Check the server (version, wal_level), the publication (created if asked)
+ * and the slot (reused if usable, else created); choose the protocol
+ * version. On failure e->kind is ERR_FATAL for problems the user must fix and
+ * ERR_TRANSIENT for ones a retry may cure (server starting up or shutting
+ * down, slot still held by a walsender that is going away).
+ */
+int conn_prepare(struct pg_conn *c, const struct conn_params *p, struct conn_info *info,
+                 struct err *e);
+
+/* Send START_REPLICATION from start_lsn (0: where the slot stands) and enter
+ * CopyBoth mode. */
+int conn_start_replication(struct pg_conn *c, const struct conn_params *p,
+                           const struct conn_info *info, uint64_t start_lsn, struct err *e);
+
+void conn_close(struct pg_conn *c); /* accepts NULL */
+
+/* The redacted description of a conninfo/URL, for log lines. */
+void conn_describe(const char *database_url, char *out, size_t outlen);
+
+#endif

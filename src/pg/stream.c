@@ -1,0 +1,159 @@
+/*
+ * stream.c — CopyBoth framing and I/O on a started replication connection.
+ *
+ * As pg_recvlogical does: PQgetCopyData in async mode drains what libpq has
+ * buffered; only when it returns 0 do we wait on the socket, with a timeout
+ * set by the caller to the next feedback deadline.
+ */
+#include "pg/stream.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+#include "pg/conn_int.h"
+#include "util/lsn.h"
+#include "util/rd.h"
+
+/*
+ * XLogData:  'w' Int64 walStart, Int64 walEnd, Int64 sendTime, Byte* payload
+ * Keepalive: 'k' Int64 walEnd, Int64 sendTime, Byte1 replyRequested
+ */
+int stream_parse_frame(const uint8_t *data, size_t len, struct stream_frame *out, struct err *e)
+{
+	struct rd r;
+	uint8_t type, reply;
+	uint64_t t;
+
+	rd_init(&r, data, len);
+	memset(out, 0, sizeof *out);
+	if (!rd_u8(&r, &type))
+		return err_set(e, "could not parse replication frame: empty CopyData");
+	switch (type) {
+	case FRAME_XLOGDATA:
+		if (!rd_u64(&r, &out->wal_start) || !rd_u64(&r, &out->wal_end) || !rd_u64(&r, &t))
+			return err_set(e, "could not parse XLogData: %zu bytes is too short", len);
+		out->type = FRAME_XLOGDATA;
+		out->send_time = (int64_t)t;
+		out->payload = r.p;
+		out->payload_len = r.left;
+		return 0;
+	case FRAME_KEEPALIVE:
+		if (!rd_u64(&r, &out->wal_end) || !rd_u64(&r, &t) || !rd_u8(&r, &reply))
+			return err_set(e, "could not parse keepalive: %zu bytes is too short", len);
+		if (r.left != 0)
+			return err_set(e, "could not parse keepalive: %zu trailing bytes", r.left);
+		out->type = FRAME_KEEPALIVE;
+		out->send_time = (int64_t)t;
+		out->reply_requested = reply != 0;
+		return 0;
+	default:
+		return err_set(e, "could not parse replication frame: unknown type 0x%02x", type);
+	}
+}
+
+/* The copy ended or broke: collect the server's reason. */
+static int stream_ended(PGconn *pg, struct err *e)
+{
+	PGresult *res = PQgetResult(pg);
+	int rc;
+
+	if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
+		rc = err_setk(e, ERR_TRANSIENT, "replication stream ended by the server");
+	else
+		rc = conn_result_error(pg, res, e, "read replication stream");
+	PQclear(res);
+	return rc;
+}
+
+int stream_recv(struct pg_conn *c, uint8_t **data, size_t *len, struct err *e)
+{
+	PGconn *pg = conn_pg(c);
+	char *buf = NULL;
+	int n = PQgetCopyData(pg, &buf, 1);
+
+	if (n > 0) {
+		*data = (uint8_t *)buf;
+		*len = (size_t)n;
+		return 1;
+	}
+	if (n == 0)
+		return 0;
+	if (n == -1)
+		return stream_ended(pg, e);
+	return conn_result_error(pg, NULL, e, "read replication stream");
+}
+
+void stream_free(uint8_t *data)
+{
+	PQfreemem(data);
+}
+
+int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e)
+{
+	PGconn *pg = conn_pg(c);
+	struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+	int n;
+
+	if (pfd.fd < 0)
+		return err_setk(e, ERR_TRANSIENT, "could not wait for data: connection lost");
+	n = poll(&pfd, 1, timeout_ms);
+	if (n < 0 && errno != EINTR)
+		return err_setk(e, ERR_TRANSIENT, "could not wait for data: %s", strerror(errno));
+	if (n > 0 && !PQconsumeInput(pg))
+		return conn_result_error(pg, NULL, e, "read replication stream");
+	return 0;
+}
+
+static void put_u64(char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (char)(v & 0xFF);
+}
+
+/* 'r' Int64 write, Int64 flush, Int64 apply, Int64 clock, Byte1 replyRequested */
+int stream_send_status(struct pg_conn *c, uint64_t write_lsn, uint64_t flush_lsn,
+                       bool reply_requested, struct err *e)
+{
+	PGconn *pg = conn_pg(c);
+	char msg[1 + 8 * 4 + 1];
+
+	msg[0] = 'r';
+	put_u64(msg + 1, write_lsn);
+	put_u64(msg + 9, flush_lsn);
+	put_u64(msg + 17, flush_lsn); /* applied = flushed: we apply by emitting */
+	put_u64(msg + 25, (uint64_t)pgtime_now());
+	msg[33] = reply_requested ? 1 : 0;
+	if (PQputCopyData(pg, msg, sizeof msg) <= 0 || PQflush(pg) != 0)
+		return conn_result_error(pg, NULL, e, "send status update");
+	return 0;
+}
+
+/* Give the server up to this long to finish the copy at shutdown. */
+#define STREAM_END_TIMEOUT_MS 5000
+
+void stream_end(struct pg_conn *c)
+{
+	PGconn *pg = conn_pg(c);
+	int64_t deadline = clock_ms() + STREAM_END_TIMEOUT_MS;
+	PGresult *res;
+	char *buf;
+	int n;
+
+	if (PQputCopyEnd(pg, NULL) <= 0 || PQflush(pg) != 0)
+		return;
+	/* Wait (bounded) for the server's CopyDone: once it arrives the server
+	 * has also processed our last status update, which preceded ours. */
+	while ((n = PQgetCopyData(pg, &buf, 1)) >= 0) {
+		int64_t left = deadline - clock_ms();
+		struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+		if (n > 0) {
+			PQfreemem(buf);
+			continue;
+		}
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0 || !PQconsumeInput(pg))
+			return;
+	}
+	while (!PQisBusy(pg) && (res = PQgetResult(pg)) != NULL)
+		PQclear(res);
+}

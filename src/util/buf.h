@@ -1,0 +1,58 @@
+/*
+ * buf.h — the one growable byte writer, with a hard cap.
+ *
+ * Invariant: data[len] == '\0' whenever data != NULL, so a buf can be handed
+ * to string functions; cap counts the bytes allocated including that NUL.
+ * Appends never fail silently: past `limit` bytes they set `overflow` and
+ * drop the data, and the owner checks buf_ok() once per unit of work.
+ */
+#ifndef PGSTREAM_BUF_H
+#define PGSTREAM_BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	size_t limit; /* largest len allowed; 0 means BUF_DEFAULT_LIMIT */
+	bool overflow;
+	bool nomem;
+};
+
+#define BUF_DEFAULT_LIMIT ((size_t)1 << 30)
+
+void buf_init(struct buf *b, size_t limit);
+void buf_reset(struct buf *b); /* frees the storage */
+static inline void buf_clear(struct buf *b)
+{
+	b->len = 0;
+	b->overflow = b->nomem = false;
+	if (b->data)
+		b->data[0] = '\0';
+}
+static inline bool buf_ok(const struct buf *b)
+{
+	return !b->overflow && !b->nomem;
+}
+
+/* Make room for n more bytes; false (and the flag set) if impossible. */
+bool buf_reserve(struct buf *b, size_t n);
+void buf_append(struct buf *b, const void *data, size_t n);
+void buf_puts(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static inline void buf_putc(struct buf *b, char c)
+{
+	if ((b->len + 2 <= b->cap && b->len < b->limit) || buf_reserve(b, 1)) {
+		b->data[b->len++] = c;
+		b->data[b->len] = '\0';
+	}
+}
+
+/* Drop the first n bytes (after a partial write). */
+void buf_consume(struct buf *b, size_t n);
+
+#endif

@@ -1,0 +1,185 @@
+/* test_config.c — precedence (flags > env > .env) and clear errors for bad
+ * values. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static char envfile[] = "/tmp/pgstream-test-envXXXXXX";
+
+static int setup(void **state)
+{
+	int fd = mkstemp(envfile);
+	FILE *f = fdopen(fd, "w");
+
+	(void)state;
+	fputs("# comment\n"
+	      "export DATABASE_URL=\"postgres://dotenv@h/db\"\n"
+	      "SLOT_NAME=dotenv_slot\n"
+	      "PUBLICATION_NAME='dotenv_pub'\n"
+	      "OTHER_TOOL_SETTING=ignored\n",
+	      f);
+	fclose(f);
+	unsetenv("DATABASE_URL");
+	unsetenv("SLOT_NAME");
+	unsetenv("PUBLICATION_NAME");
+	unsetenv("ENV_FILE");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	unlink(envfile);
+	return 0;
+}
+
+static int load(struct config *cfg, struct err *e, char **argv)
+{
+	int argc = 0;
+
+	while (argv[argc])
+		argc++;
+	return config_load(cfg, argc, argv, e);
+}
+
+static void test_precedence(void **state)
+{
+	struct config cfg;
+	struct err e;
+	char *argv[] = {"pgstream", "--env-file", envfile, "--slot=flag_slot", NULL};
+
+	(void)state;
+	setenv("SLOT_NAME", "env_slot", 1);
+	setenv("PUBLICATION_NAME", "env_pub", 1);
+	assert_int_equal(load(&cfg, &e, argv), 0);
+	assert_string_equal(cfg.slot, "flag_slot");                      /* flag beats env */
+	assert_string_equal(cfg.publication, "env_pub");                 /* env beats .env */
+	assert_string_equal(cfg.database_url, "postgres://dotenv@h/db"); /* .env */
+	config_reset(&cfg);
+	unsetenv("SLOT_NAME");
+	unsetenv("PUBLICATION_NAME");
+}
+
+static void test_defaults(void **state)
+{
+	struct config cfg;
+	struct err e;
+	char *argv[] = {"pgstream", "--env-file", "/dev/null", NULL};
+
+	(void)state;
+	assert_int_equal(load(&cfg, &e, argv), 0);
+	assert_null(cfg.database_url);
+	assert_string_equal(cfg.slot, "pgstream_slot");
+	assert_string_equal(cfg.publication, "pgstream_pub");
+	assert_int_equal(cfg.status_interval_ms, 10000);
+	assert_true(cfg.fsync);
+	assert_false(cfg.temporary_slot);
+	config_reset(&cfg);
+}
+
+static void test_values_parse(void **state)
+{
+	struct config cfg;
+	struct err e;
+	char *argv[] = {"pgstream",
+	                "--env-file",
+	                "/dev/null",
+	                "--format",
+	                "pretty",
+	                "--start-lsn",
+	                "0/10",
+	                "--end-lsn=1/0",
+	                "--status-interval",
+	                "0.5",
+	                "--create-publication",
+	                "--fsync=false",
+	                NULL};
+
+	(void)state;
+	assert_int_equal(load(&cfg, &e, argv), 0);
+	assert_int_equal(cfg.format, FORMAT_PRETTY);
+	assert_true(cfg.start_lsn == 0x10);
+	assert_true(cfg.end_lsn == UINT64_C(0x100000000));
+	assert_int_equal(cfg.status_interval_ms, 500);
+	assert_true(cfg.create_publication);
+	assert_false(cfg.fsync);
+	config_reset(&cfg);
+}
+
+/* Each bad argv must fail with a message containing the given text. */
+static void expect_error(char **argv, const char *text)
+{
+	struct config cfg;
+	struct err e = {0};
+
+	assert_int_equal(load(&cfg, &e, argv), -1);
+	if (strstr(e.msg, text) == NULL)
+		fail_msg("error \"%s\" does not mention \"%s\"", e.msg, text);
+	assert_null(strchr(e.msg, '\n'));
+	config_reset(&cfg);
+}
+
+static void test_bad_values(void **state)
+{
+	char *a1[] = {"pgstream", "--format", "xml", NULL};
+	char *a2[] = {"pgstream", "--slot", "Bad-Slot", NULL};
+	char *a3[] = {"pgstream", "--start-lsn", "12", NULL};
+	char *a4[] = {"pgstream", "--status-interval", "-1", NULL};
+	char *a5[] = {"pgstream", "--bogus", NULL};
+	char *a6[] = {"pgstream", "--slot", NULL};
+	char *a7[] = {"pgstream", "--temporary-slot=maybe", NULL};
+	char *a8[] = {"pgstream", "--env-file", "/nonexistent/.env", NULL};
+	char *a9[] = {"pgstream", "--env-file=/dev/null", "--tables", "a", NULL};
+	char *a10[] = {"pgstream", "--env-file=/dev/null", "--start-lsn=0/2", "--end-lsn=0/1",
+	               NULL};
+	char *a11[] = {"pgstream", "stray", NULL};
+	char *a12[] = {"pgstream", "--log-level", "loud", NULL};
+	char *a13[] = {"pgstream", "--env-file=/dev/null", "--temporary-slot", "--start-lsn=0/1",
+	               NULL};
+
+	(void)state;
+	expect_error(a1, "--format");
+	expect_error(a2, "--slot");
+	expect_error(a3, "--start-lsn");
+	expect_error(a4, "--status-interval");
+	expect_error(a5, "unknown option \"--bogus\"");
+	expect_error(a6, "needs a value");
+	expect_error(a7, "--temporary-slot");
+	expect_error(a8, "could not open /nonexistent/.env");
+	expect_error(a9, "--tables needs --create-publication");
+	expect_error(a10, "--end-lsn is before --start-lsn");
+	expect_error(a11, "unexpected argument");
+	expect_error(a12, "--log-level");
+	expect_error(a13, "--start-lsn cannot be used with --temporary-slot");
+}
+
+static void test_bad_env_value_names_source(void **state)
+{
+	char *argv[] = {"pgstream", "--env-file=/dev/null", NULL};
+
+	(void)state;
+	setenv("FORMAT", "yaml", 1);
+	expect_error(argv, "environment variable for --format");
+	unsetenv("FORMAT");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_precedence),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_values_parse),
+	    cmocka_unit_test(test_bad_values),
+	    cmocka_unit_test(test_bad_env_value_names_source),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,1319 @@
+/*
+ * test_json.c — the JSON encoder: type OIDs, typed values, strings, arrays,
+ * whole events in both formats.
+ *
+ * Every JSON text the encoder produces here also goes through json_check(), a
+ * strict RFC 8259 + UTF-8 validator written independently of the encoder, so
+ * a rendering bug that yields invalid JSON fails even where no exact output
+ * is asserted.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "event/event.h"
+#include "event/json.h"
+#include "event/valtype.h"
+#include "util/buf.h"
+
+/* ------------------------------------------------------------------------
+ * A strict JSON validator (recursive descent, RFC 8259, UTF-8 checked)
+ * ------------------------------------------------------------------------ */
+
+struct vp {
+	const unsigned char *p;
+	const unsigned char *end;
+	int depth;
+};
+
+static int v_value(struct vp *v);
+
+static void v_ws(struct vp *v)
+{
+	while (v->p < v->end && (*v->p == ' ' || *v->p == '\t' || *v->p == '\n' || *v->p == '\r'))
+		v->p++;
+}
+
+/* Decode one UTF-8 scalar value by its bit pattern (independently of the
+ * encoder's table-driven check); 0 on anything ill-formed. */
+static int v_utf8(struct vp *v)
+{
+	unsigned c = *v->p, need, cp, min;
+
+	if (c < 0x80) {
+		v->p++;
+		return 1;
+	}
+	if ((c & 0xE0) == 0xC0) {
+		need = 1, cp = c & 0x1F, min = 0x80;
+	} else if ((c & 0xF0) == 0xE0) {
+		need = 2, cp = c & 0x0F, min = 0x800;
+	} else if ((c & 0xF8) == 0xF0) {
+		need = 3, cp = c & 0x07, min = 0x10000;
+	} else {
+		return 0;
+	}
+	if ((size_t)(v->end - v->p) <= need)
+		return 0;
+	for (unsigned i = 1; i <= need; i++) {
+		if ((v->p[i] & 0xC0) != 0x80)
+			return 0;
+		cp = cp << 6 | (v->p[i] & 0x3F);
+	}
+	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	v->p += need + 1;
+	return 1;
+}
+
+static int v_string(struct vp *v)
+{
+	v->p++; /* '"' */
+	while (v->p < v->end) {
+		unsigned char c = *v->p;
+
+		if (c == '"') {
+			v->p++;
+			return 1;
+		}
+		if (c < 0x20)
+			return 0;
+		if (c == '\\') {
+			if (v->end - v->p < 2)
+				return 0;
+			c = v->p[1];
+			if (c == 'u') {
+				if (v->end - v->p < 6)
+					return 0;
+				for (int i = 2; i < 6; i++)
+					if (!strchr("0123456789abcdefABCDEF", v->p[i]) || !v->p[i])
+						return 0;
+				v->p += 6;
+			} else if (c && strchr("\"\\/bfnrt", c)) {
+				v->p += 2;
+			} else {
+				return 0;
+			}
+		} else if (!v_utf8(v)) {
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static int v_digits(struct vp *v)
+{
+	const unsigned char *start = v->p;
+
+	while (v->p < v->end && *v->p >= '0' && *v->p <= '9')
+		v->p++;
+	return v->p > start;
+}
+
+static int v_number(struct vp *v)
+{
+	if (v->p < v->end && *v->p == '-')
+		v->p++;
+	if (v->p < v->end && *v->p == '0')
+		v->p++;
+	else if (v->p == v->end || *v->p < '1' || *v->p > '9' || !v_digits(v))
+		return 0;
+	if (v->p < v->end && *v->p == '.') {
+		v->p++;
+		if (!v_digits(v))
+			return 0;
+	}
+	if (v->p < v->end && (*v->p == 'e' || *v->p == 'E')) {
+		v->p++;
+		if (v->p < v->end && (*v->p == '+' || *v->p == '-'))
+			v->p++;
+		if (!v_digits(v))
+			return 0;
+	}
+	return 1;
+}
+
+static int v_lit(struct vp *v, const char *w)
+{
+	size_t n = strlen(w);
+
+	if ((size_t)(v->end - v->p) < n || memcmp(v->p, w, n) != 0)
+		return 0;
+	v->p += n;
+	return 1;
+}
+
+static int v_container(struct vp *v, unsigned char close)
+{
+	v->p++;
+	v_ws(v);
+	if (v->p < v->end && *v->p == close) {
+		v->p++;
+		return 1;
+	}
+	for (;;) {
+		if (close == '}') {
+			v_ws(v);
+			if (v->p == v->end || *v->p != '"' || !v_string(v))
+				return 0;
+			v_ws(v);
+			if (v->p == v->end || *v->p++ != ':')
+				return 0;
+		}
+		if (!v_value(v))
+			return 0;
+		v_ws(v);
+		if (v->p == v->end)
+			return 0;
+		if (*v->p == ',') {
+			v->p++;
+			continue;
+		}
+		if (*v->p++ != close)
+			return 0;
+		return 1;
+	}
+}
+
+static int v_value(struct vp *v)
+{
+	int ok;
+
+	v_ws(v);
+	if (v->p == v->end || ++v->depth > 10000)
+		return 0;
+	switch (*v->p) {
+	case '{':
+		ok = v_container(v, '}');
+		break;
+	case '[':
+		ok = v_container(v, ']');
+		break;
+	case '"':
+		ok = v_string(v);
+		break;
+	case 't':
+		ok = v_lit(v, "true");
+		break;
+	case 'f':
+		ok = v_lit(v, "false");
+		break;
+	case 'n':
+		ok = v_lit(v, "null");
+		break;
+	default:
+		ok = v_number(v);
+	}
+	v->depth--;
+	return ok;
+}
+
+/* Is s[0..len) exactly one JSON text? */
+static int json_check(const char *s, size_t len)
+{
+	struct vp v = {(const unsigned char *)s, (const unsigned char *)s + len, 0};
+
+	if (!v_value(&v))
+		return 0;
+	v_ws(&v);
+	return v.p == v.end;
+}
+
+/* A JSONL record: one valid JSON text, then exactly one '\n' at the end. */
+static int jsonl_check(const char *s, size_t len)
+{
+	return len > 0 && s[len - 1] == '\n' && memchr(s, '\n', len) == s + len - 1 &&
+	       json_check(s, len - 1);
+}
+
+static void test_validator_self_check(void **state)
+{
+	static const char *const good[] = {
+	    "0",
+	    "-0",
+	    "1.5e+3",
+	    "\"\"",
+	    "\"\\u00e9\\n\"",
+	    "[]",
+	    "{}",
+	    " [1, {\"a\": null}] ",
+	    "\"\xf0\x9f\x98\x80\"",
+	    "true",
+	};
+	static const char *const bad[] = {
+	    "",
+	    "01",
+	    "1.",
+	    ".5",
+	    "+1",
+	    "[1,]",
+	    "{\"a\"}",
+	    "{\"a\":1,}",
+	    "\"\x01\"",
+	    "\"\\x\"",
+	    "\"\xc0\x80\"",
+	    "\"\xed\xa0\x80\"",
+	    "\"\xf4\x90\x80\x80\"",
+	    "\"\xe2\x82\"",
+	    "[1] 2",
+	    "NaN",
+	    "tru",
+	    "\"abc",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		assert_true(json_check(good[i], strlen(good[i])));
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_false(json_check(bad[i], strlen(bad[i])));
+}
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------ */
+
+static struct valtype vt_of(uint32_t oid)
+{
+	return valtype_for_oid(oid);
+}
+
+/* Render one value (explicit length) and compare; the result must be valid. */
+static void check_value_n(struct valtype vt, const char *in, size_t len, const char *want)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	json_write_value(&b, &vt, in, len);
+	assert_true(buf_ok(&b));
+	assert_non_null(b.data);
+	assert_string_equal(b.data, want);
+	assert_int_equal(b.len, strlen(want));
+	assert_true(json_check(b.data, b.len));
+	buf_reset(&b);
+}
+
+static void check_value(struct valtype vt, const char *in, const char *want)
+{
+	check_value_n(vt, in, strlen(in), want);
+}
+
+static void check_string_n(const char *in, size_t len, const char *want)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	json_write_string(&b, in, len);
+	assert_true(buf_ok(&b));
+	assert_string_equal(b.data, want);
+	assert_true(json_check(b.data, b.len));
+	buf_reset(&b);
+}
+
+static void check_string(const char *in, const char *want)
+{
+	check_string_n(in, strlen(in), want);
+}
+
+/* ------------------------------------------------------------------------
+ * valtype and event
+ * ------------------------------------------------------------------------ */
+
+static void assert_vt(uint32_t oid, int kind, int elem, char delim)
+{
+	struct valtype vt = valtype_for_oid(oid);
+
+	assert_int_equal(vt.kind, kind);
+	if (kind == VK_ARRAY)
+		assert_int_equal(vt.elem, elem);
+	assert_int_equal(vt.delim, delim);
+}
+
+static void test_valtype_scalars(void **state)
+{
+	static const uint32_t numbers[] = {20, 21, 23, 26, 700, 701, 1700};
+	static const uint32_t strings[] = {25,   1043, 1042, 19,   18,  17,  1082, 1114, 1184,
+	                                   1083, 1266, 1186, 2950, 869, 650, 829,  0,    99999};
+
+	(void)state;
+	assert_vt(16, VK_BOOL, 0, ',');
+	for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
+		assert_vt(numbers[i], VK_NUMBER, 0, ',');
+	assert_vt(114, VK_JSON, 0, ',');
+	assert_vt(3802, VK_JSON, 0, ',');
+	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
+		assert_vt(strings[i], VK_STRING, 0, ',');
+}
+
+static void test_valtype_arrays(void **state)
+{
+	static const struct {
+		uint32_t oid;
+		int elem;
+	} typed[] = {
+	    {1000, VK_BOOL},   {1005, VK_NUMBER}, {1007, VK_NUMBER}, {1016, VK_NUMBER},
+	    {1028, VK_NUMBER}, {1021, VK_NUMBER}, {1022, VK_NUMBER}, {1231, VK_NUMBER},
+	    {199, VK_JSON},    {3807, VK_JSON},
+	};
+	static const uint32_t text[] = {1009, 1015, 1014, 1003, 1002, 1001, 1182, 1115, 1185,
+	                                1183, 1270, 1187, 2951, 1041, 651,  1040, 143,  3905};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof typed / sizeof typed[0]; i++)
+		assert_vt(typed[i].oid, VK_ARRAY, typed[i].elem, ',');
+	for (size_t i = 0; i < sizeof text / sizeof text[0]; i++)
+		assert_vt(text[i], VK_ARRAY, VK_STRING, ',');
+	assert_vt(1020, VK_ARRAY, VK_STRING, ';');
+}
+
+static void test_valtype_array_of(void **state)
+{
+	struct valtype vt;
+
+	(void)state;
+	vt = valtype_array_of(vt_of(23));
+	assert_int_equal(vt.kind, VK_ARRAY);
+	assert_int_equal(vt.elem, VK_NUMBER);
+	assert_int_equal(vt.delim, ',');
+	vt = valtype_array_of(vt_of(603)); /* box: the element type owns the delimiter */
+	assert_int_equal(vt.elem, VK_STRING);
+	assert_int_equal(vt.delim, ';');
+	vt = valtype_array_of(vt_of(1007)); /* no arrays of arrays: text elements */
+	assert_int_equal(vt.kind, VK_ARRAY);
+	assert_int_equal(vt.elem, VK_STRING);
+}
+
+static void test_event_op_name(void **state)
+{
+	(void)state;
+	assert_string_equal(event_op_name(EVENT_INSERT), "insert");
+	assert_string_equal(event_op_name(EVENT_UPDATE), "update");
+	assert_string_equal(event_op_name(EVENT_DELETE), "delete");
+	assert_string_equal(event_op_name(EVENT_TRUNCATE), "truncate");
+	assert_string_equal(event_op_name(EVENT_MESSAGE), "message");
+}
+
+/* ------------------------------------------------------------------------
+ * Strings
+ * ------------------------------------------------------------------------ */
+
+static void test_string_plain(void **state)
+{
+	(void)state;
+	check_string("", "\"\"");
+	check_string("hello world", "\"hello world\"");
+	check_string("say \"hi\"", "\"say \\\"hi\\\"\"");
+	check_string("back\\slash", "\"back\\\\slash\"");
+	check_string("a/b\x7f", "\"a/b\x7f\""); /* '/' and DEL need no escape */
+	check_string_n(NULL, 0, "\"\"");
+}
+
+static void test_string_control_chars(void **state)
+{
+	static const char *const want[32] = {
+	    "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+	    "\\b",     "\\t",     "\\n",     "\\u000b", "\\f",     "\\r",     "\\u000e", "\\u000f",
+	    "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+	    "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+	};
+
+	(void)state;
+	for (int c = 0; c < 32; c++) {
+		char in[3] = {'x', (char)c, 'y'};
+		char expect[16];
+
+		snprintf(expect, sizeof expect, "\"x%sy\"", want[c]);
+		check_string_n(in, sizeof in, expect);
+	}
+}
+
+static void test_string_utf8_valid(void **state)
+{
+	(void)state;
+	check_string("caf\xc3\xa9", "\"caf\xc3\xa9\"");             /* 2 bytes */
+	check_string("\xe2\x82\xac 5", "\"\xe2\x82\xac 5\"");       /* 3 bytes */
+	check_string("\xf0\x9f\x98\x80!", "\"\xf0\x9f\x98\x80!\""); /* 4 bytes */
+	check_string("\xf4\x8f\xbf\xbf", "\"\xf4\x8f\xbf\xbf\"");   /* U+10FFFF */
+	check_string("\xed\x9f\xbf", "\"\xed\x9f\xbf\"");           /* U+D7FF */
+	check_string("\xef\xbf\xbd", "\"\xef\xbf\xbd\"");           /* U+FFFD itself */
+}
+
+static void test_string_utf8_invalid(void **state)
+{
+	(void)state;
+	check_string("a\x80z", "\"a\\ufffdz\"");                   /* stray continuation */
+	check_string("\xc0\x80", "\"\\ufffd\\ufffd\"");            /* overlong NUL */
+	check_string("\xc1\xbf", "\"\\ufffd\\ufffd\"");            /* overlong */
+	check_string("\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\""); /* overlong 3-byte */
+	check_string("\xf0\x80\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
+	check_string("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"");            /* surrogate D800 */
+	check_string("\xed\xbf\xbf", "\"\\ufffd\\ufffd\\ufffd\"");            /* surrogate DFFF */
+	check_string("\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""); /* > U+10FFFF */
+	check_string("\xf5\x80", "\"\\ufffd\\ufffd\"");
+	check_string("\xfe\xff", "\"\\ufffd\\ufffd\"");
+	check_string("x\xe2\x82", "\"x\\ufffd\\ufffd\""); /* truncated at the end */
+	check_string("\xe2\x82"
+	             "A",
+	             "\"\\ufffd\\ufffdA\"");                       /* truncated mid-text */
+	check_string("\xf0\x9f\x98", "\"\\ufffd\\ufffd\\ufffd\""); /* truncated emoji */
+	check_string("\xc3\xa9\xc3", "\"\xc3\xa9\\ufffd\"");
+}
+
+static void test_utf8_valid(void **state)
+{
+	(void)state;
+	assert_true(json_utf8_valid("", 0));
+	assert_true(json_utf8_valid("abc\xc3\xa9\xf0\x9f\x98\x80", 9));
+	assert_true(json_utf8_valid("a\0b", 3)); /* NUL is valid UTF-8 */
+	assert_false(json_utf8_valid("\xff", 1));
+	assert_false(json_utf8_valid("\xed\xa0\x80", 3));
+	assert_false(json_utf8_valid("\xe2\x82", 2));
+}
+
+/* ------------------------------------------------------------------------
+ * Scalars
+ * ------------------------------------------------------------------------ */
+
+static void test_value_bool(void **state)
+{
+	struct valtype vt = vt_of(16);
+
+	(void)state;
+	check_value(vt, "t", "true");
+	check_value(vt, "f", "false");
+	check_value(vt, "true", "\"true\"");
+	check_value(vt, "", "\"\"");
+	check_value(vt, "T", "\"T\"");
+}
+
+static void test_value_number(void **state)
+{
+	struct valtype vt = vt_of(1700);
+
+	(void)state;
+	check_value(vt, "0", "0");
+	check_value(vt, "-0", "-0");
+	check_value(vt, "42", "42");
+	check_value(vt, "-17", "-17");
+	check_value(vt, "1234567890123456789012345678901234567890",
+	            "1234567890123456789012345678901234567890");
+	check_value(vt, "3.14159265358979323846264338327950288419716939937510",
+	            "3.14159265358979323846264338327950288419716939937510");
+	check_value(vt, "9223372036854775807", "9223372036854775807");
+	check_value(vt, "1e+100", "1e+100");
+	check_value(vt, "1.5E-3", "1.5E-3");
+	check_value(vt, "2e5", "2e5");
+	check_value(vt, "NaN", "\"NaN\"");
+	check_value(vt, "Infinity", "\"Infinity\"");
+	check_value(vt, "-Infinity", "\"-Infinity\"");
+	check_value(vt, "12abc", "\"12abc\"");
+	check_value(vt, "", "\"\"");
+	check_value(vt, "-", "\"-\"");
+	check_value(vt, "01", "\"01\"");
+	check_value(vt, ".5", "\".5\"");
+	check_value(vt, "1.", "\"1.\"");
+	check_value(vt, "+1", "\"+1\"");
+	check_value(vt, "1e", "\"1e\"");
+	check_value(vt, "1e+", "\"1e+\"");
+	check_value(vt, " 1", "\" 1\"");
+	check_value(vt, "1 ", "\"1 \"");
+	check_value(vt, "0x10", "\"0x10\"");
+	check_value_n(vt, "1\0", 2, "\"1\\u0000\"");
+}
+
+static void test_value_string_kind(void **state)
+{
+	(void)state;
+	check_value(vt_of(25), "plain \"text\"\n", "\"plain \\\"text\\\"\\n\"");
+	check_value(vt_of(1184), "2026-11-24 14:30:00+00", "\"2026-11-24 14:30:00+00\"");
+	check_value(vt_of(2950), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+	            "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"");
+	check_value(vt_of(25), "42", "\"42\""); /* text stays text */
+}
+
+static void test_value_json(void **state)
+{
+	struct valtype vt = vt_of(3802);
+
+	(void)state;
+	check_value(vt, "{\"a\": 1, \"b\": [true, null]}", "{\"a\": 1, \"b\": [true, null]}");
+	check_value(vt_of(114), "{\n\t\"a\": [1,\r\n 2]\n}", "{  \"a\": [1,   2] }");
+	check_value(vt_of(114), "\"line\\nbreak\\t\"", "\"line\\nbreak\\t\"");
+	check_value(vt, "5", "5");
+	check_value(vt, "-1.5e3", "-1.5e3");
+	check_value(vt, "\"s\"", "\"s\"");
+	check_value(vt, "null", "null");
+	check_value(vt, "[]", "[]");
+	check_value(vt, "{}", "{}");
+	check_value(vt, "{\"\xc3\xa9\": \"\xf0\x9f\x98\x80\"}",
+	            "{\"\xc3\xa9\": \"\xf0\x9f\x98\x80\"}");
+	check_value(vt, "\"\\ud83d\\ude00\"", "\"\\ud83d\\ude00\"");
+	/* not what the type promises: the whole text as a string */
+	check_value(vt, "{\"a\":}", "\"{\\\"a\\\":}\"");
+	check_value(vt, "[1,]", "\"[1,]\"");
+	check_value(vt, "{\"a\" 1}", "\"{\\\"a\\\" 1}\"");
+	check_value(vt, "{1: 2}", "\"{1: 2}\"");
+	check_value(vt, "[1] [2]", "\"[1] [2]\"");
+	check_value(vt, "", "\"\"");
+	check_value(vt, "NaN", "\"NaN\"");
+	check_value(vt, "\"a\nb\"", "\"\\\"a\\nb\\\"\"");
+	check_value(vt, "\"\\q\"", "\"\\\"\\\\q\\\"\"");
+	check_value(vt, "\"\xff\"", "\"\\\"\\ufffd\\\"\"");
+	check_value(vt, "[1", "\"[1\"");
+	check_value(vt, "{\"a\":1", "\"{\\\"a\\\":1\"");
+	check_value(vt, "[1]]", "\"[1]]\"");
+	check_value(vt, "{\"a\":1]", "\"{\\\"a\\\":1]\"");
+}
+
+static void test_value_json_deep(void **state)
+{
+	struct valtype vt = vt_of(3802);
+	size_t depth = 5000, n = 2 * depth;
+	char *s = malloc(n + 1);
+	struct buf b;
+
+	(void)state;
+	assert_non_null(s);
+	memset(s, '[', depth);
+	memset(s + depth, ']', depth);
+	s[n] = '\0';
+	/* 2000 levels embed as is; 5000 exceed the encoder's limit: a string */
+	buf_init(&b, 0);
+	json_write_value(&b, &vt, s + depth - 2000, 4000);
+	assert_int_equal(b.len, 4000);
+	assert_memory_equal(b.data, s + depth - 2000, 4000);
+	buf_clear(&b);
+	json_write_value(&b, &vt, s, n);
+	assert_true(buf_ok(&b));
+	assert_int_equal(b.len, n + 2);
+	assert_int_equal(b.data[0], '"');
+	buf_reset(&b);
+	free(s);
+}
+
+/* ------------------------------------------------------------------------
+ * Arrays
+ * ------------------------------------------------------------------------ */
+
+static void test_array_numbers(void **state)
+{
+	struct valtype vt = vt_of(1007);
+
+	(void)state;
+	check_value(vt, "{1,2,3}", "[1,2,3]");
+	check_value(vt, "{}", "[]");
+	check_value(vt, "{-5}", "[-5]");
+	check_value(vt, "{1,NULL,3}", "[1,null,3]");
+	check_value(vt, "{null,Null}", "[null,null]");
+	check_value(vt_of(1231), "{1.5,NaN,-0,Infinity,12345678901234567890.000001}",
+	            "[1.5,\"NaN\",-0,\"Infinity\",12345678901234567890.000001]");
+	check_value(vt_of(1022), "{1e+100,-1.5e-07}", "[1e+100,-1.5e-07]");
+	check_value(vt, " { 1 , 2 } ", "[1,2]");
+}
+
+static void test_array_bools(void **state)
+{
+	(void)state;
+	check_value(vt_of(1000), "{t,f,NULL}", "[true,false,null]");
+	check_value(vt_of(1000), "{t,\"f\",x}", "[true,false,\"x\"]");
+}
+
+static void test_array_text(void **state)
+{
+	struct valtype vt = vt_of(1009);
+
+	(void)state;
+	check_value(vt, "{a,b}", "[\"a\",\"b\"]");
+	check_value(vt, "{\"a \\\"q\\\"\",\"b\\\\c\",\"x,y\",NULL,\"NULL\",\"\",  spaced out  }",
+	            "[\"a \\\"q\\\"\",\"b\\\\c\",\"x,y\",null,\"NULL\",\"\",\"spaced out\"]");
+	check_value(vt, "{\"{braces}\",\"tab\there\"}", "[\"{braces}\",\"tab\\there\"]");
+	check_value(vt, "{\"\xf0\x9f\x98\x80\",\xc3\xa9}", "[\"\xf0\x9f\x98\x80\",\"\xc3\xa9\"]");
+	check_value(vt, "{\"\\\xc3\xa9\"}", "[\"\xc3\xa9\"]"); /* escaped multibyte lead */
+	check_value(vt, "{a\\,b,c\\ }", "[\"a,b\",\"c \"]");   /* escapes when unquoted */
+	check_value(vt, "{N\\ULL}", "[\"NULL\"]");             /* escaped: not SQL null */
+	check_value(vt, "{\"\\\\\"}", "[\"\\\\\"]");
+	check_value(vt_of(2951), "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+	            "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]");
+	check_value(vt_of(1185), "{\"2026-11-24 14:30:00+00\"}", "[\"2026-11-24 14:30:00+00\"]");
+}
+
+static void test_array_nested(void **state)
+{
+	(void)state;
+	check_value(vt_of(1007), "{{1,2},{3,4}}", "[[1,2],[3,4]]");
+	check_value(vt_of(1007), "{{{1,2},{3,4}},{{5,6},{7,NULL}}}",
+	            "[[[1,2],[3,4]],[[5,6],[7,null]]]");
+	check_value(vt_of(1009), "{{a,\"b c\"},{\"\",NULL}}", "[[\"a\",\"b c\"],[\"\",null]]");
+	check_value(vt_of(1007), "{{},{}}", "[[],[]]");
+	check_value(vt_of(1007), "{{{{{{1}}}}}}", "[[[[[[1]]]]]]");
+}
+
+static void test_array_dimensions(void **state)
+{
+	(void)state;
+	check_value(vt_of(1007), "[0:1]={1,2}", "[1,2]");
+	check_value(vt_of(1007), "[1:2][1:1]={{1},{2}}", "[[1],[2]]");
+	check_value(vt_of(1009), "[-2:-2]={x}", "[\"x\"]");
+	check_value(vt_of(1007), "[0:1]", "\"[0:1]\"");
+}
+
+static void test_array_malformed(void **state)
+{
+	struct valtype vt = vt_of(1007);
+
+	(void)state;
+	check_value(vt, "{1,2", "\"{1,2\"");
+	check_value(vt, "{1,,2}", "\"{1,,2}\"");
+	check_value(vt, "{,}", "\"{,}\"");
+	check_value(vt, "1,2", "\"1,2\"");
+	check_value(vt, "{1}x", "\"{1}x\"");
+	check_value(vt, "{{1}", "\"{{1}\"");
+	check_value(vt, "{1}}", "\"{1}}\"");
+	check_value(vt, "{\"a}", "\"{\\\"a}\"");
+	check_value(vt, "{a\"b\"}", "\"{a\\\"b\\\"}\"");
+	check_value(vt, "{1 {2}}", "\"{1 {2}}\"");
+	check_value(vt, "{\"a\"b}", "\"{\\\"a\\\"b}\"");
+	check_value(vt, "{a\\}", "\"{a\\\\}\"");
+	check_value(vt, "", "\"\"");
+	check_value(vt,
+	            "{{{{{{{{{{{{{{{{{{1}}}}}}}}}}}}}}}}}}", /* deeper than any Postgres array */
+	            "\"{{{{{{{{{{{{{{{{{{1}}}}}}}}}}}}}}}}}}\"");
+}
+
+static void test_array_box(void **state)
+{
+	(void)state;
+	check_value(vt_of(1020), "{(1,1),(0,0);(3,3),(2,2)}", "[\"(1,1),(0,0)\",\"(3,3),(2,2)\"]");
+	check_value(vt_of(1020), "{(1,1),(0,0)}", "[\"(1,1),(0,0)\"]");
+}
+
+static void test_array_json(void **state)
+{
+	struct valtype vt = vt_of(3807);
+
+	(void)state;
+	check_value(vt, "{\"{\\\"a\\\": 1}\",\"[1, 2]\",NULL,\"null\",5,\"\\\"s\\\"\"}",
+	            "[{\"a\": 1},[1, 2],null,null,5,\"s\"]");
+	/* an element that is not JSON becomes a string; the array survives */
+	check_value(vt, "{\"{bad\"}", "[\"{bad\"]");
+	/* array_out escapes only '"' and '\\': json whitespace arrives raw */
+	check_value(vt_of(199), "{\"{\\\"k\\\":\n\\\"v\\\"}\"}", "[{\"k\": \"v\"}]");
+}
+
+/* Escaped elements are unescaped in scratch space at the end of the buf; a
+ * long one in a small buf makes it grow in the middle of an array. */
+static void test_array_large_escaped(void **state)
+{
+	size_t n = 10000;
+	char *in = malloc(4 * n + 16), *want = malloc(4 * n + 16);
+	struct valtype vt = vt_of(1009);
+	size_t k = 0, w = 0;
+
+	(void)state;
+	assert_non_null(in);
+	assert_non_null(want);
+	k += (size_t)sprintf(in + k, "{x,\"");
+	w += (size_t)sprintf(want + w, "[\"x\",\"");
+	for (size_t i = 0; i < n; i++) {
+		in[k++] = '\\';
+		in[k++] = '"';
+		want[w++] = '\\';
+		want[w++] = '"';
+	}
+	sprintf(in + k, "\",y}");
+	sprintf(want + w, "\",\"y\"]");
+	check_value(vt, in, want);
+	free(in);
+	free(want);
+}
+
+static void test_buf_limit(void **state)
+{
+	struct valtype vt = vt_of(1009);
+	const char *in = "{\"aaaaaaaaaaaaaaaa\\\\\",\"bbbbbbbbbbbbbbbbbbbbbbb\"}";
+	struct buf b;
+
+	(void)state;
+	for (size_t limit = 1; limit < 64; limit++) {
+		buf_init(&b, limit);
+		json_write_value(&b, &vt, in, strlen(in));
+		if (buf_ok(&b))
+			assert_true(json_check(b.data, b.len));
+		buf_reset(&b);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Random inputs: whatever the bytes, the output is valid JSON
+ * ------------------------------------------------------------------------ */
+
+static uint32_t rng_next(uint32_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 17;
+	*s ^= *s << 5;
+	return *s;
+}
+
+static void test_random_values_valid(void **state)
+{
+	static const char alphabet[] = "{}\"\\,; \t\n01-.eE+tfnulNULL[]:=aé\x80\xc3\xff\x01";
+	static const uint32_t oids[] = {16, 23, 1700, 114, 3802, 25, 1007, 1009, 1000, 3807, 1020};
+	struct buf b;
+	uint32_t seed = 0x9e3779b9;
+	char in[40];
+
+	(void)state;
+	buf_init(&b, 0);
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t len = rng_next(&seed) % sizeof in;
+		struct valtype vt = vt_of(oids[rng_next(&seed) % (sizeof oids / sizeof oids[0])]);
+
+		for (size_t i = 0; i < len; i++)
+			in[i] = alphabet[rng_next(&seed) % (sizeof alphabet - 1)];
+		buf_clear(&b);
+		json_write_value(&b, &vt, in, len);
+		assert_true(buf_ok(&b));
+		if (!json_check(b.data, b.len))
+			fail_msg("invalid JSON for %.*s: %s", (int)len, in, b.data);
+	}
+	buf_reset(&b);
+}
+
+/* json_utf8_valid agrees with the test's own decoder on random bytes. */
+static void test_random_utf8(void **state)
+{
+	uint32_t seed = 12345;
+	unsigned char in[8];
+
+	(void)state;
+	for (int iter = 0; iter < 200000; iter++) {
+		size_t len = 1 + rng_next(&seed) % sizeof in;
+		struct vp v;
+		int ok = 1;
+
+		for (size_t i = 0; i < len; i++)
+			in[i] = (unsigned char)(rng_next(&seed) % 4 ? 0x80 + rng_next(&seed) % 0x80
+			                                            : rng_next(&seed) % 0x80);
+		v.p = in;
+		v.end = in + len;
+		while (ok && v.p < v.end)
+			ok = v_utf8(&v);
+		assert_int_equal(json_utf8_valid((const char *)in, len), ok);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Events
+ * ------------------------------------------------------------------------ */
+
+#define TXT(s)                                                                                     \
+	{                                                                                          \
+		PGO_COL_TEXT, sizeof(s) - 1, s                                                     \
+	}
+#define NUL                                                                                        \
+	{                                                                                          \
+		PGO_COL_NULL, 0, NULL                                                              \
+	}
+#define TOAST                                                                                      \
+	{                                                                                          \
+		PGO_COL_UNCHANGED_TOAST, 0, NULL                                                   \
+	}
+
+/* public.users(id int4 key, name text, email text, tags text[], meta jsonb) */
+static struct relcol users_cols[] = {
+    {"id", 23, -1, RELCACHE_COL_KEY, {0}},
+    {"name", 25, -1, 0, {0}},
+    {"email", 25, -1, 0, {0}},
+    {"tags", 1009, -1, 0, {0}},
+    {"meta", 3802, -1, 0, {0}},
+};
+static struct relation users = {16384, "public", "users", 'd', 5, users_cols};
+
+/* billing."Order Items"(order_id int8 key, line int4 key, blob bytea, ok bool) */
+static struct relcol items_cols[] = {
+    {"order_id", 20, -1, RELCACHE_COL_KEY, {0}},
+    {"line", 23, -1, RELCACHE_COL_KEY, {0}},
+    {"blob", 17, -1, 0, {0}},
+    {"ok", 16, -1, 0, {0}},
+};
+static struct relation items = {16390, "billing", "Order Items", 'f', 4, items_cols};
+
+static const struct event_txn txn = {745, 0x16C75500, 0};
+
+static int setup_relations(void **state)
+{
+	(void)state;
+	for (int i = 0; i < users.ncols; i++)
+		users_cols[i].vt = valtype_for_oid(users_cols[i].typoid);
+	for (int i = 0; i < items.ncols; i++)
+		items_cols[i].vt = valtype_for_oid(items_cols[i].typoid);
+	return 0;
+}
+
+/* commit_time 2026-11-24T14:30:00.123456Z as a Postgres timestamp */
+static struct event_txn txn_at(void)
+{
+	struct event_txn t = txn;
+
+	t.commit_time = INT64_C(848845800123456);
+	return t;
+}
+
+static void check_event(const struct event *ev, enum json_format fmt, const char *want)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	json_write_event(&b, ev, fmt);
+	assert_true(buf_ok(&b));
+	assert_string_equal(b.data, want);
+	if (fmt == FORMAT_JSON)
+		assert_true(jsonl_check(b.data, b.len));
+	buf_reset(&b);
+}
+
+#define HDR(op)                                                                                    \
+	"{\"op\":\"" op "\",\"schema\":\"public\",\"table\":\"users\",\"lsn\":\"0/16C752F8\","     \
+	"\"commit_lsn\":\"0/"                                                                      \
+	"16C75500\",\"xid\":745,\"commit_time\":\"2026-11-24T14:30:00.123456Z\""
+
+static const struct pgo_value row1[] = {
+    TXT("1"), TXT("Mujib"), TXT("m@example.com"), TXT("{a,\"b c\"}"), TXT("{\"k\": [1, 2]}"),
+};
+static const struct pgo_tuple tup1 = {5, row1};
+
+static void test_event_insert(void **state)
+{
+	struct event_txn t = txn_at();
+	struct event ev = {
+	    .op = EVENT_INSERT, .lsn = 0x16C752F8, .txn = &t, .rel = &users, .newtup = &tup1};
+
+	(void)state;
+	check_event(
+	    &ev, FORMAT_JSON,
+	    HDR("insert") ",\"new\":{\"id\":1,\"name\":\"Mujib\",\"email\":\"m@example.com\","
+	                  "\"tags\":[\"a\",\"b c\"],\"meta\":{\"k\": [1, 2]}}}\n");
+	check_event(&ev, FORMAT_PRETTY,
+	            "[INSERT] table=users lsn=0/16C752F8\n"
+	            "data={\n"
+	            "  \"id\": 1,\n"
+	            "  \"name\": \"Mujib\",\n"
+	            "  \"email\": \"m@example.com\",\n"
+	            "  \"tags\": [\"a\",\"b c\"],\n"
+	            "  \"meta\": {\"k\": [1, 2]}\n"
+	            "}\n");
+}
+
+static void test_event_insert_nulls(void **state)
+{
+	static const struct pgo_value vals[] = {TXT("2"), NUL, NUL, NUL, NUL};
+	static const struct pgo_tuple tup = {5, vals};
+	struct event_txn t = txn_at();
+	struct event ev = {
+	    .op = EVENT_INSERT, .lsn = 0x16C752F8, .txn = &t, .rel = &users, .newtup = &tup};
+
+	(void)state;
+	check_event(&ev, FORMAT_JSON,
+	            HDR("insert") ",\"new\":{\"id\":2,\"name\":null,\"email\":null,\"tags\":null,"
+	                          "\"meta\":null}}\n");
+}
+
+static void test_event_update_no_old(void **state)
+{
+	static const struct pgo_value vals[] = {TXT("1"), TXT("Bum"), TOAST, NUL, TOAST};
+	static const struct pgo_tuple tup = {5, vals};
+	struct event_txn t = txn_at();
+	struct event ev = {
+	    .op = EVENT_UPDATE, .lsn = 0x16C752F8, .txn = &t, .rel = &users, .newtup = &tup};
+
+	(void)state;
+	check_event(&ev, FORMAT_JSON,
+	            HDR("update") ",\"new\":{\"id\":1,\"name\":\"Bum\",\"tags\":null},"
+	                          "\"unchanged_toast\":[\"email\",\"meta\"]}\n");
+	/* no old tuple: the key comes from the new row */
+	check_event(&ev, FORMAT_PRETTY,
+	            "[UPDATE] table=users lsn=0/16C752F8\n"
+	            "key={\n  \"id\": 1\n}\n"
+	            "new={\n  \"id\": 1,\n  \"name\": \"Bum\",\n  \"tags\": null\n}\n");
+}
+
+static void test_event_update_key(void **state)
+{
+	/* the key changed: pgoutput sends the old key, nulls for the rest */
+	static const struct pgo_value oldv[] = {TXT("1"), NUL, NUL, NUL, NUL};
+	static const struct pgo_value newv[] = {TXT("7"), TXT("Bum"), TXT("b@x"), NUL, TXT("[]")};
+	static const struct pgo_tuple oldt = {5, oldv}, newt = {5, newv};
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_UPDATE,
+	                   .lsn = 0x16C752F8,
+	                   .txn = &t,
+	                   .rel = &users,
+	                   .old_kind = 'K',
+	                   .oldtup = &oldt,
+	                   .newtup = &newt};
+
+	(void)state;
+	check_event(&ev, FORMAT_JSON,
+	            HDR("update") ",\"old\":{\"id\":1},\"new\":{\"id\":7,\"name\":\"Bum\","
+	                          "\"email\":\"b@x\",\"tags\":null,\"meta\":[]}}\n");
+	check_event(&ev, FORMAT_PRETTY,
+	            "[UPDATE] table=users lsn=0/16C752F8\n"
+	            "key={\n  \"id\": 1\n}\n"
+	            "new={\n  \"id\": 7,\n  \"name\": \"Bum\",\n  \"email\": \"b@x\",\n"
+	            "  \"tags\": null,\n  \"meta\": []\n}\n");
+}
+
+static void test_event_update_full(void **state)
+{
+	static const struct pgo_value oldv[] = {TXT("1"), TXT("Mujib"), TXT("m@x"), NUL, TXT("{}")};
+	static const struct pgo_value newv[] = {TXT("1"), TXT("Bum"), TXT("m@x"), TXT("{z}"),
+	                                        TOAST};
+	static const struct pgo_tuple oldt = {5, oldv}, newt = {5, newv};
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_UPDATE,
+	                   .lsn = 0x16C752F8,
+	                   .txn = &t,
+	                   .rel = &users,
+	                   .old_kind = 'O',
+	                   .oldtup = &oldt,
+	                   .newtup = &newt};
+
+	(void)state;
+	check_event(&ev, FORMAT_JSON,
+	            HDR("update") ",\"old\":{\"id\":1,\"name\":\"Mujib\",\"email\":\"m@x\","
+	                          "\"tags\":null,\"meta\":{}},"
+	                          "\"new\":{\"id\":1,\"name\":\"Bum\",\"email\":\"m@x\","
+	                          "\"tags\":[\"z\"]},\"unchanged_toast\":[\"meta\"]}\n");
+	/* only what changed; meta is unchanged TOAST, so not a change */
+	check_event(&ev, FORMAT_PRETTY,
+	            "[UPDATE] table=users lsn=0/16C752F8\n"
+	            "old={\n  \"name\": \"Mujib\",\n  \"tags\": null\n}\n"
+	            "new={\n  \"name\": \"Bum\",\n  \"tags\": [\"z\"]\n}\n");
+}
+
+static void test_event_update_full_nothing_changed(void **state)
+{
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_UPDATE,
+	                   .lsn = 0x16C752F8,
+	                   .txn = &t,
+	                   .rel = &users,
+	                   .old_kind = 'O',
+	                   .oldtup = &tup1,
+	                   .newtup = &tup1};
+
+	(void)state;
+	check_event(&ev, FORMAT_PRETTY, "[UPDATE] table=users lsn=0/16C752F8\nold={}\nnew={}\n");
+}
+
+static void test_event_delete_key(void **state)
+{
+	static const struct pgo_value oldv[] = {TXT("1"), NUL, NUL, NUL, NUL};
+	static const struct pgo_tuple oldt = {5, oldv};
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_DELETE,
+	                   .lsn = 0x16C752F8,
+	                   .txn = &t,
+	                   .rel = &users,
+	                   .old_kind = 'K',
+	                   .oldtup = &oldt};
+
+	(void)state;
+	check_event(&ev, FORMAT_JSON, HDR("delete") ",\"old\":{\"id\":1}}\n");
+	check_event(&ev, FORMAT_PRETTY,
+	            "[DELETE] table=users lsn=0/16C752F8\ndata={\n  \"id\": 1\n}\n");
+}
+
+static void test_event_delete_full(void **state)
+{
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_DELETE,
+	                   .lsn = 0x16C752F8,
+	                   .txn = &t,
+	                   .rel = &users,
+	                   .old_kind = 'O',
+	                   .oldtup = &tup1};
+
+	(void)state;
+	check_event(
+	    &ev, FORMAT_JSON,
+	    HDR("delete") ",\"old\":{\"id\":1,\"name\":\"Mujib\",\"email\":\"m@example.com\","
+	                  "\"tags\":[\"a\",\"b c\"],\"meta\":{\"k\": [1, 2]}}}\n");
+	check_event(&ev, FORMAT_PRETTY,
+	            "[DELETE] table=users lsn=0/16C752F8\n"
+	            "data={\n"
+	            "  \"id\": 1,\n"
+	            "  \"name\": \"Mujib\",\n"
+	            "  \"email\": \"m@example.com\",\n"
+	            "  \"tags\": [\"a\",\"b c\"],\n"
+	            "  \"meta\": {\"k\": [1, 2]}\n"
+	            "}\n");
+}
+
+/* Non-public schema, a name that needs quoting, binary and bool columns. */
+static void test_event_other_schema_binary(void **state)
+{
+	static const struct pgo_value vals[] = {
+	    TXT("9007199254740993"), TXT("3"), {PGO_COL_BINARY, 4, "\x00\xab\xff\x10"}, TXT("t")};
+	static const struct pgo_tuple tup = {4, vals};
+	struct event_txn t = txn_at();
+	struct event ev = {
+	    .op = EVENT_INSERT, .lsn = 0x100000001ULL, .txn = &t, .rel = &items, .newtup = &tup};
+
+	(void)state;
+	check_event(&ev, FORMAT_JSON,
+	            "{\"op\":\"insert\",\"schema\":\"billing\",\"table\":\"Order Items\","
+	            "\"lsn\":\"1/1\",\"commit_lsn\":\"0/16C75500\",\"xid\":745,"
+	            "\"commit_time\":\"2026-11-24T14:30:00.123456Z\",\"new\":{"
+	            "\"order_id\":9007199254740993,\"line\":3,\"blob\":\"\\\\x00abff10\","
+	            "\"ok\":true}}\n");
+	check_event(&ev, FORMAT_PRETTY,
+	            "[INSERT] table=billing.\"Order Items\" lsn=1/1\n"
+	            "data={\n"
+	            "  \"order_id\": 9007199254740993,\n"
+	            "  \"line\": 3,\n"
+	            "  \"blob\": \"\\\\x00abff10\",\n"
+	            "  \"ok\": true\n"
+	            "}\n");
+}
+
+/* Key columns of a composite key with REPLICA IDENTITY FULL and 'K'. */
+static void test_event_delete_composite_key(void **state)
+{
+	static const struct pgo_value oldv[] = {TXT("5"), TXT("2"), NUL, NUL};
+	static const struct pgo_tuple oldt = {4, oldv};
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_DELETE,
+	                   .lsn = 0x10,
+	                   .txn = &t,
+	                   .rel = &items,
+	                   .old_kind = 'K',
+	                   .oldtup = &oldt};
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 0);
+	json_write_event(&b, &ev, FORMAT_JSON);
+	assert_non_null(strstr(b.data, ",\"old\":{\"order_id\":5,\"line\":2}}\n"));
+	assert_true(jsonl_check(b.data, b.len));
+	buf_reset(&b);
+}
+
+static void test_event_truncate(void **state)
+{
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_TRUNCATE, .lsn = 0x16C752F8, .txn = &t, .rel = &users};
+
+	(void)state;
+	check_event(&ev, FORMAT_JSON,
+	            HDR("truncate") ",\"cascade\":false,\"restart_identity\":false}\n");
+	check_event(&ev, FORMAT_PRETTY,
+	            "[TRUNCATE] table=users lsn=0/16C752F8 cascade=false restart_identity=false\n");
+	ev.cascade = true;
+	ev.restart_identity = true;
+	ev.rel = &items;
+	check_event(&ev, FORMAT_PRETTY,
+	            "[TRUNCATE] table=billing.\"Order Items\" lsn=0/16C752F8 cascade=true "
+	            "restart_identity=true\n");
+}
+
+#define MSG_HDR                                                                                    \
+	"{\"op\":\"message\",\"lsn\":\"0/16C752F8\",\"commit_lsn\":\"0/16C75500\",\"xid\":745,"    \
+	"\"commit_time\":\"2026-11-24T14:30:00.123456Z\""
+
+static void test_event_message_utf8(void **state)
+{
+	static const char body[] = "hello \"w\"\n\xc3\xa9";
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_MESSAGE,
+	                   .lsn = 0x16C752F8,
+	                   .txn = &t,
+	                   .transactional = true,
+	                   .prefix = "p",
+	                   .content = (const uint8_t *)body,
+	                   .content_len = sizeof body - 1};
+
+	(void)state;
+	check_event(&ev, FORMAT_JSON,
+	            MSG_HDR ",\"transactional\":true,\"prefix\":\"p\","
+	                    "\"content\":\"hello \\\"w\\\"\\n\xc3\xa9\"}\n");
+	check_event(&ev, FORMAT_PRETTY,
+	            "[MESSAGE] prefix=p lsn=0/16C752F8\ncontent=\"hello \\\"w\\\"\\n\xc3\xa9\"\n");
+}
+
+static void test_event_message_binary(void **state)
+{
+	static const uint8_t body[] = {0x00, 0xff, 0x10, 0x80, 0x41};
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_MESSAGE,
+	                   .lsn = 0x16C752F8,
+	                   .txn = &t,
+	                   .transactional = true,
+	                   .prefix = "bin",
+	                   .content = body,
+	                   .content_len = sizeof body};
+
+	(void)state;
+	check_event(&ev, FORMAT_JSON,
+	            MSG_HDR ",\"transactional\":true,\"prefix\":\"bin\",\"content\":\"AP8QgEE=\","
+	                    "\"content_encoding\":\"base64\"}\n");
+	check_event(&ev, FORMAT_PRETTY,
+	            "[MESSAGE] prefix=bin lsn=0/16C752F8\ncontent_base64=\"AP8QgEE=\"\n");
+}
+
+static void test_base64_lengths(void **state)
+{
+	static const uint8_t body[] = {0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa};
+	static const char *const want[] = {"/w==",     "//4=",     "//79",
+	                                   "//79/A==", "//79/Ps=", "//79/Pv6"};
+	struct event_txn t = txn_at();
+	struct event ev = {
+	    .op = EVENT_MESSAGE, .lsn = 1, .txn = &t, .prefix = "x", .content = body};
+	char expect[256];
+
+	(void)state;
+	for (uint32_t n = 1; n <= sizeof body; n++) {
+		ev.content_len = n;
+		snprintf(expect, sizeof expect,
+		         "[MESSAGE] prefix=x lsn=0/1\ncontent_base64=\"%s\"\n", want[n - 1]);
+		check_event(&ev, FORMAT_PRETTY, expect);
+	}
+}
+
+static void test_event_message_nontransactional(void **state)
+{
+	struct event ev = {.op = EVENT_MESSAGE,
+	                   .lsn = 0x16C752F8,
+	                   .txn = NULL,
+	                   .transactional = false,
+	                   .prefix = "my prefix",
+	                   .content = NULL,
+	                   .content_len = 0};
+
+	(void)state;
+	check_event(&ev, FORMAT_JSON,
+	            "{\"op\":\"message\",\"lsn\":\"0/16C752F8\",\"commit_lsn\":null,\"xid\":null,"
+	            "\"commit_time\":null,\"transactional\":false,\"prefix\":\"my prefix\","
+	            "\"content\":\"\"}\n");
+	check_event(&ev, FORMAT_PRETTY,
+	            "[MESSAGE] prefix=\"my prefix\" lsn=0/16C752F8\ncontent=\"\"\n");
+}
+
+/* Names with quotes and control characters stay inside their JSON strings,
+ * and a large value in a long event still makes one valid line. */
+static void test_event_hostile_names(void **state)
+{
+	static struct relcol cols[] = {
+	    {"we\"ird\ncol", 25, -1, RELCACHE_COL_KEY, {0}},
+	    {"j", 114, -1, 0, {0}},
+	};
+	static struct relation rel = {1, "s\tx", "t\"=1", 'd', 2, cols};
+	static const struct pgo_value vals[] = {TXT("v\x01\xff"), TXT("[1,\n2]")};
+	static const struct pgo_tuple tup = {2, vals};
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_INSERT, .lsn = 1, .txn = &t, .rel = &rel, .newtup = &tup};
+
+	(void)state;
+	cols[0].vt = valtype_for_oid(25);
+	cols[1].vt = valtype_for_oid(114);
+	check_event(&ev, FORMAT_JSON,
+	            "{\"op\":\"insert\",\"schema\":\"s\\tx\",\"table\":\"t\\\"=1\",\"lsn\":\"0/1\","
+	            "\"commit_lsn\":\"0/16C75500\",\"xid\":745,"
+	            "\"commit_time\":\"2026-11-24T14:30:00.123456Z\","
+	            "\"new\":{\"we\\\"ird\\ncol\":\"v\\u0001\\ufffd\",\"j\":[1, 2]}}\n");
+	check_event(&ev, FORMAT_PRETTY,
+	            "[INSERT] table=\"s\\tx\".\"t\\\"=1\" lsn=0/1\n"
+	            "data={\n  \"we\\\"ird\\ncol\": \"v\\u0001\\ufffd\",\n  \"j\": [1, 2]\n}\n");
+}
+
+/* A tuple with fewer columns than the relation (a decoder mismatch) only
+ * shows what both know. */
+static void test_event_short_tuple(void **state)
+{
+	static const struct pgo_value vals[] = {TXT("1"), TXT("x")};
+	static const struct pgo_tuple tup = {2, vals};
+	struct event_txn t = txn_at();
+	struct event ev = {
+	    .op = EVENT_INSERT, .lsn = 0x16C752F8, .txn = &t, .rel = &users, .newtup = &tup};
+
+	(void)state;
+	check_event(&ev, FORMAT_JSON, HDR("insert") ",\"new\":{\"id\":1,\"name\":\"x\"}}\n");
+}
+
+/* Events append: several in one buf make several JSONL lines. */
+static void test_events_append(void **state)
+{
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_TRUNCATE, .lsn = 1, .txn = &t, .rel = &users};
+	struct buf b;
+	size_t first;
+
+	(void)state;
+	buf_init(&b, 0);
+	json_write_event(&b, &ev, FORMAT_JSON);
+	first = b.len;
+	json_write_event(&b, &ev, FORMAT_JSON);
+	assert_int_equal(b.len, 2 * first);
+	assert_true(jsonl_check(b.data, first));
+	assert_true(jsonl_check(b.data + first, first));
+	buf_reset(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_validator_self_check),
+	    cmocka_unit_test(test_valtype_scalars),
+	    cmocka_unit_test(test_valtype_arrays),
+	    cmocka_unit_test(test_valtype_array_of),
+	    cmocka_unit_test(test_event_op_name),
+	    cmocka_unit_test(test_string_plain),
+	    cmocka_unit_test(test_string_control_chars),
+	    cmocka_unit_test(test_string_utf8_valid),
+	    cmocka_unit_test(test_string_utf8_invalid),
+	    cmocka_unit_test(test_utf8_valid),
+	    cmocka_unit_test(test_value_bool),
+	    cmocka_unit_test(test_value_number),
+	    cmocka_unit_test(test_value_string_kind),
+	    cmocka_unit_test(test_value_json),
+	    cmocka_unit_test(test_value_json_deep),
+	    cmocka_unit_test(test_array_numbers),
+	    cmocka_unit_test(test_array_bools),
+	    cmocka_unit_test(test_array_text),
+	    cmocka_unit_test(test_array_nested),
+	    cmocka_unit_test(test_array_dimensions),
+	    cmocka_unit_test(test_array_malformed),
+	    cmocka_unit_test(test_array_box),
+	    cmocka_unit_test(test_array_json),
+	    cmocka_unit_test(test_array_large_escaped),
+	    cmocka_unit_test(test_buf_limit),
+	    cmocka_unit_test(test_random_values_valid),
+	    cmocka_unit_test(test_random_utf8),
+	    cmocka_unit_test(test_event_insert),
+	    cmocka_unit_test(test_event_insert_nulls),
+	    cmocka_unit_test(test_event_update_no_old),
+	    cmocka_unit_test(test_event_update_key),
+	    cmocka_unit_test(test_event_update_full),
+	    cmocka_unit_test(test_event_update_full_nothing_changed),
+	    cmocka_unit_test(test_event_delete_key),
+	    cmocka_unit_test(test_event_delete_full),
+	    cmocka_unit_test(test_event_other_schema_binary),
+	    cmocka_unit_test(test_event_delete_composite_key),
+	    cmocka_unit_test(test_event_truncate),
+	    cmocka_unit_test(test_event_message_utf8),
+	    cmocka_unit_test(test_event_message_binary),
+	    cmocka_unit_test(test_base64_lengths),
+	    cmocka_unit_test(test_event_message_nontransactional),
+	    cmocka_unit_test(test_event_hostile_names),
+	    cmocka_unit_test(test_event_short_tuple),
+	    cmocka_unit_test(test_events_append),
+	};
+
+	return cmocka_run_group_tests(tests, setup_relations, NULL);
+}

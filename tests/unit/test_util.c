@@ -1,0 +1,144 @@
+/* test_util.c — rd (bounds), buf (growth, cap), lsn and timestamp forms. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/lsn.h"
+#include "util/rd.h"
+
+static void test_rd_reads_big_endian(void **state)
+{
+	static const uint8_t data[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09,
+	                               0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 'h',  'i',  0};
+	struct rd r;
+	uint8_t u8;
+	uint16_t u16;
+	uint32_t u32;
+	uint64_t u64;
+	const char *s;
+	size_t n;
+
+	(void)state;
+	rd_init(&r, data, sizeof data);
+	assert_true(rd_u8(&r, &u8));
+	assert_int_equal(u8, 0x01);
+	assert_true(rd_u16(&r, &u16));
+	assert_int_equal(u16, 0x0203);
+	assert_true(rd_u32(&r, &u32));
+	assert_int_equal(u32, 0x04050607);
+	assert_true(rd_u64(&r, &u64));
+	assert_true(u64 == UINT64_C(0x08090a0b0c0d0e0f));
+	assert_true(rd_cstr(&r, &s, &n));
+	assert_int_equal(n, 2);
+	assert_string_equal(s, "hi");
+	assert_int_equal(r.left, 0);
+	assert_false(rd_u8(&r, &u8));
+}
+
+static void test_rd_never_reads_past_end(void **state)
+{
+	static const uint8_t data[] = {1, 2, 3, 'a', 'b'};
+	struct rd r;
+	uint32_t u32 = 77;
+	const uint8_t *p;
+	const char *s;
+	size_t n;
+
+	(void)state;
+	rd_init(&r, data, 3);
+	assert_false(rd_u32(&r, &u32));
+	assert_int_equal(u32, 77); /* untouched */
+	assert_int_equal(r.left, 3);
+	assert_false(rd_bytes(&r, 4, &p));
+	rd_init(&r, data + 3, 2); /* no NUL terminator in range */
+	assert_false(rd_cstr(&r, &s, &n));
+}
+
+static void test_buf_grows_and_caps(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 1000);
+	for (int i = 0; i < 100; i++)
+		buf_puts(&b, "0123456789");
+	assert_true(buf_ok(&b));
+	assert_int_equal(b.len, 1000);
+	assert_int_equal(b.data[b.len], '\0');
+	buf_putc(&b, 'x');
+	assert_false(buf_ok(&b));
+	assert_int_equal(b.len, 1000);
+	buf_clear(&b);
+	assert_true(buf_ok(&b));
+	buf_printf(&b, "%d-%s", 42, "ok");
+	assert_string_equal(b.data, "42-ok");
+	buf_consume(&b, 3);
+	assert_string_equal(b.data, "ok");
+	buf_reset(&b);
+	assert_null(b.data);
+}
+
+static void test_lsn_round_trip(void **state)
+{
+	char s[LSN_STR_MAX];
+	uint64_t v;
+
+	(void)state;
+	lsn_format(UINT64_C(0x16C752F8), s);
+	assert_string_equal(s, "0/16C752F8");
+	lsn_format(UINT64_C(0xFFFFFFFFFFFFFFFF), s);
+	assert_string_equal(s, "FFFFFFFF/FFFFFFFF");
+	assert_true(lsn_parse("1A/00000b0c", &v));
+	assert_true(v == UINT64_C(0x1A00000B0C));
+	assert_false(lsn_parse("", &v));
+	assert_false(lsn_parse("0/", &v));
+	assert_false(lsn_parse("/1", &v));
+	assert_false(lsn_parse("0/1x", &v));
+	assert_false(lsn_parse("123456789/0", &v));
+	assert_false(lsn_parse("12", &v));
+}
+
+static void test_pgtime_format(void **state)
+{
+	char s[32];
+
+	(void)state;
+	pgtime_format(0, s);
+	assert_string_equal(s, "2000-01-01T00:00:00.000000Z");
+	/* 2026-11-24 14:30:00.123456 UTC = unix 1795530600.123456 */
+	pgtime_format(INT64_C(1795530600123456) - PG_EPOCH_OFFSET_US, s);
+	assert_string_equal(s, "2026-11-24T14:30:00.123456Z");
+	pgtime_format(-1, s);
+	assert_string_equal(s, "1999-12-31T23:59:59.999999Z");
+}
+
+static void test_err_is_one_line(void **state)
+{
+	struct err e;
+
+	(void)state;
+	assert_int_equal(err_set(&e, "could not connect: %s", "FATAL: no\nDETAIL: x\n"), -1);
+	assert_null(strchr(e.msg, '\n'));
+	assert_string_equal(e.msg, "could not connect: FATAL: no DETAIL: x");
+	err_wrap(&e, "at %d", 3);
+	assert_string_equal(e.msg, "at 3: could not connect: FATAL: no DETAIL: x");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_rd_reads_big_endian),
+	    cmocka_unit_test(test_rd_never_reads_past_end),
+	    cmocka_unit_test(test_buf_grows_and_caps),
+	    cmocka_unit_test(test_lsn_round_trip),
+	    cmocka_unit_test(test_pgtime_format),
+	    cmocka_unit_test(test_err_is_one_line),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
