@@ -20,6 +20,7 @@
 
 #include "checkpoint.h"
 #include "event/json.h"
+#include "pg/catalog.h"
 #include "pg/conn.h"
 #include "pg/pgoutput.h"
 #include "pg/stream.h"
@@ -43,6 +44,7 @@ struct daemon {
 	enum json_format format;
 
 	struct sink *sink;
+	struct catalog *cat;
 	struct checkpoint cp;
 	uint64_t seq;            /* number of the last event handed to the sink */
 	uint64_t written_lsn;    /* highest WAL position processed */
@@ -158,6 +160,18 @@ static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t ls
 	return emit(d, &ev, e);
 }
 
+/* Domains and arrays of user types render like their base types; ask the
+ * catalog. A failed lookup degrades those columns to strings, loudly. */
+static void resolve_types(struct daemon *d, uint32_t relid)
+{
+	struct relation *rel = relcache_get(pgoutput_relcache(d->dec), relid);
+	struct err e;
+
+	if (rel && catalog_resolve_relation(d->cat, rel, &e) < 0)
+		log_warn("%s; user-defined types of %s.%s are emitted as strings", e.msg,
+		         rel->nspname, rel->relname);
+}
+
 /* One pgoutput message at WAL position lsn (its XLogData start). */
 static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e)
 {
@@ -194,6 +208,8 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 		}
 		return handle_message(d, m, lsn, e);
 	case PGO_RELATION:
+		resolve_types(d, m->u.relation.rel->oid);
+		return 0;
 	case PGO_TYPE:
 	case PGO_ORIGIN:
 		return 0; /* the decoder keeps what matters */
@@ -248,8 +264,11 @@ static int send_status(struct daemon *d, struct err *e)
 	if (confirm(d, true, e) < 0)
 		return -1;
 	flush = d->cp.flush_lsn;
+	/* Between transactions, ask for a keepalive back: its WAL end is the
+	 * next position we may acknowledge, so an idle slot keeps moving at
+	 * every status interval instead of every wal_sender_timeout / 2. */
 	if (stream_send_status(d->conn, d->written_lsn > flush ? d->written_lsn : flush, flush,
-	                       false, e) < 0)
+	                       !d->in_txn, e) < 0)
 		return -1;
 	if (flush != d->reported_flush) {
 		char s[LSN_STR_MAX];
@@ -305,6 +324,7 @@ static int stream_loop(struct daemon *d, struct err *e)
 
 static void session_end(struct daemon *d)
 {
+	catalog_disconnect(d->cat);
 	pgoutput_free(d->dec);
 	d->dec = NULL;
 	conn_close(d->conn);
@@ -420,9 +440,11 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	d.sink = sink_open(&scfg, e);
 	if (d.sink == NULL)
 		return -1;
-	if (checkpoint_init(&d.cp, CHECKPOINT_MARKS, 0) < 0) {
+	d.cat = catalog_new(cfg->database_url);
+	if (d.cat == NULL || checkpoint_init(&d.cp, CHECKPOINT_MARKS, 0) < 0) {
+		catalog_free(d.cat);
 		sink_close(d.sink);
-		return err_set(e, "could not allocate checkpoint: out of memory");
+		return err_set(e, "could not start: out of memory");
 	}
 	for (;;) {
 		rc = run_session(&d, e);
@@ -453,6 +475,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 			log_warn("%s", ignored.msg);
 	}
 	checkpoint_reset(&d.cp);
+	catalog_free(d.cat);
 	sink_close(d.sink);
 	log_peak_memory(&d);
 	return rc;

@@ -1,2 +1,182 @@
-/* catalog.c — type lookups over an ordinary connection; see catalog.h. */
+/*
+ * catalog.c — type lookups over an ordinary connection; see catalog.h.
+ *
+ * A database has few user-defined types in its published tables, and a
+ * lookup happens only when a Relation message arrives (once per table per
+ * session, and after DDL), so the cache is a plain array searched linearly.
+ */
 #include "pg/catalog.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg/conn_int.h"
+
+/* OIDs below this are assigned at initdb: built-in types, known statically. */
+#define FIRST_NORMAL_OBJECT_ID 16384
+/* Domains over domains over arrays...: deeper than this is not a real schema. */
+#define MAX_TYPE_DEPTH 8
+/* Bound the cache; past this, lookups still work but are not remembered. */
+#define MAX_CACHED_TYPES 4096
+
+struct type_entry {
+	uint32_t oid;
+	struct valtype vt;
+};
+
+struct catalog {
+	const char *database_url;
+	PGconn *pg;
+	struct type_entry *types;
+	size_t ntypes;
+	size_t cap;
+};
+
+struct catalog *catalog_new(const char *database_url)
+{
+	struct catalog *cat = calloc(1, sizeof *cat);
+
+	if (cat)
+		cat->database_url = database_url;
+	return cat;
+}
+
+void catalog_disconnect(struct catalog *cat)
+{
+	if (cat == NULL)
+		return;
+	PQfinish(cat->pg);
+	cat->pg = NULL;
+}
+
+void catalog_free(struct catalog *cat)
+{
+	if (cat == NULL)
+		return;
+	catalog_disconnect(cat);
+	free(cat->types);
+	free(cat);
+}
+
+static const struct type_entry *cache_find(const struct catalog *cat, uint32_t oid)
+{
+	for (size_t i = 0; i < cat->ntypes; i++)
+		if (cat->types[i].oid == oid)
+			return &cat->types[i];
+	return NULL;
+}
+
+static void cache_add(struct catalog *cat, uint32_t oid, struct valtype vt)
+{
+	if (cat->ntypes == cat->cap) {
+		size_t ncap = cat->cap ? cat->cap * 2 : 16;
+		struct type_entry *n;
+
+		if (ncap > MAX_CACHED_TYPES)
+			return;
+		n = realloc(cat->types, ncap * sizeof *n);
+		if (n == NULL)
+			return; /* only a cache: the answer is still returned */
+		cat->types = n;
+		cat->cap = ncap;
+	}
+	cat->types[cat->ntypes++] = (struct type_entry){oid, vt};
+}
+
+static int ensure_connected(struct catalog *cat, struct err *e)
+{
+	if (cat->pg && PQstatus(cat->pg) == CONNECTION_OK)
+		return 0;
+	catalog_disconnect(cat);
+	cat->pg = conn_connect(cat->database_url, false, e);
+	if (cat->pg == NULL)
+		return -1;
+	if (PQstatus(cat->pg) != CONNECTION_OK) {
+		err_setk(e, ERR_TRANSIENT, "could not connect for catalog lookups: %s",
+		         PQerrorMessage(cat->pg));
+		catalog_disconnect(cat);
+		return -1;
+	}
+	return 0;
+}
+
+static int resolve(struct catalog *cat, uint32_t oid, int depth, struct valtype *out,
+                   struct err *e);
+
+/* Ask pg_type how values of a user-defined type look: a domain looks like
+ * its base type, an array like an array of its element type. */
+static int query_type(struct catalog *cat, uint32_t oid, int depth, struct valtype *out,
+                      struct err *e)
+{
+	static const char SQL[] = "SELECT typtype, typbasetype, typelem, typcategory "
+	                          "FROM pg_catalog.pg_type WHERE oid = $1";
+	char oidtext[16];
+	const char *params[1] = {oidtext};
+	struct valtype inner;
+	PGresult *res;
+	int rc = 0;
+
+	snprintf(oidtext, sizeof oidtext, "%u", oid);
+	res = PQexecParams(cat->pg, SQL, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		rc = conn_result_error(cat->pg, res, e, "look up type");
+		PQclear(res);
+		return rc;
+	}
+	*out = valtype_for_oid(0); /* string, unless the catalog says more */
+	if (PQntuples(res) == 1) {
+		char typtype = PQgetvalue(res, 0, 0)[0];
+		uint32_t base = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+		uint32_t elem = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+		char category = PQgetvalue(res, 0, 3)[0];
+
+		if (typtype == 'd' && base != 0)
+			rc = resolve(cat, base, depth + 1, out, e);
+		else if (category == 'A' && elem != 0) {
+			rc = resolve(cat, elem, depth + 1, &inner, e);
+			/* An array of arrays is not a thing Postgres has; a domain
+			 * over an array as element would be: keep it a string. */
+			if (rc == 0 && inner.kind != VK_ARRAY)
+				*out = valtype_array_of(inner);
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int resolve(struct catalog *cat, uint32_t oid, int depth, struct valtype *out, struct err *e)
+{
+	const struct type_entry *hit;
+
+	if (oid < FIRST_NORMAL_OBJECT_ID) {
+		*out = valtype_for_oid(oid);
+		return 0;
+	}
+	hit = cache_find(cat, oid);
+	if (hit) {
+		*out = hit->vt;
+		return 0;
+	}
+	if (depth > MAX_TYPE_DEPTH) {
+		*out = valtype_for_oid(0);
+		return 0;
+	}
+	if (ensure_connected(cat, e) < 0 || query_type(cat, oid, depth, out, e) < 0)
+		return -1;
+	cache_add(cat, oid, *out);
+	return 0;
+}
+
+int catalog_resolve_relation(struct catalog *cat, struct relation *rel, struct err *e)
+{
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		struct relcol *col = &rel->cols[i];
+
+		if (col->typoid < FIRST_NORMAL_OBJECT_ID)
+			continue;
+		if (resolve(cat, col->typoid, 0, &col->vt, e) < 0)
+			return -1;
+	}
+	return 0;
+}

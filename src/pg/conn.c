@@ -94,10 +94,11 @@ void conn_describe(const char *database_url, char *out, size_t outlen)
 
 /*
  * Connect using the user's URL/conninfo with our additions: replication=
- * database (logical walsender that also takes SQL), our session settings
- * appended to any options the user gave, and an application name.
+ * database (logical walsender that also takes SQL) unless asked for an
+ * ordinary session, our session settings appended to any options the user
+ * gave, and an application name.
  */
-static PGconn *connect_params(const char *database_url, struct err *e)
+PGconn *conn_connect(const char *database_url, bool replication, struct err *e)
 {
 	PQconninfoOption *opts;
 	const char *keys[64], *vals[64];
@@ -125,7 +126,8 @@ static PGconn *connect_params(const char *database_url, struct err *e)
 		vals[n++] = o->val;
 	}
 	buf_puts(&options, SESSION_OPTIONS);
-	keys[n] = "replication", vals[n++] = "database";
+	if (replication)
+		keys[n] = "replication", vals[n++] = "database";
 	keys[n] = "options", vals[n++] = options.data;
 	keys[n] = "fallback_application_name", vals[n++] = "pgstream";
 	keys[n] = NULL, vals[n] = NULL;
@@ -376,7 +378,7 @@ struct pg_conn *conn_open(const struct conn_params *p, struct conn_info *info, s
 		err_set(e, "could not connect: out of memory");
 		return NULL;
 	}
-	c->pg = connect_params(p->database_url, e);
+	c->pg = conn_connect(p->database_url, true, e);
 	if (c->pg == NULL)
 		goto fail;
 	if (PQstatus(c->pg) != CONNECTION_OK) {

@@ -5,11 +5,18 @@
 #ifndef PGSTREAM_CONN_INT_H
 #define PGSTREAM_CONN_INT_H
 
+#include <stdbool.h>
+
 #include <libpq-fe.h>
 
 #include "pg/conn.h"
 
 PGconn *conn_pg(struct pg_conn *c);
+
+/* Connect to the user's database with pgstream's session settings, as a
+ * logical walsender (replication=database) or an ordinary session. Returns
+ * a PGconn to check with PQstatus, or NULL with *e set. */
+PGconn *conn_connect(const char *database_url, bool replication, struct err *e);
 
 /* Fill *e from a failed result (res may be NULL), as "could not <what>:
  * <server message>", with ERR_TRANSIENT when a reconnect may cure it.

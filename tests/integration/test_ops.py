@@ -144,6 +144,29 @@ class Operations(unittest.TestCase):
         self.assertEqual(raw["content_encoding"], "base64")
         self.assertEqual(raw["content"], "/wD+")
 
+    def test_start_lsn_skips_earlier_changes(self):
+        C.sql("CREATE TABLE t_start (id int PRIMARY KEY)")
+        C.sql("SELECT pg_create_logical_replication_slot('s_start', 'pgoutput')")
+        C.sql("INSERT INTO t_start VALUES (1)")
+        start = lsn_str(C.current_lsn())
+        C.sql("INSERT INTO t_start VALUES (2)")
+        p = PgStream(C, "--start-lsn", start, "--end-lsn", lsn_str(C.current_lsn()),
+                     slot="s_start")
+        try:
+            self.assertEqual(p.run(), 0, p.stderr())
+            self.assertEqual([e["new"]["id"] for e in p.events()], [2])
+        finally:
+            p.close()
+
+    def test_pretty_update_without_full_identity_shows_key(self):
+        C.sql("CREATE TABLE t_pkey (id int PRIMARY KEY, name text)")
+        out = capture("s_pkey", [
+            "INSERT INTO t_pkey VALUES (1, 'a')",
+            "UPDATE t_pkey SET name = 'b' WHERE id = 1",
+        ], fmt="pretty")
+        self.assertIn('[UPDATE] table=t_pkey lsn=', out)
+        self.assertIn('key={\n  "id": 1\n}\nnew={\n  "id": 1,\n  "name": "b"\n}\n', out)
+
     def test_pretty_format(self):
         C.sql("CREATE TABLE users (id int PRIMARY KEY, name text, email text)")
         C.sql("ALTER TABLE users REPLICA IDENTITY FULL")

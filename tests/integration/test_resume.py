@@ -66,6 +66,19 @@ class Resume(unittest.TestCase):
         checked, repeats = w.verify(runs, acks)
         print("kill -9: %d rounds, %d events checked, %d repeats" % (3, checked, repeats))
 
+    def test_idle_slot_is_acknowledged_to_wal_end(self):
+        p = PgStream(C, "--status-interval", "0.2", slot="s_idle").start()
+        try:
+            p.wait_stderr("listening for changes...")
+            C.sql("CREATE TABLE idle_unpublished_ddl (id int)")  # WAL, but no events
+            target = C.current_lsn()
+            # Within a few status intervals, not wal_sender_timeout / 2.
+            p.wait_for(lambda: C.slot_confirmed("s_idle") >= target, 3,
+                       "confirmed_flush_lsn to reach %s" % lsn_str(target))
+            self.assertEqual(p.events(), [])
+        finally:
+            p.close()
+
     def test_postgres_restarted_under_it(self):
         w = Workload(C, "ledger_restart")
         p = PgStream(C, "--status-interval", "0.2", "--reconnect-max-delay", "2",

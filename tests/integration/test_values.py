@@ -19,7 +19,6 @@ def setUpModule():
         ba bool[], jba jsonb[], ma int[], ts timestamptz, tn timestamp, d date,
         by bytea, u uuid, iv interval, vc varchar(10), ch char(3))""")
     C.sql("CREATE PUBLICATION pgstream_pub FOR ALL TABLES")
-    C.sql("SELECT pg_create_logical_replication_slot('pgstream_slot', 'pgoutput')")
 
 
 def tearDownModule():
@@ -29,6 +28,7 @@ def tearDownModule():
 class Values(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        C.sql("SELECT pg_create_logical_replication_slot('pgstream_slot', 'pgoutput')")
         C.sql("""INSERT INTO vals VALUES
           (1, '', true, -32768, 2147483647, 9223372036854775807, 4294967295,
            1.5, '-0', 1234567890123456789012345678901234567890.5,
@@ -127,6 +127,32 @@ class Values(unittest.TestCase):
         for line in self.lines:
             self.assertTrue(line.startswith('{"op":"insert","schema":"public","table":"vals",'))
             self.assertNotIn("\n", line)
+
+
+class UserTypes(unittest.TestCase):
+    """Domains follow their base type, arrays of domains are arrays of it;
+    enums and composites are strings of their text form."""
+
+    def test_domains_and_user_types(self):
+        C.sql("CREATE DOMAIN posint AS int CHECK (VALUE > 0)")
+        C.sql("CREATE DOMAIN money2 AS numeric(12,2)")
+        C.sql("CREATE DOMAIN flags AS bool[]")
+        C.sql("CREATE DOMAIN deep AS posint")
+        C.sql("CREATE TYPE mood AS ENUM ('sad', 'ok')")
+        C.sql("CREATE TYPE pair AS (a int, b text)")
+        C.sql("""CREATE TABLE utypes (id int PRIMARY KEY, p posint, m money2, f flags,
+                 dp deep, pa posint[], e mood, c pair, ea mood[])""")
+        C.sql("SELECT pg_create_logical_replication_slot('s_utypes', 'pgoutput')")
+        C.sql("""INSERT INTO utypes VALUES (1, 5, 12.50, '{t,f}', 7, '{1,2}', 'ok',
+                 ROW(1, 'x y'), '{sad,ok}')""")
+        p = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), slot="s_utypes")
+        try:
+            self.assertEqual(p.run(), 0, p.stderr())
+            line = p.stdout().strip()
+        finally:
+            p.close()
+        self.assertIn('"new":{"id":1,"p":5,"m":12.50,"f":[true,false],"dp":7,"pa":[1,2],'
+                      '"e":"ok","c":"(1,\\"x y\\")","ea":["sad","ok"]}', line)
 
 
 if __name__ == "__main__":
