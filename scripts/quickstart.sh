@@ -8,7 +8,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/deps.sh"
-"$here/scripts/build.sh" "$here/build" >/dev/null
+BUILD_TARGET=pgstream "$here/scripts/build.sh" "$here/build" >/dev/null
 bin=$here/build/pgstream
 
 if [ -n "${DATABASE_URL:-}" ]; then
@@ -32,6 +32,8 @@ url=$("$here/scripts/pgcluster.sh" url "$dir" "$port")
 psql -X -q -d "$url" -v ON_ERROR_STOP=1 <<'SQL'
 CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, email text, score numeric,
                     active boolean DEFAULT true, tags text[], created_at timestamptz DEFAULT now());
+-- Old rows in UPDATE and DELETE events, so the pretty view shows what changed.
+ALTER TABLE users REPLICA IDENTITY FULL;
 SQL
 
 # A writer that keeps inserting, updating and deleting users.

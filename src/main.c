@@ -31,8 +31,10 @@ static void install_signals(void)
 	 * loop sees the flag at once. */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	/* A closed stdout pipe is a sink error to report, not a silent death. */
+	/* A closed stdout pipe, or a file over its size limit, is a sink error
+	 * to report (EPIPE, EFBIG), not a silent death. */
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 int main(int argc, char **argv)
