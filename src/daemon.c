@@ -286,6 +286,56 @@ static bool status_due(const struct daemon *d)
 	return d->reply_now || clock_ms() >= d->next_status_ms;
 }
 
+/* ---- back-pressure ------------------------------------------------------ */
+
+/* Warn once the sink has refused data for this long. */
+#define SINK_STALL_WARN_MS 5000
+
+/*
+ * The sink is full (nobody reads our stdout pipe). Decoding more would only
+ * grow memory, so stop reading from the server - TCP flow control then
+ * holds the walsender back - but keep sending status updates so the server
+ * does not time the connection out. Nothing unwritten is acknowledged.
+ */
+static int wait_for_sink(struct daemon *d, struct err *e)
+{
+	int64_t since = clock_ms();
+	bool warned = false;
+
+	while (sink_blocked(d->sink) && !*d->stop) {
+		int64_t now = clock_ms();
+
+		if (!warned && now - since >= SINK_STALL_WARN_MS) {
+			log_warn("output is not being read; pausing replication (nothing unwritten "
+			         "is acknowledged)");
+			warned = true;
+		}
+		if (status_due(d) && send_status(d, e) < 0)
+			return -1;
+		if (sink_wait(d->sink, (int)(d->next_status_ms - clock_ms())) &&
+		    confirm(d, false, e) < 0)
+			return -1;
+	}
+	if (warned)
+		log_info("output is being read again; resuming replication");
+	return 0;
+}
+
+/* At shutdown, give a slow reader a bounded time to take what is buffered,
+ * so the final status update can acknowledge it. */
+#define SINK_DRAIN_MS 5000
+
+static void drain_sink(struct daemon *d)
+{
+	int64_t deadline = clock_ms() + SINK_DRAIN_MS;
+	struct err ignored;
+
+	while (sink_blocked(d->sink) && clock_ms() < deadline)
+		if (sink_wait(d->sink, (int)(deadline - clock_ms())) &&
+		    sink_flush(d->sink, false, &ignored) < 0)
+			break;
+}
+
 /* ---- one session: connect, stream until stop, end or error -------------- */
 
 static int stream_loop(struct daemon *d, struct err *e)
@@ -295,7 +345,14 @@ static int stream_loop(struct daemon *d, struct err *e)
 	while (!*d->stop && !d->reached_end) {
 		uint8_t *data;
 		size_t len;
-		int n = stream_recv(d->conn, &data, &len, e);
+		int n;
+
+		if (sink_blocked(d->sink)) {
+			if (wait_for_sink(d, e) < 0)
+				return -1;
+			continue;
+		}
+		n = stream_recv(d->conn, &data, &len, e);
 
 		if (n < 0)
 			return -1;
@@ -371,6 +428,7 @@ static int run_session(struct daemon *d, struct err *e)
 	rc = stream_loop(d, e);
 	if (rc == 0) {
 		/* Clean stop: everything durable, acknowledged, copy ended. */
+		drain_sink(d);
 		rc = send_status(d, e);
 		if (rc == 0)
 			stream_end(d->conn);
@@ -471,6 +529,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		struct err ignored;
 		/* Whatever was decoded reaches the sink even if it cannot be
 		 * acknowledged any more: repeats are allowed, losses are not. */
+		drain_sink(&d);
 		if (confirm(&d, true, &ignored) < 0)
 			log_warn("%s", ignored.msg);
 	}

@@ -2,6 +2,7 @@
 #include "sink/sink.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@ struct sink *sink_alloc(const struct sink_ops *ops)
 		return NULL;
 	s->ops = ops;
 	s->fd = -1;
+	s->restore_flags = -1;
 	s->flush_threshold = SINK_FLUSH_THRESHOLD;
 	buf_init(&s->out, SINK_BUF_LIMIT);
 	return s;
@@ -67,6 +69,11 @@ int sink_write_fd(struct sink *s, const char *what, struct err *e)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				buf_consume(&s->out, off);
+				s->blocked = true;
+				return 0;
+			}
 			/* Keep what was not written: nothing is lost, nothing acked. */
 			buf_consume(&s->out, off);
 			return err_setk(e, ERR_SINK, "could not write to %s: %s", what,
@@ -75,6 +82,16 @@ int sink_write_fd(struct sink *s, const char *what, struct err *e)
 		off += (size_t)n;
 	}
 	buf_clear(&s->out);
+	s->blocked = false;
 	s->written_seq = s->buffered_seq;
 	return 0;
+}
+
+int sink_wait(struct sink *s, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
+
+	if (s->fd < 0)
+		return 1;
+	return poll(&pfd, 1, timeout_ms < 0 ? 0 : timeout_ms) > 0;
 }

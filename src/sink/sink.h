@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "util/buf.h"
 #include "util/err.h"
@@ -41,8 +42,11 @@ struct sink {
 	uint64_t confirmed_seq; /* every event <= this is durable */
 	size_t flush_threshold; /* event_done sends once out grows past this */
 	int fd;                 /* stdout and file backends */
+	bool blocked;           /* the fd would block: out holds unwritten data */
 	bool durable_writes;    /* file: fsync before confirming */
 	char *path;             /* file backend */
+	off_t boundary;         /* file: size at the end of the last whole write */
+	int restore_flags;      /* stdout: fcntl flags to put back at close, or -1 */
 };
 
 struct sink_config {
@@ -65,12 +69,26 @@ static inline uint64_t sink_confirmed(const struct sink *s)
 	return s->confirmed_seq;
 }
 
+/* True while the sink cannot take more (a pipe nobody reads): the daemon
+ * stops decoding, keeps the connection alive, and waits with sink_wait(). */
+static inline bool sink_blocked(const struct sink *s)
+{
+	return s->blocked;
+}
+
+/* Wait up to timeout_ms for a blocked sink to accept data again. Returns 1
+ * when it may, 0 on timeout or signal. */
+int sink_wait(struct sink *s, int timeout_ms);
+
 /* Backends. */
 struct sink *sink_stdout_open(const struct sink_config *cfg, struct err *e);
 struct sink *sink_file_open(const struct sink_config *cfg, struct err *e);
 
-/* For backends: allocate a sink around ops; write all of out to fd. */
+/* For backends: allocate a sink around ops. */
 struct sink *sink_alloc(const struct sink_ops *ops);
+/* Write out to fd. On a non-blocking fd that is full, keeps the rest in out,
+ * sets blocked and returns 0; on an error returns -1 (ERR_SINK) with the
+ * unwritten rest still in out. written_seq advances only when all is out. */
 int sink_write_fd(struct sink *s, const char *what, struct err *e);
 
 #endif
