@@ -160,16 +160,20 @@ static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t ls
 	return emit(d, &ev, e);
 }
 
-/* Domains and arrays of user types render like their base types; ask the
- * catalog. A failed lookup degrades those columns to strings, loudly. */
-static void resolve_types(struct daemon *d, uint32_t relid)
+/* A Relation message arrived: domains and arrays of user types render like
+ * their base types, so ask the catalog (a failed lookup degrades those
+ * columns to strings, loudly); then let the encoder escape the names once. */
+static void prepare_relation(struct daemon *d, uint32_t relid)
 {
 	struct relation *rel = relcache_get(pgoutput_relcache(d->dec), relid);
 	struct err e;
 
-	if (rel && catalog_resolve_relation(d->cat, rel, &e) < 0)
+	if (rel == NULL)
+		return;
+	if (catalog_resolve_relation(d->cat, rel, &e) < 0)
 		log_warn("%s; user-defined types of %s.%s are emitted as strings", e.msg,
 		         rel->nspname, rel->relname);
+	json_relation_prepare(rel);
 }
 
 /* One pgoutput message at WAL position lsn (its XLogData start). */
@@ -187,6 +191,7 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 		d->txn.xid = m->u.begin.xid;
 		d->txn.commit_lsn = m->u.begin.final_lsn;
 		d->txn.commit_time = m->u.begin.commit_time;
+		json_txn_prepare(&d->txn);
 		return 0;
 	case PGO_COMMIT:
 		d->in_txn = false;
@@ -208,7 +213,7 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 		}
 		return handle_message(d, m, lsn, e);
 	case PGO_RELATION:
-		resolve_types(d, m->u.relation.rel->oid);
+		prepare_relation(d, m->u.relation.rel->oid);
 		return 0;
 	case PGO_TYPE:
 	case PGO_ORIGIN:

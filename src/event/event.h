@@ -26,6 +26,10 @@ struct event_txn {
 	uint32_t xid;
 	uint64_t commit_lsn; /* LSN of the commit record (BEGIN's final_lsn) */
 	int64_t commit_time; /* Postgres wire timestamp */
+	/* ',"commit_lsn":..,"xid":..,"commit_time":".."' formatted once per
+	 * transaction by json_txn_prepare(); json_len 0 until then. */
+	char json[112];
+	uint8_t json_len;
 };
 
 struct event {

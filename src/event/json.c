@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -777,8 +778,12 @@ static void write_row(struct buf *out, const struct rowsel *rs, const struct row
 		if (!rowsel_includes(rs, i))
 			continue;
 		buf_puts(out, empty ? st->first : st->sep);
-		json_write_string(out, cols[i].name, strlen(cols[i].name));
-		buf_puts(out, st->colon);
+		if (cols[i].json_key && st == &COMPACT) {
+			buf_append(out, cols[i].json_key, cols[i].json_key_len);
+		} else {
+			json_write_string(out, cols[i].name, strlen(cols[i].name));
+			buf_puts(out, st->colon);
+		}
 		write_column(out, &cols[i].vt, &rs->tup->cols[i]);
 		empty = false;
 	}
@@ -840,6 +845,10 @@ static void json_txn_members(struct buf *out, const struct event_txn *txn)
 		buf_puts(out, ",\"commit_lsn\":null,\"xid\":null,\"commit_time\":null");
 		return;
 	}
+	if (txn->json_len > 0) {
+		buf_append(out, txn->json, txn->json_len);
+		return;
+	}
 	json_lsn_member(out, "commit_lsn", txn->commit_lsn);
 	json_u32_member(out, "xid", txn->xid);
 	json_key(out, "commit_time");
@@ -847,6 +856,20 @@ static void json_txn_members(struct buf *out, const struct event_txn *txn)
 	n = pgtime_format(txn->commit_time, t);
 	buf_append(out, t, (size_t)n);
 	buf_putc(out, '"');
+}
+
+void json_txn_prepare(struct event_txn *txn)
+{
+	struct buf b;
+
+	txn->json_len = 0;
+	buf_init(&b, sizeof txn->json - 1);
+	json_txn_members(&b, txn);
+	if (buf_ok(&b)) {
+		memcpy(txn->json, b.data, b.len);
+		txn->json_len = (uint8_t)b.len;
+	}
+	buf_reset(&b);
 }
 
 static void json_row_member(struct buf *out, const char *key, const struct rowsel *rs)
@@ -901,16 +924,57 @@ static void json_message_members(struct buf *out, const struct event *ev)
 	}
 }
 
+/* ,"schema":"..","table":".." */
+static void json_relation_head(struct buf *out, const struct relation *rel)
+{
+	json_key(out, "schema");
+	json_write_string(out, rel->nspname, strlen(rel->nspname));
+	json_key(out, "table");
+	json_write_string(out, rel->relname, strlen(rel->relname));
+}
+
+/* A heap copy of what was rendered into b, which is then cleared; NULL on
+ * failure (the encoder then escapes on the fly). */
+static char *render_copy(struct buf *b, uint32_t *len)
+{
+	char *copy = NULL;
+
+	if (buf_ok(b) && b->len > 0 && b->len < UINT32_MAX && (copy = malloc(b->len)) != NULL) {
+		memcpy(copy, b->data, b->len);
+		*len = (uint32_t)b->len;
+	}
+	buf_clear(b);
+	return copy;
+}
+
+void json_relation_prepare(struct relation *rel)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	free(rel->json_head);
+	json_relation_head(&b, rel);
+	rel->json_head = render_copy(&b, &rel->json_head_len);
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		struct relcol *col = &rel->cols[i];
+
+		free(col->json_key);
+		json_write_string(&b, col->name, strlen(col->name));
+		buf_putc(&b, ':');
+		col->json_key = render_copy(&b, &col->json_key_len);
+	}
+	buf_reset(&b);
+}
+
 static void json_event(struct buf *out, const struct event *ev)
 {
 	buf_puts(out, "{\"op\":\"");
 	buf_puts(out, event_op_name(ev->op));
 	buf_putc(out, '"');
-	if (ev->op != EVENT_MESSAGE) {
-		json_key(out, "schema");
-		json_write_string(out, ev->rel->nspname, strlen(ev->rel->nspname));
-		json_key(out, "table");
-		json_write_string(out, ev->rel->relname, strlen(ev->rel->relname));
+	if (ev->op != EVENT_MESSAGE && ev->rel->json_head) {
+		buf_append(out, ev->rel->json_head, ev->rel->json_head_len);
+	} else if (ev->op != EVENT_MESSAGE) {
+		json_relation_head(out, ev->rel);
 	}
 	json_lsn_member(out, "lsn", ev->lsn);
 	json_txn_members(out, ev->txn);

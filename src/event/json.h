@@ -24,6 +24,15 @@ enum json_format {
 /* Append one event: a line ending in '\n' (JSON) or a block (pretty). */
 void json_write_event(struct buf *out, const struct event *ev, enum json_format fmt);
 
+/* Format the transaction's JSON members once (at BEGIN) instead of for
+ * every event of it: the commit time costs a gmtime and a printf. */
+void json_txn_prepare(struct event_txn *txn);
+
+/* Escape the relation's schema, table and column names once (when its
+ * Relation message arrives) instead of for every event. Without it the
+ * encoder escapes them on the fly; on allocation failure likewise. */
+void json_relation_prepare(struct relation *rel);
+
 /* Append s[0..len) as a quoted, escaped JSON string. */
 void json_write_string(struct buf *out, const char *s, size_t len);
 

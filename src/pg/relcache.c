@@ -164,9 +164,12 @@ void relation_free(struct relation *rel)
 	if (rel == NULL)
 		return;
 	if (rel->cols != NULL)
-		for (uint16_t i = 0; i < rel->ncols; i++)
+		for (uint16_t i = 0; i < rel->ncols; i++) {
 			free(rel->cols[i].name);
+			free(rel->cols[i].json_key);
+		}
 	free(rel->cols);
+	free(rel->json_head);
 	free(rel->nspname);
 	free(rel->relname);
 	free(rel);

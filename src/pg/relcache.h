@@ -28,6 +28,10 @@ struct relcol {
 	 * built-in types, refined by the daemon's catalog lookup for domains and
 	 * user-defined arrays. */
 	struct valtype vt;
+	/* The encoder's cache of the escaped '"name":', built once per relation
+	 * by json_relation_prepare() (NULL until then); freed with the relation. */
+	char *json_key;
+	uint32_t json_key_len;
 };
 
 struct relation {
@@ -37,6 +41,9 @@ struct relation {
 	char replident; /* 'd' default, 'n' nothing, 'f' full, 'i' index */
 	uint16_t ncols;
 	struct relcol *cols;
+	/* The encoder's cache of ',"schema":"..","table":".."' (see relcol). */
+	char *json_head;
+	uint32_t json_head_len;
 };
 
 struct relcache;

@@ -47,7 +47,7 @@ bool buf_reserve(struct buf *b, size_t n)
 	return true;
 }
 
-void buf_append(struct buf *b, const void *data, size_t n)
+void buf_append_slow(struct buf *b, const void *data, size_t n)
 {
 	if (!buf_reserve(b, n))
 		return;
@@ -55,11 +55,6 @@ void buf_append(struct buf *b, const void *data, size_t n)
 		memcpy(b->data + b->len, data, n);
 	b->len += n;
 	b->data[b->len] = '\0';
-}
-
-void buf_puts(struct buf *b, const char *s)
-{
-	buf_append(b, s, strlen(s));
 }
 
 void buf_printf(struct buf *b, const char *fmt, ...)

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct buf {
 	char *data;
@@ -40,8 +41,29 @@ static inline bool buf_ok(const struct buf *b)
 
 /* Make room for n more bytes; false (and the flag set) if impossible. */
 bool buf_reserve(struct buf *b, size_t n);
-void buf_append(struct buf *b, const void *data, size_t n);
-void buf_puts(struct buf *b, const char *s);
+/* Out-of-line half of buf_append: grows, or flags overflow/nomem. */
+void buf_append_slow(struct buf *b, const void *data, size_t n);
+
+/* Append n bytes. Inline because the encoder appends many short pieces per
+ * event: the common case is one compare and one memcpy. */
+static inline void buf_append(struct buf *b, const void *data, size_t n)
+{
+	if (n == 0)
+		return; /* data may be NULL */
+	if (b->len + n < b->cap && b->len + n <= b->limit) {
+		memcpy(b->data + b->len, data, n);
+		b->len += n;
+		b->data[b->len] = '\0';
+		return;
+	}
+	buf_append_slow(b, data, n);
+}
+
+/* Inline so that strlen of a literal is folded at compile time. */
+static inline void buf_puts(struct buf *b, const char *s)
+{
+	buf_append(b, s, strlen(s));
+}
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static inline void buf_putc(struct buf *b, char c)

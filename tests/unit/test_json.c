@@ -827,24 +827,24 @@ static void test_random_utf8(void **state)
 
 /* public.users(id int4 key, name text, email text, tags text[], meta jsonb) */
 static struct relcol users_cols[] = {
-    {"id", 23, -1, RELCACHE_COL_KEY, {0}},
-    {"name", 25, -1, 0, {0}},
-    {"email", 25, -1, 0, {0}},
-    {"tags", 1009, -1, 0, {0}},
-    {"meta", 3802, -1, 0, {0}},
+    {"id", 23, -1, RELCACHE_COL_KEY, {0}, NULL, 0},
+    {"name", 25, -1, 0, {0}, NULL, 0},
+    {"email", 25, -1, 0, {0}, NULL, 0},
+    {"tags", 1009, -1, 0, {0}, NULL, 0},
+    {"meta", 3802, -1, 0, {0}, NULL, 0},
 };
-static struct relation users = {16384, "public", "users", 'd', 5, users_cols};
+static struct relation users = {16384, "public", "users", 'd', 5, users_cols, NULL, 0};
 
 /* billing."Order Items"(order_id int8 key, line int4 key, blob bytea, ok bool) */
 static struct relcol items_cols[] = {
-    {"order_id", 20, -1, RELCACHE_COL_KEY, {0}},
-    {"line", 23, -1, RELCACHE_COL_KEY, {0}},
-    {"blob", 17, -1, 0, {0}},
-    {"ok", 16, -1, 0, {0}},
+    {"order_id", 20, -1, RELCACHE_COL_KEY, {0}, NULL, 0},
+    {"line", 23, -1, RELCACHE_COL_KEY, {0}, NULL, 0},
+    {"blob", 17, -1, 0, {0}, NULL, 0},
+    {"ok", 16, -1, 0, {0}, NULL, 0},
 };
-static struct relation items = {16390, "billing", "Order Items", 'f', 4, items_cols};
+static struct relation items = {16390, "billing", "Order Items", 'f', 4, items_cols, NULL, 0};
 
-static const struct event_txn txn = {745, 0x16C75500, 0};
+static const struct event_txn txn = {745, 0x16C75500, 0, {0}, 0};
 
 static int setup_relations(void **state)
 {
@@ -1210,10 +1210,10 @@ static void test_event_message_nontransactional(void **state)
 static void test_event_hostile_names(void **state)
 {
 	static struct relcol cols[] = {
-	    {"we\"ird\ncol", 25, -1, RELCACHE_COL_KEY, {0}},
-	    {"j", 114, -1, 0, {0}},
+	    {"we\"ird\ncol", 25, -1, RELCACHE_COL_KEY, {0}, NULL, 0},
+	    {"j", 114, -1, 0, {0}, NULL, 0},
 	};
-	static struct relation rel = {1, "s\tx", "t\"=1", 'd', 2, cols};
+	static struct relation rel = {1, "s\tx", "t\"=1", 'd', 2, cols, NULL, 0};
 	static const struct pgo_value vals[] = {TXT("v\x01\xff"), TXT("[1,\n2]")};
 	static const struct pgo_tuple tup = {2, vals};
 	struct event_txn t = txn_at();
