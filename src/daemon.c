@@ -428,6 +428,7 @@ static int run_session(struct daemon *d, struct err *e)
 		return -1;
 	}
 	d->ever_streamed = d->session_streamed = true;
+	d->params.slot_must_exist = true;
 	log_info("listening for changes...");
 	d->next_status_ms = clock_ms() + d->cfg->status_interval_ms;
 	rc = stream_loop(d, e);

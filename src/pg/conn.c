@@ -344,6 +344,12 @@ static int ensure_slot(PGconn *pg, const struct conn_params *p, struct conn_info
 	PGresult *res;
 	int exists = 0;
 
+	if (p->temporary_slot && p->slot_must_exist)
+		return err_set(e,
+		               "temporary replication slot \"%s\" was dropped with the lost "
+		               "connection: changes made meanwhile cannot be streamed (use a "
+		               "permanent slot to survive reconnects)",
+		               p->slot);
 	if (!p->temporary_slot) {
 		exists = check_existing_slot(pg, p, info, e);
 		if (exists < 0)
@@ -352,6 +358,16 @@ static int ensure_slot(PGconn *pg, const struct conn_params *p, struct conn_info
 			log_info("using existing replication slot: %s", p->slot);
 			return 0;
 		}
+		/* Creating it again would start after the changes made since it
+		 * vanished: a silent loss. Say so instead. */
+		if (p->slot_must_exist)
+			return err_set(
+			    e,
+			    "replication slot \"%s\" no longer exists (dropped while "
+			    "pgstream was disconnected?): changes since its last "
+			    "acknowledged position are lost on the server; resynchronize, "
+			    "then start pgstream again to create a new slot",
+			    p->slot);
 	}
 	snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT \"%s\" %sLOGICAL pgoutput%s", p->slot,
 	         p->temporary_slot ? "TEMPORARY " : "",

@@ -25,6 +25,7 @@ struct conn_params {
 	const char *tables; /* --tables list for --create-publication */
 	bool temporary_slot;
 	bool create_publication;
+	bool slot_must_exist; /* set once streaming has started: never recreate */
 };
 
 /* What the server told us while setting up. */

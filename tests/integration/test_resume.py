@@ -79,6 +79,28 @@ class Resume(unittest.TestCase):
         finally:
             p.close()
 
+    def test_slot_dropped_while_disconnected_is_an_error(self):
+        p = PgStream(C, "--status-interval", "0.2", "--reconnect-max-delay", "1",
+                     slot="s_dropped").start()
+        try:
+            p.wait_stderr("listening for changes...")
+            deadline = time.time() + 30
+            while time.time() < deadline:  # the walsender comes back: race it
+                C.sql("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+                      " WHERE slot_name = 's_dropped' AND active_pid IS NOT NULL")
+                try:
+                    C.sql("SELECT pg_drop_replication_slot('s_dropped')")
+                    break
+                except Exception:
+                    time.sleep(0.05)
+            self.assertEqual(p.proc.wait(timeout=30), 1, p.stderr())
+            self.assertIn('replication slot "s_dropped" no longer exists', p.stderr())
+            # It did not quietly create a new slot that would skip changes.
+            self.assertEqual(C.sql("SELECT 1 FROM pg_replication_slots"
+                                   " WHERE slot_name = 's_dropped'"), [])
+        finally:
+            p.close()
+
     def test_postgres_restarted_under_it(self):
         w = Workload(C, "ledger_restart")
         p = PgStream(C, "--status-interval", "0.2", "--reconnect-max-delay", "2",
