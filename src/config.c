@@ -58,6 +58,8 @@ static const struct option_def OPTIONS[] = {
      "seconds between status updates to the server (default 10)"},
     {"reconnect-max-delay", "RECONNECT_MAX_DELAY", OPT_SECONDS, F(reconnect_max_ms), "SECONDS",
      "cap of the exponential reconnect backoff (default 30)"},
+    {"wal-receiver-timeout", "WAL_RECEIVER_TIMEOUT", OPT_SECONDS, F(receiver_timeout_ms), "SECONDS",
+     "reconnect when the server sent nothing for this long (default 60)"},
     {"temporary-slot", "TEMPORARY_SLOT", OPT_BOOL, F(temporary_slot), NULL,
      "use a temporary slot, dropped when pgstream disconnects"},
     {"create-publication", "CREATE_PUBLICATION", OPT_BOOL, F(create_publication), NULL,
@@ -350,6 +352,11 @@ static int validate(const struct config *cfg, struct err *e)
 {
 	if (cfg->end_lsn && cfg->start_lsn && cfg->end_lsn < cfg->start_lsn)
 		return err_set(e, "invalid options: --end-lsn is before --start-lsn");
+	if (cfg->receiver_timeout_ms <= cfg->status_interval_ms)
+		return err_set(e,
+		               "invalid options: --wal-receiver-timeout must be longer than "
+		               "--status-interval (each status update asks the server for a sign "
+		               "of life)");
 	if (cfg->tables && !cfg->create_publication)
 		return err_set(e, "invalid options: --tables needs --create-publication");
 	if (cfg->temporary_slot && cfg->start_lsn)
@@ -367,6 +374,7 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *e)
 	cfg->format = FORMAT_JSON;
 	cfg->status_interval_ms = 10000;
 	cfg->reconnect_max_ms = 30000;
+	cfg->receiver_timeout_ms = 60000;
 	cfg->log_level = LOG_INFO;
 	cfg->fsync = true;
 

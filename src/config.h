@@ -29,6 +29,7 @@ struct config {
 	uint64_t end_lsn;   /* 0 = run forever */
 	int status_interval_ms;
 	int reconnect_max_ms;
+	int receiver_timeout_ms; /* no data for this long: connection presumed lost */
 	int log_level;
 	bool temporary_slot;
 	bool create_publication;

@@ -58,6 +58,7 @@ struct daemon {
 	bool reached_end;
 	bool reply_now;
 	int64_t next_status_ms;
+	int64_t last_recv_ms; /* when the server was last heard from */
 
 	bool ever_streamed;    /* some session reached START_REPLICATION */
 	bool session_streamed; /* the last session did */
@@ -343,6 +344,32 @@ static void drain_sink(struct daemon *d)
 
 /* ---- one session: connect, stream until stop, end or error -------------- */
 
+/*
+ * Wait for data until the next status update is due. A server that has
+ * sent nothing at all - not even the keepalive each status update asks for
+ * between transactions - for --wal-receiver-timeout is presumed gone: a cut
+ * network can leave a TCP connection looking open for many minutes.
+ */
+static int wait_for_server(struct daemon *d, struct err *e)
+{
+	int64_t now = clock_ms();
+	int64_t dead_at = d->last_recv_ms + d->cfg->receiver_timeout_ms;
+	int64_t until = d->next_status_ms < dead_at ? d->next_status_ms : dead_at;
+	int got;
+
+	if (now >= dead_at)
+		return err_setk(e, ERR_TRANSIENT,
+		                "could not read replication stream: nothing received for %d s, "
+		                "connection presumed lost",
+		                d->cfg->receiver_timeout_ms / 1000);
+	got = stream_wait(d->conn, (int)(until - now), e);
+	if (got < 0)
+		return -1;
+	if (got > 0)
+		d->last_recv_ms = clock_ms();
+	return 0;
+}
+
 static int stream_loop(struct daemon *d, struct err *e)
 {
 	unsigned frames = 0;
@@ -355,6 +382,7 @@ static int stream_loop(struct daemon *d, struct err *e)
 		if (sink_blocked(d->sink)) {
 			if (wait_for_sink(d, e) < 0)
 				return -1;
+			d->last_recv_ms = clock_ms(); /* we were not listening */
 			continue;
 		}
 		n = stream_recv(d->conn, &data, &len, e);
@@ -362,11 +390,15 @@ static int stream_loop(struct daemon *d, struct err *e)
 		if (n < 0)
 			return -1;
 		if (n > 0) {
-			int rc = handle_frame(d, data, len, e);
+			int rc;
+
+			if (++frames % FRAMES_PER_CLOCK_CHECK == 0)
+				d->last_recv_ms = clock_ms();
+			rc = handle_frame(d, data, len, e);
 			stream_free(data);
 			if (rc < 0)
 				return -1;
-			if (++frames % FRAMES_PER_CLOCK_CHECK == 0 && status_due(d) &&
+			if (frames % FRAMES_PER_CLOCK_CHECK == 0 && status_due(d) &&
 			    send_status(d, e) < 0)
 				return -1;
 			if (d->reply_now && send_status(d, e) < 0)
@@ -378,7 +410,7 @@ static int stream_loop(struct daemon *d, struct err *e)
 			return -1;
 		if (status_due(d) && send_status(d, e) < 0)
 			return -1;
-		if (stream_wait(d->conn, (int)(d->next_status_ms - clock_ms()), e) < 0)
+		if (wait_for_server(d, e) < 0)
 			return -1;
 	}
 	return 0;
@@ -431,6 +463,7 @@ static int run_session(struct daemon *d, struct err *e)
 	d->params.slot_must_exist = true;
 	log_info("listening for changes...");
 	d->next_status_ms = clock_ms() + d->cfg->status_interval_ms;
+	d->last_recv_ms = clock_ms();
 	rc = stream_loop(d, e);
 	if (rc == 0) {
 		/* Clean stop: everything durable, acknowledged, copy ended. */

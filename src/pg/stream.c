@@ -102,7 +102,7 @@ int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e)
 		return err_setk(e, ERR_TRANSIENT, "could not wait for data: %s", strerror(errno));
 	if (n > 0 && !PQconsumeInput(pg))
 		return conn_result_error(pg, NULL, e, "read replication stream");
-	return 0;
+	return n > 0;
 }
 
 static void put_u64(char *p, uint64_t v)

@@ -43,9 +43,9 @@ int stream_parse_frame(const uint8_t *data, size_t len, struct stream_frame *out
 int stream_recv(struct pg_conn *c, uint8_t **data, size_t *len, struct err *e);
 void stream_free(uint8_t *data);
 
-/* Wait until the socket is readable or timeout_ms passes (-1: forever).
- * Returns 0 on timeout or readable, -1 with *e set on error; EINTR is a
- * timeout (the caller checks its signal flag). */
+/* Wait until the socket is readable or timeout_ms passes (-1: forever), and
+ * read what arrived. Returns 1 if data was read, 0 on timeout, -1 with *e
+ * set on error; EINTR is a timeout (the caller checks its signal flag). */
 int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e);
 
 /* Send a Standby Status Update reporting write/flush/apply positions. */
