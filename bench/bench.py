@@ -1,0 +1,864 @@
+#!/usr/bin/python3
+"""bench.py — pgstream's benchmark (issue 5), driven by bench/run.sh.
+
+Every contender reads the same WAL: the reference workload (../shared/bench)
+runs once, after one replication slot per contender and repetition has been
+created, and each contender then reads its own slot up to the same end LSN.
+
+  L       pg_logical_slot_get_binary_changes() counted inside a backend: the
+          server's decoding cost alone, no network, no client (the floor)
+  a       pg_recvlogical, pgoutput proto 1, to /dev/null (the stock client)
+  b       pg_recvlogical + wal2json format-version 2, to /dev/null
+  c       pgstream --format json, stdout to /dev/null
+  d       pgstream --format json --output FILE (fsync before each ack)
+  a-unix, c-unix   a and c over the Unix socket instead of TCP loopback
+
+For each run: wall time, the client's CPU (user+sys) and peak RSS from
+/usr/bin/time (not wait4() from here: Linux carries ru_maxrss over from
+before execve(), so a child of this Python process would report Python's
+size), and the walsender's CPU from /proc/<pid>/stat, sampled while the
+client runs because the walsender exits when the client disconnects.
+Medians over the repetitions go to a table on stdout and, with every raw
+figure, to bench/results/<timestamp>.json.
+
+Then: commit-to-emit latency of pgstream at a fixed rate of single-row
+transactions (pgbench --rate), the peak RSS of pgstream for one
+1-million-row transaction (and for a 1,000-row one, for comparison), and
+with --profile a callgrind and a perf profile of pgstream on the workload.
+
+--smoke: small N, one repetition, short latency run, and a hard check that
+every contender saw exactly the changes the workload made (exit 1 if not).
+Timings are printed but never checked.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psycopg2
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PGCLUSTER = os.path.join(ROOT, "scripts", "pgcluster.sh")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# name -> (plugin, description).  Order is the order of the table and of
+# each repetition (interleaved, so slow drift of the machine hits all alike).
+CONTENDERS = {
+    "L": ("pgoutput", "floor: get_binary_changes in a backend"),
+    "a": ("pgoutput", "pg_recvlogical pgoutput v1 > /dev/null"),
+    "a-unix": ("pgoutput", "  same over the Unix socket"),
+    "b": ("wal2json", "pg_recvlogical wal2json v2 > /dev/null"),
+    "c": ("pgoutput", "pgstream --format json > /dev/null"),
+    "c-unix": ("pgoutput", "  same over the Unix socket"),
+    "d": ("pgoutput", "pgstream --output FILE (fsync acks)"),
+}
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log(msg)
+    sys.exit(1)
+
+
+def pgbin(tool):
+    """Tools of the highest installed PostgreSQL, as scripts/pgcluster.sh uses."""
+    dirs = sorted((d for d in os.listdir("/usr/lib/postgresql") if d.isdigit()), key=int)
+    path = os.path.join("/usr/lib/postgresql", dirs[-1], "bin", tool)
+    return path if os.path.exists(path) else shutil.which(tool)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine_busy():
+    """Non-idle CPU seconds of the whole machine so far (/proc/stat).
+
+    Its growth during a run minus the client's and the server process's CPU
+    is what everything else took meanwhile: other load on a shared machine
+    shows up in the results instead of silently skewing them."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK  # all but idle and iowait; no guest
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def proc_cpu(pid):
+    """(utime, stime) in seconds of a local process, or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+# --------------------------------------------------------------------------
+# The server
+
+
+class Server:
+    """A scratch cluster from scripts/pgcluster.sh, or DATABASE_URL."""
+
+    def __init__(self, url=None):
+        self.dir = None
+        if url:
+            self.tcp = url
+            self.unix = None  # a remote server has no socket of ours
+            return
+        self.dir = tempfile.mkdtemp(prefix="pgstream-bench-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        conf = [
+            "max_wal_senders = 40",
+            "max_replication_slots = 80",
+            "max_connections = 100",
+            "shared_buffers = 256MB",
+            "wal_sender_timeout = 0",  # a client slowed by valgrind is not dead
+            "checkpoint_timeout = 30min",
+            "autovacuum = off",  # no background WAL between runs
+        ]
+        # Recent PG 15 packages are said to load only listed output plugins;
+        # add the setting only where this server knows it (15.18 does not).
+        if self.knows_setting("output_plugin_libraries"):
+            conf.append("output_plugin_libraries = 'pgoutput, wal2json'")
+            self.plugin_setting = True
+        else:
+            self.plugin_setting = False
+        subprocess.run(["bash", PGCLUSTER, "start", self.dir, str(self.port), *conf], check=True)
+        self.tcp = "host=127.0.0.1 port=%d user=postgres dbname=postgres" % self.port
+        self.unix = "host=%s port=%d user=postgres dbname=postgres" % (self.dir, self.port)
+
+    @staticmethod
+    def knows_setting(name):
+        argv = [pgbin("postgres"), "--describe-config"]
+        if os.getuid() == 0:
+            argv = ["runuser", "-u", "postgres", "--"] + argv
+        out = subprocess.run(argv, capture_output=True, text=True, cwd="/").stdout
+        return any(line.split("\t", 1)[0] == name for line in out.splitlines())
+
+    def close(self):
+        if self.dir:
+            subprocess.run(["bash", PGCLUSTER, "stop", self.dir, "immediate"], check=False)
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def connect(self):
+        conn = psycopg2.connect(self.tcp)
+        conn.autocommit = True
+        return conn
+
+    def sql(self, query, args=None):
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(query, args)
+            rows = cur.fetchall() if cur.description else []
+        conn.close()
+        return rows
+
+    def value(self, query, args=None):
+        return self.sql(query, args)[0][0]
+
+    def psql(self, *args):
+        env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
+        subprocess.run([pgbin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.tcp, *args],
+                       check=True, stdout=subprocess.DEVNULL, env=env)
+
+    def create_slot(self, slot, plugin):
+        self.sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                 " WHERE slot_name = %s", (slot,))
+        self.sql("SELECT pg_create_logical_replication_slot(%s, %s)", (slot, plugin))
+
+    def drop_slot(self, slot):
+        self.sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                 " WHERE slot_name = %s", (slot,))
+
+
+class WalsenderMonitor(threading.Thread):
+    """Samples the CPU time of the walsender serving `slot` until stopped.
+
+    The walsender exits when its client disconnects, so its /proc entry is
+    read every few ms and the last value kept; what is lost is at most one
+    interval at the very end (< 1% of any run here)."""
+
+    def __init__(self, server, slot, interval=0.005):
+        super().__init__(daemon=True)
+        self.server, self.slot, self.interval = server, slot, interval
+        self.pid = None
+        self.last = None
+        self.done = threading.Event()
+        self.conn = server.connect()  # opened before the client starts
+
+    def run(self):
+        with self.conn.cursor() as cur:
+            while not self.done.is_set() and self.pid is None:
+                cur.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
+                            (self.slot,))
+                row = cur.fetchone()
+                if row and row[0]:
+                    self.pid = row[0]
+                else:
+                    time.sleep(0.002)
+        self.conn.close()
+        while self.pid is not None:
+            cpu = proc_cpu(self.pid)
+            if cpu is None:
+                break  # gone: the last sample stands
+            self.last = cpu
+            if self.done.wait(self.interval):
+                cpu = proc_cpu(self.pid)  # one more after the client exited
+                if cpu is not None:
+                    self.last = cpu
+                break
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        return self.last  # None when the walsender was not local
+
+
+# --------------------------------------------------------------------------
+# Counting what a contender saw (smoke checks)
+
+
+def count_pgoutput(path):
+    """Count I/U/D messages in pg_recvlogical -f output of pgoutput v1.
+
+    pg_recvlogical writes each message's bytes followed by '\\n'; binary
+    data may hold '\\n' too, so the messages are walked by their layout
+    (PostgreSQL's protocol-logicalrep-message-formats)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pos, n = 0, 0
+
+    def cstr(p):
+        return data.index(b"\0", p) + 1
+
+    def u16(p):
+        return int.from_bytes(data[p:p + 2], "big")
+
+    def u32(p):
+        return int.from_bytes(data[p:p + 4], "big")
+
+    def tuple_end(p):
+        natts, p = u16(p), p + 2
+        for _ in range(natts):
+            kind, p = data[p:p + 1], p + 1
+            if kind in (b"t", b"b"):
+                p += 4 + u32(p)
+        return p
+
+    while pos < len(data):
+        t, p = data[pos:pos + 1], pos + 1
+        if t == b"B":
+            p += 20
+        elif t == b"C":
+            p += 25
+        elif t == b"O":
+            p = cstr(p + 8)
+        elif t == b"R":
+            p = cstr(cstr(p + 4)) + 1
+            natts, p = u16(p), p + 2
+            for _ in range(natts):
+                p = cstr(p + 1) + 8
+        elif t == b"Y":
+            p = cstr(cstr(p + 4))
+        elif t == b"I":
+            p, n = tuple_end(p + 5), n + 1
+        elif t == b"U":
+            p += 4
+            if data[p:p + 1] in (b"K", b"O"):
+                p = tuple_end(p + 1)
+            p, n = tuple_end(p + 1), n + 1
+        elif t == b"D":
+            p, n = tuple_end(p + 5), n + 1
+        elif t == b"T":
+            p += 5 + 4 * u32(p)
+        elif t == b"M":
+            p = cstr(p + 9)
+            p += 4 + u32(p)
+        else:
+            raise ValueError("unknown pgoutput message %r at %d" % (t, pos))
+        if data[p:p + 1] != b"\n":
+            raise ValueError("pgoutput message at %d not followed by newline" % pos)
+        pos = p + 1
+    return n
+
+
+def count_lines(path, needles):
+    n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if any(s in line for s in needles):
+                n += 1
+    return n
+
+
+WAL2JSON_CHANGES = (b'"action":"I"', b'"action":"U"', b'"action":"D"')
+PGSTREAM_CHANGES = (b'"op":"insert"', b'"op":"update"', b'"op":"delete"')
+
+
+# --------------------------------------------------------------------------
+# Running one contender
+
+
+class Bench:
+    def __init__(self, args, server):
+        self.args, self.server = args, server
+        self.tmp = tempfile.mkdtemp(prefix="pgstream-bench-out-")  # on disk, not tmpfs
+        self.pub = "bench_pub"
+        self.end = None
+        self.changes = None
+
+    def timed(self, argv, slot, stdout_path=None, env=None):
+        """Run argv under /usr/bin/time while sampling the walsender of slot."""
+        timefile = os.path.join(self.tmp, "time.out")
+        errfile = os.path.join(self.tmp, "stderr.out")
+        mon = WalsenderMonitor(self.server, slot)
+        mon.start()
+        out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
+        with open(errfile, "wb") as err:
+            busy0, t0 = machine_busy(), time.perf_counter()
+            rc = subprocess.call(["/usr/bin/time", "-o", timefile, "-f", "%U %S %M", "--", *argv],
+                                 stdout=out, stderr=err, env=env)
+            wall, busy = time.perf_counter() - t0, machine_busy() - busy0
+        if stdout_path:
+            out.close()
+        ws = mon.stop()
+        stderr = open(errfile, errors="replace").read()
+        if rc != 0:
+            die("%s exited %d:\n%s" % (argv[0], rc, stderr[-2000:]))
+        with open(timefile) as f:
+            user, sys_, rss = f.read().split()[-3:]
+        cpu = float(user) + float(sys_)
+        return {
+            "wall_s": wall,
+            "other_cpu_s": busy - cpu - (sum(ws) if ws else 0),
+            "client_cpu_s": cpu,
+            "client_user_s": float(user),
+            "client_sys_s": float(sys_),
+            "client_rss_kb": int(rss),
+            "ws_user_s": ws[0] if ws else None,
+            "ws_sys_s": ws[1] if ws else None,
+            "ws_cpu_s": sum(ws) if ws else None,
+            "stderr": stderr,
+        }
+
+    def recvlogical(self, conninfo, slot, plugin, outfile):
+        opts = (["-o", "proto_version=1", "-o", "publication_names=" + self.pub]
+                if plugin == "pgoutput" else ["-o", "format-version=2", "-o", "include-lsn=1"])
+        return [pgbin("pg_recvlogical"), "-d", conninfo, "-S", slot, "--start",
+                "--endpos=" + self.end, "--no-loop", "-f", outfile, *opts]
+
+    def pgstream(self, conninfo, slot, *extra):
+        return [self.args.bin, "--database-url", conninfo, "--slot", slot,
+                "--publication", self.pub, "--format", "json", "--end-lsn", self.end,
+                "--log-level", "debug", *extra]
+
+    def warmup(self, slot):
+        """Read slot to the current WAL end inside a backend; set self.end.
+
+        Every contender then stops at exactly the last commit: pgstream at
+        the Commit whose end LSN reaches --end-lsn, pg_recvlogical at the
+        message whose LSN equals --endpos. (An end taken from
+        pg_current_wal_insert_lsn() after pg_switch_wal(), as anchors.sh
+        does, can lie past the last record the walsender reads: the client
+        then waits for unrelated WAL, up to 15 s, before it stops.)"""
+        t0 = time.perf_counter()
+        self.end = self.server.value(
+            "SELECT max(lsn)::text FROM pg_logical_slot_get_binary_changes(%s, NULL, NULL,"
+            " 'proto_version', '1', 'publication_names', %s)"
+            " WHERE get_byte(data, 0) = 67", (slot, self.pub))  # 'C'
+        wall = time.perf_counter() - t0
+        self.server.drop_slot(slot)
+        if self.end is None:
+            die("no commit decoded from slot %s" % slot)
+        return {"wall_s": wall}
+
+    def run_floor(self, slot):
+        """(L): the backend's own CPU is the server cost; there is no client."""
+        count_changes = self.args.smoke
+        conn = self.server.connect()
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            pid = cur.fetchone()[0]
+            before = proc_cpu(pid)
+            what = ("count(*) FILTER (WHERE get_byte(data, 0) IN (73, 85, 68))"  # I U D
+                    if count_changes else "count(*)")
+            busy0, t0 = machine_busy(), time.perf_counter()
+            cur.execute("SELECT %s FROM pg_logical_slot_get_binary_changes(%%s, %%s, NULL,"
+                        " 'proto_version', '1', 'publication_names', %%s)" % what,
+                        (slot, self.end, self.pub))
+            n = cur.fetchone()[0]
+            wall, busy = time.perf_counter() - t0, machine_busy() - busy0
+            after = proc_cpu(pid)
+        conn.close()
+        r = {"wall_s": wall, "client_cpu_s": None, "client_rss_kb": None,
+             ("seen" if count_changes else "messages"): n}
+        if before and after:
+            r["ws_user_s"] = after[0] - before[0]
+            r["ws_sys_s"] = after[1] - before[1]
+            r["ws_cpu_s"] = r["ws_user_s"] + r["ws_sys_s"]
+            r["other_cpu_s"] = busy - r["ws_cpu_s"]
+        return r
+
+    def run(self, name, slot):
+        if name == "L":
+            return self.run_floor(slot)
+        smoke = self.args.smoke
+        unix = name.endswith("-unix")
+        conninfo = self.server.unix if unix else self.server.tcp
+        out = os.path.join(self.tmp, "out.%s" % name)
+        base = name.split("-")[0]
+        if base in ("a", "b"):
+            plugin = CONTENDERS[name][0]
+            r = self.timed(self.recvlogical(conninfo, slot, plugin, out if smoke else "/dev/null"),
+                           slot)
+            if smoke:
+                r["seen"] = (count_pgoutput(out) if plugin == "pgoutput"
+                             else count_lines(out, WAL2JSON_CHANGES))
+        elif base == "c":
+            r = self.timed(self.pgstream(conninfo, slot), slot, stdout_path=out if smoke else None)
+            if smoke:
+                r["seen"] = count_lines(out, PGSTREAM_CHANGES)
+        else:  # d: to a file on disk, fsync before every acknowledgement
+            r = self.timed(self.pgstream(conninfo, slot, "--output", out), slot)
+            r["seen"] = count_lines(out, PGSTREAM_CHANGES)
+        m = re.search(r"exiting after (\d+) events, peak RSS (-?\d+) kB", r.get("stderr", ""))
+        if m:
+            r["pgstream_events"], r["pgstream_vmhwm_kb"] = int(m.group(1)), int(m.group(2))
+        r.pop("stderr", None)
+        if os.path.exists(out):
+            os.unlink(out)
+        return r
+
+    # ----------------------------------------------------------------------
+
+    def throughput(self):
+        a, s = self.args, self.server
+        names = [n for n in CONTENDERS if s.unix or not n.endswith("-unix")]
+        shared = a.shared
+        s.psql("-f", os.path.join(shared, "schema.sql"))
+        s.sql("DROP PUBLICATION IF EXISTS bench_pub")
+        s.sql("CREATE PUBLICATION bench_pub FOR TABLE bench_orders")
+        slots = {("warm", 0): "bench_warm"}
+        for rep in range(a.reps):
+            for n in names:
+                slots[(n, rep)] = "bench_%s_%d" % (n.lower().replace("-", "_"), rep)
+        if a.profile:
+            slots[("callgrind", 0)] = "bench_prof_cg"
+            slots[("perf", 0)] = "bench_prof_perf"
+        for (n, _), slot in slots.items():
+            s.create_slot(slot, CONTENDERS.get(n, ("pgoutput",))[0])
+        log("%d slots created; running the workload, N=%d" % (len(slots), a.n))
+        t0 = time.perf_counter()
+        s.psql("-v", "n=%d" % a.n, "-f", os.path.join(shared, "workload.sql"))
+        workload_s = time.perf_counter() - t0
+        n = a.n
+        self.changes = n + n // 2 + n // 4 + n // 4
+
+        # The first reader of fresh WAL is much slower: the warm-up slot is
+        # read first and not timed. It also yields the end LSN: the end of
+        # the workload's last commit record (the lsn of a Commit message).
+        warm = self.warmup("bench_warm")
+        log("workload took %.1f s: %d changes, end LSN %s; warm-up read %.2f s" % (
+            workload_s, self.changes, self.end, warm["wall_s"]))
+
+        runs = []
+        for rep in range(a.reps):
+            for name in names:
+                slot = slots[(name, rep)]
+                r = self.run(name, slot)
+                r.update(contender=name, rep=rep, slot=slot)
+                runs.append(r)
+                s.drop_slot(slot)
+                log("rep %d %-7s %7.2f s %9.0f changes/s  client %s s  server %s s"
+                    "  other %s s" % (rep, name, r["wall_s"], self.changes / r["wall_s"],
+                                      fmt(r.get("client_cpu_s")), fmt(r.get("ws_cpu_s")),
+                                      fmt(r.get("other_cpu_s"))))
+        profile = self.profile(slots) if a.profile else None
+        return {"workload_s": workload_s, "end_lsn": self.end, "changes": self.changes,
+                "warmup": warm, "runs": runs, "names": names, "profile": profile}
+
+    def profile(self, slots):
+        """callgrind (instructions) and perf (CPU time, kernel included)."""
+        res = {}
+        cg_out = os.path.join(self.tmp, "callgrind.out")
+        self.timed(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + cg_out,
+                    *self.pgstream(self.server.tcp, slots[("callgrind", 0)])], slots[("callgrind", 0)])
+        ann = subprocess.run(["callgrind_annotate", "--inclusive=no", cg_out],
+                             capture_output=True, text=True).stdout
+        res["callgrind_self"] = parse_callgrind(ann)
+        ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", cg_out],
+                             capture_output=True, text=True).stdout
+        res["callgrind_inclusive"] = parse_callgrind(ann)
+        pdata = os.path.join(self.tmp, "perf.data")
+        self.timed(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4999", "-o", pdata, "--",
+                    *self.pgstream(self.server.tcp, slots[("perf", 0)])], slots[("perf", 0)])
+        rep = subprocess.run(["perf", "report", "-i", pdata, "--stdio", "--no-children",
+                              "--sort", "dso,sym", "--percent-limit", "0.5"],
+                             capture_output=True, text=True).stdout
+        res["perf_self"] = [l.strip() for l in rep.splitlines()
+                            if l.strip() and not l.startswith("#")][:30]
+        for slot in (slots[("callgrind", 0)], slots[("perf", 0)]):
+            self.server.drop_slot(slot)
+        return res
+
+    def latency(self):
+        """Commit-to-emit latency of pgstream at a fixed transaction rate.
+
+        pgbench --rate runs single-row INSERT transactions; pgstream streams
+        them live to a pipe read here; latency = time the line is read here
+        minus the commit_time pgstream printed (the server's commit
+        timestamp; same host, same clock)."""
+        a, s = self.args, self.server
+        s.sql("DROP TABLE IF EXISTS bench_lat")
+        s.sql("CREATE TABLE bench_lat(id bigserial PRIMARY KEY, t timestamptz NOT NULL)")
+        s.sql("DROP PUBLICATION IF EXISTS bench_lat_pub")
+        s.sql("CREATE PUBLICATION bench_lat_pub FOR TABLE bench_lat")
+        s.create_slot("bench_lat", "pgoutput")
+        script = os.path.join(self.tmp, "lat.sql")
+        with open(script, "w") as f:
+            f.write("INSERT INTO bench_lat(t) VALUES (clock_timestamp());\n")
+        timefile = os.path.join(self.tmp, "lat.time")
+        errfile = open(os.path.join(self.tmp, "lat.stderr"), "wb")
+        p = subprocess.Popen(["/usr/bin/time", "-o", timefile, "-f", "%U %S %M", "--",
+                              self.args.bin, "--database-url", s.tcp, "--slot", "bench_lat",
+                              "--publication", "bench_lat_pub", "--format", "json",
+                              "--log-level", "debug"],
+                             stdout=subprocess.PIPE, stderr=errfile)
+        lat, state = [], {"lines": 0}
+        stamp = re.compile(rb'"commit_time":"([^"]+)"')
+
+        def reader():
+            fd, rest = p.stdout.fileno(), b""
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                now = time.time()
+                if not chunk:
+                    return
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    m = stamp.search(line)
+                    if m:
+                        ct = datetime.datetime.fromisoformat(m.group(1).decode().replace("Z", "+00:00"))
+                        lat.append(now - ct.timestamp())
+                    state["lines"] += 1
+
+        th = threading.Thread(target=reader, daemon=True)
+        th.start()
+        deadline = time.time() + 30
+        while s.value("SELECT active_pid IS NOT NULL FROM pg_replication_slots"
+                      " WHERE slot_name = 'bench_lat'") is not True:
+            if time.time() > deadline or p.poll() is not None:
+                die("pgstream did not start streaming for the latency run")
+            time.sleep(0.05)
+        time.sleep(0.5)
+        pgb = subprocess.run([pgbin("pgbench"), "-n", "-c", str(a.lat_clients), "-j", "2",
+                              "-R", str(a.lat_rate), "-T", str(a.lat_seconds), "-f", script,
+                              s.unix or s.tcp],  # (pgbench's -d is --debug)
+                             capture_output=True, text=True)
+        if pgb.returncode != 0:
+            die("pgbench failed:\n" + pgb.stderr[-2000:])
+        expected = s.value("SELECT count(*) FROM bench_lat")
+        deadline = time.time() + 60
+        while state["lines"] < expected and time.time() < deadline and p.poll() is None:
+            time.sleep(0.05)
+        # SIGTERM to pgstream itself (GNU time would die of it, not pass it on).
+        with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+            for child in f.read().split():
+                os.kill(int(child), signal.SIGTERM)
+        p.wait()
+        th.join(timeout=10)
+        errfile.close()
+        s.drop_slot("bench_lat")
+        with open(timefile) as f:
+            user, sys_, rss = f.read().split()[-3:]
+        tps = re.search(r"tps = ([\d.]+)", pgb.stdout)
+        lag = re.search(r"schedule lag: avg ([\d.]+) \(max ([\d.]+)\) ms", pgb.stdout)
+        lat_ms = sorted(x * 1000 for x in lat)
+        return {
+            "rate_target": a.lat_rate, "seconds": a.lat_seconds, "clients": a.lat_clients,
+            "pgbench_tps": float(tps.group(1)) if tps else None,
+            "pgbench_schedule_lag_ms": [float(lag.group(1)), float(lag.group(2))] if lag else None,
+            "transactions": expected, "events": len(lat_ms),
+            "p50_ms": pct(lat_ms, 50), "p90_ms": pct(lat_ms, 90), "p99_ms": pct(lat_ms, 99),
+            "p999_ms": pct(lat_ms, 99.9), "max_ms": lat_ms[-1] if lat_ms else None,
+            "pgstream_cpu_s": float(user) + float(sys_), "pgstream_rss_kb": int(rss),
+        }
+
+    def bigtxn(self):
+        """Peak RSS of pgstream over one small and one big transaction."""
+        a, s = self.args, self.server
+        s.sql("DROP TABLE IF EXISTS bench_big")
+        s.sql("CREATE TABLE bench_big (LIKE bench_orders INCLUDING ALL)")
+        s.sql("DROP PUBLICATION IF EXISTS bench_big_pub")
+        s.sql("CREATE PUBLICATION bench_big_pub FOR TABLE bench_big")
+        insert = ("INSERT INTO bench_big(id, customer, email, amount, qty, active, tags, meta)"
+                  " SELECT g, 'customer ' || g, 'user' || g || '@example.com',"
+                  " (g %% 10000) / 7.0, g %% 100, g %% 2 = 0, ARRAY['a', 'b' || g],"
+                  " jsonb_build_object('k', g, 's', 'x') FROM generate_series(%s, %s) g")
+        res = {}
+        for label, lo, hi in (("small", 1, 1000), ("big", 1001, 1000 + a.big_rows)):
+            s.create_slot("bench_big", "pgoutput")
+            s.create_slot("bench_big_warm", "pgoutput")
+            s.sql(insert, (lo, hi))
+            saved, self.pub = self.pub, "bench_big_pub"
+            self.warmup("bench_big_warm")
+            r = self.timed(self.pgstream(s.tcp, "bench_big"), "bench_big")
+            self.pub = saved
+            s.drop_slot("bench_big")
+            m = re.search(r"exiting after (\d+) events, peak RSS (-?\d+) kB", r["stderr"])
+            res[label] = {"rows": hi - lo + 1, "wall_s": r["wall_s"], "cpu_s": r["client_cpu_s"],
+                          "rss_kb": r["client_rss_kb"],
+                          "events": int(m.group(1)) if m else None,
+                          "vmhwm_kb": int(m.group(2)) if m else None}
+            log("bigtxn %s: %d rows, peak RSS %d kB" % (label, hi - lo + 1, r["client_rss_kb"]))
+        return res
+
+
+def pct(sorted_xs, p):
+    if not sorted_xs:
+        return None
+    k = min(len(sorted_xs) - 1, max(0, int(round(p / 100.0 * len(sorted_xs) + 0.5)) - 1))
+    return sorted_xs[k]
+
+
+def parse_callgrind(text):
+    """Top functions of callgrind_annotate output: [(percent, function)]."""
+    total, rows = None, []
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+\(\s*100\.0%\)\s+PROGRAM TOTALS", line)
+        if m:
+            total = int(m.group(1).replace(",", ""))
+            continue
+        m = re.match(r"\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(\S.*)$", line)
+        if m and total:
+            rows.append([float(m.group(2)), m.group(3).strip()])
+    return {"total_instructions": total, "top": rows[:25]}
+
+
+def fmt(x, digits=2):
+    return "-" if x is None else "%.*f" % (digits, x)
+
+
+# --------------------------------------------------------------------------
+# Report
+
+
+def machine(server):
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    git = (os.environ.get("PGSTREAM_REV") or  # for a copy that is not a git checkout
+           subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                          capture_output=True, text=True).stdout.strip() or "unknown")
+    w2j = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "postgresql-15-wal2json"],
+                         capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "postgres": server.value("SELECT version()"),
+        "wal2json": w2j or None,
+        "pgstream_git": git,
+        "output_plugin_libraries_set": getattr(server, "plugin_setting", None),
+    }
+
+
+def summarize(tp):
+    changes = tp["changes"]
+    summary = {}
+    for name in tp["names"]:
+        rs = [r for r in tp["runs"] if r["contender"] == name]
+        wall = median([r["wall_s"] for r in rs])
+        per_m = 1e6 / changes
+        summary[name] = {
+            "wall_s": wall,
+            "changes_per_s": changes / wall,
+            "client_cpu_s_per_M": median([r["client_cpu_s"] * per_m if r.get("client_cpu_s")
+                                          is not None else None for r in rs]),
+            "ws_cpu_s_per_M": median([r["ws_cpu_s"] * per_m if r.get("ws_cpu_s") is not None
+                                      else None for r in rs]),
+            "ws_user_s_per_M": median([r["ws_user_s"] * per_m if r.get("ws_user_s") is not None
+                                       else None for r in rs]),
+            "ws_sys_s_per_M": median([r["ws_sys_s"] * per_m if r.get("ws_sys_s") is not None
+                                      else None for r in rs]),
+            "client_rss_kb": median([r.get("client_rss_kb") for r in rs]),
+            "other_cpu_s": median([r.get("other_cpu_s") for r in rs]),
+            "reps": len(rs),
+        }
+    for name, m in summary.items():
+        for ref in ("a", "b", "L"):
+            if ref in summary:
+                m["rate_vs_" + ref] = m["changes_per_s"] / summary[ref]["changes_per_s"]
+        for ref in ("a", "b"):
+            if ref in summary and m["ws_cpu_s_per_M"] and summary[ref]["ws_cpu_s_per_M"]:
+                m["ws_cpu_vs_" + ref] = m["ws_cpu_s_per_M"] / summary[ref]["ws_cpu_s_per_M"]
+    return summary
+
+
+def print_report(res):
+    mc, tp = res["machine"], res["throughput"]
+    print()
+    print("machine: %s, %d cores, %.1f GB RAM, Linux %s" % (mc["cpu"], mc["cores"],
+                                                            mc["memory_gb"], mc["kernel"]))
+    print("server:  %s" % mc["postgres"])
+    print("         wal2json %s; output_plugin_libraries %s" % (
+        mc["wal2json"], "set" if mc["output_plugin_libraries_set"] else
+        "not a setting of this server (not needed)"))
+    print("pgstream %s (Release); N=%d -> %d changes, %d repetition(s), medians" % (
+        mc["pgstream_git"], res["config"]["n"], tp["changes"], res["config"]["reps"]))
+    print()
+    hdr = ("%-7s %-40s %11s %8s %9s %9s %9s %8s %7s %7s %7s %7s %7s %7s"
+           % ("", "contender", "changes/s", "wall s", "client", "server", "srv u/s", "RSS MB",
+              "x(a)", "x(b)", "x(L)", "srv/a", "srv/b", "other"))
+    print(hdr)
+    print("%-7s %-40s %11s %8s %9s %9s %9s %8s %39s" % ("", "", "", "", "CPU s/M", "CPU s/M",
+                                                       "s/M", "client", "CPU s"))
+    print("-" * len(hdr))
+    for name, m in res["summary"].items():
+        us = ("%.2f/%.2f" % (m["ws_user_s_per_M"], m["ws_sys_s_per_M"])
+              if m["ws_user_s_per_M"] is not None else "-")
+        print("%-7s %-40s %11.0f %8.2f %9s %9s %9s %8s %7s %7s %7s %7s %7s %7s" % (
+            name, CONTENDERS[name][1], m["changes_per_s"], m["wall_s"],
+            fmt(m["client_cpu_s_per_M"]), fmt(m["ws_cpu_s_per_M"]), us,
+            fmt(m["client_rss_kb"] / 1024 if m["client_rss_kb"] else None, 1),
+            fmt(m.get("rate_vs_a")), fmt(m.get("rate_vs_b")), fmt(m.get("rate_vs_L")),
+            fmt(m.get("ws_cpu_vs_a")), fmt(m.get("ws_cpu_vs_b")), fmt(m.get("other_cpu_s"))))
+    print("server CPU = the walsender's user+sys (for L: the backend running the query);"
+          " x(a) = rate / rate of a; srv/a = server CPU / that of a;\nother = CPU the rest of the"
+          " machine used during the run (noise from other load; 0 on a quiet machine).")
+    if res.get("latency"):
+        la = res["latency"]
+        print()
+        print("latency, pgstream commit-to-emit at %d tx/s target (pgbench %.0f tps, %d clients),"
+              " %d s, %d events:" % (la["rate_target"], la["pgbench_tps"] or 0, la["clients"],
+                                     la["seconds"], la["events"]))
+        print("  p50 %s ms  p90 %s ms  p99 %s ms  p99.9 %s ms  max %s ms;"
+              " pgstream CPU %.2f s, peak RSS %.1f MB" % (
+                  fmt(la["p50_ms"]), fmt(la["p90_ms"]), fmt(la["p99_ms"]), fmt(la["p999_ms"]),
+                  fmt(la["max_ms"]), la["pgstream_cpu_s"], la["pgstream_rss_kb"] / 1024))
+    if res.get("bigtxn"):
+        b = res["bigtxn"]
+        print()
+        print("peak RSS of pgstream: %d-row transaction %.1f MB, %d-row transaction %.1f MB"
+              " (%.1f s, %.2f s CPU)" % (
+                  b["small"]["rows"], b["small"]["rss_kb"] / 1024, b["big"]["rows"],
+                  b["big"]["rss_kb"] / 1024, b["big"]["wall_s"], b["big"]["cpu_s"]))
+    prof = tp.get("profile")
+    if prof:
+        cg = prof["callgrind_self"]
+        print()
+        print("callgrind, pgstream self cost (%s instructions in all):" %
+              format(cg["total_instructions"] or 0, ","))
+        for p, fn in cg["top"][:20]:
+            print("  %5.1f%%  %s" % (p, fn))
+        print("perf cpu-clock, pgstream self time (user and kernel):")
+        for l in prof["perf_self"][:20]:
+            print("  " + l)
+
+
+def smoke_check(res):
+    """Every contender must have seen exactly the workload's changes."""
+    want, bad = res["throughput"]["changes"], []
+    for r in res["throughput"]["runs"]:
+        for key in ("seen", "pgstream_events"):
+            if key in r and r[key] != want:
+                bad.append("%s rep %d: %s = %d, want %d" % (r["contender"], r["rep"], key,
+                                                             r[key], want))
+        if "seen" not in r:
+            bad.append("%s rep %d: not counted" % (r["contender"], r["rep"]))
+    la = res.get("latency")
+    if la and la["events"] != la["transactions"]:
+        bad.append("latency: %d events for %d transactions" % (la["events"], la["transactions"]))
+    b = res.get("bigtxn")
+    if b:
+        for label in ("small", "big"):
+            if b[label]["events"] != b[label]["rows"]:
+                bad.append("bigtxn %s: %s events for %d rows" % (label, b[label]["events"],
+                                                                 b[label]["rows"]))
+    return bad
+
+
+def main():
+    ap = argparse.ArgumentParser(description="pgstream benchmark (see bench/README.md)")
+    ap.add_argument("n", nargs="?", type=int, default=400000, help="workload size N")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true",
+                    help="N=2000, 1 rep, short latency and big-txn runs; check counts")
+    ap.add_argument("--bin", default=os.environ.get("PGSTREAM_BIN"), help="pgstream binary")
+    ap.add_argument("--shared", default=os.environ.get("PGSTREAM_SHARED",
+                                                       os.path.join(ROOT, "..", "shared", "bench")))
+    ap.add_argument("--lat-rate", type=int, default=5000)
+    ap.add_argument("--lat-seconds", type=int, default=10)
+    ap.add_argument("--lat-clients", type=int, default=4)
+    ap.add_argument("--big-rows", type=int, default=1000000)
+    ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--no-bigtxn", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="callgrind + perf on pgstream")
+    ap.add_argument("--results", default=os.path.join(HERE, "results"))
+    a = ap.parse_args()
+    if a.smoke:
+        a.n, a.reps, a.lat_seconds, a.big_rows = 2000, 1, 2, 20000
+    if not a.bin or not os.access(a.bin, os.X_OK):
+        die("no pgstream binary (--bin or PGSTREAM_BIN)")
+    if not os.path.exists(os.path.join(a.shared, "workload.sql")):
+        die("no workload at %s (set PGSTREAM_SHARED to shared/bench)" % a.shared)
+
+    server = Server(os.environ.get("DATABASE_URL"))
+    bench = Bench(a, server)
+    try:
+        res = {"config": vars(a), "machine": machine(server)}
+        res["started"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        res["throughput"] = bench.throughput()
+        res["summary"] = summarize(res["throughput"])
+        res["latency"] = None if a.no_latency else bench.latency()
+        res["bigtxn"] = None if a.no_bigtxn else bench.bigtxn()
+    finally:
+        server.close()
+        shutil.rmtree(bench.tmp, ignore_errors=True)
+
+    print_report(res)
+    os.makedirs(a.results, exist_ok=True)
+    path = os.path.join(a.results, time.strftime("%Y%m%d-%H%M%S") +
+                        ("-smoke" if a.smoke else "") + ".json")
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    print("\nresults: %s" % path)
+    if a.smoke:
+        bad = smoke_check(res)
+        for b in bad:
+            print("SMOKE FAIL: " + b)
+        if bad:
+            sys.exit(1)
+        print("smoke: every contender saw all %d changes" % res["throughput"]["changes"])
+
+
+if __name__ == "__main__":
+    main()
