@@ -60,6 +60,8 @@ static const struct option_def OPTIONS[] = {
      "cap of the exponential reconnect backoff (default 30)"},
     {"wal-receiver-timeout", "WAL_RECEIVER_TIMEOUT", OPT_SECONDS, F(receiver_timeout_ms), "SECONDS",
      "reconnect when the server sent nothing for this long (default 60)"},
+    {"streaming", "STREAMING", OPT_BOOL, F(streaming), NULL,
+     "receive large transactions while in progress (PG 14+), spooled to $TMPDIR until commit"},
     {"temporary-slot", "TEMPORARY_SLOT", OPT_BOOL, F(temporary_slot), NULL,
      "use a temporary slot, dropped when pgstream disconnects"},
     {"create-publication", "CREATE_PUBLICATION", OPT_BOOL, F(create_publication), NULL,

@@ -33,7 +33,8 @@ struct config {
 	int log_level;
 	bool temporary_slot;
 	bool create_publication;
-	bool fsync; /* file sink: fsync before acknowledging */
+	bool streaming; /* protocol v2 streaming of in-progress transactions */
+	bool fsync;     /* file sink: fsync before acknowledging */
 	bool help;
 	bool version;
 };

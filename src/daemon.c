@@ -25,6 +25,7 @@
 #include "pg/pgoutput.h"
 #include "pg/stream.h"
 #include "sink/sink.h"
+#include "spool.h"
 #include "util/log.h"
 #include "util/lsn.h"
 
@@ -57,6 +58,12 @@ struct daemon {
 	struct event_txn txn;
 	bool reached_end;
 	bool reply_now;
+	/* Streamed transactions not yet committed or aborted (--streaming),
+	 * and the one whose chunk is arriving now. */
+	struct spool **spools;
+	size_t nspools;
+	size_t spoolcap;
+	struct spool *cur_spool;
 	int64_t next_status_ms;
 	int64_t last_recv_ms; /* when the server was last heard from */
 
@@ -161,6 +168,132 @@ static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t ls
 	return emit(d, &ev, e);
 }
 
+/* ---- streamed transactions (protocol v2) -------------------------------- */
+
+static struct spool **find_spool(struct daemon *d, uint32_t xid)
+{
+	for (size_t i = 0; i < d->nspools; i++)
+		if (spool_xid(d->spools[i]) == xid)
+			return &d->spools[i];
+	return NULL;
+}
+
+static void drop_spool(struct daemon *d, struct spool **slot)
+{
+	if (*slot == d->cur_spool)
+		d->cur_spool = NULL;
+	spool_free(*slot);
+	*slot = d->spools[--d->nspools];
+}
+
+static void drop_all_spools(struct daemon *d)
+{
+	while (d->nspools > 0)
+		drop_spool(d, &d->spools[0]);
+	free(d->spools);
+	d->spools = NULL;
+	d->spoolcap = 0;
+}
+
+static int stream_start(struct daemon *d, const struct pgo_msg *m, struct err *e)
+{
+	uint32_t xid = m->u.stream_start.xid;
+	struct spool **found = find_spool(d, xid);
+
+	if (found) {
+		d->cur_spool = *found;
+		return 0;
+	}
+	if (!m->u.stream_start.first_segment)
+		return err_set(e,
+		               "could not follow stream: transaction %u continues but was never "
+		               "started",
+		               xid);
+	if (d->nspools == d->spoolcap) {
+		size_t ncap = d->spoolcap ? d->spoolcap * 2 : 4;
+		struct spool **n = realloc(d->spools, ncap * sizeof *n);
+
+		if (n == NULL)
+			return err_set(e, "could not follow stream: out of memory");
+		d->spools = n;
+		d->spoolcap = ncap;
+	}
+	d->cur_spool = spool_new(xid, e);
+	if (d->cur_spool == NULL)
+		return -1;
+	d->spools[d->nspools++] = d->cur_spool;
+	return 0;
+}
+
+/* A message inside a stream: park it until the transaction's fate is known. */
+static int spool_frame(struct daemon *d, const struct stream_frame *f, struct err *e)
+{
+	uint32_t subxid;
+
+	if (d->cur_spool == NULL)
+		return err_set(e, "could not follow stream: data outside a stream");
+	if (pgoutput_peek_stream_xid(f->payload, f->payload_len, &subxid, e) < 0)
+		return -1;
+	return spool_append(d->cur_spool, f->wal_start, subxid, f->payload, f->payload_len, e);
+}
+
+static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e);
+static int wait_for_sink(struct daemon *d, struct err *e);
+
+/* The streamed transaction committed: emit what was spooled, as one
+ * transaction, exactly as if it had been sent at commit. */
+static int stream_commit(struct daemon *d, const struct pgo_msg *m, struct err *e)
+{
+	struct spool **slot = find_spool(d, m->u.stream_commit.xid);
+	const uint8_t *msg;
+	uint64_t lsn;
+	size_t len;
+	int rc;
+
+	if (slot == NULL)
+		return err_set(e, "could not follow stream: commit of unknown transaction %u",
+		               m->u.stream_commit.xid);
+	if (d->cfg->end_lsn && m->u.stream_commit.commit_lsn > d->cfg->end_lsn) {
+		d->reached_end = true;
+		return 0;
+	}
+	d->in_txn = true;
+	d->txn.xid = m->u.stream_commit.xid;
+	d->txn.commit_lsn = m->u.stream_commit.commit_lsn;
+	d->txn.commit_time = m->u.stream_commit.commit_time;
+	json_txn_prepare(&d->txn);
+	if (spool_rewind(*slot, e) < 0)
+		return -1;
+	while ((rc = spool_next(*slot, &lsn, &msg, &len, e)) > 0) {
+		struct pgo_msg sm;
+
+		/* A slow reader must not make a large replay grow memory. */
+		if (sink_blocked(d->sink) && wait_for_sink(d, e) < 0)
+			return -1;
+		if (pgoutput_decode_spooled(d->dec, msg, len, &sm, e) < 0 ||
+		    handle_pgoutput(d, &sm, lsn, e) < 0)
+			return -1;
+	}
+	if (rc < 0)
+		return -1;
+	drop_spool(d, slot);
+	d->in_txn = false;
+	return mark(d, m->u.stream_commit.end_lsn, e);
+}
+
+static int stream_abort(struct daemon *d, const struct pgo_msg *m, struct err *e)
+{
+	struct spool **slot = find_spool(d, m->u.stream_abort.xid);
+
+	if (slot == NULL)
+		return 0; /* nothing of it was spooled */
+	if (m->u.stream_abort.subxid == m->u.stream_abort.xid) {
+		drop_spool(d, slot);
+		return 0;
+	}
+	return spool_abort_subxact(*slot, m->u.stream_abort.subxid, e);
+}
+
 /* A Relation message arrived: domains and arrays of user types render like
  * their base types, so ask the catalog (a failed lookup degrades those
  * columns to strings, loudly); then let the encoder escape the names once. */
@@ -219,6 +352,15 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 	case PGO_TYPE:
 	case PGO_ORIGIN:
 		return 0; /* the decoder keeps what matters */
+	case PGO_STREAM_START:
+		return stream_start(d, m, e);
+	case PGO_STREAM_STOP:
+		d->cur_spool = NULL;
+		return 0;
+	case PGO_STREAM_COMMIT:
+		return stream_commit(d, m, e);
+	case PGO_STREAM_ABORT:
+		return stream_abort(d, m, e);
 	default:
 		return err_set(e, "could not handle pgoutput message '%c': not requested",
 		               (char)m->type);
@@ -251,6 +393,8 @@ static int handle_frame(struct daemon *d, const uint8_t *data, size_t len, struc
 		return -1;
 	if (f.type == FRAME_KEEPALIVE)
 		return handle_keepalive(d, &f, e);
+	if (pgoutput_in_stream(d->dec) && f.payload_len > 0 && f.payload[0] != PGO_STREAM_STOP)
+		return spool_frame(d, &f, e);
 	if (pgoutput_decode(d->dec, f.payload, f.payload_len, &m, e) < 0)
 		return err_wrap(e, "at WAL position %X/%X", (unsigned)(f.wal_start >> 32),
 		                (unsigned)f.wal_start);
@@ -418,6 +562,7 @@ static int stream_loop(struct daemon *d, struct err *e)
 
 static void session_end(struct daemon *d)
 {
+	drop_all_spools(d); /* the server sends unfinished ones again */
 	catalog_disconnect(d->cat);
 	pgoutput_free(d->dec);
 	d->dec = NULL;
@@ -528,6 +673,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	            .tables = cfg->tables,
 	            .temporary_slot = cfg->temporary_slot,
 	            .create_publication = cfg->create_publication,
+	            .streaming = cfg->streaming,
 	        },
 	};
 	int backoff = RECONNECT_INITIAL_MS;

@@ -22,8 +22,9 @@
 	"-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC "                              \
 	"-c extra_float_digits=3 -c bytea_output=hex"
 
-#define MIN_SERVER_VERSION      100000 /* logical replication protocol: PG 10 */
-#define MESSAGES_SERVER_VERSION 140000 /* pgoutput 'messages' option: PG 14 */
+#define MIN_SERVER_VERSION       100000 /* logical replication protocol: PG 10 */
+#define MESSAGES_SERVER_VERSION  140000 /* pgoutput 'messages' option: PG 14 */
+#define STREAMING_SERVER_VERSION 140000 /* pgoutput 'streaming' option: PG 14 */
 
 struct pg_conn {
 	PGconn *pg;
@@ -417,7 +418,12 @@ int conn_prepare(struct pg_conn *c, const struct conn_params *p, struct conn_inf
 	if (check_server(c->pg, info, e) < 0 || identify_system(c->pg, info, e) < 0 ||
 	    ensure_publication(c->pg, p, e) < 0 || ensure_slot(c->pg, p, info, e) < 0)
 		return -1;
-	info->proto_version = 1;
+	/* Version 1 unless streaming is asked for: the server then sends large
+	 * transactions before they commit (version 2, PostgreSQL 14+). */
+	info->streaming = p->streaming;
+	if (p->streaming && info->server_version < STREAMING_SERVER_VERSION)
+		return err_set(e, "could not use --streaming: it needs PostgreSQL 14 or newer");
+	info->proto_version = p->streaming ? 2 : 1;
 	info->messages = info->server_version >= MESSAGES_SERVER_VERSION;
 	return 0;
 }
@@ -440,9 +446,10 @@ int conn_start_replication(struct pg_conn *c, const struct conn_params *p,
 	buf_init(&sql, 4096);
 	buf_printf(&sql,
 	           "START_REPLICATION SLOT \"%s\" LOGICAL %s (proto_version '%d', "
-	           "publication_names %s%s)",
+	           "publication_names %s%s%s)",
 	           p->slot, lsn, info->proto_version, lit,
-	           info->messages ? ", messages 'true'" : "");
+	           info->messages ? ", messages 'true'" : "",
+	           info->streaming ? ", streaming 'on'" : "");
 	res = PQexec(c->pg, sql.data);
 	if (PQresultStatus(res) != PGRES_COPY_BOTH)
 		rc = conn_result_error(c->pg, res, e, "start replication");

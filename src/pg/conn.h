@@ -26,6 +26,7 @@ struct conn_params {
 	bool temporary_slot;
 	bool create_publication;
 	bool slot_must_exist; /* set once streaming has started: never recreate */
+	bool streaming;       /* ask for in-progress transactions (protocol v2) */
 };
 
 /* What the server told us while setting up. */
@@ -33,6 +34,7 @@ struct conn_info {
 	int server_version; /* e.g. 150018 */
 	int proto_version;  /* pgoutput protocol chosen */
 	bool messages;      /* logical messages requested */
+	bool streaming;     /* in-progress transactions requested */
 	bool slot_created;
 	uint64_t slot_confirmed_lsn; /* confirmed_flush_lsn of a reused slot */
 	uint64_t xlogpos;            /* IDENTIFY_SYSTEM's current WAL position */

@@ -723,6 +723,48 @@ int pgoutput_decode(struct pgo_decoder *d, const uint8_t *data, size_t len, stru
 	return rc;
 }
 
+/* True between STREAM START and STREAM STOP. */
+bool pgoutput_in_stream(const struct pgo_decoder *d)
+{
+	return d->in_stream;
+}
+
+/* The (sub)transaction xid of a message inside a stream; see pgoutput.h. */
+int pgoutput_peek_stream_xid(const uint8_t *data, size_t len, uint32_t *xid, struct err *e)
+{
+	const struct pgo_reader *r;
+	struct rd rd;
+	uint8_t type;
+
+	rd_init(&rd, data, len);
+	if (!rd_u8(&rd, &type))
+		return err_set(e, "could not decode message: empty message at offset 0");
+	r = reader_for(type);
+	if (r == NULL || !r->stream_xid)
+		return err_set(e,
+		               "could not decode stream: message type 0x%02x inside a streamed "
+		               "transaction",
+		               type);
+	if (!rd_u32(&rd, xid))
+		return err_set(e, "could not decode %s: truncated at offset 1", r->name);
+	return 0;
+}
+
+/* Decode a message that was spooled from inside a stream; see pgoutput.h. */
+int pgoutput_decode_spooled(struct pgo_decoder *d, const uint8_t *data, size_t len,
+                            struct pgo_msg *out, struct err *e)
+{
+	bool in_stream = d->in_stream;
+	uint32_t stream_xid = d->stream_xid;
+	int rc;
+
+	d->in_stream = true; /* so the xid after the type byte is read */
+	rc = pgoutput_decode(d, data, len, out, e);
+	d->in_stream = in_stream;
+	d->stream_xid = stream_xid;
+	return rc;
+}
+
 /* Create a decoder for protocol version 1..4; NULL if out of range or out of
  * memory. */
 struct pgo_decoder *pgoutput_new(int proto_version)

@@ -189,4 +189,21 @@ int pgoutput_decode(struct pgo_decoder *d, const uint8_t *data, size_t len, stru
  * START", ...); "UNKNOWN" for a byte that is not a message type. Static. */
 const char *pgoutput_type_name(enum pgo_type type);
 
+/*
+ * Streamed transactions (v2+). Between STREAM START and STREAM STOP the
+ * caller does not decode messages but spools them (they belong to a
+ * transaction that may still abort), and replays them at STREAM COMMIT
+ * through pgoutput_decode_spooled(), which reads them as stream members.
+ * Relation messages take effect at replay, as in PostgreSQL's own apply.
+ */
+bool pgoutput_in_stream(const struct pgo_decoder *d);
+
+/* The (sub)transaction xid that follows the type byte of a message sent
+ * inside a stream. Returns -1 with *e set for a message that cannot appear
+ * there or is truncated. */
+int pgoutput_peek_stream_xid(const uint8_t *data, size_t len, uint32_t *xid, struct err *e);
+
+int pgoutput_decode_spooled(struct pgo_decoder *d, const uint8_t *data, size_t len,
+                            struct pgo_msg *out, struct err *e);
+
 #endif

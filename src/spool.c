@@ -1,0 +1,178 @@
+/* spool.c — streamed transactions parked in unlinked temp files; see spool.h. */
+#include "spool.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/rd.h"
+
+#define RECORD_HEADER     12         /* Int64 lsn + Int32 length */
+#define SPOOL_MAX_MESSAGE (1u << 30) /* no pgoutput message is larger */
+
+/* Where each subtransaction's first record starts, in the order seen. */
+struct subxact {
+	uint32_t xid;
+	off_t offset;
+};
+
+struct spool {
+	uint32_t xid;
+	FILE *f;
+	off_t size; /* bytes appended (the write position) */
+	struct subxact *subs;
+	size_t nsubs;
+	size_t subcap;
+	uint8_t *rbuf; /* replay read buffer */
+	size_t rcap;
+};
+
+static int io_error(struct err *e, const char *what)
+{
+	return err_set(e, "could not %s spool file: %s", what, strerror(errno));
+}
+
+struct spool *spool_new(uint32_t xid, struct err *e)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	struct spool *sp = calloc(1, sizeof *sp);
+	int fd;
+
+	if (sp == NULL) {
+		err_set(e, "could not create spool: out of memory");
+		return NULL;
+	}
+	sp->xid = xid;
+	snprintf(path, sizeof path, "%s/pgstream-spool-XXXXXX", dir && *dir ? dir : "/tmp");
+	fd = mkstemp(path);
+	if (fd < 0) {
+		err_set(e, "could not create spool file in %s: %s", dir && *dir ? dir : "/tmp",
+		        strerror(errno));
+		free(sp);
+		return NULL;
+	}
+	unlink(path); /* gone with the process, whatever happens to it */
+	sp->f = fdopen(fd, "w+");
+	if (sp->f == NULL) {
+		io_error(e, "open");
+		close(fd);
+		free(sp);
+		return NULL;
+	}
+	return sp;
+}
+
+void spool_free(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->f)
+		fclose(sp->f);
+	free(sp->subs);
+	free(sp->rbuf);
+	free(sp);
+}
+
+uint32_t spool_xid(const struct spool *sp)
+{
+	return sp->xid;
+}
+
+static int note_subxact(struct spool *sp, uint32_t subxid, struct err *e)
+{
+	for (size_t i = 0; i < sp->nsubs; i++)
+		if (sp->subs[i].xid == subxid)
+			return 0;
+	if (sp->nsubs == sp->subcap) {
+		size_t ncap = sp->subcap ? sp->subcap * 2 : 8;
+		struct subxact *n = realloc(sp->subs, ncap * sizeof *n);
+
+		if (n == NULL)
+			return err_set(e, "could not spool: out of memory");
+		sp->subs = n;
+		sp->subcap = ncap;
+	}
+	sp->subs[sp->nsubs++] = (struct subxact){subxid, sp->size};
+	return 0;
+}
+
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = n - 1; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)(v & 0xFF);
+}
+
+int spool_append(struct spool *sp, uint64_t lsn, uint32_t subxid, const uint8_t *msg, size_t len,
+                 struct err *e)
+{
+	uint8_t hdr[RECORD_HEADER];
+
+	if (len > SPOOL_MAX_MESSAGE)
+		return err_set(e, "could not spool: message of %zu bytes", len);
+	if (note_subxact(sp, subxid, e) < 0)
+		return -1;
+	put_be(hdr, lsn, 8);
+	put_be(hdr + 8, len, 4);
+	if (fwrite(hdr, 1, sizeof hdr, sp->f) != sizeof hdr || fwrite(msg, 1, len, sp->f) != len)
+		return io_error(e, "write");
+	sp->size += (off_t)(sizeof hdr + len);
+	return 0;
+}
+
+int spool_abort_subxact(struct spool *sp, uint32_t subxid, struct err *e)
+{
+	size_t i = 0;
+
+	while (i < sp->nsubs && sp->subs[i].xid != subxid)
+		i++;
+	if (i == sp->nsubs)
+		return 0; /* it spooled nothing */
+	/* Subtransactions are seen in order, so everything from this one's
+	 * first record on belongs to it or to its children. */
+	if (fflush(sp->f) != 0 || ftruncate(fileno(sp->f), sp->subs[i].offset) != 0 ||
+	    fseeko(sp->f, sp->subs[i].offset, SEEK_SET) != 0)
+		return io_error(e, "truncate");
+	sp->size = sp->subs[i].offset;
+	sp->nsubs = i;
+	return 0;
+}
+
+int spool_rewind(struct spool *sp, struct err *e)
+{
+	if (fflush(sp->f) != 0 || fseeko(sp->f, 0, SEEK_SET) != 0)
+		return io_error(e, "rewind");
+	return 0;
+}
+
+int spool_next(struct spool *sp, uint64_t *lsn, const uint8_t **msg, size_t *len, struct err *e)
+{
+	uint8_t hdr[RECORD_HEADER];
+	uint32_t n;
+	struct rd r;
+
+	if (ftello(sp->f) >= sp->size)
+		return 0;
+	if (fread(hdr, 1, sizeof hdr, sp->f) != sizeof hdr)
+		return io_error(e, "read");
+	rd_init(&r, hdr, sizeof hdr);
+	rd_u64(&r, lsn);
+	rd_u32(&r, &n);
+	if (n > SPOOL_MAX_MESSAGE)
+		return err_set(e, "could not read spool file: corrupt record length %u", n);
+	if (n > sp->rcap) {
+		uint8_t *nb = realloc(sp->rbuf, n);
+
+		if (nb == NULL)
+			return err_set(e, "could not read spool file: out of memory");
+		sp->rbuf = nb;
+		sp->rcap = n;
+	}
+	if (n > 0 && fread(sp->rbuf, 1, n, sp->f) != n)
+		return io_error(e, "read");
+	*msg = sp->rbuf;
+	*len = n;
+	return 1;
+}
