@@ -37,6 +37,9 @@
  * status updates stay on time under load. */
 #define FRAMES_PER_CLOCK_CHECK 1024
 #define RECONNECT_INITIAL_MS   1000
+/* How long a first start waits for a slot held by another walsender. */
+#define SLOT_BUSY_GRACE_MS 5000
+#define SLOT_BUSY_POLL_MS  250
 
 struct daemon {
 	const struct config *cfg;
@@ -677,6 +680,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	        },
 	};
 	int backoff = RECONNECT_INITIAL_MS;
+	int busy_waited_ms = 0;
 	int rc;
 
 	d.format = pick_format(cfg);
@@ -693,10 +697,24 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		rc = run_session(&d, e);
 		if (rc == 0 || *stop)
 			break;
+		/* A slot still held by the walsender of a client that just died
+		 * (a crash, then a quick restart by a supervisor) is released as
+		 * soon as the server notices: worth a short wait even at start. */
+		if (e->kind == ERR_BUSY && !d.ever_streamed &&
+		    busy_waited_ms < SLOT_BUSY_GRACE_MS) {
+			if (busy_waited_ms == 0)
+				log_info("%s; waiting up to %d s for it to be released", e->msg,
+				         SLOT_BUSY_GRACE_MS / 1000);
+			backoff_sleep(&d, SLOT_BUSY_POLL_MS);
+			busy_waited_ms += SLOT_BUSY_POLL_MS;
+			if (*stop)
+				break;
+			continue;
+		}
 		/* Retry only what a retry can cure, and only once we have streamed:
 		 * a first connection that fails is a configuration problem to
 		 * report, not to hide behind retries. */
-		if (e->kind != ERR_TRANSIENT || !d.ever_streamed)
+		if ((e->kind != ERR_TRANSIENT && e->kind != ERR_BUSY) || !d.ever_streamed)
 			break;
 		if (d.session_streamed)
 			backoff = RECONNECT_INITIAL_MS; /* it worked for a while */

@@ -30,18 +30,22 @@ struct pg_conn {
 	PGconn *pg;
 };
 
-/* SQLSTATEs a retry can cure: the server going away or coming back, or a slot
- * still held by a walsender that has not noticed its client is gone. */
-static bool sqlstate_is_transient(const char *state)
+/* Which SQLSTATEs a retry can cure: the server going away or coming back, or
+ * a slot still held by a walsender that has not yet noticed its client is
+ * gone (object_in_use). */
+static enum err_kind sqlstate_kind(const char *state)
 {
 	if (state == NULL)
-		return true;                   /* no SQLSTATE: the connection itself failed */
-	return strncmp(state, "08", 2) == 0 || /* connection exception */
-	       strcmp(state, "57P01") == 0 ||  /* admin_shutdown */
-	       strcmp(state, "57P02") == 0 ||  /* crash_shutdown */
-	       strcmp(state, "57P03") == 0 ||  /* cannot_connect_now */
-	       strcmp(state, "55006") == 0 ||  /* object_in_use: slot active */
-	       strcmp(state, "53300") == 0;    /* too_many_connections */
+		return ERR_TRANSIENT; /* no SQLSTATE: the connection itself failed */
+	if (strcmp(state, "55006") == 0)
+		return ERR_BUSY;
+	if (strncmp(state, "08", 2) == 0 || /* connection exception */
+	    strcmp(state, "57P01") == 0 ||  /* admin_shutdown */
+	    strcmp(state, "57P02") == 0 ||  /* crash_shutdown */
+	    strcmp(state, "57P03") == 0 ||  /* cannot_connect_now */
+	    strcmp(state, "53300") == 0)    /* too_many_connections */
+		return ERR_TRANSIENT;
+	return ERR_FATAL;
 }
 
 int conn_result_error(PGconn *pg, PGresult *res, struct err *e, const char *what)
@@ -53,8 +57,7 @@ int conn_result_error(PGconn *pg, PGresult *res, struct err *e, const char *what
 		msg = PQerrorMessage(pg);
 	if (PQstatus(pg) == CONNECTION_BAD)
 		state = NULL;
-	return err_setk(e, sqlstate_is_transient(state) ? ERR_TRANSIENT : ERR_FATAL,
-	                "could not %s: %s", what, msg);
+	return err_setk(e, sqlstate_kind(state), "could not %s: %s", what, msg);
 }
 
 /* Run a query expected to return tuples (or a command); NULL on error. */
@@ -329,7 +332,7 @@ static int check_existing_slot(PGconn *pg, const struct conn_params *p, struct c
 		             "on the server, drop the slot and resynchronize",
 		             p->slot);
 	else if (!PQgetisnull(res, 0, 3))
-		rc = err_setk(e, ERR_TRANSIENT,
+		rc = err_setk(e, ERR_BUSY,
 		              "replication slot \"%s\" is active in another process (pid %s)",
 		              p->slot, pid);
 	else if (!PQgetisnull(res, 0, 4))

@@ -129,8 +129,10 @@ int stream_send_status(struct pg_conn *c, uint64_t write_lsn, uint64_t flush_lsn
 	return 0;
 }
 
-/* Give the server up to this long to finish the copy at shutdown. */
-#define STREAM_END_TIMEOUT_MS 5000
+/* Give the server up to this long to finish the copy at shutdown. Our last
+ * status update is processed well before; a walsender in the middle of a
+ * large transaction would otherwise keep us draining until its end. */
+#define STREAM_END_TIMEOUT_MS 1000
 
 void stream_end(struct pg_conn *c)
 {

@@ -17,6 +17,7 @@ enum err_kind {
 	ERR_NONE = 0,
 	ERR_FATAL,     /* configuration or server state the user must fix */
 	ERR_TRANSIENT, /* connection lost, server restarting: retry with backoff */
+	ERR_BUSY,      /* the slot is held by another walsender: may be released soon */
 	ERR_SINK,      /* the sink refused or failed a write */
 };
 
