@@ -3,7 +3,8 @@
 # Debian 12's packages only. Safe to run again; quiet when all is there.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libpq-dev libcmocka-dev postgresql-15
-      postgresql-client-15 python3 python3-psycopg2 util-linux clang-format)
+      postgresql-client-15 python3 python3-psycopg2 util-linux clang-format
+      valgrind clang-14 libclang-rt-14-dev)   # memcheck test; libFuzzer targets
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -135,11 +135,36 @@ static int set_string(char **field, const char *value)
 	return 0;
 }
 
+/* User text quoted in an error message: control characters escaped and
+ * long text cut, so the error stays one readable line whatever was typed
+ * (a value with a newline would otherwise split it). */
+struct shown {
+	char s[160];
+};
+
+static const char *show(struct shown *sh, const char *text)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	size_t o = 0;
+
+	for (; *p && o + 8 < sizeof sh->s; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			o += (size_t)snprintf(sh->s + o, sizeof sh->s - o, "\\x%02x", *p);
+		else
+			sh->s[o++] = (char)*p;
+	}
+	if (*p)
+		o += (size_t)snprintf(sh->s + o, sizeof sh->s - o, "...");
+	sh->s[o] = '\0';
+	return sh->s;
+}
+
 /* Apply one textual value to the option's field. */
 static int apply_option(struct config *cfg, const struct option_def *opt, const char *value,
                         const char *source, struct err *e)
 {
 	void *field = (char *)cfg + opt->offset;
+	struct shown sh;
 	int level;
 
 	switch (opt->kind) {
@@ -153,25 +178,25 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			return err_set(e,
 			               "invalid value for %s%s: \"%s\" (use 1-63 lower-case "
 			               "letters, digits or '_')",
-			               source, opt->flag, value);
+			               source, opt->flag, show(&sh, value));
 		break;
 	case OPT_BOOL:
 		if (!parse_bool(value, field))
 			return err_set(e, "invalid value for %s%s: \"%s\" (expected true or false)",
-			               source, opt->flag, value);
+			               source, opt->flag, show(&sh, value));
 		return 0;
 	case OPT_LSN:
 		if (!lsn_parse(value, field))
 			return err_set(
 			    e, "invalid value for %s%s: \"%s\" (expected an LSN like 0/16B3748)",
-			    source, opt->flag, value);
+			    source, opt->flag, show(&sh, value));
 		return 0;
 	case OPT_SECONDS:
 		if (!parse_seconds(value, field))
 			return err_set(e,
 			               "invalid value for %s%s: \"%s\" (expected seconds, "
 			               "greater than 0 and at most 86400)",
-			               source, opt->flag, value);
+			               source, opt->flag, show(&sh, value));
 		return 0;
 	case OPT_FORMAT:
 		if (strcmp(value, "json") == 0)
@@ -181,7 +206,7 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 		else
 			return err_set(e,
 			               "invalid value for %s%s: \"%s\" (expected json or pretty)",
-			               source, opt->flag, value);
+			               source, opt->flag, show(&sh, value));
 		cfg->format_set = true;
 		return 0;
 	case OPT_LOGLEVEL:
@@ -190,7 +215,7 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			return err_set(e,
 			               "invalid value for %s%s: \"%s\" (expected debug, info, "
 			               "warn, error or quiet)",
-			               source, opt->flag, value);
+			               source, opt->flag, show(&sh, value));
 		*(int *)field = level;
 		return 0;
 	}
@@ -215,6 +240,7 @@ static int load_flags(struct config *cfg, struct seen *seen, int argc, char **ar
 		const char *arg = argv[i];
 		const char *name, *eq, *value;
 		const struct option_def *opt;
+		struct shown sh;
 		size_t len;
 
 		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
@@ -222,14 +248,19 @@ static int load_flags(struct config *cfg, struct seen *seen, int argc, char **ar
 				cfg->help = true;
 				continue;
 			}
-			return err_set(e, "unexpected argument \"%s\" (see --help)", arg);
+			return err_set(e, "unexpected argument \"%s\" (see --help)",
+			               show(&sh, arg));
 		}
 		name = arg + 2;
 		eq = strchr(name, '=');
 		len = eq ? (size_t)(eq - name) : strlen(name);
 		opt = find_flag(name, len);
-		if (opt == NULL)
-			return err_set(e, "unknown option \"--%.*s\" (see --help)", (int)len, name);
+		if (opt == NULL) {
+			char flag[64];
+
+			snprintf(flag, sizeof flag, "%.*s", (int)(len < 63 ? len : 63), name);
+			return err_set(e, "unknown option \"--%s\" (see --help)", show(&sh, flag));
+		}
 		if (eq)
 			value = eq + 1;
 		else if (opt->kind == OPT_BOOL)
@@ -313,30 +344,42 @@ static int apply_dotenv_line(struct config *cfg, struct seen *seen, char *line, 
 	return 0;
 }
 
+/* Longest .env line accepted; a longer one is a mistake worth reporting. */
+#define DOTENV_LINE_MAX 8192
+
 static int load_dotenv(struct config *cfg, struct seen *seen, struct err *e)
 {
 	const char *path = cfg->env_file ? cfg->env_file : ".env";
-	char line[8192];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
 	int lineno = 0;
 	int rc = 0;
+	struct shown sh;
 	FILE *f;
 
 	f = fopen(path, "r");
 	if (f == NULL) {
 		if (errno == ENOENT && cfg->env_file == NULL)
 			return 0;
-		return err_set(e, "could not open %s: %s", path, strerror(errno));
+		return err_set(e, "could not open %s: %s", show(&sh, path), strerror(errno));
 	}
-	while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+	/* getline, not fgets: it reports the length, so a NUL byte inside a
+	 * line is seen (fgets would stop the string there and misreport it). */
+	while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
 		lineno++;
-		if (strchr(line, '\n') == NULL && !feof(f)) {
-			rc = err_set(e, "could not read %s: line %d is too long", path, lineno);
-			break;
-		}
-		rc = apply_dotenv_line(cfg, seen, line, path, lineno, e);
+		if ((size_t)n > DOTENV_LINE_MAX)
+			rc = err_set(e, "could not read %s: line %d is too long", show(&sh, path),
+			             lineno);
+		else if (memchr(line, '\0', (size_t)n) != NULL)
+			rc = err_set(e, "could not read %s: line %d contains a NUL byte",
+			             show(&sh, path), lineno);
+		else
+			rc = apply_dotenv_line(cfg, seen, line, show(&sh, path), lineno, e);
 	}
 	if (rc == 0 && ferror(f))
-		rc = err_set(e, "could not read %s: %s", path, strerror(errno));
+		rc = err_set(e, "could not read %s: %s", show(&sh, path), strerror(errno));
+	free(line);
 	fclose(f);
 	return rc;
 }

@@ -46,10 +46,17 @@ int err_wrap(struct err *e, const char *fmt, ...)
 	/* Truncation is fine: one line, cut at the buffer's end. */
 	if (n >= 0 && (size_t)n < sizeof e->msg - 2) {
 		size_t at = (size_t)n;
+		size_t oldlen = strnlen(old, sizeof old - 1);
+
 		e->msg[at++] = ':';
 		e->msg[at++] = ' ';
-		strncpy(e->msg + at, old, sizeof e->msg - at - 1);
-		e->msg[sizeof e->msg - 1] = '\0';
+		/* memcpy with an explicit bound, not strncpy: the cut is meant,
+		 * and GCC's truncation warning (which sanitizer builds trip)
+		 * cannot tell. */
+		if (oldlen > sizeof e->msg - at - 1)
+			oldlen = sizeof e->msg - at - 1;
+		memcpy(e->msg + at, old, oldlen);
+		e->msg[at + oldlen] = '\0';
 	}
 	if (e->kind == ERR_NONE)
 		e->kind = ERR_FATAL;

@@ -47,8 +47,12 @@ class BigTransaction(unittest.TestCase):
         rc, lines, big_peak, err = stream_rows("s_big", 1000000)
         self.assertEqual((rc, lines), (0, 1000000), err)
         print("peak RSS: 1k-row txn %d kB, 1M-row txn %d kB" % (small_peak, big_peak))
-        self.assertLess(big_peak, 16 * 1024)
-        self.assertLess(big_peak, small_peak + 1024)
+        # Under AddressSanitizer (tests/sanitized.sh) freed memory sits in
+        # quarantine, so peak RSS measures ASan, not pgstream: the bound is
+        # checked by the plain run only.
+        if os.environ.get("PGSTREAM_SANITIZED") != "1":
+            self.assertLess(big_peak, 16 * 1024)
+            self.assertLess(big_peak, small_peak + 1024)
 
 
 if __name__ == "__main__":

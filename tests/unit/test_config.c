@@ -172,6 +172,37 @@ static void test_bad_env_value_names_source(void **state)
 	unsetenv("FORMAT");
 }
 
+/* Whatever the input, an error is one line: control characters in a value
+ * are escaped, not copied into the message. */
+static void test_error_is_one_line(void **state)
+{
+	char *a1[] = {"pgstream", "--slot", "a\nb", NULL};
+	char *a2[] = {"pgstream", "--x\ny", NULL};
+	char *a3[] = {"pgstream", "--env-file", "/nonexistent/\n", NULL};
+
+	(void)state;
+	expect_error(a1, "\"a\\x0ab\"");
+	expect_error(a2, "unknown option \"--x\\x0ay\"");
+	expect_error(a3, "could not open /nonexistent/\\x0a");
+}
+
+/* A NUL byte inside a .env line is named as such (fgets used to call the
+ * line "too long"). */
+static void test_dotenv_nul_byte(void **state)
+{
+	static const char text[] = "SLOT_NAME=ok\nPUBLICATION_NAME=a\0b\n";
+	char path[] = "/tmp/pgstream-test-nulXXXXXX";
+	char *argv[] = {"pgstream", "--env-file", path, NULL};
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+	close(fd);
+	expect_error(argv, "line 2 contains a NUL byte");
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -180,6 +211,8 @@ int main(void)
 	    cmocka_unit_test(test_values_parse),
 	    cmocka_unit_test(test_bad_values),
 	    cmocka_unit_test(test_bad_env_value_names_source),
+	    cmocka_unit_test(test_error_is_one_line),
+	    cmocka_unit_test(test_dotenv_nul_byte),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

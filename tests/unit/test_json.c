@@ -2,7 +2,7 @@
  * test_json.c — the JSON encoder: type OIDs, typed values, strings, arrays,
  * whole events in both formats.
  *
- * Every JSON text the encoder produces here also goes through json_check(), a
+ * Every JSON text the encoder produces here also goes through jsoncheck_text(), a
  * strict RFC 8259 + UTF-8 validator written independently of the encoder, so
  * a rendering bug that yields invalid JSON fails even where no exact output
  * is asserted.
@@ -22,215 +22,7 @@
 #include "event/valtype.h"
 #include "util/buf.h"
 
-/* ------------------------------------------------------------------------
- * A strict JSON validator (recursive descent, RFC 8259, UTF-8 checked)
- * ------------------------------------------------------------------------ */
-
-struct vp {
-	const unsigned char *p;
-	const unsigned char *end;
-	int depth;
-};
-
-static int v_value(struct vp *v);
-
-static void v_ws(struct vp *v)
-{
-	while (v->p < v->end && (*v->p == ' ' || *v->p == '\t' || *v->p == '\n' || *v->p == '\r'))
-		v->p++;
-}
-
-/* Decode one UTF-8 scalar value by its bit pattern (independently of the
- * encoder's table-driven check); 0 on anything ill-formed. */
-static int v_utf8(struct vp *v)
-{
-	unsigned c = *v->p, need, cp, min;
-
-	if (c < 0x80) {
-		v->p++;
-		return 1;
-	}
-	if ((c & 0xE0) == 0xC0) {
-		need = 1, cp = c & 0x1F, min = 0x80;
-	} else if ((c & 0xF0) == 0xE0) {
-		need = 2, cp = c & 0x0F, min = 0x800;
-	} else if ((c & 0xF8) == 0xF0) {
-		need = 3, cp = c & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if ((size_t)(v->end - v->p) <= need)
-		return 0;
-	for (unsigned i = 1; i <= need; i++) {
-		if ((v->p[i] & 0xC0) != 0x80)
-			return 0;
-		cp = cp << 6 | (v->p[i] & 0x3F);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	v->p += need + 1;
-	return 1;
-}
-
-static int v_string(struct vp *v)
-{
-	v->p++; /* '"' */
-	while (v->p < v->end) {
-		unsigned char c = *v->p;
-
-		if (c == '"') {
-			v->p++;
-			return 1;
-		}
-		if (c < 0x20)
-			return 0;
-		if (c == '\\') {
-			if (v->end - v->p < 2)
-				return 0;
-			c = v->p[1];
-			if (c == 'u') {
-				if (v->end - v->p < 6)
-					return 0;
-				for (int i = 2; i < 6; i++)
-					if (!strchr("0123456789abcdefABCDEF", v->p[i]) || !v->p[i])
-						return 0;
-				v->p += 6;
-			} else if (c && strchr("\"\\/bfnrt", c)) {
-				v->p += 2;
-			} else {
-				return 0;
-			}
-		} else if (!v_utf8(v)) {
-			return 0;
-		}
-	}
-	return 0;
-}
-
-static int v_digits(struct vp *v)
-{
-	const unsigned char *start = v->p;
-
-	while (v->p < v->end && *v->p >= '0' && *v->p <= '9')
-		v->p++;
-	return v->p > start;
-}
-
-static int v_number(struct vp *v)
-{
-	if (v->p < v->end && *v->p == '-')
-		v->p++;
-	if (v->p < v->end && *v->p == '0')
-		v->p++;
-	else if (v->p == v->end || *v->p < '1' || *v->p > '9' || !v_digits(v))
-		return 0;
-	if (v->p < v->end && *v->p == '.') {
-		v->p++;
-		if (!v_digits(v))
-			return 0;
-	}
-	if (v->p < v->end && (*v->p == 'e' || *v->p == 'E')) {
-		v->p++;
-		if (v->p < v->end && (*v->p == '+' || *v->p == '-'))
-			v->p++;
-		if (!v_digits(v))
-			return 0;
-	}
-	return 1;
-}
-
-static int v_lit(struct vp *v, const char *w)
-{
-	size_t n = strlen(w);
-
-	if ((size_t)(v->end - v->p) < n || memcmp(v->p, w, n) != 0)
-		return 0;
-	v->p += n;
-	return 1;
-}
-
-static int v_container(struct vp *v, unsigned char close)
-{
-	v->p++;
-	v_ws(v);
-	if (v->p < v->end && *v->p == close) {
-		v->p++;
-		return 1;
-	}
-	for (;;) {
-		if (close == '}') {
-			v_ws(v);
-			if (v->p == v->end || *v->p != '"' || !v_string(v))
-				return 0;
-			v_ws(v);
-			if (v->p == v->end || *v->p++ != ':')
-				return 0;
-		}
-		if (!v_value(v))
-			return 0;
-		v_ws(v);
-		if (v->p == v->end)
-			return 0;
-		if (*v->p == ',') {
-			v->p++;
-			continue;
-		}
-		if (*v->p++ != close)
-			return 0;
-		return 1;
-	}
-}
-
-static int v_value(struct vp *v)
-{
-	int ok;
-
-	v_ws(v);
-	if (v->p == v->end || ++v->depth > 10000)
-		return 0;
-	switch (*v->p) {
-	case '{':
-		ok = v_container(v, '}');
-		break;
-	case '[':
-		ok = v_container(v, ']');
-		break;
-	case '"':
-		ok = v_string(v);
-		break;
-	case 't':
-		ok = v_lit(v, "true");
-		break;
-	case 'f':
-		ok = v_lit(v, "false");
-		break;
-	case 'n':
-		ok = v_lit(v, "null");
-		break;
-	default:
-		ok = v_number(v);
-	}
-	v->depth--;
-	return ok;
-}
-
-/* Is s[0..len) exactly one JSON text? */
-static int json_check(const char *s, size_t len)
-{
-	struct vp v = {(const unsigned char *)s, (const unsigned char *)s + len, 0};
-
-	if (!v_value(&v))
-		return 0;
-	v_ws(&v);
-	return v.p == v.end;
-}
-
-/* A JSONL record: one valid JSON text, then exactly one '\n' at the end. */
-static int jsonl_check(const char *s, size_t len)
-{
-	return len > 0 && s[len - 1] == '\n' && memchr(s, '\n', len) == s + len - 1 &&
-	       json_check(s, len - 1);
-}
+#include "jsoncheck.h"
 
 static void test_validator_self_check(void **state)
 {
@@ -269,9 +61,9 @@ static void test_validator_self_check(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-		assert_true(json_check(good[i], strlen(good[i])));
+		assert_true(jsoncheck_text(good[i], strlen(good[i])));
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-		assert_false(json_check(bad[i], strlen(bad[i])));
+		assert_false(jsoncheck_text(bad[i], strlen(bad[i])));
 }
 
 /* ------------------------------------------------------------------------
@@ -294,7 +86,7 @@ static void check_value_n(struct valtype vt, const char *in, size_t len, const c
 	assert_non_null(b.data);
 	assert_string_equal(b.data, want);
 	assert_int_equal(b.len, strlen(want));
-	assert_true(json_check(b.data, b.len));
+	assert_true(jsoncheck_text(b.data, b.len));
 	buf_reset(&b);
 }
 
@@ -311,7 +103,7 @@ static void check_string_n(const char *in, size_t len, const char *want)
 	json_write_string(&b, in, len);
 	assert_true(buf_ok(&b));
 	assert_string_equal(b.data, want);
-	assert_true(json_check(b.data, b.len));
+	assert_true(jsoncheck_text(b.data, b.len));
 	buf_reset(&b);
 }
 
@@ -743,7 +535,7 @@ static void test_buf_limit(void **state)
 		buf_init(&b, limit);
 		json_write_value(&b, &vt, in, strlen(in));
 		if (buf_ok(&b))
-			assert_true(json_check(b.data, b.len));
+			assert_true(jsoncheck_text(b.data, b.len));
 		buf_reset(&b);
 	}
 }
@@ -779,7 +571,7 @@ static void test_random_values_valid(void **state)
 		buf_clear(&b);
 		json_write_value(&b, &vt, in, len);
 		assert_true(buf_ok(&b));
-		if (!json_check(b.data, b.len))
+		if (!jsoncheck_text(b.data, b.len))
 			fail_msg("invalid JSON for %.*s: %s", (int)len, in, b.data);
 	}
 	buf_reset(&b);
@@ -794,17 +586,12 @@ static void test_random_utf8(void **state)
 	(void)state;
 	for (int iter = 0; iter < 200000; iter++) {
 		size_t len = 1 + rng_next(&seed) % sizeof in;
-		struct vp v;
-		int ok = 1;
 
 		for (size_t i = 0; i < len; i++)
 			in[i] = (unsigned char)(rng_next(&seed) % 4 ? 0x80 + rng_next(&seed) % 0x80
 			                                            : rng_next(&seed) % 0x80);
-		v.p = in;
-		v.end = in + len;
-		while (ok && v.p < v.end)
-			ok = v_utf8(&v);
-		assert_int_equal(json_utf8_valid((const char *)in, len), ok);
+		assert_int_equal(json_utf8_valid((const char *)in, len),
+		                 jsoncheck_utf8((const char *)in, len));
 	}
 }
 
@@ -874,7 +661,7 @@ static void check_event(const struct event *ev, enum json_format fmt, const char
 	assert_true(buf_ok(&b));
 	assert_string_equal(b.data, want);
 	if (fmt == FORMAT_JSON)
-		assert_true(jsonl_check(b.data, b.len));
+		assert_true(jsoncheck_line(b.data, b.len));
 	buf_reset(&b);
 }
 
@@ -1101,7 +888,7 @@ static void test_event_delete_composite_key(void **state)
 	buf_init(&b, 0);
 	json_write_event(&b, &ev, FORMAT_JSON);
 	assert_non_null(strstr(b.data, ",\"old\":{\"order_id\":5,\"line\":2}}\n"));
-	assert_true(jsonl_check(b.data, b.len));
+	assert_true(jsoncheck_line(b.data, b.len));
 	buf_reset(&b);
 }
 
@@ -1260,8 +1047,8 @@ static void test_events_append(void **state)
 	first = b.len;
 	json_write_event(&b, &ev, FORMAT_JSON);
 	assert_int_equal(b.len, 2 * first);
-	assert_true(jsonl_check(b.data, first));
-	assert_true(jsonl_check(b.data + first, first));
+	assert_true(jsoncheck_line(b.data, first));
+	assert_true(jsoncheck_line(b.data + first, first));
 	buf_reset(&b);
 }
 
