@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "pg/conn.h"
 #include "util/log.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -43,7 +44,7 @@ int main(int argc, char **argv)
 	struct err e = {0};
 	int status = 0;
 
-	if (config_load(&cfg, argc, argv, &e) < 0) {
+	if (config_load(&cfg, argc, argv, &e) < 0 || conn_check_url(cfg.database_url, &e) < 0) {
 		fprintf(stderr, "pgstream: %s\n", e.msg);
 		config_reset(&cfg);
 		return 2;

@@ -73,6 +73,29 @@ static PGresult *run(PGconn *pg, const char *sql, const char *what, struct err *
 	return NULL;
 }
 
+int conn_check_url(const char *database_url, struct err *e)
+{
+	char *errmsg = NULL;
+	PQconninfoOption *opts;
+
+	if (database_url == NULL)
+		return 0;
+	opts = PQconninfoParse(database_url, &errmsg);
+	if (opts == NULL) {
+		/* libpq's message quotes the URI, password and all: keep only
+		 * the reason. */
+		char *quote = errmsg ? strstr(errmsg, " in URI") : NULL;
+		if (quote)
+			*quote = '\0';
+		err_set(e, "invalid value for --database-url: %s",
+		        errmsg ? errmsg : "out of memory");
+		PQfreemem(errmsg);
+		return -1;
+	}
+	PQconninfoFree(opts);
+	return 0;
+}
+
 void conn_describe(const char *database_url, char *out, size_t outlen)
 {
 	PQconninfoOption *opts = PQconninfoParse(database_url ? database_url : "", NULL);

@@ -64,6 +64,10 @@ int conn_start_replication(struct pg_conn *c, const struct conn_params *p,
 
 void conn_close(struct pg_conn *c); /* accepts NULL */
 
+/* Check that libpq can parse a URL or conninfo (NULL is fine: libpq's
+ * defaults); -1 with *e set, naming the problem, if not. */
+int conn_check_url(const char *database_url, struct err *e);
+
 /* The redacted description of a conninfo/URL, for log lines. */
 void conn_describe(const char *database_url, char *out, size_t outlen);
 
