@@ -90,14 +90,18 @@ def free_port():
 
 
 def machine_busy():
-    """Non-idle CPU seconds of the whole machine so far (/proc/stat).
+    """(busy, softirq) CPU seconds of the whole machine so far (/proc/stat).
 
-    Its growth during a run minus the client's and the server process's CPU
-    is what everything else took meanwhile: other load on a shared machine
-    shows up in the results instead of silently skewing them."""
+    Growth of busy during a run minus the client's and the server process's
+    CPU is what everything else took meanwhile: other load on a shared
+    machine shows up in the results instead of silently skewing them.
+    softirq (included in busy) is reported too, for information: on loopback
+    it is the packets' receive path, mostly run inside our processes' send()
+    and so already counted in their system time."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK  # all but idle and iowait; no guest
+    # user nice system idle iowait irq softirq steal: all but idle and iowait
+    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK, v[6] / CLK_TCK
 
 
 def median(xs):
@@ -338,10 +342,11 @@ class Bench:
         mon.start()
         out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
         with open(errfile, "wb") as err:
-            busy0, t0 = machine_busy(), time.perf_counter()
+            (busy0, si0), t0 = machine_busy(), time.perf_counter()
             rc = subprocess.call(["/usr/bin/time", "-o", timefile, "-f", "%U %S %M", "--", *argv],
                                  stdout=out, stderr=err, env=env)
-            wall, busy = time.perf_counter() - t0, machine_busy() - busy0
+            wall, (busy, si) = time.perf_counter() - t0, machine_busy()
+            busy, si = busy - busy0, si - si0
         if stdout_path:
             out.close()
         ws = mon.stop()
@@ -354,6 +359,7 @@ class Bench:
         return {
             "wall_s": wall,
             "other_cpu_s": busy - cpu - (sum(ws) if ws else 0),
+            "softirq_s": si,
             "client_cpu_s": cpu,
             "client_user_s": float(user),
             "client_sys_s": float(sys_),
@@ -405,12 +411,13 @@ class Bench:
             before = proc_cpu(pid)
             what = ("count(*) FILTER (WHERE get_byte(data, 0) IN (73, 85, 68))"  # I U D
                     if count_changes else "count(*)")
-            busy0, t0 = machine_busy(), time.perf_counter()
+            (busy0, si0), t0 = machine_busy(), time.perf_counter()
             cur.execute("SELECT %s FROM pg_logical_slot_get_binary_changes(%%s, %%s, NULL,"
                         " 'proto_version', '1', 'publication_names', %%s)" % what,
                         (slot, self.end, self.pub))
             n = cur.fetchone()[0]
-            wall, busy = time.perf_counter() - t0, machine_busy() - busy0
+            wall, (busy, si) = time.perf_counter() - t0, machine_busy()
+            busy, si = busy - busy0, si - si0
             after = proc_cpu(pid)
         conn.close()
         r = {"wall_s": wall, "client_cpu_s": None, "client_rss_kb": None,
@@ -420,6 +427,7 @@ class Bench:
             r["ws_sys_s"] = after[1] - before[1]
             r["ws_cpu_s"] = r["ws_user_s"] + r["ws_sys_s"]
             r["other_cpu_s"] = busy - r["ws_cpu_s"]
+            r["softirq_s"] = si
         return r
 
     def run(self, name, slot):
@@ -711,6 +719,8 @@ def summarize(tp):
                                       else None for r in rs]),
             "client_rss_kb": median([r.get("client_rss_kb") for r in rs]),
             "other_cpu_s": median([r.get("other_cpu_s") for r in rs]),
+            "softirq_s_per_M": median([r["softirq_s"] * per_m if r.get("softirq_s") is not None
+                                       else None for r in rs]),
             "reps": len(rs),
         }
     for name, m in summary.items():
@@ -735,25 +745,27 @@ def print_report(res):
     print("pgstream %s (Release); N=%d -> %d changes, %d repetition(s), medians" % (
         mc["pgstream_git"], res["config"]["n"], tp["changes"], res["config"]["reps"]))
     print()
-    hdr = ("%-7s %-40s %11s %8s %9s %9s %9s %8s %7s %7s %7s %7s %7s %7s"
+    hdr = ("%-7s %-40s %11s %8s %9s %9s %9s %8s %7s %7s %7s %7s %7s %7s %7s"
            % ("", "contender", "changes/s", "wall s", "client", "server", "srv u/s", "RSS MB",
-              "x(a)", "x(b)", "x(L)", "srv/a", "srv/b", "other"))
+              "x(a)", "x(b)", "x(L)", "srv/a", "srv/b", "softirq", "other"))
     print(hdr)
-    print("%-7s %-40s %11s %8s %9s %9s %9s %8s %39s" % ("", "", "", "", "CPU s/M", "CPU s/M",
-                                                       "s/M", "client", "CPU s"))
+    print("%-7s %-40s %11s %8s %9s %9s %9s %8s %39s %7s" % ("", "", "", "", "CPU s/M", "CPU s/M",
+                                                           "s/M", "client", "s/M", "CPU s"))
     print("-" * len(hdr))
     for name, m in res["summary"].items():
         us = ("%.2f/%.2f" % (m["ws_user_s_per_M"], m["ws_sys_s_per_M"])
               if m["ws_user_s_per_M"] is not None else "-")
-        print("%-7s %-40s %11.0f %8.2f %9s %9s %9s %8s %7s %7s %7s %7s %7s %7s" % (
+        print("%-7s %-40s %11.0f %8.2f %9s %9s %9s %8s %7s %7s %7s %7s %7s %7s %7s" % (
             name, CONTENDERS[name][1], m["changes_per_s"], m["wall_s"],
             fmt(m["client_cpu_s_per_M"]), fmt(m["ws_cpu_s_per_M"]), us,
             fmt(m["client_rss_kb"] / 1024 if m["client_rss_kb"] else None, 1),
             fmt(m.get("rate_vs_a")), fmt(m.get("rate_vs_b")), fmt(m.get("rate_vs_L")),
-            fmt(m.get("ws_cpu_vs_a")), fmt(m.get("ws_cpu_vs_b")), fmt(m.get("other_cpu_s"))))
+            fmt(m.get("ws_cpu_vs_a")), fmt(m.get("ws_cpu_vs_b")), fmt(m.get("softirq_s_per_M")),
+            fmt(m.get("other_cpu_s"))))
     print("server CPU = the walsender's user+sys (for L: the backend running the query);"
-          " x(a) = rate / rate of a; srv/a = server CPU / that of a;\nother = CPU the rest of the"
-          " machine used during the run (noise from other load; 0 on a quiet machine).")
+          " x(a) = rate / rate of a; srv/a = server CPU / that of a;\nsoftirq = the machine's"
+          " softirq time (loopback packet processing, mostly inside the processes' system time);\nother = CPU the"
+          " rest of the machine used during the run (other load; near 0 on a quiet machine).")
     if res.get("latency"):
         la = res["latency"]
         print()
@@ -823,7 +835,14 @@ def main():
     ap.add_argument("--no-bigtxn", action="store_true")
     ap.add_argument("--profile", action="store_true", help="callgrind + perf on pgstream")
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
+    ap.add_argument("--report", metavar="JSON", help="print the table of an earlier run and exit")
     a = ap.parse_args()
+    if a.report:
+        with open(a.report) as f:
+            res = json.load(f)
+        res["summary"] = summarize(res["throughput"])
+        print_report(res)
+        return
     if a.smoke:
         a.n, a.reps, a.lat_seconds, a.big_rows = 2000, 1, 2, 20000
     if not a.bin or not os.access(a.bin, os.X_OK):
