@@ -11,6 +11,8 @@ created, and each contender then reads its own slot up to the same end LSN.
   b       pg_recvlogical + wal2json format-version 2, to /dev/null
   c       pgstream --format json, stdout to /dev/null
   d       pgstream --format json --output FILE (fsync before each ack)
+  e       pgstream --format json --streaming (protocol v2: large transactions
+          arrive while in progress and are spooled until commit), to /dev/null
   a-unix, c-unix   a and c over the Unix socket instead of TCP loopback
 
 For each run: wall time, the client's CPU (user+sys) and peak RSS from
@@ -64,6 +66,7 @@ CONTENDERS = {
     "c": ("pgoutput", "pgstream --format json > /dev/null"),
     "c-unix": ("pgoutput", "  same over the Unix socket"),
     "d": ("pgoutput", "pgstream --output FILE (fsync acks)"),
+    "e": ("pgoutput", "pgstream --streaming (proto v2) > /dev/null"),
 }
 
 
@@ -445,8 +448,10 @@ class Bench:
             if smoke:
                 r["seen"] = (count_pgoutput(out) if plugin == "pgoutput"
                              else count_lines(out, WAL2JSON_CHANGES))
-        elif base == "c":
-            r = self.timed(self.pgstream(conninfo, slot), slot, stdout_path=out if smoke else None)
+        elif base in ("c", "e"):
+            extra = ("--streaming",) if base == "e" else ()
+            r = self.timed(self.pgstream(conninfo, slot, *extra), slot,
+                           stdout_path=out if smoke else None)
             if smoke:
                 r["seen"] = count_lines(out, PGSTREAM_CHANGES)
         else:  # d: to a file on disk, fsync before every acknowledgement
