@@ -91,11 +91,19 @@ static int confirm(struct daemon *d, bool durable, struct err *e)
 	return 0;
 }
 
+static int wait_for_sink(struct daemon *d, struct err *e);
+
 /* Record that lsn may be acknowledged once the events so far are durable. */
 static int mark(struct daemon *d, uint64_t lsn, struct err *e)
 {
 	while (!checkpoint_mark(&d->cp, lsn, d->seq)) {
-		/* Ring full: make the sink confirm, which frees marks. */
+		/* Ring full: make the sink confirm, which frees marks; a full
+		 * pipe must drain first. Stopping instead leaves lsn unmarked:
+		 * not acknowledged, so sent again after a restart. */
+		if (sink_blocked(d->sink) && wait_for_sink(d, e) < 0)
+			return -1;
+		if (*d->stop)
+			return 0;
 		if (confirm(d, true, e) < 0)
 			return -1;
 	}
@@ -112,8 +120,7 @@ static int handle_change(struct daemon *d, const struct pgo_msg *m, uint64_t lsn
 	};
 
 	if (!d->in_txn)
-		return err_set(e, "could not decode stream: change outside a transaction at %s",
-		               "XLogData");
+		return err_set(e, "could not follow stream: row change outside a transaction");
 	switch (m->type) {
 	case PGO_INSERT:
 		ev.op = EVENT_INSERT;
@@ -241,7 +248,6 @@ static int spool_frame(struct daemon *d, const struct stream_frame *f, struct er
 }
 
 static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e);
-static int wait_for_sink(struct daemon *d, struct err *e);
 
 /* The streamed transaction committed: emit what was spooled, as one
  * transaction, exactly as if it had been sent at commit. */
