@@ -89,17 +89,18 @@ static void put_digits(char *out, unsigned v, int width)
  * printf's format parsing was a visible share of the encoder's time. */
 int pgtime_format(int64_t pg_us, char *out)
 {
-	int64_t unix_us = pg_us + PG_EPOCH_OFFSET_US;
-	int64_t secs = unix_us / 1000000;
-	int64_t frac = unix_us % 1000000;
+	/* Split before shifting epochs: the microseconds of any int64 the
+	 * server (or a corrupt stream) sends cannot overflow that way. */
+	int64_t secs = pg_us / 1000000;
+	int64_t frac = pg_us % 1000000;
 	struct tm tm;
 	time_t t;
 
-	if (frac < 0) { /* floor division for instants before 1970 */
+	if (frac < 0) { /* floor division for instants before 2000 */
 		frac += 1000000;
 		secs -= 1;
 	}
-	t = (time_t)secs;
+	t = (time_t)(secs + PG_EPOCH_OFFSET_US / 1000000);
 	if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
 		return snprintf(out, 32, "invalid");
 	/* 2026-11-24T14:30:00.123456Z */

@@ -116,6 +116,12 @@ static void test_pgtime_format(void **state)
 	assert_string_equal(s, "2026-11-24T14:30:00.123456Z");
 	pgtime_format(-1, s);
 	assert_string_equal(s, "1999-12-31T23:59:59.999999Z");
+	/* Out of range for the text form, and no overflow on the way (the
+	 * decoder fuzzer found INT64_MAX - small overflowing the epoch shift). */
+	pgtime_format(INT64_MAX, s);
+	assert_string_equal(s, "invalid");
+	pgtime_format(INT64_MIN, s);
+	assert_string_equal(s, "invalid");
 }
 
 static void test_err_is_one_line(void **state)
