@@ -178,6 +178,35 @@ static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t ls
 	return emit(d, &ev, e);
 }
 
+/* A transaction's events begin (at BEGIN, or at a streamed transaction's
+ * commit). False if it committed after --end-lsn: it is not ours, and the
+ * run ends instead. */
+static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64_t commit_time)
+{
+	if (d->cfg->end_lsn && commit_lsn > d->cfg->end_lsn) {
+		d->reached_end = true;
+		return false;
+	}
+	d->in_txn = true;
+	d->txn.xid = xid;
+	d->txn.commit_lsn = commit_lsn;
+	d->txn.commit_time = commit_time;
+	json_txn_prepare(&d->txn);
+	return true;
+}
+
+/* The transaction's events are all out: its end may be acknowledged once
+ * they are confirmed. Reaching --end-lsn ends the run. */
+static int end_txn(struct daemon *d, uint64_t end_lsn, struct err *e)
+{
+	d->in_txn = false;
+	if (mark(d, end_lsn, e) < 0)
+		return -1;
+	if (d->cfg->end_lsn && end_lsn >= d->cfg->end_lsn)
+		d->reached_end = true;
+	return 0;
+}
+
 /* ---- streamed transactions (protocol v2) -------------------------------- */
 
 static struct spool **find_spool(struct daemon *d, uint32_t xid)
@@ -262,15 +291,9 @@ static int stream_commit(struct daemon *d, const struct pgo_msg *m, struct err *
 	if (slot == NULL)
 		return err_set(e, "could not follow stream: commit of unknown transaction %u",
 		               m->u.stream_commit.xid);
-	if (d->cfg->end_lsn && m->u.stream_commit.commit_lsn > d->cfg->end_lsn) {
-		d->reached_end = true;
+	if (!begin_txn(d, m->u.stream_commit.xid, m->u.stream_commit.commit_lsn,
+	               m->u.stream_commit.commit_time))
 		return 0;
-	}
-	d->in_txn = true;
-	d->txn.xid = m->u.stream_commit.xid;
-	d->txn.commit_lsn = m->u.stream_commit.commit_lsn;
-	d->txn.commit_time = m->u.stream_commit.commit_time;
-	json_txn_prepare(&d->txn);
 	if (spool_rewind(*slot, e) < 0)
 		return -1;
 	while ((rc = spool_next(*slot, &lsn, &msg, &len, e)) > 0) {
@@ -286,8 +309,7 @@ static int stream_commit(struct daemon *d, const struct pgo_msg *m, struct err *
 	if (rc < 0)
 		return -1;
 	drop_spool(d, slot);
-	d->in_txn = false;
-	return mark(d, m->u.stream_commit.end_lsn, e);
+	return end_txn(d, m->u.stream_commit.end_lsn, e);
 }
 
 static int stream_abort(struct daemon *d, const struct pgo_msg *m, struct err *e)
@@ -326,23 +348,10 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 
 	switch (m->type) {
 	case PGO_BEGIN:
-		if (end && m->u.begin.final_lsn > end) {
-			d->reached_end = true; /* commits after --end-lsn are not ours */
-			return 0;
-		}
-		d->in_txn = true;
-		d->txn.xid = m->u.begin.xid;
-		d->txn.commit_lsn = m->u.begin.final_lsn;
-		d->txn.commit_time = m->u.begin.commit_time;
-		json_txn_prepare(&d->txn);
+		begin_txn(d, m->u.begin.xid, m->u.begin.final_lsn, m->u.begin.commit_time);
 		return 0;
 	case PGO_COMMIT:
-		d->in_txn = false;
-		if (mark(d, m->u.commit.end_lsn, e) < 0)
-			return -1;
-		if (end && m->u.commit.end_lsn >= end)
-			d->reached_end = true;
-		return 0;
+		return end_txn(d, m->u.commit.end_lsn, e);
 	case PGO_INSERT:
 	case PGO_UPDATE:
 	case PGO_DELETE:
