@@ -171,7 +171,7 @@ static int read_origin(struct pgo_in *in, struct pgo_msg *m)
  */
 static int read_relcol(struct pgo_in *in, struct relcol *col)
 {
-	const char *name;
+	const char *name = NULL;
 
 	if (read_flags(in, RELCACHE_COL_KEY, &col->flags) < 0 || read_str(in, &name) < 0)
 		return -1;
@@ -194,7 +194,7 @@ static int read_relcol(struct pgo_in *in, struct relcol *col)
 static int read_relation(struct pgo_in *in, struct pgo_msg *m)
 {
 	struct relation *rel;
-	const char *nsp, *name;
+	const char *nsp = NULL, *name = NULL;
 	uint32_t oid;
 	uint8_t replident;
 	uint16_t ncols;
@@ -355,7 +355,7 @@ static int read_tuple_tag(struct pgo_in *in, const char *allowed, uint8_t *tag)
  */
 static int read_insert(struct pgo_in *in, struct pgo_msg *m)
 {
-	uint8_t tag;
+	uint8_t tag = 0;
 
 	if (read_change_rel(in, m) < 0 || read_tuple_tag(in, "N", &tag) < 0)
 		return -1;
@@ -371,7 +371,7 @@ static int read_insert(struct pgo_in *in, struct pgo_msg *m)
 static int read_update(struct pgo_in *in, struct pgo_msg *m)
 {
 	const struct relation *rel;
-	uint8_t tag;
+	uint8_t tag = 0;
 
 	if (read_change_rel(in, m) < 0 || read_tuple_tag(in, "KON", &tag) < 0)
 		return -1;
@@ -392,7 +392,7 @@ static int read_update(struct pgo_in *in, struct pgo_msg *m)
  */
 static int read_delete(struct pgo_in *in, struct pgo_msg *m)
 {
-	uint8_t tag;
+	uint8_t tag = 0;
 
 	if (read_change_rel(in, m) < 0 || read_tuple_tag(in, "KO", &tag) < 0)
 		return -1;
