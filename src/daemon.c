@@ -733,7 +733,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 			break;
 		if (d.session_streamed)
 			backoff = RECONNECT_INITIAL_MS; /* it worked for a while */
-		log_warn("reconnecting in %d s: %s", (backoff + 999) / 1000, e->msg);
+		log_info("reconnecting in %d s: %s", (backoff + 999) / 1000, e->msg);
 		backoff_sleep(&d, backoff);
 		if (*stop) {
 			rc = 0;
