@@ -225,6 +225,13 @@ class Workload:
     def join(self):
         self.thread.join()
 
+    def stop(self):
+        """Ask the background writer to finish its transaction and stop;
+        wait for it (a no-op if it was never started)."""
+        self.stop_flag.set()
+        if self.thread:
+            self.thread.join()
+
     def verify(self, runs, acked_at_kill=()):
         """Check the union of the events of several pgstream runs against
         what committed. runs: list of event lists, in run order.

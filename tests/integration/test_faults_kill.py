@@ -101,8 +101,7 @@ class KillNine(unittest.TestCase):
                 acks.append(wait_slot_inactive(C, slot))
                 p.close()
         finally:
-            w.stop_flag.set()
-            w.join()
+            w.stop()
         runs.append(finish(slot))
         checked, repeats = w.verify(runs, acks)
         stream, marks = [], []

@@ -100,9 +100,7 @@ class Publication(unittest.TestCase):
             self.assertIn('publication "pub_alt" does not exist', lines[0])
             self.assertEqual(len(p.events()), len(events))
         finally:
-            load.stop_flag.set()
-            if load.thread:
-                load.join()
+            load.stop()
             conn.close()
             p.close()
 
@@ -154,8 +152,7 @@ class SchemaChanges(unittest.TestCase):
                     p.close()
                     p = PgStream(C, "--status-interval", "0.2", slot=slot).start()
                     p.wait_stderr(LISTENING)
-            load.stop_flag.set()
-            load.join()
+            load.stop()
             last = load.committed[-1][-1]
             p.wait_for(lambda: '"id":%d,' % last in p.stdout()
                        and '"table":"newt"' in p.stdout()
@@ -164,9 +161,7 @@ class SchemaChanges(unittest.TestCase):
             self.assertEqual(p.stop(), 0, p.stderr())
             runs.append(p.events())
         finally:
-            load.stop_flag.set()
-            if load.thread:
-                load.join()
+            load.stop()
             conn.close()
             p.close()
         stream = runs[0] + runs[1]

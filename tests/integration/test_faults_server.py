@@ -79,8 +79,7 @@ def under_faults(test, slot, kind, inject, n, gap=(0.3, 1.5), url=None):
             STATS.fault(kind)
             p.wait_for(lambda: sessions(p) > before, 60, "pgstream to reconnect")
         time.sleep(random.uniform(*gap))
-        w.stop_flag.set()
-        w.join()
+        w.stop()
         yes, no = w.resolve()
         last = w.committed[-1][-1]
         p.wait_for(lambda: '"id":%d,' % last in p.stdout(), 120, "row %d" % last)
@@ -94,9 +93,7 @@ def under_faults(test, slot, kind, inject, n, gap=(0.3, 1.5), url=None):
               flush=True)
         return p.stderr()
     finally:
-        w.stop_flag.set()
-        if w.thread:
-            w.join()
+        w.stop()
         p.close()
 
 

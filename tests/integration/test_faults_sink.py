@@ -132,8 +132,7 @@ class StdoutStall(unittest.TestCase):
                 self.assertGreater(p.stderr().count(NOT_READ), warnings, p.stderr())
                 reader.resume()
                 stalls.append((written, ack))
-            w.stop_flag.set()
-            w.join()
+            w.stop()
             last = w.committed[-1][-1]
             p.wait_for(lambda: b'"id":%d,' % last in reader.snapshot(), 120, "row %d" % last)
             self.assertEqual(p.stop(), 0, p.stderr())
@@ -152,9 +151,7 @@ class StdoutStall(unittest.TestCase):
             print("stdout stalls: %d, %d events checked, %d repeats" % (len(stalls), checked,
                                                                         repeats), flush=True)
         finally:
-            w.stop_flag.set()
-            if w.thread:
-                w.join()
+            w.stop()
             p.close()
 
 
@@ -201,8 +198,7 @@ class FileFull(unittest.TestCase):
             rc = p.proc.wait(timeout=120)
             STATS.fault(kind)
             ack = wait_slot_inactive(C, slot)
-            w.stop_flag.set()
-            w.join()
+            w.stop()
             err = p.stderr()
             with open(out, "rb") as f:
                 first = f.read()
@@ -211,9 +207,7 @@ class FileFull(unittest.TestCase):
             self.assertEqual(len(lines), 1, err)
             self.assertIn("could not write to %s: %s" % (out, expect_err), lines[0])
         finally:
-            w.stop_flag.set()
-            if w.thread:
-                w.join()
+            w.stop()
             p.close()
         grow()
         p = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), "--output", out, slot=slot)
