@@ -839,23 +839,41 @@ static inline void json_lsn_member(struct buf *out, const char *key, uint64_t ls
 	buf_putc(out, '"');
 }
 
-static inline void json_u32_member(struct buf *out, const char *key, uint32_t v)
+/* Append src[0..n) at out[*len], for the fixed-size transaction fragment. */
+static void put(char *out, size_t *len, const char *src, size_t n)
+{
+	memcpy(out + *len, src, n);
+	*len += n;
+}
+#define PUT_LIT(out, len, lit) put(out, len, lit, sizeof(lit) - 1)
+
+/* ',"commit_lsn":"X/X","xid":N,"commit_time":"..."' into out, which must
+ * hold sizeof(((struct event_txn *)0)->json) bytes: 15 + 17 + 8 + 10 + 16 +
+ * 27 + 1 = 94 at most. Fixed storage, so preparing a transaction allocates
+ * nothing. Returns the length. */
+static size_t format_txn(const struct event_txn *txn, char *out)
 {
 	char digits[10];
-	size_t n = 0;
+	size_t len = 0, n = 0;
+	uint32_t xid = txn->xid;
 
+	PUT_LIT(out, &len, ",\"commit_lsn\":\"");
+	len += (size_t)lsn_format(txn->commit_lsn, out + len);
+	PUT_LIT(out, &len, "\",\"xid\":");
 	do {
-		digits[sizeof digits - ++n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	json_key(out, key);
-	buf_append(out, digits + sizeof digits - n, n);
+		digits[sizeof digits - ++n] = (char)('0' + xid % 10);
+		xid /= 10;
+	} while (xid);
+	put(out, &len, digits + sizeof digits - n, n);
+	PUT_LIT(out, &len, ",\"commit_time\":\"");
+	len += (size_t)pgtime_format(txn->commit_time, out + len);
+	PUT_LIT(out, &len, "\"");
+	return len;
 }
 
 static void json_txn_members(struct buf *out, const struct event_txn *txn)
 {
-	char t[32];
-	int n;
+	char frag[sizeof txn->json];
 
 	if (txn == NULL) {
 		buf_puts(out, ",\"commit_lsn\":null,\"xid\":null,\"commit_time\":null");
@@ -865,27 +883,12 @@ static void json_txn_members(struct buf *out, const struct event_txn *txn)
 		buf_append(out, txn->json, txn->json_len);
 		return;
 	}
-	json_lsn_member(out, "commit_lsn", txn->commit_lsn);
-	json_u32_member(out, "xid", txn->xid);
-	json_key(out, "commit_time");
-	buf_putc(out, '"');
-	n = pgtime_format(txn->commit_time, t);
-	buf_append(out, t, (size_t)n);
-	buf_putc(out, '"');
+	buf_append(out, frag, format_txn(txn, frag));
 }
 
 void json_txn_prepare(struct event_txn *txn)
 {
-	struct buf b;
-
-	txn->json_len = 0;
-	buf_init(&b, sizeof txn->json - 1);
-	json_txn_members(&b, txn);
-	if (buf_ok(&b)) {
-		memcpy(txn->json, b.data, b.len);
-		txn->json_len = (uint8_t)b.len;
-	}
-	buf_reset(&b);
+	txn->json_len = (uint8_t)format_txn(txn, txn->json);
 }
 
 static void json_row_member(struct buf *out, const char *key, const struct rowsel *rs)
@@ -982,25 +985,16 @@ void json_relation_prepare(struct relation *rel)
 	buf_reset(&b);
 }
 
+/* '{"op":"insert"' and its siblings, indexed by enum event_op. */
+static const struct lit OP_HEAD[] = {
+    [EVENT_INSERT] = LIT("{\"op\":\"insert\""),   [EVENT_UPDATE] = LIT("{\"op\":\"update\""),
+    [EVENT_DELETE] = LIT("{\"op\":\"delete\""),   [EVENT_TRUNCATE] = LIT("{\"op\":\"truncate\""),
+    [EVENT_MESSAGE] = LIT("{\"op\":\"message\""),
+};
+
 static void json_event(struct buf *out, const struct event *ev)
 {
-	switch (ev->op) {
-	case EVENT_INSERT:
-		buf_puts(out, "{\"op\":\"insert\"");
-		break;
-	case EVENT_UPDATE:
-		buf_puts(out, "{\"op\":\"update\"");
-		break;
-	case EVENT_DELETE:
-		buf_puts(out, "{\"op\":\"delete\"");
-		break;
-	case EVENT_TRUNCATE:
-		buf_puts(out, "{\"op\":\"truncate\"");
-		break;
-	case EVENT_MESSAGE:
-		buf_puts(out, "{\"op\":\"message\"");
-		break;
-	}
+	buf_append(out, OP_HEAD[ev->op].s, OP_HEAD[ev->op].n);
 	if (ev->op != EVENT_MESSAGE && ev->rel->json_head) {
 		buf_append(out, ev->rel->json_head, ev->rel->json_head_len);
 	} else if (ev->op != EVENT_MESSAGE) {
