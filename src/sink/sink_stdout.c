@@ -18,24 +18,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int stdout_event_done(struct sink *s, uint64_t seq, struct err *e)
+static int stdout_flush(struct sink *s, bool durable, struct err *e)
 {
-	(void)seq;
-	if (s->out.len < s->flush_threshold || s->blocked)
-		return 0;
+	(void)durable; /* written to the pipe or terminal is as durable as it gets */
 	if (sink_write_fd(s, "stdout", e) < 0)
 		return -1;
 	s->confirmed_seq = s->written_seq;
 	return 0;
 }
 
-static int stdout_flush(struct sink *s, bool durable, struct err *e)
+static int stdout_event_done(struct sink *s, uint64_t seq, struct err *e)
 {
-	(void)durable;
-	if (sink_write_fd(s, "stdout", e) < 0)
-		return -1;
-	s->confirmed_seq = s->written_seq;
-	return 0;
+	(void)seq;
+	if (s->out.len < s->flush_threshold || s->blocked)
+		return 0;
+	return stdout_flush(s, false, e);
 }
 
 static void stdout_close(struct sink *s)
