@@ -617,7 +617,15 @@ static int run_session(struct daemon *d, struct err *e)
 	start = d->cp.flush_lsn ? d->cp.flush_lsn : d->cfg->start_lsn;
 	lsn_format(start, s);
 	log_info("starting replication...");
-	log_debug("start_replication at %s, proto_version %d", s, info.proto_version);
+	if (log_get_level() <= LOG_DEBUG) {
+		char slot_at[LSN_STR_MAX], wal_at[LSN_STR_MAX];
+
+		lsn_format(info.slot_confirmed_lsn, slot_at);
+		lsn_format(info.xlogpos, wal_at);
+		log_debug("start_replication at %s (slot confirmed at %s, server WAL at %s), "
+		          "proto_version %d",
+		          s, slot_at, wal_at, info.proto_version);
+	}
 	if (conn_start_replication(d->conn, &d->params, &info, start, e) < 0) {
 		session_end(d);
 		return -1;

@@ -405,7 +405,6 @@ static int ensure_slot(PGconn *pg, const struct conn_params *p, struct conn_info
 	if (PQntuples(res) == 1)
 		lsn_parse(PQgetvalue(res, 0, 1), &info->slot_confirmed_lsn);
 	PQclear(res);
-	info->slot_created = true;
 	log_info("replication slot created: %s%s", p->slot,
 	         p->temporary_slot ? " (temporary)" : "");
 	return 0;

@@ -31,11 +31,10 @@ struct conn_params {
 
 /* What the server told us while setting up. */
 struct conn_info {
-	int server_version; /* e.g. 150018 */
-	int proto_version;  /* pgoutput protocol chosen */
-	bool messages;      /* logical messages requested */
-	bool streaming;     /* in-progress transactions requested */
-	bool slot_created;
+	int server_version;          /* e.g. 150018 */
+	int proto_version;           /* pgoutput protocol chosen */
+	bool messages;               /* logical messages requested */
+	bool streaming;              /* in-progress transactions requested */
 	uint64_t slot_confirmed_lsn; /* confirmed_flush_lsn of a reused slot */
 	uint64_t xlogpos;            /* IDENTIFY_SYSTEM's current WAL position */
 	char description[256];       /* redacted target for logs */
