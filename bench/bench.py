@@ -13,6 +13,8 @@ created, and each contender then reads its own slot up to the same end LSN.
   d       pgstream --format json --output FILE (fsync before each ack)
   e       pgstream --format json --streaming (protocol v2: large transactions
           arrive while in progress and are spooled until commit), to /dev/null
+  f       pgstream --format json --read-delay-us=0: reads the moment data
+          arrives, as pg_recvlogical does (c pauses 300 us between reads)
   a-unix, c-unix   a and c over the Unix socket instead of TCP loopback
 
 For each run: wall time, the client's CPU (user+sys) and peak RSS from
@@ -67,6 +69,7 @@ CONTENDERS = {
     "c-unix": ("pgoutput", "  same over the Unix socket"),
     "d": ("pgoutput", "pgstream --output FILE (fsync acks)"),
     "e": ("pgoutput", "pgstream --streaming (proto v2) > /dev/null"),
+    "f": ("pgoutput", "pgstream --read-delay-us=0 > /dev/null"),
 }
 
 
@@ -448,8 +451,8 @@ class Bench:
             if smoke:
                 r["seen"] = (count_pgoutput(out) if plugin == "pgoutput"
                              else count_lines(out, WAL2JSON_CHANGES))
-        elif base in ("c", "e"):
-            extra = ("--streaming",) if base == "e" else ()
+        elif base in ("c", "e", "f"):
+            extra = {"c": (), "e": ("--streaming",), "f": ("--read-delay-us=0",)}[base]
             r = self.timed(self.pgstream(conninfo, slot, *extra), slot,
                            stdout_path=out if smoke else None)
             if smoke:

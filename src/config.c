@@ -21,6 +21,7 @@ enum opt_kind {
 	OPT_BOOL,
 	OPT_LSN,
 	OPT_SECONDS,
+	OPT_MICROS,
 	OPT_FORMAT,
 	OPT_LOGLEVEL,
 	OPT_SLOTNAME,
@@ -60,6 +61,8 @@ static const struct option_def OPTIONS[] = {
      "cap of the exponential reconnect backoff (default 30)"},
     {"wal-receiver-timeout", "WAL_RECEIVER_TIMEOUT", OPT_SECONDS, F(receiver_timeout_ms), "SECONDS",
      "reconnect when the server sent nothing for this long (default 60)"},
+    {"read-delay-us", "READ_DELAY_US", OPT_MICROS, F(read_delay_us), "MICROSECONDS",
+     "pause after each read so the server's messages arrive in batches (default 300; 0: none)"},
     {"streaming", "STREAMING", OPT_BOOL, F(streaming), NULL,
      "receive large transactions while in progress (PG 14+), spooled to $TMPDIR until commit"},
     {"temporary-slot", "TEMPORARY_SLOT", OPT_BOOL, F(temporary_slot), NULL,
@@ -109,6 +112,23 @@ static bool parse_seconds(const char *s, int *out_ms)
 		return false;
 	*out_ms = (int)(v * 1000 + 0.5);
 	return *out_ms > 0;
+}
+
+/* Microseconds, a whole number 0 <= us <= MAX_MICROS. */
+#define MAX_MICROS 100000
+static bool parse_micros(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end != '\0' || v > MAX_MICROS)
+		return false;
+	*out = (int)v;
+	return true;
 }
 
 /* Slot names: Postgres allows lower-case letters, digits and '_', 1..63. */
@@ -197,6 +217,13 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               "invalid value for %s%s: \"%s\" (expected seconds, "
 			               "greater than 0 and at most 86400)",
 			               source, opt->flag, show(&sh, value));
+		return 0;
+	case OPT_MICROS:
+		if (!parse_micros(value, field))
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected microseconds, "
+			               "a whole number from 0 to %d)",
+			               source, opt->flag, show(&sh, value), MAX_MICROS);
 		return 0;
 	case OPT_FORMAT:
 		if (strcmp(value, "json") == 0)
@@ -420,6 +447,7 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *e)
 	cfg->status_interval_ms = 10000;
 	cfg->reconnect_max_ms = 30000;
 	cfg->receiver_timeout_ms = 60000;
+	cfg->read_delay_us = 300;
 	cfg->log_level = LOG_INFO;
 	cfg->fsync = true;
 

@@ -30,6 +30,7 @@ struct config {
 	int status_interval_ms;
 	int reconnect_max_ms;
 	int receiver_timeout_ms; /* no data for this long: connection presumed lost */
+	int read_delay_us;       /* pause between socket reads so messages batch up */
 	int log_level;
 	bool temporary_slot;
 	bool create_publication;

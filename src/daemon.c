@@ -700,6 +700,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	            .temporary_slot = cfg->temporary_slot,
 	            .create_publication = cfg->create_publication,
 	            .streaming = cfg->streaming,
+	            .read_delay_us = cfg->read_delay_us,
 	        },
 	};
 	int backoff = RECONNECT_INITIAL_MS;

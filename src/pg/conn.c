@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "pg/conn_int.h"
+#include "pg/stream.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/lsn.h"
@@ -28,6 +29,7 @@
 
 struct pg_conn {
 	PGconn *pg;
+	struct stream_pace pace; /* stream.c's read pacing state */
 };
 
 /* Which SQLSTATEs a retry can cure: the server going away or coming back, or
@@ -420,6 +422,7 @@ struct pg_conn *conn_open(const struct conn_params *p, struct conn_info *info, s
 		err_set(e, "could not connect: out of memory");
 		return NULL;
 	}
+	c->pace.delay_us = p->read_delay_us;
 	c->pg = conn_connect(p->database_url, true, e);
 	if (c->pg == NULL)
 		goto fail;
@@ -496,4 +499,9 @@ void conn_close(struct pg_conn *c)
 PGconn *conn_pg(struct pg_conn *c)
 {
 	return c->pg;
+}
+
+struct stream_pace *conn_pace(struct pg_conn *c)
+{
+	return &c->pace;
 }

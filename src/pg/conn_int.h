@@ -13,6 +13,9 @@
 
 PGconn *conn_pg(struct pg_conn *c);
 
+/* The connection's read pacing state, kept and used by stream.c. */
+struct stream_pace *conn_pace(struct pg_conn *c);
+
 /* Connect to the user's database with pgstream's session settings, as a
  * logical walsender (replication=database) or an ordinary session. Returns
  * a PGconn to check with PQstatus, or NULL with *e set. */

@@ -44,9 +44,27 @@ int stream_recv(struct pg_conn *c, uint8_t **data, size_t *len, struct err *e);
 void stream_free(uint8_t *data);
 
 /* Wait until the socket is readable or timeout_ms passes (-1: forever), and
- * read what arrived. Returns 1 if data was read, 0 on timeout, -1 with *e
- * set on error; EINTR is a timeout (the caller checks its signal flag). */
+ * read what arrived, pacing reads as stream.c explains. Returns 1 if data
+ * may have been read, 0 on timeout, -1 with *e set on error; EINTR is a
+ * timeout (the caller checks its signal flag). */
 int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e);
+
+/* Read pacing: after a read that brought data, pause delay_us before the
+ * next one so that messages arrive in batches (stream.c says why). */
+struct stream_pace {
+	int delay_us;      /* 0: wait on the socket at once, as pg_recvlogical does */
+	size_t read_bytes; /* CopyData bytes received since the last wait */
+	int burst;         /* full reads in a row taken without a pause */
+};
+
+enum pace_action {
+	PACE_POLL,       /* wait on the socket now */
+	PACE_READ_AGAIN, /* the last read filled libpq's buffer: read again at once */
+	PACE_PAUSE,      /* pause delay_us, then wait on the socket */
+};
+
+/* The decision before each wait; consumes p->read_bytes. Pure. */
+enum pace_action stream_pace_next(struct stream_pace *p);
 
 /* Send a Standby Status Update reporting write/flush/apply positions. */
 int stream_send_status(struct pg_conn *c, uint64_t write_lsn, uint64_t flush_lsn,

@@ -23,6 +23,7 @@ INVALID = {
     "--status-interval": ["", "0", "-1", "abc", "1e9", "nan", "inf"],
     "--reconnect-max-delay": ["", "0", "-5", "x"],
     "--wal-receiver-timeout": ["", "0", "later"],
+    "--read-delay-us": ["", "-1", "1.5", "100001", "1e3", "0x10", "99999999999999999999"],
     "--streaming": ["perhaps"],
     "--temporary-slot": ["nope"],
     "--create-publication": ["sure"],

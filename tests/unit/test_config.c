@@ -81,6 +81,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg.slot, "pgstream_slot");
 	assert_string_equal(cfg.publication, "pgstream_pub");
 	assert_int_equal(cfg.status_interval_ms, 10000);
+	assert_int_equal(cfg.read_delay_us, 300);
 	assert_true(cfg.fsync);
 	assert_false(cfg.temporary_slot);
 	config_reset(&cfg);
@@ -102,6 +103,7 @@ static void test_values_parse(void **state)
 	                "0.5",
 	                "--create-publication",
 	                "--fsync=false",
+	                "--read-delay-us=0",
 	                NULL};
 
 	(void)state;
@@ -112,6 +114,7 @@ static void test_values_parse(void **state)
 	assert_int_equal(cfg.status_interval_ms, 500);
 	assert_true(cfg.create_publication);
 	assert_false(cfg.fsync);
+	assert_int_equal(cfg.read_delay_us, 0);
 	config_reset(&cfg);
 }
 
@@ -145,6 +148,8 @@ static void test_bad_values(void **state)
 	char *a12[] = {"pgstream", "--log-level", "loud", NULL};
 	char *a13[] = {"pgstream", "--env-file=/dev/null", "--temporary-slot", "--start-lsn=0/1",
 	               NULL};
+	char *a14[] = {"pgstream", "--read-delay-us", "100001", NULL};
+	char *a15[] = {"pgstream", "--read-delay-us", " 5", NULL};
 
 	(void)state;
 	expect_error(a1, "--format");
@@ -160,6 +165,8 @@ static void test_bad_values(void **state)
 	expect_error(a11, "unexpected argument");
 	expect_error(a12, "--log-level");
 	expect_error(a13, "--start-lsn cannot be used with --temporary-slot");
+	expect_error(a14, "from 0 to 100000");
+	expect_error(a15, "--read-delay-us");
 }
 
 static void test_bad_env_value_names_source(void **state)
