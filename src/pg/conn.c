@@ -434,6 +434,7 @@ struct pg_conn *conn_open(const struct conn_params *p, struct conn_info *info, s
 		goto fail;
 	}
 	info->server_version = PQserverVersion(c->pg);
+	c->pace.record_reads = PQsslInUse(c->pg) || PQgssEncInUse(c->pg);
 	return c;
 fail:
 	conn_close(c);

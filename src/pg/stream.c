@@ -19,9 +19,12 @@
  * a change that arrives during a pause waits for its end.
  *
  * One read takes at most libpq's input buffer (16 kB until a larger message
- * grows it), so a fixed pause per read would cap throughput at about one
- * buffer per pause. A read that comes back (nearly) full is therefore
- * followed at once by up to PACE_MAX_BURST more before the next pause.
+ * grows it), and over TLS or GSSAPI only one record - one walsender message
+ * - so a pause after every read would cap throughput at one buffer, or one
+ * message, per pause (over TLS: 2,500 changes/s instead of 160,000). A read
+ * that may have left data behind (a full buffer, or any record) is therefore
+ * followed at once by another, up to PACE_BURST_BYTES since the last pause;
+ * the pause comes when a read finds nothing or the budget is spent.
  */
 #include "pg/stream.h"
 
@@ -37,10 +40,11 @@
 /* A read of at least this many bytes probably stopped at the end of libpq's
  * 16 kB input buffer rather than at the end of what the socket held. */
 #define PACE_FULL_READ (12 * 1024)
-/* Full reads taken in a row without pausing: 4 buffers per pause lifts the
- * cap four times above the rate the walsender reached here, while the reads
- * still come in whole buffers (measured: 8 was no better, 1 slower). */
-#define PACE_MAX_BURST 4
+/* Bytes read without a pause: four buffers per pause lift the cap four
+ * times above the rate the walsender reached here, while the walsender
+ * still finds its socket busy and coalesces (measured: 8 buffers were no
+ * better, 1 was 10% slower). */
+#define PACE_BURST_BYTES (64 * 1024)
 
 /*
  * XLogData:  'w' Int64 walStart, Int64 walEnd, Int64 sendTime, Byte* payload
@@ -120,18 +124,24 @@ void stream_free(uint8_t *data)
 enum pace_action stream_pace_next(struct stream_pace *p)
 {
 	size_t got = p->read_bytes;
+	bool bursting = p->bursting;
 
 	p->read_bytes = 0;
-	if (p->delay_us <= 0 || got == 0) {
-		/* Idle or unpaced: the next message is read the moment it comes. */
-		p->burst = 0;
+	p->bursting = false;
+	if (p->delay_us <= 0)
 		return PACE_POLL;
+	if (got == 0) {
+		/* Drained after reading: pause. Idle: the next message is read
+		 * the moment it comes. */
+		p->burst_bytes = 0;
+		return bursting ? PACE_PAUSE : PACE_POLL;
 	}
-	if (got >= PACE_FULL_READ && p->burst < PACE_MAX_BURST) {
-		p->burst++;
+	p->burst_bytes += got;
+	if ((got >= PACE_FULL_READ || p->record_reads) && p->burst_bytes < PACE_BURST_BYTES) {
+		p->bursting = true;
 		return PACE_READ_AGAIN;
 	}
-	p->burst = 0;
+	p->burst_bytes = 0;
 	return PACE_PAUSE;
 }
 

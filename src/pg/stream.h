@@ -52,14 +52,17 @@ int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e);
 /* Read pacing: after a read that brought data, pause delay_us before the
  * next one so that messages arrive in batches (stream.c says why). */
 struct stream_pace {
-	int delay_us;      /* 0: wait on the socket at once, as pg_recvlogical does */
-	size_t read_bytes; /* CopyData bytes received since the last wait */
-	int burst;         /* full reads in a row taken without a pause */
+	int delay_us;       /* 0: wait on the socket at once, as pg_recvlogical does */
+	bool record_reads;  /* TLS or GSSAPI: a read returns one record, so a short
+	                       read does not mean the socket is empty */
+	size_t read_bytes;  /* CopyData bytes received since the last wait */
+	size_t burst_bytes; /* bytes read since the last pause */
+	bool bursting;      /* reading again without a pause */
 };
 
 enum pace_action {
 	PACE_POLL,       /* wait on the socket now */
-	PACE_READ_AGAIN, /* the last read filled libpq's buffer: read again at once */
+	PACE_READ_AGAIN, /* more is probably waiting: read again at once */
 	PACE_PAUSE,      /* pause delay_us, then wait on the socket */
 };
 

@@ -90,8 +90,8 @@ static void test_pace_off(void **state)
 	assert_int_equal(p.read_bytes, 0);
 }
 
-/* Nothing came (idle, or the socket was empty): no pause, so a change that
- * arrives on an idle connection is read the moment it comes. */
+/* Nothing came (idle): no pause, so a change that arrives on an idle
+ * connection is read the moment it comes. */
 static void test_pace_idle_polls(void **state)
 {
 	struct stream_pace p = {.delay_us = 300};
@@ -101,8 +101,8 @@ static void test_pace_idle_polls(void **state)
 	assert_int_equal(stream_pace_next(&p), PACE_POLL);
 }
 
-/* A partial read emptied the socket: pause so the next read takes a batch. */
-static void test_pace_pauses_after_data(void **state)
+/* A short read emptied the socket: pause so the next read takes a batch. */
+static void test_pace_pauses_after_short_read(void **state)
 {
 	struct stream_pace p = {.delay_us = 300};
 
@@ -113,30 +113,53 @@ static void test_pace_pauses_after_data(void **state)
 	assert_int_equal(stream_pace_next(&p), PACE_POLL); /* nothing since */
 }
 
-/* Full reads are followed at once by up to four more, then a pause: the
- * pause must not cap throughput at one libpq buffer per pause. */
+/* Full reads are followed at once by more, up to 64 kB per pause: the pause
+ * must not cap throughput at one libpq buffer per pause. */
 static void test_pace_bursts_on_full_reads(void **state)
 {
 	struct stream_pace p = {.delay_us = 300};
 
 	(void)state;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 3; i++) {
 		p.read_bytes = 16000;
 		assert_int_equal(stream_pace_next(&p), PACE_READ_AGAIN);
 	}
+	p.read_bytes = 16000; /* 64,000 bytes: the budget is not spent yet */
+	assert_int_equal(stream_pace_next(&p), PACE_READ_AGAIN);
 	p.read_bytes = 16000;
 	assert_int_equal(stream_pace_next(&p), PACE_PAUSE);
-	/* The burst count starts over after a pause ... */
+	/* The budget starts over after a pause ... */
 	p.read_bytes = 16000;
 	assert_int_equal(stream_pace_next(&p), PACE_READ_AGAIN);
-	/* ... and after a short read, which means the socket was drained. */
+	/* ... a short read ends the burst ... */
 	p.read_bytes = 1000;
 	assert_int_equal(stream_pace_next(&p), PACE_PAUSE);
 	p.read_bytes = 16000;
 	assert_int_equal(stream_pace_next(&p), PACE_READ_AGAIN);
-	/* An empty read after a full one: wait on the socket, no pause. */
+	/* ... and so does a read that found nothing: pause, then poll. */
+	assert_int_equal(stream_pace_next(&p), PACE_PAUSE);
 	assert_int_equal(stream_pace_next(&p), PACE_POLL);
-	assert_int_equal(p.burst, 0);
+}
+
+/* TLS returns one record (one walsender message) per read: a short read
+ * says nothing about what is left, so reading goes on until a read finds
+ * nothing or the budget is spent. Pausing after each record would cap the
+ * stream at one message per pause. */
+static void test_pace_record_reads(void **state)
+{
+	struct stream_pace p = {.delay_us = 300, .record_reads = true};
+	int reads = 0;
+
+	(void)state;
+	do {
+		p.read_bytes = 200;
+		reads++;
+	} while (stream_pace_next(&p) == PACE_READ_AGAIN);
+	assert_int_equal(reads, 64 * 1024 / 200 + 1);
+	p.read_bytes = 200;
+	assert_int_equal(stream_pace_next(&p), PACE_READ_AGAIN);
+	assert_int_equal(stream_pace_next(&p), PACE_PAUSE); /* drained */
+	assert_int_equal(stream_pace_next(&p), PACE_POLL);  /* idle */
 }
 
 int main(void)
@@ -147,8 +170,9 @@ int main(void)
 	    cmocka_unit_test(test_unknown_frame),
 	    cmocka_unit_test(test_pace_off),
 	    cmocka_unit_test(test_pace_idle_polls),
-	    cmocka_unit_test(test_pace_pauses_after_data),
+	    cmocka_unit_test(test_pace_pauses_after_short_read),
 	    cmocka_unit_test(test_pace_bursts_on_full_reads),
+	    cmocka_unit_test(test_pace_record_reads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
