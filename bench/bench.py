@@ -15,6 +15,8 @@ created, and each contender then reads its own slot up to the same end LSN.
           arrive while in progress and are spooled until commit), to /dev/null
   f       pgstream --format json --read-delay-us=0: reads the moment data
           arrives, as pg_recvlogical does (c pauses 300 us between reads)
+  g       pg_recvlogical, pgoutput proto 1 with binary=true (values in the
+          types' binary send format): what binary transfer saves the server
   a-unix, c-unix   a and c over the Unix socket instead of TCP loopback
 
 For each run: wall time, the client's CPU (user+sys) and peak RSS from
@@ -70,6 +72,7 @@ CONTENDERS = {
     "d": ("pgoutput", "pgstream --output FILE (fsync acks)"),
     "e": ("pgoutput", "pgstream --streaming (proto v2) > /dev/null"),
     "f": ("pgoutput", "pgstream --read-delay-us=0 > /dev/null"),
+    "g": ("pgoutput", "pg_recvlogical pgoutput binary > /dev/null"),
 }
 
 
@@ -376,9 +379,11 @@ class Bench:
             "stderr": stderr,
         }
 
-    def recvlogical(self, conninfo, slot, plugin, outfile):
+    def recvlogical(self, conninfo, slot, plugin, outfile, binary=False):
         opts = (["-o", "proto_version=1", "-o", "publication_names=" + self.pub]
                 if plugin == "pgoutput" else ["-o", "format-version=2", "-o", "include-lsn=1"])
+        if binary:
+            opts += ["-o", "binary=true"]
         return [pgbin("pg_recvlogical"), "-d", conninfo, "-S", slot, "--start",
                 "--endpos=" + self.end, "--no-loop", "-f", outfile, *opts]
 
@@ -444,10 +449,10 @@ class Bench:
         conninfo = self.server.unix if unix else self.server.tcp
         out = os.path.join(self.tmp, "out.%s" % name)
         base = name.split("-")[0]
-        if base in ("a", "b"):
+        if base in ("a", "b", "g"):
             plugin = CONTENDERS[name][0]
-            r = self.timed(self.recvlogical(conninfo, slot, plugin, out if smoke else "/dev/null"),
-                           slot)
+            r = self.timed(self.recvlogical(conninfo, slot, plugin, out if smoke else "/dev/null",
+                                            binary=base == "g"), slot)
             if smoke:
                 r["seen"] = (count_pgoutput(out) if plugin == "pgoutput"
                              else count_lines(out, WAL2JSON_CHANGES))
