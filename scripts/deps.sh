@@ -2,7 +2,7 @@
 # deps.sh — install what pgstream needs to build, test and demo, from
 # Debian 12's packages only. Safe to run again; quiet when all is there.
 set -euo pipefail
-PKGS=(build-essential cmake pkg-config libpq-dev libcmocka-dev postgresql-15
+PKGS=(build-essential cmake pkg-config libpq-dev libssl-dev libcmocka-dev postgresql-15
       postgresql-client-15 python3 python3-psycopg2 util-linux clang-format
       valgrind clang-14 libclang-rt-14-dev    # memcheck test; libFuzzer targets
       postgresql-15-wal2json time)            # the benchmark's smoke test

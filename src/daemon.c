@@ -524,7 +524,9 @@ static int wait_for_server(struct daemon *d, struct err *e)
 		                "could not read replication stream: nothing received for %d s, "
 		                "connection presumed lost",
 		                d->cfg->receiver_timeout_ms / 1000);
-	got = stream_wait(d->conn, (int)(until - now), e);
+	/* until may have passed since the caller checked: poll must not get a
+	 * negative timeout, which means forever. */
+	got = stream_wait(d->conn, until > now ? (int)(until - now) : 0, e);
 	if (got < 0)
 		return -1;
 	if (got > 0)

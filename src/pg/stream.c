@@ -25,7 +25,7 @@
  * message, per pause (over TLS: 2,500 changes/s instead of 160,000). A read
  * that may have left data behind (a full buffer, or any record) is therefore
  * followed at once by another, up to PACE_BURST_BYTES since the last pause;
- * the pause comes when a read finds nothing or the budget is spent.
+ * the pause comes when a read completes no message or the budget is spent.
  */
 #include "pg/stream.h"
 
@@ -33,6 +33,8 @@
 #include <poll.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/ssl.h>
 
 #include "pg/conn_int.h"
 #include "util/lsn.h"
@@ -146,21 +148,44 @@ enum pace_action stream_pace_next(struct stream_pace *p)
 	return PACE_PAUSE;
 }
 
-/* Sleep up to delay_us, never past the caller's timeout; returns the
- * timeout that remains. A signal ends the pause early, which is fine: the
- * caller checks its flags after we return. */
-static int pause_reading(int delay_us, int timeout_ms)
+/* Sleep up to delay_us, never past the caller's timeout, and take the
+ * time slept off *timeout_ms. Returns false if a signal cut the pause short:
+ * the caller must then return to the loop that checks its flags rather
+ * than go on to poll. */
+static bool pause_reading(int delay_us, int *timeout_ms)
 {
 	struct timespec ts;
 
-	if (timeout_ms >= 0 && (long long)delay_us > (long long)timeout_ms * 1000)
-		delay_us = timeout_ms * 1000;
+	if (*timeout_ms >= 0 && (long long)delay_us > (long long)*timeout_ms * 1000)
+		delay_us = *timeout_ms * 1000;
 	if (delay_us <= 0)
-		return timeout_ms;
+		return true;
 	ts.tv_sec = delay_us / 1000000;
 	ts.tv_nsec = (long)(delay_us % 1000000) * 1000;
-	nanosleep(&ts, NULL);
-	return timeout_ms >= 0 ? timeout_ms - delay_us / 1000 : timeout_ms;
+	if (nanosleep(&ts, NULL) < 0 && errno == EINTR)
+		return false;
+	if (*timeout_ms >= 0)
+		*timeout_ms -= delay_us / 1000;
+	return true;
+}
+
+/* Bytes OpenSSL has decrypted but libpq has not taken, which poll() on the
+ * socket cannot see: libpq reads one record per call into what room its
+ * buffer has, and the rest of a large record stays inside OpenSSL. libpq's
+ * own waits check for them (pqSocketCheck); ours must, or the tail of a
+ * batch would wait there until the server sent again. */
+static bool tls_pending(PGconn *pg)
+{
+	SSL *ssl = PQsslInUse(pg) ? PQsslStruct(pg, "OpenSSL") : NULL;
+
+	return ssl != NULL && SSL_pending(ssl) > 0;
+}
+
+static int consume(PGconn *pg, struct err *e)
+{
+	if (!PQconsumeInput(pg))
+		return conn_result_error(pg, NULL, e, "read replication stream");
+	return 1;
 }
 
 int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e)
@@ -174,15 +199,16 @@ int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e)
 		return err_setk(e, ERR_TRANSIENT, "could not wait for data: connection lost");
 	switch (stream_pace_next(pace)) {
 	case PACE_READ_AGAIN:
-		if (!PQconsumeInput(pg))
-			return conn_result_error(pg, NULL, e, "read replication stream");
-		return 1;
+		return consume(pg, e);
 	case PACE_PAUSE:
-		timeout_ms = pause_reading(pace->delay_us, timeout_ms);
+		if (!pause_reading(pace->delay_us, &timeout_ms))
+			return 0; /* a signal: let the caller look at its flags */
 		break;
 	case PACE_POLL:
 		break;
 	}
+	if (tls_pending(pg))
+		return consume(pg, e);
 	n = poll(&pfd, 1, timeout_ms);
 	if (n < 0 && errno != EINTR)
 		return err_setk(e, ERR_TRANSIENT, "could not wait for data: %s", strerror(errno));

@@ -66,7 +66,7 @@ enum pace_action {
 	PACE_PAUSE,      /* pause delay_us, then wait on the socket */
 };
 
-/* The decision before each wait; consumes p->read_bytes. Pure. */
+/* The decision before each wait; consumes p->read_bytes. No I/O. */
 enum pace_action stream_pace_next(struct stream_pace *p);
 
 /* Send a Standby Status Update reporting write/flush/apply positions. */

@@ -103,6 +103,37 @@ class Tls(unittest.TestCase):
         print("TLS, %d rows: unpaced %.2f s, paced %.2f s" % (rows, walls[0], walls[1]))
         self.assertLess(walls[1], 2 * walls[0] + 1.0)
 
+    def test_tls_wide_row_bursts_arrive_promptly(self):
+        # Bursts of about a megabyte of incompressible ~3 kB values: the
+        # walsender falls behind into 16 kB TLS records that cut messages
+        # anywhere. Every event of each burst must arrive at once, not when
+        # the server next sends something (a keepalive, 30 s here). The case
+        # where the tail of a record waits inside OpenSSL, unseen by poll(),
+        # is handled in stream.c (tls_pending) but is too rare to provoke on
+        # demand: 40 bursts without that check did not hit it.
+        slot = "s_tls_tail"
+        url = self.url("localhost", "ca")
+        self.C.sql("CREATE TABLE IF NOT EXISTS wide (id int PRIMARY KEY, v text)")
+        self.C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        p = PgStream(self.C, "--status-interval", "60", "--wal-receiver-timeout", "120",
+                     url=url, slot=slot).start()
+        try:
+            for rnd in range(5):
+                base = rnd * 10000
+                rows = 300 + 37 * rnd  # varied sizes: varied record cuts
+                t0 = time.monotonic()
+                # Incompressible ~3 kB values: about a megabyte per burst.
+                self.C.sql("INSERT INTO wide SELECT %s + g, string_agg(md5(random()::text), '')"
+                           " FROM generate_series(1, %s) g, generate_series(1, 100) k"
+                           " GROUP BY g", (base, rows))
+                p.wait_for(lambda: sum(1 for e in p.events()
+                                       if e.get("table") == "wide"
+                                       and e["new"]["id"] > base) >= rows,
+                           timeout=20, what="burst %d" % rnd)
+                self.assertLess(time.monotonic() - t0, 10)
+        finally:
+            p.close()
+
     def test_wrong_hostname_refused(self):
         rc, _, err = self.stream(self.url("127.0.0.1", "ca"), "s_tls_host")
         self.assertEqual(rc, 1)
