@@ -569,7 +569,15 @@ static int stream_loop(struct daemon *d, struct err *e)
 				return -1;
 			continue;
 		}
-		/* Nothing buffered: deliver what was decoded, then wait. */
+		/* Nothing buffered: read on at once if more is probably there;
+		 * else deliver what was decoded, then wait. */
+		n = stream_read_on(d->conn, e);
+		if (n < 0)
+			return -1;
+		if (n > 0) {
+			d->last_recv_ms = clock_ms();
+			continue;
+		}
 		if (confirm(d, false, e) < 0)
 			return -1;
 		if (status_due(d) && send_status(d, e) < 0)

@@ -26,6 +26,8 @@
  * that may have left data behind (a full buffer, or any record) is therefore
  * followed at once by another, up to PACE_BURST_BYTES since the last pause;
  * the pause comes when a read completes no message or the budget is spent.
+ * The daemon delivers what it decoded only before it waits, not between
+ * these reads (stream_read_on), so a burst is one write to the sink.
  */
 #include "pg/stream.h"
 
@@ -188,6 +190,22 @@ static int consume(PGconn *pg, struct err *e)
 	return 1;
 }
 
+int stream_read_on(struct pg_conn *c, struct err *e)
+{
+	struct stream_pace *pace = conn_pace(c);
+
+	switch (stream_pace_next(pace)) {
+	case PACE_READ_AGAIN:
+		return consume(conn_pg(c), e);
+	case PACE_PAUSE:
+		pace->pause_next = true;
+		return 0;
+	case PACE_POLL:
+		return 0;
+	}
+	return 0;
+}
+
 int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e)
 {
 	PGconn *pg = conn_pg(c);
@@ -197,15 +215,10 @@ int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e)
 
 	if (pfd.fd < 0)
 		return err_setk(e, ERR_TRANSIENT, "could not wait for data: connection lost");
-	switch (stream_pace_next(pace)) {
-	case PACE_READ_AGAIN:
-		return consume(pg, e);
-	case PACE_PAUSE:
+	if (pace->pause_next) {
+		pace->pause_next = false;
 		if (!pause_reading(pace->delay_us, &timeout_ms))
 			return 0; /* a signal: let the caller look at its flags */
-		break;
-	case PACE_POLL:
-		break;
 	}
 	if (tls_pending(pg))
 		return consume(pg, e);

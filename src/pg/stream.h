@@ -43,10 +43,18 @@ int stream_parse_frame(const uint8_t *data, size_t len, struct stream_frame *out
 int stream_recv(struct pg_conn *c, uint8_t **data, size_t *len, struct err *e);
 void stream_free(uint8_t *data);
 
+/* Call when stream_recv returns 0. When the last read probably left data
+ * behind, read again at once and return 1: receive on, with nothing to
+ * deliver yet. Otherwise return 0: deliver what was decoded, then
+ * stream_wait (which first pauses, if pacing says so). -1 with *e set on
+ * error. Reading on without delivering in between is what makes one write
+ * to the sink per batch rather than one per read. */
+int stream_read_on(struct pg_conn *c, struct err *e);
+
 /* Wait until the socket is readable or timeout_ms passes (-1: forever), and
- * read what arrived, pacing reads as stream.c explains. Returns 1 if data
- * may have been read, 0 on timeout, -1 with *e set on error; EINTR is a
- * timeout (the caller checks its signal flag). */
+ * read what arrived; before that, the pause stream_read_on asked for.
+ * Returns 1 if data may have been read, 0 on timeout, -1 with *e set on
+ * error; EINTR is a timeout (the caller checks its signal flag). */
 int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e);
 
 /* Read pacing: after a read that brought data, pause delay_us before the
@@ -58,6 +66,7 @@ struct stream_pace {
 	size_t read_bytes;  /* CopyData bytes received since the last wait */
 	size_t burst_bytes; /* bytes read since the last pause */
 	bool bursting;      /* reading again without a pause */
+	bool pause_next;    /* stream_wait pauses first */
 };
 
 enum pace_action {
