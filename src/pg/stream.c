@@ -182,7 +182,7 @@ static bool pause_reading(int delay_us, int *timeout_ms)
  * batch would wait there until the server sent again. */
 static bool tls_pending(PGconn *pg)
 {
-	SSL *ssl = PQsslInUse(pg) ? PQsslStruct(pg, "OpenSSL") : NULL;
+	SSL *ssl = PQsslStruct(pg, "OpenSSL"); /* NULL without TLS */
 
 	return ssl != NULL && SSL_pending(ssl) > 0;
 }
@@ -197,16 +197,11 @@ static int consume(PGconn *pg, struct err *e)
 int stream_read_on(struct pg_conn *c, struct err *e)
 {
 	struct stream_pace *pace = conn_pace(c);
+	enum pace_action next = stream_pace_next(pace);
 
-	switch (stream_pace_next(pace)) {
-	case PACE_READ_AGAIN:
+	if (next == PACE_READ_AGAIN)
 		return consume(conn_pg(c), e);
-	case PACE_PAUSE:
-		pace->pause_next = true;
-		return 0;
-	case PACE_POLL:
-		return 0;
-	}
+	pace->pause_next = next == PACE_PAUSE;
 	return 0;
 }
 
@@ -229,9 +224,7 @@ int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e)
 	n = poll(&pfd, 1, timeout_ms);
 	if (n < 0 && errno != EINTR)
 		return err_setk(e, ERR_TRANSIENT, "could not wait for data: %s", strerror(errno));
-	if (n > 0 && !PQconsumeInput(pg))
-		return conn_result_error(pg, NULL, e, "read replication stream");
-	return n > 0;
+	return n > 0 ? consume(pg, e) : 0;
 }
 
 static void put_u64(char *p, uint64_t v)
