@@ -52,12 +52,18 @@ class Cluster:
         return conn
 
     def sql(self, query, args=None, db="postgres"):
-        """Run one statement in its own transaction; return rows (or [])."""
-        with self.connect(db) as conn, conn.cursor() as cur:
-            cur.execute(query, args)
-            rows = cur.fetchall() if cur.description else []
-        conn.close()
-        return rows
+        """Run one statement in its own transaction; return rows (or []).
+
+        On an autocommit connection and not inside psycopg2's `with conn`,
+        which opens a transaction block even then: so CREATE DATABASE,
+        ALTER SYSTEM and the like run here too."""
+        conn = self.connect(db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query, args)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
 
     def value(self, query, args=None, db="postgres"):
         return self.sql(query, args, db)[0][0]

@@ -36,16 +36,6 @@ def tearDownModule():
     C.close()
 
 
-def execute(sql, args=None, db="postgres"):
-    """One statement in autocommit mode (CREATE DATABASE, ALTER ... cannot
-    run in the transaction block psycopg2's `with conn` opens)."""
-    conn = psycopg2.connect(C.url(db))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-    conn.close()
-
-
 def insert_rows(conn, table, ids, per_txn=3, values="%s"):
     """Insert ids into table in small transactions; values: the VALUES
     expression with %s for the id (repeated as needed)."""
@@ -74,10 +64,10 @@ class Publication(unittest.TestCase):
             load.start(10 ** 9, pause=0.005)
             ins = lambda t, a, b: insert_rows(conn, t, list(range(a, b)), values="%s, 'p' || %s")
             ins("pa", 1, 101), ins("pb", 1, 101)
-            execute("ALTER PUBLICATION pub_alt ADD TABLE pb")
+            C.sql("ALTER PUBLICATION pub_alt ADD TABLE pb")
             STATS.fault("publication_add_table")
             ins("pa", 101, 201), ins("pb", 101, 201)
-            execute("ALTER PUBLICATION pub_alt DROP TABLE pa")
+            C.sql("ALTER PUBLICATION pub_alt DROP TABLE pa")
             STATS.fault("publication_drop_table")
             ins("pa", 201, 301), ins("pb", 201, 301)
             p.wait_for(lambda: '"table":"pb","lsn"' in p.stdout()
@@ -89,7 +79,7 @@ class Publication(unittest.TestCase):
             self.assertEqual(rows_of(events, load.table), [])
             STATS.checked += len(rows_of(events, "pa")) + len(rows_of(events, "pb"))
             # Dropped while streaming: the next change cannot be decoded.
-            execute("DROP PUBLICATION pub_alt")
+            C.sql("DROP PUBLICATION pub_alt")
             STATS.fault("publication_dropped")
             ins("pb", 301, 302)
             rc = p.proc.wait(timeout=30)
@@ -137,7 +127,7 @@ class SchemaChanges(unittest.TestCase):
             next_id = 1
             for n, (ddl, table, values, row) in enumerate(phases):
                 if ddl:
-                    execute(ddl)
+                    C.sql(ddl)
                     STATS.fault("ddl")
                 ids = list(range(next_id, next_id + 30))
                 next_id += 30
@@ -183,8 +173,8 @@ class SchemaChanges(unittest.TestCase):
 class IdleDatabase(unittest.TestCase):
     def test_idle_slot_follows_other_databases(self):
         slot = "s_idle"
-        execute("CREATE DATABASE otherdb")
-        execute("CREATE TABLE busy (id bigserial PRIMARY KEY, pad text)", db="otherdb")
+        C.sql("CREATE DATABASE otherdb")
+        C.sql("CREATE TABLE busy (id bigserial PRIMARY KEY, pad text)", db="otherdb")
         p = PgStream(C, "--status-interval", "0.5", slot=slot).start()
         stop = threading.Event()
 

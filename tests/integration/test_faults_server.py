@@ -41,14 +41,11 @@ def tearDownModule():
 
 def set_system(name, value):
     """ALTER SYSTEM (outside a transaction block) and reload."""
-    conn = C.connect()
-    with conn.cursor() as cur:
-        if value is None:
-            cur.execute("ALTER SYSTEM RESET %s" % name)
-        else:
-            cur.execute("ALTER SYSTEM SET %s = %%s" % name, (value,))
-        cur.execute("SELECT pg_reload_conf()")
-    conn.close()
+    if value is None:
+        C.sql("ALTER SYSTEM RESET %s" % name)
+    else:
+        C.sql("ALTER SYSTEM SET %s = %%s" % name, (value,))
+    C.sql("SELECT pg_reload_conf()")
 
 
 def line_count(p):
