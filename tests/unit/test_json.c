@@ -224,6 +224,57 @@ static void test_string_control_chars(void **state)
 	}
 }
 
+/* The escape json_write_string must give one byte in a string of 'a's;
+ * "" for a byte copied as it is. */
+static const char *escape_of(uint8_t c)
+{
+	static char u[8];
+
+	if (c == '"')
+		return "\\\"";
+	if (c == '\\')
+		return "\\\\";
+	if (c == '\n')
+		return "\\n";
+	if (c < 0x20) {
+		snprintf(u, sizeof u, "\\u%04x", c);
+		return strchr("\b\f\r\t", c) ? NULL : u; /* NULL: short escapes, tested above */
+	}
+	return c >= 0x80 ? "\\ufffd" : "";
+}
+
+/* The word-at-a-time scan must find a byte to escape wherever it sits in
+ * the 8-byte words and in the tail, and in the json validator too. */
+static void test_string_every_position(void **state)
+{
+	static const uint8_t special[] = {'"', '\\', '\n', 0x01, 0x1f, 0x20, 0x7f, 0x80, 0xff};
+
+	(void)state;
+	for (size_t len = 1; len <= 40; len++) {
+		for (size_t at = 0; at < len; at++) {
+			for (size_t k = 0; k < sizeof special; k++) {
+				const char *esc = escape_of(special[k]);
+				char in[48], want[128], json_in[160], json_want[160];
+
+				if (esc == NULL)
+					continue;
+				memset(in, 'a', len);
+				in[at] = (char)special[k];
+				snprintf(want, sizeof want, "\"%.*s%s%.*s\"", (int)at, in,
+				         *esc ? esc : (const char[]){(char)special[k], 0},
+				         (int)(len - at - 1), in + at + 1);
+				check_string_n(in, len, want);
+				/* a json text holding the same bytes, escaped, is copied */
+				snprintf(json_in, sizeof json_in, "[%s]", want);
+				snprintf(json_want, sizeof json_want, "[%s]", want);
+				if (special[k] >= 0x80)
+					continue; /* escaped to U+FFFD: not the same bytes */
+				check_value(vt_of(3802), json_in, json_want);
+			}
+		}
+	}
+}
+
 static void test_string_utf8_valid(void **state)
 {
 	(void)state;
@@ -1062,6 +1113,7 @@ int main(void)
 	    cmocka_unit_test(test_event_op_name),
 	    cmocka_unit_test(test_string_plain),
 	    cmocka_unit_test(test_string_control_chars),
+	    cmocka_unit_test(test_string_every_position),
 	    cmocka_unit_test(test_string_utf8_valid),
 	    cmocka_unit_test(test_string_utf8_invalid),
 	    cmocka_unit_test(test_utf8_valid),
