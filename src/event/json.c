@@ -845,12 +845,15 @@ static bool write_row(struct buf *out, const struct rowsel *rs, const struct row
 			toast |= is_toast(rs->tup, i);
 			continue;
 		}
-		const struct lit *before = empty ? &st->first : &st->sep;
-
-		buf_append(out, before->s, before->n);
 		if (cols[i].json_key && st == &COMPACT) {
+			/* the hot path: no call to memcpy for a one-byte separator */
+			if (!empty)
+				buf_putc(out, ',');
 			buf_append(out, cols[i].json_key, cols[i].json_key_len);
 		} else {
+			const struct lit *before = empty ? &st->first : &st->sep;
+
+			buf_append(out, before->s, before->n);
 			json_write_string(out, cols[i].name, strlen(cols[i].name));
 			buf_append(out, st->colon.s, st->colon.n);
 		}

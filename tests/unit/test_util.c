@@ -84,6 +84,32 @@ static void test_buf_grows_and_caps(void **state)
 	assert_null(b.data);
 }
 
+/* buf_append copies short pieces inline, by lengths: every length up to
+ * past the inline cases, at every offset, byte for byte. */
+static void test_buf_append_every_length(void **state)
+{
+	char src[64], want[4096];
+	struct buf b;
+	size_t len = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof src; i++)
+		src[i] = (char)('A' + i % 50);
+	buf_init(&b, 0);
+	for (size_t off = 0; off < 3; off++) {
+		for (size_t n = 1; n <= 40; n++) {
+			buf_append(&b, src + off, n);
+			memcpy(want + len, src + off, n);
+			len += n;
+		}
+	}
+	assert_true(buf_ok(&b));
+	assert_int_equal(b.len, len);
+	assert_memory_equal(b.data, want, len);
+	assert_int_equal(b.data[b.len], '\0');
+	buf_reset(&b);
+}
+
 static void test_lsn_round_trip(void **state)
 {
 	char s[LSN_STR_MAX];
@@ -142,6 +168,7 @@ int main(void)
 	    cmocka_unit_test(test_rd_reads_big_endian),
 	    cmocka_unit_test(test_rd_never_reads_past_end),
 	    cmocka_unit_test(test_buf_grows_and_caps),
+	    cmocka_unit_test(test_buf_append_every_length),
 	    cmocka_unit_test(test_lsn_round_trip),
 	    cmocka_unit_test(test_pgtime_format),
 	    cmocka_unit_test(test_err_is_one_line),
