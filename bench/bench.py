@@ -15,6 +15,9 @@ created, and each contender then reads its own slot up to the same end LSN.
           arrive while in progress and are spooled until commit), to /dev/null
   f       pgstream --format json --read-delay-us=0: reads the moment data
           arrives, as pg_recvlogical does (c pauses 300 us between reads)
+  h       pgstream --format json --read-delay-us=2000: a longer pause, which
+          with the 64 kB read budget per pause is also a read-rate ceiling
+          (about 30 MB/s) that keeps the server's TCP window full
   g       pg_recvlogical, pgoutput proto 1 with binary=true (values in the
           types' binary send format): what binary transfer saves the server
   a-unix, c-unix   a and c over the Unix socket instead of TCP loopback
@@ -73,6 +76,7 @@ CONTENDERS = {
     "e": ("pgoutput", "pgstream --streaming (proto v2) > /dev/null"),
     "f": ("pgoutput", "pgstream --read-delay-us=0 > /dev/null"),
     "g": ("pgoutput", "pg_recvlogical pgoutput binary > /dev/null"),
+    "h": ("pgoutput", "pgstream --read-delay-us=2000 > /dev/null"),
 }
 
 
@@ -456,8 +460,9 @@ class Bench:
             if smoke:
                 r["seen"] = (count_pgoutput(out) if plugin == "pgoutput"
                              else count_lines(out, WAL2JSON_CHANGES))
-        elif base in ("c", "e", "f"):
-            extra = {"c": (), "e": ("--streaming",), "f": ("--read-delay-us=0",)}[base]
+        elif base in ("c", "e", "f", "h"):
+            extra = {"c": (), "e": ("--streaming",), "f": ("--read-delay-us=0",),
+                     "h": ("--read-delay-us=2000",)}[base]
             r = self.timed(self.pgstream(conninfo, slot, *extra), slot,
                            stdout_path=out if smoke else None)
             if smoke:
