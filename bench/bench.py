@@ -30,8 +30,8 @@ client runs because the walsender exits when the client disconnects.
 Medians over the repetitions go to a table on stdout and, with every raw
 figure, to bench/results/<timestamp>.json.
 
-Then: commit-to-emit latency of pgstream at a fixed rate of single-row
-transactions (pgbench --rate), the peak RSS of pgstream for one
+Then: commit-to-emit latency of pgstream, with the default pause and with
+h's, at a fixed rate of single-row transactions (pgbench --rate), the peak RSS of pgstream for one
 1-million-row transaction (and for a 1,000-row one, for comparison), and
 with --profile a callgrind and a perf profile of pgstream on the workload.
 
@@ -550,8 +550,9 @@ class Bench:
             self.server.drop_slot(slot)
         return res
 
-    def latency(self):
-        """Commit-to-emit latency of pgstream at a fixed transaction rate.
+    def latency(self, extra=()):
+        """Commit-to-emit latency of pgstream (with the extra arguments) at a
+        fixed transaction rate.
 
         pgbench --rate runs single-row INSERT transactions; pgstream streams
         them live to a pipe read here; latency = time the line is read here
@@ -571,7 +572,7 @@ class Bench:
         p = subprocess.Popen(["/usr/bin/time", "-o", timefile, "-f", "%U %S %M", "--",
                               self.args.bin, "--database-url", s.tcp, "--slot", "bench_lat",
                               "--publication", "bench_lat_pub", "--format", "json",
-                              "--log-level", "debug"],
+                              "--log-level", "debug", *extra],
                              stdout=subprocess.PIPE, stderr=errfile)
         lat, state = [], {"lines": 0}
         stamp = re.compile(rb'"commit_time":"([^"]+)"')
@@ -628,7 +629,7 @@ class Bench:
             "rate_target": a.lat_rate, "seconds": a.lat_seconds, "clients": a.lat_clients,
             "pgbench_tps": float(tps.group(1)) if tps else None,
             "pgbench_schedule_lag_ms": [float(lag.group(1)), float(lag.group(2))] if lag else None,
-            "transactions": expected, "events": len(lat_ms),
+            "transactions": expected, "events": len(lat_ms), "args": list(extra),
             "p50_ms": pct(lat_ms, 50), "p90_ms": pct(lat_ms, 90), "p99_ms": pct(lat_ms, 99),
             "p999_ms": pct(lat_ms, 99.9), "max_ms": lat_ms[-1] if lat_ms else None,
             "pgstream_cpu_s": float(user) + float(sys_), "pgstream_rss_kb": int(rss),
@@ -784,11 +785,14 @@ def print_report(res):
           " x(a) = rate / rate of a; srv/a = server CPU / that of a;\nsoftirq = the machine's"
           " softirq time (loopback packet processing, mostly inside the processes' system time);\nother = CPU the"
           " rest of the machine used during the run (other load; near 0 on a quiet machine).")
-    if res.get("latency"):
-        la = res["latency"]
+    for key in ("latency", "latency_h"):
+        la = res.get(key)
+        if not la:
+            continue
         print()
-        print("latency, pgstream commit-to-emit at %d tx/s target (pgbench %.0f tps, %d clients),"
-              " %d s, %d events:" % (la["rate_target"], la["pgbench_tps"] or 0, la["clients"],
+        print("latency, pgstream%s commit-to-emit at %d tx/s target (pgbench %.0f tps, %d clients),"
+              " %d s, %d events:" % ("".join(" " + x for x in la.get("args", [])),
+                                     la["rate_target"], la["pgbench_tps"] or 0, la["clients"],
                                      la["seconds"], la["events"]))
         print("  p50 %s ms  p90 %s ms  p99 %s ms  p99.9 %s ms  max %s ms;"
               " pgstream CPU %.2f s, peak RSS %.1f MB" % (
@@ -824,9 +828,11 @@ def smoke_check(res):
                                                              r[key], want))
         if "seen" not in r:
             bad.append("%s rep %d: not counted" % (r["contender"], r["rep"]))
-    la = res.get("latency")
-    if la and la["events"] != la["transactions"]:
-        bad.append("latency: %d events for %d transactions" % (la["events"], la["transactions"]))
+    for key in ("latency", "latency_h"):
+        la = res.get(key)
+        if la and la["events"] != la["transactions"]:
+            bad.append("%s: %d events for %d transactions" % (key, la["events"],
+                                                              la["transactions"]))
     b = res.get("bigtxn")
     if b:
         for label in ("small", "big"):
@@ -876,6 +882,7 @@ def main():
         res["throughput"] = bench.throughput()
         res["summary"] = summarize(res["throughput"])
         res["latency"] = None if a.no_latency else bench.latency()
+        res["latency_h"] = None if a.no_latency else bench.latency(("--read-delay-us=2000",))
         res["bigtxn"] = None if a.no_bigtxn else bench.bigtxn()
     finally:
         server.close()
