@@ -473,6 +473,9 @@ class Bench:
         m = re.search(r"exiting after (\d+) events, peak RSS (-?\d+) kB", r.get("stderr", ""))
         if m:
             r["pgstream_events"], r["pgstream_vmhwm_kb"] = int(m.group(1)), int(m.group(2))
+        m = re.search(r"connection received (\d+) bytes in (\d+) TCP segments", r.get("stderr", ""))
+        if m:  # how the walsender's sends arrived: coalesced (kB) or one message each
+            r["tcp_segment_bytes"] = int(m.group(1)) / int(m.group(2))
         r.pop("stderr", None)
         if os.path.exists(out):
             os.unlink(out)
@@ -519,9 +522,10 @@ class Bench:
                 runs.append(r)
                 s.drop_slot(slot)
                 log("rep %d %-7s %7.2f s %9.0f changes/s  client %s s  server %s s"
-                    "  other %s s" % (rep, name, r["wall_s"], self.changes / r["wall_s"],
-                                      fmt(r.get("client_cpu_s")), fmt(r.get("ws_cpu_s")),
-                                      fmt(r.get("other_cpu_s"))))
+                    "  other %s s  TCP segment %s B" % (
+                        rep, name, r["wall_s"], self.changes / r["wall_s"],
+                        fmt(r.get("client_cpu_s")), fmt(r.get("ws_cpu_s")),
+                        fmt(r.get("other_cpu_s")), fmt(r.get("tcp_segment_bytes"), 0)))
         profile = self.profile(slots) if a.profile else None
         return {"workload_s": workload_s, "end_lsn": self.end, "changes": self.changes,
                 "warmup": warm, "runs": runs, "names": names, "profile": profile}
@@ -740,6 +744,7 @@ def summarize(tp):
             "other_cpu_s": median([r.get("other_cpu_s") for r in rs]),
             "softirq_s_per_M": median([r["softirq_s"] * per_m if r.get("softirq_s") is not None
                                        else None for r in rs]),
+            "tcp_segment_bytes": median([r.get("tcp_segment_bytes") for r in rs]),
             "reps": len(rs),
         }
     for name, m in summary.items():
@@ -764,27 +769,29 @@ def print_report(res):
     print("pgstream %s (Release); N=%d -> %d changes, %d repetition(s), medians" % (
         mc["pgstream_git"], res["config"]["n"], tp["changes"], res["config"]["reps"]))
     print()
-    hdr = ("%-7s %-40s %11s %8s %9s %9s %9s %8s %7s %7s %7s %7s %7s %7s %7s"
+    hdr = ("%-7s %-40s %11s %8s %9s %9s %9s %8s %7s %7s %7s %7s %7s %7s %7s %7s"
            % ("", "contender", "changes/s", "wall s", "client", "server", "srv u/s", "RSS MB",
-              "x(a)", "x(b)", "x(L)", "srv/a", "srv/b", "softirq", "other"))
+              "x(a)", "x(b)", "x(L)", "srv/a", "srv/b", "softirq", "other", "TCP seg"))
     print(hdr)
-    print("%-7s %-40s %11s %8s %9s %9s %9s %8s %39s %7s" % ("", "", "", "", "CPU s/M", "CPU s/M",
-                                                           "s/M", "client", "s/M", "CPU s"))
+    print("%-7s %-40s %11s %8s %9s %9s %9s %8s %39s %7s %7s" % (
+        "", "", "", "", "CPU s/M", "CPU s/M", "s/M", "client", "s/M", "CPU s", "bytes"))
     print("-" * len(hdr))
     for name, m in res["summary"].items():
         us = ("%.2f/%.2f" % (m["ws_user_s_per_M"], m["ws_sys_s_per_M"])
               if m["ws_user_s_per_M"] is not None else "-")
-        print("%-7s %-40s %11.0f %8.2f %9s %9s %9s %8s %7s %7s %7s %7s %7s %7s %7s" % (
+        print("%-7s %-40s %11.0f %8.2f %9s %9s %9s %8s %7s %7s %7s %7s %7s %7s %7s %7s" % (
             name, CONTENDERS[name][1], m["changes_per_s"], m["wall_s"],
             fmt(m["client_cpu_s_per_M"]), fmt(m["ws_cpu_s_per_M"]), us,
             fmt(m["client_rss_kb"] / 1024 if m["client_rss_kb"] else None, 1),
             fmt(m.get("rate_vs_a")), fmt(m.get("rate_vs_b")), fmt(m.get("rate_vs_L")),
             fmt(m.get("ws_cpu_vs_a")), fmt(m.get("ws_cpu_vs_b")), fmt(m.get("softirq_s_per_M")),
-            fmt(m.get("other_cpu_s"))))
+            fmt(m.get("other_cpu_s")), fmt(m.get("tcp_segment_bytes"), 0)))
     print("server CPU = the walsender's user+sys (for L: the backend running the query);"
           " x(a) = rate / rate of a; srv/a = server CPU / that of a;\nsoftirq = the machine's"
           " softirq time (loopback packet processing, mostly inside the processes' system time);\nother = CPU the"
-          " rest of the machine used during the run (other load; near 0 on a quiet machine).")
+          " rest of the machine used during the run (other load; near 0 on a quiet machine);\nTCP seg ="
+          " pgstream's received bytes per TCP segment (its debug log): a few hundred means one message"
+          " per segment, kilobytes that the walsender's sends coalesced.")
     for key in ("latency", "latency_h"):
         la = res.get(key)
         if not la:

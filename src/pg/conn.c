@@ -7,9 +7,13 @@
  */
 #include "pg/conn.h"
 
+#include <linux/tcp.h> /* struct tcp_info with the byte and segment counts */
+#include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "pg/conn_int.h"
 #include "pg/stream.h"
@@ -489,10 +493,39 @@ int conn_start_replication(struct pg_conn *c, const struct conn_params *p,
 	return rc;
 }
 
+/*
+ * How the server's bytes arrived over TCP, for the log at debug level: the
+ * average segment says whether the walsender's sends coalesced (one message
+ * per segment is 150-250 bytes on the reference workload, coalesced sends
+ * are kilobytes). That depends on the server's TCP more than on pgstream and
+ * decides much of the CPU both sides spend (README, Performance).
+ */
+static void log_tcp_segments(PGconn *pg)
+{
+	size_t need = offsetof(struct tcp_info, tcpi_data_segs_in) + sizeof(uint32_t);
+	struct sockaddr_storage addr;
+	socklen_t addr_len = sizeof addr;
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+	int fd = pg ? PQsocket(pg) : -1;
+
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&addr, &addr_len) != 0 ||
+	    (addr.ss_family != AF_INET && addr.ss_family != AF_INET6))
+		return; /* not connected, or a Unix socket */
+	memset(&ti, 0, sizeof ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || len < need ||
+	    ti.tcpi_data_segs_in == 0)
+		return; /* a kernel older than 4.6 does not count them */
+	log_debug("connection received %llu bytes in %u TCP segments, %llu bytes per segment",
+	          (unsigned long long)ti.tcpi_bytes_received, (unsigned)ti.tcpi_data_segs_in,
+	          (unsigned long long)(ti.tcpi_bytes_received / ti.tcpi_data_segs_in));
+}
+
 void conn_close(struct pg_conn *c)
 {
 	if (c == NULL)
 		return;
+	log_tcp_segments(c->pg);
 	PQfinish(c->pg);
 	free(c);
 }

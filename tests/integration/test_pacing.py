@@ -8,6 +8,7 @@ voluntary context switches (ru_nvcsw, each one a sleep on the socket or in
 the pause) for the same events."""
 
 import os
+import re
 import unittest
 
 from harness import Cluster, PgStream, lsn_str
@@ -22,7 +23,7 @@ def setUpModule():
     C = Cluster()
     C.sql("CREATE TABLE paced (id bigint PRIMARY KEY, name text, amount numeric)")
     C.sql("CREATE PUBLICATION pgstream_pub FOR ALL TABLES")
-    for slot in ("unpaced", "paced", "paced_long"):
+    for slot in ("unpaced", "paced", "paced_long", "segments"):
         C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
     # One large transaction (the walsender sends as fast as it decodes) and
     # many one-row transactions (Begin/change/Commit, small messages).
@@ -75,6 +76,24 @@ class Pacing(unittest.TestCase):
         rc, out, _, err = stream("paced_long", "--read-delay-us=100000")
         self.assertEqual(rc, 0, err)
         self.assertEqual(out.count("\n"), ROWS + SMALL_TXNS)
+
+    def test_logs_tcp_segments(self):
+        # At debug level the replication connection reports, when it closes,
+        # how the server's bytes arrived: whether its sends coalesced.
+        rc, out, _, err = stream("segments", "--log-level", "debug")
+        self.assertEqual(rc, 0, err)
+        m = re.search(r"connection received (\d+) bytes in (\d+) TCP segments,"
+                      r" (\d+) bytes per segment", err)
+        self.assertIsNotNone(m, err)
+        received, segments, per_segment = (int(x) for x in m.groups())
+        print("received %d bytes in %d segments, %d per segment"
+              % (received, segments, per_segment))
+        # Every event came as an XLogData frame (a 25-byte header and the
+        # row), and as pgoutput, which is more compact than the JSON printed.
+        self.assertGreater(received, 25 * (ROWS + SMALL_TXNS))
+        self.assertLess(received, len(out))
+        self.assertGreaterEqual(segments, 1)
+        self.assertEqual(per_segment, received // segments)
 
 
 if __name__ == "__main__":
