@@ -7,17 +7,14 @@
 
 static const char HEX[] = "0123456789ABCDEF";
 
+/* v in hex without leading zeros (at least one digit), written from the
+ * last digit back: the count comes from the highest set bit. */
 static int hex32(uint32_t v, char *out)
 {
-	char tmp[8];
-	int n = 0;
+	int n = v ? (32 - __builtin_clz(v) + 3) / 4 : 1;
 
-	do {
-		tmp[n++] = HEX[v & 0xF];
-		v >>= 4;
-	} while (v);
-	for (int i = 0; i < n; i++)
-		out[i] = tmp[n - 1 - i];
+	for (int i = n - 1; i >= 0; i--, v >>= 4)
+		out[i] = HEX[v & 0xF];
 	return n;
 }
 

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -120,6 +121,19 @@ static void test_lsn_round_trip(void **state)
 	assert_string_equal(s, "0/16C752F8");
 	lsn_format(UINT64_C(0xFFFFFFFFFFFFFFFF), s);
 	assert_string_equal(s, "FFFFFFFF/FFFFFFFF");
+	/* no leading zeros, at least one digit, each digit count */
+	lsn_format(0, s);
+	assert_string_equal(s, "0/0");
+	lsn_format(UINT64_C(0x100000000), s);
+	assert_string_equal(s, "1/0");
+	for (int digits = 1; digits <= 8; digits++) {
+		char want[LSN_STR_MAX];
+		uint32_t lo = (uint32_t)(UINT64_C(1) << (4 * (digits - 1)));
+
+		snprintf(want, sizeof want, "0/%X", lo);
+		assert_int_equal(lsn_format(lo, s), digits + 2);
+		assert_string_equal(s, want);
+	}
 	assert_true(lsn_parse("1A/00000b0c", &v));
 	assert_true(v == UINT64_C(0x1A00000B0C));
 	assert_false(lsn_parse("", &v));
