@@ -416,17 +416,6 @@ static int ensure_slot(PGconn *pg, const struct conn_params *p, struct conn_info
 	return 0;
 }
 
-/* A TCP connection, not a Unix socket (or none). */
-static bool is_tcp(PGconn *pg)
-{
-	struct sockaddr_storage addr;
-	socklen_t addr_len = sizeof addr;
-	int fd = pg ? PQsocket(pg) : -1;
-
-	return fd >= 0 && getsockname(fd, (struct sockaddr *)&addr, &addr_len) == 0 &&
-	       (addr.ss_family == AF_INET || addr.ss_family == AF_INET6);
-}
-
 struct pg_conn *conn_open(const struct conn_params *p, struct conn_info *info, struct err *e)
 {
 	struct pg_conn *c = calloc(1, sizeof *c);
@@ -450,7 +439,6 @@ struct pg_conn *conn_open(const struct conn_params *p, struct conn_info *info, s
 	}
 	info->server_version = PQserverVersion(c->pg);
 	c->pace.record_reads = PQsslInUse(c->pg) || PQgssEncInUse(c->pg);
-	c->pace.tcp = is_tcp(c->pg);
 	return c;
 fail:
 	conn_close(c);
@@ -515,13 +503,15 @@ int conn_start_replication(struct pg_conn *c, const struct conn_params *p,
 static void log_tcp_segments(PGconn *pg)
 {
 	size_t need = offsetof(struct tcp_info, tcpi_data_segs_in) + sizeof(uint32_t);
+	struct sockaddr_storage addr;
+	socklen_t addr_len = sizeof addr;
 	struct tcp_info ti;
 	socklen_t len = sizeof ti;
-	int fd;
+	int fd = pg ? PQsocket(pg) : -1;
 
-	if (!is_tcp(pg))
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&addr, &addr_len) != 0 ||
+	    (addr.ss_family != AF_INET && addr.ss_family != AF_INET6))
 		return; /* not connected, or a Unix socket */
-	fd = PQsocket(pg);
 	memset(&ti, 0, sizeof ti);
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || len < need ||
 	    ti.tcpi_data_segs_in == 0)

@@ -36,12 +36,8 @@
 #include "pg/stream.h"
 
 #include <errno.h>
-#include <linux/tcp.h> /* struct tcp_info with the byte and segment counts */
-#include <netinet/in.h>
 #include <poll.h>
-#include <stddef.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include <openssl/ssl.h>
@@ -64,33 +60,6 @@
  * default (README, contender h). A larger budget at 2000 us let the window
  * open again and lost that; the default keeps the ceiling out of reach. */
 #define PACE_BURST_BYTES (64 * 1024)
-
-/*
- * Holding the window (TCP only). The pause alone makes the walsender's sends
- * coalesce only if its TCP holds them back: BBR did here, CUBIC (Debian's
- * default) did not, and then every message left as its own ~155-byte
- * segment while Linux grew our receive buffer to about 1 MB. A sender
- * coalesces when the receiver's window is full, so when traffic is busy and
- * arrives one message per segment, pgstream reads at most `budget` bytes per
- * PACE_HOLD_PAUSE_US: what it leaves unread keeps the window closed, and the
- * walsender's messages wait in its own socket and leave in large segments.
- * The budget then follows the sender: +1/8 per interval while segments stay
- * large and reads end at the budget (the server could send more), halved
- * when segments turn small again (the window opened: read less so the queue
- * rebuilds). Measured with CUBIC (bench contender c, 3 repetitions,
- * N=200000): 138,000 changes/s at 0.85 s of pgstream CPU per million against
- * 112,000 at 1.65, walsender 6.5 against 8.9 s; with BBR no change (171,624
- * against 169,729). A fixed 64 kB per 2 ms did as well with CUBIC but is a
- * 30 MB/s ceiling (README, contender h); segments are counted by TCP_INFO.
- */
-#define PACE_INTERVAL_MS     100
-#define PACE_HOLD_RATE       (8 * 1000 * 1000) /* bytes/s: start holding above */
-#define PACE_RELEASE_RATE    (4 * 1000 * 1000) /* bytes/s: stop holding below */
-#define PACE_SMALL_SEGMENT   300               /* bytes: about one message */
-#define PACE_HOLD_INTERVALS  3                 /* busy small-segment intervals */
-#define PACE_HOLD_PAUSE_US   2000
-#define PACE_HOLD_MIN_BUDGET (32 * 1024)
-#define PACE_HOLD_MAX_BUDGET (4 * 1024 * 1024)
 
 /*
  * XLogData:  'w' Int64 walStart, Int64 walEnd, Int64 sendTime, Byte* payload
@@ -183,58 +152,12 @@ enum pace_action stream_pace_next(struct stream_pace *p)
 		return bursting ? PACE_PAUSE : PACE_POLL;
 	}
 	p->burst_bytes += got;
-	if ((got >= PACE_FULL_READ || p->record_reads) &&
-	    p->burst_bytes < (p->budget ? p->budget : PACE_BURST_BYTES)) {
+	if ((got >= PACE_FULL_READ || p->record_reads) && p->burst_bytes < PACE_BURST_BYTES) {
 		p->bursting = true;
 		return PACE_READ_AGAIN;
 	}
-	p->bursts++;
-	if (got >= PACE_FULL_READ || p->record_reads)
-		p->bursts_full++; /* stopped by the budget, not by an empty socket */
 	p->burst_bytes = 0;
 	return PACE_PAUSE;
-}
-
-static void hold_window(struct stream_pace *p)
-{
-	p->holding = true;
-	p->budget = PACE_BURST_BYTES;
-	p->pause_us = p->delay_us > PACE_HOLD_PAUSE_US ? p->delay_us : PACE_HOLD_PAUSE_US;
-}
-
-static void release_window(struct stream_pace *p)
-{
-	p->holding = false;
-	p->budget = 0;
-	p->pause_us = 0;
-}
-
-void stream_pace_adapt(struct stream_pace *p, const struct pace_sample *s)
-{
-	uint64_t rate = s->elapsed_ms > 0 ? s->bytes * 1000 / (uint64_t)s->elapsed_ms : 0;
-	bool small = s->segments > 0 && s->bytes / s->segments < PACE_SMALL_SEGMENT;
-	bool at_budget = p->bursts > 0 && p->bursts_full * 2 >= p->bursts;
-
-	p->bursts = p->bursts_full = 0;
-	if (p->delay_us <= 0)
-		return;
-	if (!p->holding) {
-		p->small_intervals = rate >= PACE_HOLD_RATE && small ? p->small_intervals + 1 : 0;
-		if (p->small_intervals >= PACE_HOLD_INTERVALS)
-			hold_window(p);
-		return;
-	}
-	p->small_intervals = 0;
-	if (rate < PACE_RELEASE_RATE) {
-		release_window(p);
-	} else if (small) {
-		p->budget =
-		    p->budget / 2 > PACE_HOLD_MIN_BUDGET ? p->budget / 2 : PACE_HOLD_MIN_BUDGET;
-	} else if (at_budget) {
-		p->budget += p->budget / 8;
-		if (p->budget > PACE_HOLD_MAX_BUDGET)
-			p->budget = PACE_HOLD_MAX_BUDGET;
-	}
 }
 
 /* Sleep up to delay_us, never past the caller's timeout, and take the
@@ -277,41 +200,10 @@ static int consume(PGconn *pg, struct err *e)
 	return 1;
 }
 
-/* Over TCP, once per PACE_INTERVAL_MS: what the socket received, for
- * stream_pace_adapt. A failing TCP_INFO turns the adaptation off. */
-static void sample_tcp(struct pg_conn *c, struct stream_pace *p)
-{
-	int64_t now = clock_ms();
-	struct tcp_info ti;
-	socklen_t len = sizeof ti;
-	struct pace_sample s;
-
-	if (!p->tcp || p->delay_us <= 0 || now - p->interval_start_ms < PACE_INTERVAL_MS)
-		return;
-	memset(&ti, 0, sizeof ti);
-	if (getsockopt(PQsocket(conn_pg(c)), IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
-	    len < offsetof(struct tcp_info, tcpi_data_segs_in) + sizeof ti.tcpi_data_segs_in) {
-		p->tcp = false;
-		return;
-	}
-	if (p->interval_start_ms != 0) {
-		s.elapsed_ms = now - p->interval_start_ms;
-		s.bytes = ti.tcpi_bytes_received - p->tcp_bytes;
-		s.segments = (uint32_t)(ti.tcpi_data_segs_in - (uint32_t)p->tcp_segments);
-		stream_pace_adapt(p, &s);
-	}
-	p->interval_start_ms = now;
-	p->tcp_bytes = ti.tcpi_bytes_received;
-	p->tcp_segments = ti.tcpi_data_segs_in;
-}
-
 int stream_read_on(struct pg_conn *c, struct err *e)
 {
 	struct stream_pace *pace = conn_pace(c);
 	enum pace_action next = stream_pace_next(pace);
-
-	if (next != PACE_READ_AGAIN)
-		sample_tcp(c, pace);
 
 	if (next == PACE_READ_AGAIN)
 		return consume(conn_pg(c), e);
@@ -330,7 +222,7 @@ int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e)
 		return err_setk(e, ERR_TRANSIENT, "could not wait for data: connection lost");
 	if (pace->pause_next) {
 		pace->pause_next = false;
-		if (!pause_reading(pace->pause_us ? pace->pause_us : pace->delay_us, &timeout_ms))
+		if (!pause_reading(pace->delay_us, &timeout_ms))
 			return 0; /* a signal: let the caller look at its flags */
 	}
 	if (tls_pending(pg))

@@ -57,50 +57,26 @@ int stream_read_on(struct pg_conn *c, struct err *e);
  * error; EINTR is a timeout (the caller checks its signal flag). */
 int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e);
 
-/* Read pacing: after a read that brought data, pause before the next one so
- * that messages arrive in batches; over TCP, hold the server's window when
- * its sends do not coalesce on their own (stream.c says why). Zero fields
- * mean the defaults: budget PACE_BURST_BYTES, pause delay_us. */
+/* Read pacing: after a read that brought data, pause delay_us before the
+ * next one so that messages arrive in batches (stream.c says why). */
 struct stream_pace {
 	int delay_us;       /* 0: wait on the socket at once, as pg_recvlogical does */
 	bool record_reads;  /* TLS or GSSAPI: a read returns one record, so a short
 	                       read does not mean the socket is empty */
-	bool tcp;           /* the socket is TCP: the window can be held */
 	size_t read_bytes;  /* CopyData bytes received since the last wait */
 	size_t burst_bytes; /* bytes read since the last pause */
 	bool bursting;      /* reading again without a pause */
 	bool pause_next;    /* stream_wait pauses first */
-	/* Holding the window (stream_pace_adapt) */
-	bool holding;         /* reading at most `budget` per PACE_HOLD_PAUSE_US */
-	int pause_us;         /* the pause now; 0: delay_us */
-	size_t budget;        /* bytes read per pause at most; 0: PACE_BURST_BYTES */
-	int small_intervals;  /* intervals in a row of busy, uncoalesced traffic */
-	unsigned bursts;      /* bursts this interval */
-	unsigned bursts_full; /* of which ended by the budget, not by a short read */
-	int64_t interval_start_ms;
-	uint64_t tcp_bytes; /* TCP_INFO counters at interval_start_ms */
-	uint64_t tcp_segments;
 };
 
 enum pace_action {
 	PACE_POLL,       /* wait on the socket now */
 	PACE_READ_AGAIN, /* more is probably waiting: read again at once */
-	PACE_PAUSE,      /* pause, then wait on the socket */
+	PACE_PAUSE,      /* pause delay_us, then wait on the socket */
 };
 
 /* The decision before each wait; consumes p->read_bytes. No I/O. */
 enum pace_action stream_pace_next(struct stream_pace *p);
-
-/* What the socket received over one interval of about PACE_INTERVAL_MS. */
-struct pace_sample {
-	int64_t elapsed_ms;
-	uint64_t bytes;    /* TCP payload bytes received */
-	uint64_t segments; /* TCP segments they came in */
-};
-
-/* Once per interval over TCP: start or stop holding the server's window, and
- * size the budget while holding. Resets the interval's burst counts. No I/O. */
-void stream_pace_adapt(struct stream_pace *p, const struct pace_sample *s);
 
 /* Send a Standby Status Update reporting write/flush/apply positions. */
 int stream_send_status(struct pg_conn *c, uint64_t write_lsn, uint64_t flush_lsn,

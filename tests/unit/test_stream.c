@@ -162,109 +162,6 @@ static void test_pace_record_reads(void **state)
 	assert_int_equal(stream_pace_next(&p), PACE_POLL);  /* idle */
 }
 
-/* One control interval of 100 ms: bytes received at rate_mb MB/s in
- * segments of seg bytes, with `full` of `bursts` reads ended by the budget. */
-static void interval(struct stream_pace *p, int rate_mb, int seg, unsigned bursts, unsigned full)
-{
-	struct pace_sample s = {.elapsed_ms = 100, .bytes = (uint64_t)rate_mb * 100000};
-
-	s.segments = s.bytes / (uint64_t)seg;
-	p->bursts = bursts;
-	p->bursts_full = full;
-	stream_pace_adapt(p, &s);
-	assert_int_equal(p->bursts, 0); /* counts start over each interval */
-}
-
-/* Busy traffic arriving one message per segment (CUBIC's way on loopback):
- * after three such intervals in a row pgstream holds the window, 64 kB per
- * 2 ms pause; an interval that is not both busy and uncoalesced starts the
- * count over. */
-static void test_hold_starts_on_busy_small_segments(void **state)
-{
-	struct stream_pace p = {.delay_us = 300};
-
-	(void)state;
-	interval(&p, 20, 155, 100, 0);
-	interval(&p, 20, 155, 100, 0);
-	interval(&p, 20, 1500, 100, 0); /* coalesced on its own */
-	interval(&p, 20, 155, 100, 0);
-	interval(&p, 20, 155, 100, 0);
-	assert_false(p.holding);
-	interval(&p, 20, 155, 100, 0);
-	assert_true(p.holding);
-	assert_int_equal(p.budget, 64 * 1024);
-	assert_int_equal(p.pause_us, 2000);
-}
-
-/* No holding when the server's sends coalesce on their own (BBR here),
- * when traffic is light (latency stays the default pause's), without TCP
- * sampling at all, or with pacing off. */
-static void test_hold_not_needed(void **state)
-{
-	struct stream_pace coalesced = {.delay_us = 300};
-	struct stream_pace light = {.delay_us = 300};
-	struct stream_pace off = {.delay_us = 0};
-
-	(void)state;
-	for (int i = 0; i < 10; i++) {
-		interval(&coalesced, 40, 1100, 100, 0);
-		interval(&light, 2, 155, 100, 0);
-		interval(&off, 40, 155, 100, 0);
-	}
-	assert_false(coalesced.holding);
-	assert_false(light.holding);
-	assert_false(off.holding);
-	assert_int_equal(light.pause_us, 0); /* delay_us */
-}
-
-/* While holding, the budget follows the sender: it grows by an eighth while
- * segments stay large and reads end at the budget, halves (not below 32 kB)
- * when segments turn small, and holding ends when traffic turns light. */
-static void test_hold_budget_follows(void **state)
-{
-	struct stream_pace p = {.delay_us = 300};
-
-	(void)state;
-	for (int i = 0; i < 3; i++)
-		interval(&p, 20, 155, 100, 0);
-	assert_true(p.holding);
-	interval(&p, 30, 8000, 40, 30); /* coalescing, and we are the limit */
-	assert_int_equal(p.budget, 64 * 1024 + 8 * 1024);
-	interval(&p, 30, 8000, 40, 10); /* coalescing, the socket drained */
-	assert_int_equal(p.budget, 72 * 1024);
-	interval(&p, 30, 155, 40, 40); /* the window opened again */
-	assert_int_equal(p.budget, 36 * 1024);
-	interval(&p, 30, 155, 40, 40);
-	assert_int_equal(p.budget, 32 * 1024);
-	for (int i = 0; i < 200; i++)
-		interval(&p, 100, 16000, 40, 40);
-	assert_int_equal(p.budget, 4 * 1024 * 1024); /* capped */
-	interval(&p, 3, 155, 40, 0);
-	assert_false(p.holding);
-	assert_int_equal(p.budget, 0);
-	assert_int_equal(p.pause_us, 0);
-}
-
-/* The budget set while holding is what stream_pace_next reads up to. */
-static void test_hold_budget_bounds_reads(void **state)
-{
-	struct stream_pace p = {.delay_us = 300, .holding = true, .budget = 32 * 1024};
-
-	(void)state;
-	p.read_bytes = 16000;
-	assert_int_equal(stream_pace_next(&p), PACE_READ_AGAIN);
-	p.read_bytes = 16000;
-	assert_int_equal(stream_pace_next(&p), PACE_READ_AGAIN);
-	p.read_bytes = 16000; /* 48,000 bytes: past the budget */
-	assert_int_equal(stream_pace_next(&p), PACE_PAUSE);
-	assert_int_equal(p.bursts, 1);
-	assert_int_equal(p.bursts_full, 1);
-	p.read_bytes = 500;
-	assert_int_equal(stream_pace_next(&p), PACE_PAUSE);
-	assert_int_equal(p.bursts, 2);
-	assert_int_equal(p.bursts_full, 1);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -276,10 +173,6 @@ int main(void)
 	    cmocka_unit_test(test_pace_pauses_after_short_read),
 	    cmocka_unit_test(test_pace_bursts_on_full_reads),
 	    cmocka_unit_test(test_pace_record_reads),
-	    cmocka_unit_test(test_hold_starts_on_busy_small_segments),
-	    cmocka_unit_test(test_hold_not_needed),
-	    cmocka_unit_test(test_hold_budget_follows),
-	    cmocka_unit_test(test_hold_budget_bounds_reads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
