@@ -274,7 +274,7 @@ static bool json_number_valid(const char *s, size_t len)
 struct jrd {
 	const char *p;
 	const char *end;
-	bool raw_newline; /* whitespace other than ' ' seen (write_json_text) */
+	bool raw_space; /* whitespace other than ' ' seen (write_json_text) */
 };
 
 static bool is_json_space(char c)
@@ -285,7 +285,7 @@ static bool is_json_space(char c)
 static void skip_json_space(struct jrd *r)
 {
 	while (r->p < r->end && is_json_space(*r->p)) {
-		r->raw_newline |= *r->p != ' ';
+		r->raw_space |= *r->p != ' ';
 		r->p++;
 	}
 }
@@ -432,7 +432,7 @@ static bool json_text_valid(const char *s, size_t len, bool *one_line)
 
 			skip_json_space(&r);
 			if (depth == 0) {
-				*one_line = !r.raw_newline;
+				*one_line = !r.raw_space;
 				return r.p == r.end;
 			}
 			if (r.p == r.end)
@@ -832,7 +832,7 @@ static bool rowsel_includes(const struct rowsel *rs, uint16_t i)
 }
 
 /* Returns whether the tuple had an unchanged TOAST column, which the row
- * leaves out, so that the caller lists such columns only when there are. */
+ * leaves out, so that the caller lists such columns only when there are any. */
 static bool write_row(struct buf *out, const struct rowsel *rs, const struct row_style *st)
 {
 	const struct relcol *cols = rs->rel->cols;
@@ -846,7 +846,8 @@ static bool write_row(struct buf *out, const struct rowsel *rs, const struct row
 			continue;
 		}
 		if (cols[i].json_key && st == &COMPACT) {
-			/* the hot path: no call to memcpy for a one-byte separator */
+			/* the hot path: COMPACT's separator (",", none before the
+			 * first member) written as the byte it is */
 			if (!empty)
 				buf_putc(out, ',');
 			buf_append(out, cols[i].json_key, cols[i].json_key_len);
@@ -980,7 +981,6 @@ static void json_change_members(struct buf *out, const struct event *ev)
 	struct rowsel oldrow = {ev->rel, ev->oldtup, NULL,
 	                        ev->old_kind == 'K' ? ROW_KEYS : ROW_ALL};
 	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL};
-
 	bool toast = false;
 
 	if (ev->op != EVENT_INSERT && ev->oldtup != NULL)

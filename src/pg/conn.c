@@ -7,7 +7,9 @@
  */
 #include "pg/conn.h"
 
-#include <linux/tcp.h> /* struct tcp_info with the byte and segment counts */
+/* Not <netinet/tcp.h>: both define struct tcp_info, and glibc's lacks the
+ * byte and segment counts. */
+#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -502,20 +504,22 @@ int conn_start_replication(struct pg_conn *c, const struct conn_params *p,
  */
 static void log_tcp_segments(PGconn *pg)
 {
-	size_t need = offsetof(struct tcp_info, tcpi_data_segs_in) + sizeof(uint32_t);
+	struct tcp_info ti;
+	size_t need = offsetof(struct tcp_info, tcpi_data_segs_in) + sizeof ti.tcpi_data_segs_in;
 	struct sockaddr_storage addr;
 	socklen_t addr_len = sizeof addr;
-	struct tcp_info ti;
 	socklen_t len = sizeof ti;
 	int fd = pg ? PQsocket(pg) : -1;
 
+	if (log_get_level() > LOG_DEBUG)
+		return; /* two system calls for a line nobody would see */
 	if (fd < 0 || getsockname(fd, (struct sockaddr *)&addr, &addr_len) != 0 ||
 	    (addr.ss_family != AF_INET && addr.ss_family != AF_INET6))
 		return; /* not connected, or a Unix socket */
 	memset(&ti, 0, sizeof ti);
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || len < need ||
 	    ti.tcpi_data_segs_in == 0)
-		return; /* a kernel older than 4.6 does not count them */
+		return; /* no data came, or a kernel older than 4.6 does not count them */
 	log_debug("connection received %llu bytes in %u TCP segments, %llu bytes per segment",
 	          (unsigned long long)ti.tcpi_bytes_received, (unsigned)ti.tcpi_data_segs_in,
 	          (unsigned long long)(ti.tcpi_bytes_received / ti.tcpi_data_segs_in));

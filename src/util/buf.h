@@ -44,7 +44,8 @@ bool buf_reserve(struct buf *b, size_t n);
 /* Out-of-line half of buf_append: grows, or flags overflow/nomem. */
 void buf_append_slow(struct buf *b, const void *data, size_t n);
 
-/* Copy 1..n bytes. Most pieces the encoder appends are under 16 bytes, where
+/* Copy n bytes, n >= 1 (buf_append's case; n = 0 would write dst[-1] and
+ * dst[SIZE_MAX]). Most pieces the encoder appends are under 16 bytes, where
  * a call to the library's memcpy costs more than the copy: two overlapping
  * loads and stores of a word do it inline (callgrind, 80,000 events of the
  * reference workload: 2 million such calls, 14 instructions each). */
