@@ -14,10 +14,8 @@ created, and each contender then reads its own slot up to the same end LSN.
   e       pgstream --format json --streaming (protocol v2: large transactions
           arrive while in progress and are spooled until commit), to /dev/null
   f       pgstream --format json --read-delay-us=0: reads the moment data
-          arrives, as pg_recvlogical does (c pauses 300 us between reads)
-  h       pgstream --format json --read-delay-us=2000: a longer pause, which
-          with the 64 kB read budget per pause is also a read-rate ceiling
-          (about 30 MB/s) that keeps the server's TCP window full
+          arrives, as pg_recvlogical does (c pauses 300 us between reads,
+          and over TCP to this host holds its receive window under load)
   g       pg_recvlogical, pgoutput proto 1 with binary=true (values in the
           types' binary send format): what binary transfer saves the server
   a-unix, c-unix   a and c over the Unix socket instead of TCP loopback
@@ -30,13 +28,13 @@ client runs because the walsender exits when the client disconnects.
 Medians over the repetitions go to a table on stdout and, with every raw
 figure, to bench/results/<timestamp>.json.
 
-Then: commit-to-emit latency of pgstream, with the default pause and with
-h's, at a fixed rate of single-row transactions (pgbench --rate), the peak
+Then: commit-to-emit latency of pgstream at a fixed rate of single-row
+transactions (pgbench --rate), the peak
 RSS of pgstream for one 1-million-row transaction (and for a 1,000-row one,
 for comparison), and with --profile a callgrind and a perf profile of
 pgstream on the workload.
 
---smoke: small N, one repetition, two short latency runs, and a hard check that
+--smoke: small N, one repetition, a short latency run, and a hard check that
 every contender saw exactly the changes the workload made (exit 1 if not).
 Timings are printed but never checked.
 """
@@ -77,13 +75,10 @@ CONTENDERS = {
     "e": ("pgoutput", "pgstream --streaming (proto v2) > /dev/null"),
     "f": ("pgoutput", "pgstream --read-delay-us=0 > /dev/null"),
     "g": ("pgoutput", "pg_recvlogical pgoutput binary > /dev/null"),
-    "h": ("pgoutput", "pgstream --read-delay-us=2000 > /dev/null"),
 }
 
-# The arguments each pgstream contender adds to the common ones; the latency
-# run with h's pause uses h's.
-PGSTREAM_ARGS = {"c": (), "e": ("--streaming",), "f": ("--read-delay-us=0",),
-                 "h": ("--read-delay-us=2000",)}
+# The arguments each pgstream contender adds to the common ones.
+PGSTREAM_ARGS = {"c": (), "e": ("--streaming",), "f": ("--read-delay-us=0",)}
 
 
 def log(msg):
@@ -796,10 +791,8 @@ def print_report(res):
           " rest of the machine used during the run (other load; near 0 on a quiet machine);\nTCP seg ="
           " pgstream's received bytes per TCP segment (its debug log): a few hundred means one message"
           " per segment, kilobytes that the walsender's sends coalesced.")
-    for key in ("latency", "latency_h"):
-        la = res.get(key)
-        if not la:
-            continue
+    la = res.get("latency")
+    if la:
         print()
         print("latency, pgstream%s commit-to-emit at %d tx/s target (pgbench %.0f tps, %d clients),"
               " %d s, %d events:" % ("".join(" " + x for x in la.get("args", [])),
@@ -839,11 +832,9 @@ def smoke_check(res):
                                                              r[key], want))
         if "seen" not in r:
             bad.append("%s rep %d: not counted" % (r["contender"], r["rep"]))
-    for key in ("latency", "latency_h"):
-        la = res.get(key)
-        if la and la["events"] != la["transactions"]:
-            bad.append("%s: %d events for %d transactions" % (key, la["events"],
-                                                              la["transactions"]))
+    la = res.get("latency")
+    if la and la["events"] != la["transactions"]:
+        bad.append("latency: %d events for %d transactions" % (la["events"], la["transactions"]))
     b = res.get("bigtxn")
     if b:
         for label in ("small", "big"):
@@ -893,7 +884,6 @@ def main():
         res["throughput"] = bench.throughput()
         res["summary"] = summarize(res["throughput"])
         res["latency"] = None if a.no_latency else bench.latency()
-        res["latency_h"] = None if a.no_latency else bench.latency(PGSTREAM_ARGS["h"])
         res["bigtxn"] = None if a.no_bigtxn else bench.bigtxn()
     finally:
         server.close()

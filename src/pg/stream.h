@@ -67,6 +67,17 @@ struct stream_pace {
 	size_t burst_bytes; /* bytes read since the last pause */
 	bool bursting;      /* reading again without a pause */
 	bool pause_next;    /* stream_wait pauses first */
+
+	/* The hold (stream.c): over TCP to a server on this host, under load,
+	 * read a budget per longer pause so that the server's sends queue up
+	 * and coalesce. */
+	bool hold_allowed;   /* set by conn.c: same-host TCP, pacing on */
+	bool holding;        /* under load: hold_budget per HOLD_PAUSE_US */
+	size_t hold_budget;  /* bytes read per pause while holding */
+	int64_t last_sent;   /* newest XLogData's send time (server clock) */
+	int64_t rate_since;  /* monotonic us: start of the arrival-rate window */
+	size_t rate_bytes;   /* bytes read in that window */
+	int64_t next_adjust; /* monotonic us: when hold_budget may change again */
 };
 
 enum pace_action {
@@ -77,6 +88,15 @@ enum pace_action {
 
 /* The decision before each wait; consumes p->read_bytes. No I/O. */
 enum pace_action stream_pace_next(struct stream_pace *p);
+
+/* Before stream_pace_next, with hold_allowed: start, tune or end the hold
+ * from the bytes read (p->read_bytes, not consumed), now_us on a monotonic
+ * clock and wall_us on the server's clock (Postgres timestamp; the server is
+ * on this host). No I/O. */
+void stream_pace_observe(struct stream_pace *p, int64_t now_us, int64_t wall_us);
+
+/* The pause stream_wait makes, in us: longer while holding. */
+int stream_pace_delay(const struct stream_pace *p);
 
 /* Send a Standby Status Update reporting write/flush/apply positions. */
 int stream_send_status(struct pg_conn *c, uint64_t write_lsn, uint64_t flush_lsn,

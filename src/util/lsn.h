@@ -25,7 +25,8 @@ int64_t pgtime_now(void);
  * "2026-11-24T14:30:00.123456Z" (out needs 32 bytes); returns the length. */
 int pgtime_format(int64_t pg_us, char *out);
 
-/* Monotonic milliseconds, for timers. */
+/* Monotonic milliseconds, for timers; microseconds, for rates. */
 int64_t clock_ms(void);
+int64_t clock_us(void);
 
 #endif

@@ -1,5 +1,5 @@
 /* test_stream.c — the pure parts of the replication stream: CopyData frame
- * parsing and the read pacing decision. */
+ * parsing, the read pacing decision and the hold that tunes it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -162,6 +162,131 @@ static void test_pace_record_reads(void **state)
 	assert_int_equal(stream_pace_next(&p), PACE_POLL);  /* idle */
 }
 
+/* The hold, driven by hand: observe then decide, as stream_read_on does.
+ * Times in microseconds; "wall" is the server's clock. */
+#define MS 1000
+
+static void observe(struct stream_pace *p, size_t bytes, int64_t now, int64_t wall)
+{
+	p->read_bytes = bytes;
+	stream_pace_observe(p, now, wall);
+	(void)stream_pace_next(p);
+}
+
+/* 100 kB in 10 ms is 10 MB/s: over the 8 MB/s that starts the hold. */
+static struct stream_pace held(void)
+{
+	struct stream_pace p = {.delay_us = 300, .hold_allowed = true};
+
+	observe(&p, 100000, 1 * MS, 0);
+	observe(&p, 0, 11 * MS, 0);
+	return p;
+}
+
+static void test_hold_starts_under_load(void **state)
+{
+	struct stream_pace p = held();
+
+	(void)state;
+	assert_true(p.holding);
+	assert_int_equal(p.hold_budget, 64 * 1024);
+	assert_int_equal(stream_pace_delay(&p), 2000);
+}
+
+/* 5 MB/s (10,000 one-row transactions a second, say) keeps the short pause
+ * and its latency; so does a connection where the hold is not allowed
+ * (remote, Unix socket) or pacing is off, however much arrives. */
+static void test_hold_not_below_rate_or_when_not_allowed(void **state)
+{
+	struct stream_pace light = {.delay_us = 300, .hold_allowed = true};
+	struct stream_pace remote = {.delay_us = 300};
+	struct stream_pace unpaced = {.delay_us = 0, .hold_allowed = true};
+
+	(void)state;
+	for (int64_t t = 1; t <= 100; t++)
+		observe(&light, 5000, t * MS, 0);
+	assert_false(light.holding);
+	assert_int_equal(stream_pace_delay(&light), 300);
+	for (int64_t t = 1; t <= 100; t++) {
+		observe(&remote, 1000000, t * MS, 0);
+		observe(&unpaced, 1000000, t * MS, 0);
+	}
+	assert_false(remote.holding);
+	assert_false(unpaced.holding);
+	assert_int_equal(stream_pace_delay(&unpaced), 0);
+}
+
+/* Messages that waited over 30 ms on the server: one eighth more budget
+ * per pause (2 ms), up to 4 MB; no more often than once a pause. */
+static void test_hold_budget_grows_with_lag(void **state)
+{
+	struct stream_pace p = held();
+	int64_t t = 11 * MS;
+
+	(void)state;
+	p.last_sent = 1000 * MS;
+	observe(&p, 50000, t += 2 * MS, p.last_sent + 50 * MS);
+	assert_int_equal(p.hold_budget, 64 * 1024 + 8 * 1024);
+	observe(&p, 50000, t + 1 * MS, p.last_sent + 50 * MS); /* same pause */
+	assert_int_equal(p.hold_budget, 64 * 1024 + 8 * 1024);
+	for (int i = 0; i < 100; i++)
+		observe(&p, 50000, t += 2 * MS, p.last_sent + 50 * MS);
+	assert_int_equal(p.hold_budget, 4 * 1024 * 1024);
+	/* Between 10 and 30 ms: left as it is. */
+	observe(&p, 50000, t += 2 * MS, p.last_sent + 20 * MS);
+	assert_int_equal(p.hold_budget, 4 * 1024 * 1024);
+	assert_true(p.holding);
+}
+
+/* Messages that hardly waited: the window must close sooner, down to one
+ * libpq buffer (16 kB) per pause. The budget bounds each burst. */
+static void test_hold_budget_shrinks_and_bounds_bursts(void **state)
+{
+	struct stream_pace p = held();
+	int64_t t = 11 * MS;
+
+	(void)state;
+	p.last_sent = 1000 * MS;
+	observe(&p, 50000, t += 2 * MS, p.last_sent + 1 * MS);
+	assert_int_equal(p.hold_budget, 64 * 1024 - 4 * 1024);
+	for (int i = 0; i < 100; i++)
+		observe(&p, 50000, t += 2 * MS, p.last_sent + 1 * MS);
+	assert_int_equal(p.hold_budget, 16 * 1024);
+	/* 16,000 bytes: under the budget, read on; 32,000: spent, pause. */
+	p.read_bytes = 16000;
+	assert_int_equal(stream_pace_next(&p), PACE_READ_AGAIN);
+	p.read_bytes = 16000;
+	assert_int_equal(stream_pace_next(&p), PACE_PAUSE);
+}
+
+/* Under 2 MB/s over 100 ms, the hold ends: the short pause is back. */
+static void test_hold_ends_when_load_drops(void **state)
+{
+	struct stream_pace p = held();
+	int64_t t = 11 * MS;
+
+	(void)state;
+	for (int i = 0; i < 50; i++) /* 50 x 50 kB in 100 ms: 25 MB/s */
+		observe(&p, 50000, t += 2 * MS, 0);
+	assert_true(p.holding);
+	for (int i = 0; i < 50; i++) /* 50 x 2 kB in 100 ms: 1 MB/s */
+		observe(&p, 2000, t += 2 * MS, 0);
+	assert_false(p.holding);
+	assert_int_equal(stream_pace_delay(&p), 300);
+}
+
+/* A pause the user set longer than the hold's is kept. */
+static void test_hold_keeps_longer_user_pause(void **state)
+{
+	struct stream_pace p = {.delay_us = 5000, .hold_allowed = true};
+
+	(void)state;
+	observe(&p, 100000, 1 * MS, 0);
+	observe(&p, 0, 11 * MS, 0);
+	assert_true(p.holding);
+	assert_int_equal(stream_pace_delay(&p), 5000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -173,6 +298,12 @@ int main(void)
 	    cmocka_unit_test(test_pace_pauses_after_short_read),
 	    cmocka_unit_test(test_pace_bursts_on_full_reads),
 	    cmocka_unit_test(test_pace_record_reads),
+	    cmocka_unit_test(test_hold_starts_under_load),
+	    cmocka_unit_test(test_hold_not_below_rate_or_when_not_allowed),
+	    cmocka_unit_test(test_hold_budget_grows_with_lag),
+	    cmocka_unit_test(test_hold_budget_shrinks_and_bounds_bursts),
+	    cmocka_unit_test(test_hold_ends_when_load_drops),
+	    cmocka_unit_test(test_hold_keeps_longer_user_pause),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
