@@ -77,16 +77,13 @@
 /* A read of at least this many bytes probably stopped at the end of libpq's
  * 16 kB input buffer rather than at the end of what the socket held. */
 #define PACE_FULL_READ (12 * 1024)
-/* Bytes read without a pause: four buffers per pause lift the cap four
- * times above the rate the walsender reached here, while the walsender
- * still finds its socket busy and coalesces (measured: 8 buffers were no
- * better, 1 was 10% slower). The budget per pause is a ceiling on the read
- * rate: 213 MB/s at the default 300 us, about 30 MB/s at 2000 us. Near the
- * ceiling the data left unread keeps the server's TCP window closed, so its
- * sends coalesce whatever its congestion control: with CUBIC, 2000 us gave
- * 140,000 changes/s at 0.55 s per million against 101,000 at 1.69 with the
- * default (README, contender h). A larger budget at 2000 us let the window
- * open again and lost that; the default keeps the ceiling out of reach. */
+/* Bytes read without a pause, unless holding: four buffers per pause lift
+ * the cap four times above the rate the walsender reached here, while the
+ * walsender still finds its socket busy (measured: 8 buffers were no better,
+ * 1 was 10% slower). The budget per pause is a ceiling on the read rate,
+ * 213 MB/s at the default 300 us, kept out of reach: near it, the data left
+ * unread keeps the server's window closed. The hold (below) brings its own
+ * ceiling near the server's rate on purpose, and moves it with the server. */
 #define PACE_BURST_BYTES (64 * 1024)
 
 /* The hold (see the top of the file). Arrival rates that start and end it:
