@@ -14,8 +14,9 @@ created, and each contender then reads its own slot up to the same end LSN.
   e       pgstream --format json --streaming (protocol v2: large transactions
           arrive while in progress and are spooled until commit), to /dev/null
   f       pgstream --format json --read-delay-us=0: reads the moment data
-          arrives, as pg_recvlogical does (c pauses 300 us between reads,
-          and over TCP to this host holds its receive window under load)
+          arrives, as pg_recvlogical does (c pauses 300 us between reads)
+  h       pgstream --format json --read-hold: over TCP to this host, holds
+          its receive window under load so the server's sends coalesce
   g       pg_recvlogical, pgoutput proto 1 with binary=true (values in the
           types' binary send format): what binary transfer saves the server
   a-unix, c-unix   a and c over the Unix socket instead of TCP loopback
@@ -75,10 +76,12 @@ CONTENDERS = {
     "e": ("pgoutput", "pgstream --streaming (proto v2) > /dev/null"),
     "f": ("pgoutput", "pgstream --read-delay-us=0 > /dev/null"),
     "g": ("pgoutput", "pg_recvlogical pgoutput binary > /dev/null"),
+    "h": ("pgoutput", "pgstream --read-hold > /dev/null"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
-PGSTREAM_ARGS = {"c": (), "e": ("--streaming",), "f": ("--read-delay-us=0",)}
+PGSTREAM_ARGS = {"c": (), "e": ("--streaming",), "f": ("--read-delay-us=0",),
+                 "h": ("--read-hold",)}
 
 
 def log(msg):

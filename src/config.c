@@ -63,6 +63,8 @@ static const struct option_def OPTIONS[] = {
      "reconnect when the server sent nothing for this long (default 60)"},
     {"read-delay-us", "READ_DELAY_US", OPT_MICROS, F(read_delay_us), "MICROSECONDS",
      "pause after each read so the server's messages arrive in batches (default 300; 0: none)"},
+    {"read-hold", "READ_HOLD", OPT_BOOL, F(read_hold), NULL,
+     "server on this host over TCP: hold the receive window under load (README, Performance)"},
     {"streaming", "STREAMING", OPT_BOOL, F(streaming), NULL,
      "receive large transactions while in progress (PG 14+), spooled to $TMPDIR until commit"},
     {"temporary-slot", "TEMPORARY_SLOT", OPT_BOOL, F(temporary_slot), NULL,

@@ -31,6 +31,7 @@ struct config {
 	int reconnect_max_ms;
 	int receiver_timeout_ms; /* no data for this long: connection presumed lost */
 	int read_delay_us;       /* pause between socket reads so messages batch up */
+	bool read_hold;          /* hold the receive window under load (stream.c) */
 	int log_level;
 	bool temporary_slot;
 	bool create_publication;

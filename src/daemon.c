@@ -711,6 +711,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	            .create_publication = cfg->create_publication,
 	            .streaming = cfg->streaming,
 	            .read_delay_us = cfg->read_delay_us,
+	            .read_hold = cfg->read_hold,
 	        },
 	};
 	int backoff = RECONNECT_INITIAL_MS;

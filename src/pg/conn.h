@@ -28,6 +28,7 @@ struct conn_params {
 	bool slot_must_exist; /* set once streaming has started: never recreate */
 	bool streaming;       /* ask for in-progress transactions (protocol v2) */
 	int read_delay_us;    /* read pacing, see stream.c */
+	bool read_hold;       /* --read-hold: the hold, see stream.c */
 };
 
 /* What the server told us while setting up. */

@@ -21,7 +21,8 @@
  * while we pause: BBR did here; with CUBIC its window grows so large that
  * it never does, and only our own saving remains: 4.9 to 1.3 s.)
  * The cost is latency: a change that arrives during a pause waits for its
- * end (p99 at 5,000 transactions/s: 0.9 ms).
+ * end (p99 at 5,000 transactions/s: 0.8 ms; under the hold below, 10-30 ms
+ * by design).
  *
  * One read takes at most libpq's input buffer (16 kB until a larger message
  * grows it), and over TLS or GSSAPI only one record - one walsender message
@@ -39,24 +40,21 @@
  * message leaves as its own segment, and then each costs both sides a trip
  * through the stack: 1.3-1.7 s per million changes for pgstream, ~10 for
  * the walsender. The one thing a reader controls is its receive window. So
- * over TCP to a server on this host - where a small window costs no
- * throughput, the round trip being microseconds - conn.c fixes the
- * receive buffer small (HOLD_RCVBUF), and under load (HOLD_ENTER_RATE) we
- * read at most hold_budget bytes per HOLD_PAUSE_US: the window closes,
- * the server's messages queue in its socket and leave in large segments
- * once we read. The budget follows the server: the XLogData send times say
- * how long the newest message waited (same clock: same host), and the
- * budget grows while that is over HOLD_LAG_HIGH, shrinks while under
- * HOLD_LAG_LOW, so the queue stays well inside the server's send buffer
- * and the walsender never waits for us. Measured with CUBIC (bench, N=400k,
- * 2 repetitions): 169,000 changes/s at 0.54 s per million for pgstream and
- * 5.8 for the walsender, against 102,000 at 1.36 and 9.8 without the hold;
- * with BBR 179,000 at 0.55 against 111,000 at 1.43. A fixed budget (64 kB
- * per 2 ms) gave 129,000 at 0.68; the hold without the fixed buffer 103,000
- * at 1.31, Linux having grown the buffer to ~1 MB so that the window never
- * closed. Below HOLD_LEAVE_RATE the hold ends, so a light load keeps the
- * short pause and its latency. Not on Unix sockets (their sends never
- * coalesce, and a pause only starves the sender) nor to remote servers
+ * with --read-hold (opt-in: conn.c says why), over TCP to a server on this host - where a small
+ * window costs no throughput, the round trip being microseconds - conn.c fixes the receive buffer
+ * small (HOLD_RCVBUF), and under load (HOLD_ENTER_RATE) we read at most hold_budget bytes per
+ * HOLD_PAUSE_US: the window closes, the server's messages queue in its socket and leave in large
+ * segments once we read. The budget follows the server: the XLogData send times say how long the
+ * newest message waited (same clock: same host), and the budget grows while that is over
+ * HOLD_LAG_HIGH, shrinks while under HOLD_LAG_LOW, so the queue stays well inside the server's send
+ * buffer and the walsender never waits for us. Measured with CUBIC (bench, N=400k, 2 repetitions):
+ * 169,000 changes/s at 0.54 s per million for pgstream and 5.8 for the walsender, against 102,000
+ * at 1.36 and 9.8 without the hold; with BBR 179,000 at 0.55 against 111,000 at 1.43. A fixed
+ * budget (64 kB per 2 ms) gave 129,000 at 0.68; the hold without the fixed buffer 103,000 at 1.31,
+ * Linux having grown the buffer to ~1 MB so that the window never closed. Below HOLD_LEAVE_RATE the
+ * hold ends, so a light load keeps the short pause and its latency. Only when the server is the
+ * other end of our socket (conn.c checks: not through a proxy on this host), and not on Unix
+ * sockets (their sends never coalesce, and a pause only starves the sender) nor to remote servers
  * (a small window would cap throughput at window / round trip; there the
  * receiving NIC's GRO merges segments anyway).
  */
@@ -81,7 +79,7 @@
  * the cap four times above the rate the walsender reached here, while the
  * walsender still finds its socket busy (measured: 8 buffers were no better,
  * 1 was 10% slower). The budget per pause is a ceiling on the read rate,
- * 213 MB/s at the default 300 us, kept out of reach: near it, the data left
+ * 218 MB/s at the default 300 us, kept out of reach: near it, the data left
  * unread keeps the server's window closed. The hold (below) brings its own
  * ceiling near the server's rate on purpose, and moves it with the server. */
 #define PACE_BURST_BYTES (64 * 1024)
@@ -89,9 +87,9 @@
 /* The hold (see the top of the file). Arrival rates that start and end it:
  * the reference workload's bulk phases arrive at 30-40 MB/s, 5,000 one-row
  * transactions a second at about 1 MB/s, which keeps the short pause. */
-#define HOLD_ENTER_RATE      (8 * 1000 * 1000) /* bytes/s over HOLD_ENTER_WINDOW */
+#define HOLD_ENTER_RATE      (8 * 1000 * 1000) /* bytes/s over HOLD_ENTER_WINDOW_US */
 #define HOLD_ENTER_WINDOW_US 10000
-#define HOLD_LEAVE_RATE      (2 * 1000 * 1000) /* bytes/s over HOLD_LEAVE_WINDOW */
+#define HOLD_LEAVE_RATE      (2 * 1000 * 1000) /* bytes/s over HOLD_LEAVE_WINDOW_US */
 #define HOLD_LEAVE_WINDOW_US 100000
 #define HOLD_PAUSE_US        2000
 /* Queueing delay of the newest message read, kept between these: 30 ms at
@@ -233,20 +231,20 @@ static void hold_start(struct stream_pace *p, int64_t now_us)
 	log_debug("read hold on: server sending over %d MB/s", HOLD_ENTER_RATE / 1000000);
 }
 
-/* Once per pause: more budget while messages wait too long on the server,
- * less while they hardly wait (then the window must close sooner). */
+/* Every HOLD_PAUSE_US: more budget while messages wait too long on the
+ * server, less while they hardly wait (then the window must close sooner).
+ * The send time comes from the server: compared, never subtracted, so that
+ * a corrupt one cannot overflow. */
 static void hold_adjust(struct stream_pace *p, int64_t now_us, int64_t wall_us)
 {
-	int64_t lag = wall_us - p->last_sent;
-
 	if (now_us < p->next_adjust || p->last_sent == 0)
 		return;
 	p->next_adjust = now_us + HOLD_PAUSE_US;
-	if (lag > HOLD_LAG_HIGH_US) {
+	if (p->last_sent < wall_us - HOLD_LAG_HIGH_US) {
 		p->hold_budget += p->hold_budget / 8;
 		if (p->hold_budget > HOLD_BUDGET_MAX)
 			p->hold_budget = HOLD_BUDGET_MAX;
-	} else if (lag < HOLD_LAG_LOW_US) {
+	} else if (p->last_sent > wall_us - HOLD_LAG_LOW_US) {
 		p->hold_budget -= p->hold_budget / 16;
 		if (p->hold_budget < HOLD_BUDGET_MIN)
 			p->hold_budget = HOLD_BUDGET_MIN;

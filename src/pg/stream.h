@@ -57,8 +57,9 @@ int stream_read_on(struct pg_conn *c, struct err *e);
  * error; EINTR is a timeout (the caller checks its signal flag). */
 int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e);
 
-/* Read pacing: after a read that brought data, pause delay_us before the
- * next one so that messages arrive in batches (stream.c says why). */
+/* Read pacing: after a read that brought data, pause (delay_us, longer
+ * while holding: stream_pace_delay) before the next one so that messages
+ * arrive in batches (stream.c says why). */
 struct stream_pace {
 	int delay_us;       /* 0: wait on the socket at once, as pg_recvlogical does */
 	bool record_reads;  /* TLS or GSSAPI: a read returns one record, so a short
@@ -83,7 +84,7 @@ struct stream_pace {
 enum pace_action {
 	PACE_POLL,       /* wait on the socket now */
 	PACE_READ_AGAIN, /* more is probably waiting: read again at once */
-	PACE_PAUSE,      /* pause delay_us, then wait on the socket */
+	PACE_PAUSE,      /* pause stream_pace_delay(), then wait on the socket */
 };
 
 /* The decision before each wait; consumes p->read_bytes. No I/O. */

@@ -287,6 +287,76 @@ static void test_hold_keeps_longer_user_pause(void **state)
 	assert_int_equal(stream_pace_delay(&p), 5000);
 }
 
+/* The boundaries: 80,000 bytes in 10 ms is exactly 8 MB/s and starts the
+ * hold, one byte less does not; a lag of exactly 30 ms or 10 ms leaves the
+ * budget alone. */
+static void test_hold_boundaries(void **state)
+{
+	struct stream_pace under = {.delay_us = 300, .hold_allowed = true};
+	struct stream_pace at = {.delay_us = 300, .hold_allowed = true};
+	int64_t t = 11 * MS;
+
+	(void)state;
+	observe(&under, 79999, 1 * MS, 0);
+	observe(&under, 0, 11 * MS, 0);
+	assert_false(under.holding);
+	observe(&at, 80000, 1 * MS, 0);
+	observe(&at, 0, 11 * MS, 0);
+	assert_true(at.holding);
+	at.last_sent = 1000 * MS;
+	observe(&at, 50000, t += 2 * MS, at.last_sent + 30 * MS);
+	assert_int_equal(at.hold_budget, 64 * 1024);
+	observe(&at, 50000, t += 2 * MS, at.last_sent + 10 * MS);
+	assert_int_equal(at.hold_budget, 64 * 1024);
+	/* No send time seen yet: nothing to go by. */
+	at.last_sent = 0;
+	observe(&at, 50000, t += 2 * MS, 1000 * MS);
+	assert_int_equal(at.hold_budget, 64 * 1024);
+}
+
+/* The send time is the server's: the oldest and newest possible ones must
+ * not overflow anything (this runs under UBSan too). Far in the past reads
+ * as a long wait, far in the future as none. */
+static void test_hold_corrupt_send_time(void **state)
+{
+	struct stream_pace p = held();
+	int64_t t = 11 * MS;
+
+	(void)state;
+	p.last_sent = INT64_MIN;
+	observe(&p, 50000, t += 2 * MS, 1000 * MS);
+	assert_int_equal(p.hold_budget, 64 * 1024 + 8 * 1024);
+	p.last_sent = INT64_MAX;
+	observe(&p, 50000, t += 2 * MS, 1000 * MS);
+	assert_int_equal(p.hold_budget, 64 * 1024 + 8 * 1024 - (64 * 1024 + 8 * 1024) / 16);
+}
+
+/* The hold ends only after a whole 100 ms under 2 MB/s, not 10 ms; when
+ * the load comes back it starts again from the initial budget. */
+static void test_hold_leaves_slowly_and_restarts_fresh(void **state)
+{
+	struct stream_pace p = held();
+	int64_t t = 11 * MS;
+
+	(void)state;
+	p.last_sent = 1000 * MS;
+	for (int i = 0; i < 10; i++) /* budget grows away from the start */
+		observe(&p, 50000, t += 2 * MS, p.last_sent + 50 * MS);
+	assert_true(p.hold_budget > 64 * 1024);
+	/* Nothing more comes. The window that began with the hold (at 11 ms)
+	 * ends at 111 ms with 5 MB/s; the next, all idle, at 211 ms. */
+	for (int i = 0; i < 89; i++)
+		observe(&p, 0, t += 2 * MS, p.last_sent + 20 * MS);
+	assert_int_equal(t, 209 * MS);
+	assert_true(p.holding);
+	observe(&p, 0, t += 2 * MS, p.last_sent + 20 * MS);
+	assert_false(p.holding);
+	observe(&p, 100000, t += 1 * MS, p.last_sent + 20 * MS);
+	observe(&p, 0, t += 10 * MS, p.last_sent + 20 * MS);
+	assert_true(p.holding);
+	assert_int_equal(p.hold_budget, 64 * 1024);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +374,9 @@ int main(void)
 	    cmocka_unit_test(test_hold_budget_shrinks_and_bounds_bursts),
 	    cmocka_unit_test(test_hold_ends_when_load_drops),
 	    cmocka_unit_test(test_hold_keeps_longer_user_pause),
+	    cmocka_unit_test(test_hold_boundaries),
+	    cmocka_unit_test(test_hold_corrupt_send_time),
+	    cmocka_unit_test(test_hold_leaves_slowly_and_restarts_fresh),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
