@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/be.h"
 #include "util/rd.h"
 
 #define RECORD_HEADER     12         /* Int64 lsn + Int32 length */
@@ -99,12 +100,6 @@ static int note_subxact(struct spool *sp, uint32_t subxid, struct err *e)
 	return 0;
 }
 
-static void put_be(uint8_t *p, uint64_t v, int n)
-{
-	for (int i = n - 1; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)(v & 0xFF);
-}
-
 int spool_append(struct spool *sp, uint64_t lsn, uint32_t subxid, const uint8_t *msg, size_t len,
                  struct err *e)
 {
@@ -114,8 +109,8 @@ int spool_append(struct spool *sp, uint64_t lsn, uint32_t subxid, const uint8_t 
 		return err_set(e, "could not spool: message of %zu bytes", len);
 	if (note_subxact(sp, subxid, e) < 0)
 		return -1;
-	put_be(hdr, lsn, 8);
-	put_be(hdr + 8, len, 4);
+	be_put64(hdr, lsn);
+	be_put32(hdr + 8, (uint32_t)len); /* at most SPOOL_MAX_MESSAGE */
 	if (fwrite(hdr, 1, sizeof hdr, sp->f) != sizeof hdr || fwrite(msg, 1, len, sp->f) != len)
 		return io_error(e, "write");
 	sp->size += (off_t)(sizeof hdr + len);

@@ -68,6 +68,7 @@
 #include <openssl/ssl.h>
 
 #include "pg/conn_int.h"
+#include "util/be.h"
 #include "util/log.h"
 #include "util/lsn.h"
 #include "util/rd.h"
@@ -354,26 +355,20 @@ int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e)
 	return n > 0 ? consume(pg, e) : 0;
 }
 
-static void put_u64(char *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (char)(v & 0xFF);
-}
-
 /* 'r' Int64 write, Int64 flush, Int64 apply, Int64 clock, Byte1 replyRequested */
 int stream_send_status(struct pg_conn *c, uint64_t write_lsn, uint64_t flush_lsn,
                        bool reply_requested, struct err *e)
 {
 	PGconn *pg = conn_pg(c);
-	char msg[1 + 8 * 4 + 1];
+	uint8_t msg[1 + 8 * 4 + 1];
 
 	msg[0] = 'r';
-	put_u64(msg + 1, write_lsn);
-	put_u64(msg + 9, flush_lsn);
-	put_u64(msg + 17, flush_lsn); /* applied = flushed: we apply by emitting */
-	put_u64(msg + 25, (uint64_t)pgtime_now());
+	be_put64(msg + 1, write_lsn);
+	be_put64(msg + 9, flush_lsn);
+	be_put64(msg + 17, flush_lsn); /* applied = flushed: we apply by emitting */
+	be_put64(msg + 25, (uint64_t)pgtime_now());
 	msg[33] = reply_requested ? 1 : 0;
-	if (PQputCopyData(pg, msg, sizeof msg) <= 0 || PQflush(pg) != 0)
+	if (PQputCopyData(pg, (const char *)msg, sizeof msg) <= 0 || PQflush(pg) != 0)
 		return conn_result_error(pg, NULL, e, "send status update");
 	return 0;
 }
