@@ -494,9 +494,14 @@ static bool server_sees_us(PGconn *pg, unsigned self_port, unsigned peer_port)
  * status updates (its socket counted drops, its retransmit timer backed
  * off) and ended the connection after wal_sender_timeout, in about a third
  * of the runs - also with the release before the hold and a 64 kB buffer
- * set by LD_PRELOAD, so the buffer, not the hold's reading, does it. Not
- * understood yet; pgstream reconnects and loses nothing, but a stall must
- * not break the connection by default.
+ * set by LD_PRELOAD, so the buffer, not the hold's reading, does it. The
+ * capture (README, Performance): the full buffer of small segments runs out
+ * of memory inside the window it advertised, Linux drops those segments,
+ * the server's sequence runs ahead of our zero window, and from then on
+ * Linux drops every segment from the server as out of window - with it
+ * the acknowledgements of our status updates, which our TCP then resends
+ * with backoff instead of sending new ones. pgstream reconnects and loses
+ * nothing, but a stall must not break the connection by default.
  */
 #define HOLD_RCVBUF (64 * 1024)
 
