@@ -40,23 +40,28 @@
  * message leaves as its own segment, and then each costs both sides a trip
  * through the stack: 1.3-1.7 s per million changes for pgstream, ~10 for
  * the walsender. The one thing a reader controls is its receive window. So
- * with --read-hold (opt-in: conn.c says why), over TCP to a server on this host - where a small
- * window costs no throughput, the round trip being microseconds - conn.c fixes the receive buffer
- * small (HOLD_RCVBUF), and under load (HOLD_ENTER_RATE) we read at most hold_budget bytes per
- * HOLD_PAUSE_US: the window closes, the server's messages queue in its socket and leave in large
- * segments once we read. The budget follows the server: the XLogData send times say how long the
- * newest message waited (same clock: same host), and the budget grows while that is over
- * HOLD_LAG_HIGH, shrinks while under HOLD_LAG_LOW, so the queue stays well inside the server's send
- * buffer and the walsender never waits for us. Measured with CUBIC (bench, N=400k, 2 repetitions):
- * 169,000 changes/s at 0.54 s per million for pgstream and 5.8 for the walsender, against 102,000
- * at 1.36 and 9.8 without the hold; with BBR 179,000 at 0.55 against 111,000 at 1.43. A fixed
- * budget (64 kB per 2 ms) gave 129,000 at 0.68; the hold without the fixed buffer 103,000 at 1.31,
- * Linux having grown the buffer to ~1 MB so that the window never closed. Below HOLD_LEAVE_RATE the
- * hold ends, so a light load keeps the short pause and its latency. Only when the server is the
- * other end of our socket (conn.c checks: not through a proxy on this host), and not on Unix
- * sockets (their sends never coalesce, and a pause only starves the sender) nor to remote servers
- * (a small window would cap throughput at window / round trip; there the
- * receiving NIC's GRO merges segments anyway).
+ * with --read-hold (opt-in: conn.c says why), over TCP to a server on this
+ * host - where a small window costs no throughput, the round trip being
+ * microseconds - conn.c fixes the receive buffer small (HOLD_RCVBUF), and
+ * under load (HOLD_ENTER_RATE) we read at most hold_budget bytes per
+ * HOLD_PAUSE_US: the window closes, the server's messages queue in its
+ * socket and leave in large segments once we read. The budget follows the
+ * server: the XLogData send times say how long the newest message waited
+ * (same clock: same host), and the budget grows while that is over
+ * HOLD_LAG_HIGH_US, shrinks while under HOLD_LAG_LOW_US, so that the queue
+ * stays well inside the server's send buffer and the walsender need not
+ * wait for us. Measured with CUBIC (bench, N=400k, 2 repetitions): 169,000
+ * changes/s at 0.54 s per million for pgstream and 5.8 for the walsender,
+ * against 102,000 at 1.36 and 9.8 without the hold; with BBR 179,000 at
+ * 0.55 against 111,000 at 1.43. A fixed budget (64 kB per 2 ms) gave
+ * 129,000 at 0.68; the hold without the fixed buffer 103,000 at 1.31, Linux
+ * having grown the buffer to ~1 MB so that the window never closed. Below
+ * HOLD_LEAVE_RATE the hold ends, so a light load keeps the short pause and
+ * its latency. Only when the server is the other end of our socket (conn.c
+ * checks: not through a proxy on this host), and not on Unix sockets (their
+ * sends never coalesce, and a pause only starves the sender) nor to remote
+ * servers (a small window would cap throughput at window / round trip;
+ * there the receiving NIC's GRO merges segments anyway).
  */
 #include "pg/stream.h"
 
