@@ -9,14 +9,16 @@ created, and each contender then reads its own slot up to the same end LSN.
           server's decoding cost alone, no network, no client (the floor)
   a       pg_recvlogical, pgoutput proto 1, to /dev/null (the stock client)
   b       pg_recvlogical + wal2json format-version 2, to /dev/null
-  c       pgstream --format json, stdout to /dev/null
+  c       pgstream --format json, stdout to /dev/null (over TCP to this
+          host it holds its receive window under load, so that the
+          server's sends coalesce: the read hold, on by default)
   d       pgstream --format json --output FILE (fsync before each ack)
   e       pgstream --format json --streaming (protocol v2: large transactions
           arrive while in progress and are spooled until commit), to /dev/null
   f       pgstream --format json --read-delay-us=0: reads the moment data
           arrives, as pg_recvlogical does (c pauses 300 us between reads)
-  h       pgstream --format json --read-hold: over TCP to this host, holds
-          its receive window under load so the server's sends coalesce
+  h       pgstream --format json --read-hold=false: c without the hold
+          (still pausing 300 us between reads)
   g       pg_recvlogical, pgoutput proto 1 with binary=true (values in the
           types' binary send format): what binary transfer saves the server
   a-unix, c-unix   a and c over the Unix socket instead of TCP loopback
@@ -76,12 +78,12 @@ CONTENDERS = {
     "e": ("pgoutput", "pgstream --streaming (proto v2) > /dev/null"),
     "f": ("pgoutput", "pgstream --read-delay-us=0 > /dev/null"),
     "g": ("pgoutput", "pg_recvlogical pgoutput binary > /dev/null"),
-    "h": ("pgoutput", "pgstream --read-hold > /dev/null"),
+    "h": ("pgoutput", "pgstream --read-hold=false > /dev/null"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
 PGSTREAM_ARGS = {"c": (), "e": ("--streaming",), "f": ("--read-delay-us=0",),
-                 "h": ("--read-hold",)}
+                 "h": ("--read-hold=false",)}
 
 
 def log(msg):

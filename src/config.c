@@ -64,7 +64,7 @@ static const struct option_def OPTIONS[] = {
     {"read-delay-us", "READ_DELAY_US", OPT_MICROS, F(read_delay_us), "MICROSECONDS",
      "pause after each read so the server's messages arrive in batches (default 300; 0: none)"},
     {"read-hold", "READ_HOLD", OPT_BOOL, F(read_hold), NULL,
-     "server on this host over TCP: hold the receive window under load (README, Performance)"},
+     "server on this host over TCP: hold the receive window under load (default true)"},
     {"streaming", "STREAMING", OPT_BOOL, F(streaming), NULL,
      "receive large transactions while in progress (PG 14+), spooled to $TMPDIR until commit"},
     {"temporary-slot", "TEMPORARY_SLOT", OPT_BOOL, F(temporary_slot), NULL,
@@ -450,6 +450,7 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *e)
 	cfg->reconnect_max_ms = 30000;
 	cfg->receiver_timeout_ms = 60000;
 	cfg->read_delay_us = 300;
+	cfg->read_hold = true;
 	cfg->log_level = LOG_INFO;
 	cfg->fsync = true;
 

@@ -464,12 +464,15 @@ static bool status_due(const struct daemon *d)
  * grow memory, so stop reading from the server - TCP flow control then
  * holds the walsender back - but keep sending status updates so the server
  * does not time the connection out. Nothing unwritten is acknowledged.
+ * The hold's small receive buffer would not survive a long wait (conn.c):
+ * it is given up first.
  */
 static int wait_for_sink(struct daemon *d, struct err *e)
 {
 	int64_t since = clock_ms();
 	bool warned = false;
 
+	conn_release_hold(d->conn);
 	while (sink_blocked(d->sink) && !*d->stop) {
 		int64_t now = clock_ms();
 

@@ -488,20 +488,17 @@ static bool server_sees_us(PGconn *pg, unsigned self_port, unsigned peer_port)
  * 0.52-0.54 s per million for pgstream; 128 kB 151,000 at 0.54; 256 kB
  * 151,000 at 0.72; unset 103,000 at 1.31.
  *
- * Opt-in (--read-hold) because of what a fixed buffer does when the sink
- * stalls and we stop reading: the buffer fills within a second, and in
- * test_faults_sink's stdout stall the server then stopped receiving our
- * status updates (its socket counted drops, its retransmit timer backed
- * off) and ended the connection after wal_sender_timeout, in about a third
- * of the runs - also with the release before the hold and a 64 kB buffer
- * set by LD_PRELOAD, so the buffer, not the hold's reading, does it. The
- * capture (README, Performance): the full buffer of small segments runs out
- * of memory inside the window it advertised, Linux drops those segments,
- * the server's sequence runs ahead of our zero window, and from then on
- * Linux drops every segment from the server as out of window - with it
- * the acknowledgements of our status updates, which our TCP then resends
- * with backoff instead of sending new ones. pgstream reconnects and loses
- * nothing, but a stall must not break the connection by default.
+ * A fixed buffer must not stay small while we stop reading because the
+ * sink stalls (conn_release_hold). Left small, it filled within a second,
+ * and in test_faults_sink's stdout stall the server then stopped receiving
+ * our status updates and ended the connection after wal_sender_timeout, in
+ * 5 of 16 runs under ASan with two runs in parallel (0 of 16 without the
+ * fixed buffer). The capture (README, Performance): the full buffer of small
+ * segments runs out of memory inside the window it advertised, Linux drops
+ * those segments, the server's sequence runs ahead of our zero window, and
+ * from then on Linux drops every segment from the server as out of window -
+ * with it the acknowledgements of our status updates, which our TCP then
+ * resends with backoff instead of sending new ones.
  */
 #define HOLD_RCVBUF (64 * 1024)
 
@@ -528,6 +525,39 @@ static void allow_hold(struct pg_conn *c, const struct conn_params *p)
 	c->pace.hold_allowed = true;
 	log_debug("server on this host over TCP: receive buffer %d kB, read hold under load",
 	          HOLD_RCVBUF / 1024);
+}
+
+/*
+ * The sink stalled: raise the buffer for the rest of the connection, so that
+ * what the server sends while we do not read has room, as it has in a buffer
+ * Linux sizes itself. Linux cannot hand the size back to its own tuning once
+ * it was set, and caps what we ask for at net.core.rmem_max (208 kB on a
+ * stock Debian, which is still three times the hold's). With it raised, the
+ * same 16 runs of the stall test all kept their connection. The hold ends
+ * with it: shrinking the buffer again under a window already advertised
+ * would drop segments inside that window. A reconnect starts afresh.
+ */
+#define STALL_RCVBUF (4 * 1024 * 1024)
+
+void conn_release_hold(struct pg_conn *c)
+{
+	int fd = PQsocket(c->pg);
+	int size = STALL_RCVBUF;
+	socklen_t len = sizeof size;
+
+	if (c == NULL || !c->pace.hold_allowed)
+		return;
+	c->pace.hold_allowed = false;
+	c->pace.holding = false;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, &len) != 0) {
+		log_warn("could not raise the receive buffer while output is blocked: %s",
+		         strerror(errno));
+		return;
+	}
+	log_debug("output blocked: receive buffer raised to %d kB, read hold off for this "
+	          "connection",
+	          size / 1024);
 }
 
 struct pg_conn *conn_open(const struct conn_params *p, struct conn_info *info, struct err *e)

@@ -63,6 +63,11 @@ int conn_prepare(struct pg_conn *c, const struct conn_params *p, struct conn_inf
 int conn_start_replication(struct pg_conn *c, const struct conn_params *p,
                            const struct conn_info *info, uint64_t start_lsn, struct err *e);
 
+/* The sink stopped taking output and we stop reading: give up the hold's
+ * small receive buffer for the rest of this connection (conn.c says why).
+ * Does nothing without the hold; accepts NULL. */
+void conn_release_hold(struct pg_conn *c);
+
 void conn_close(struct pg_conn *c); /* accepts NULL */
 
 /* Check that libpq can parse a URL or conninfo (NULL is fine: libpq's

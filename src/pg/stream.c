@@ -40,9 +40,10 @@
  * message leaves as its own segment, and then each costs both sides a trip
  * through the stack: 1.3-1.7 s per million changes for pgstream, ~10 for
  * the walsender. The one thing a reader controls is its receive window. So
- * with --read-hold (opt-in: conn.c says why), over TCP to a server on this
- * host - where a small window costs no throughput, the round trip being
- * microseconds - conn.c fixes the receive buffer small (HOLD_RCVBUF), and
+ * (--read-hold, on by default) over TCP to a server on this host - where a
+ * small window costs no throughput, the round trip being microseconds -
+ * conn.c fixes the receive buffer small (HOLD_RCVBUF) until the sink first
+ * stalls (conn_release_hold: a long stall must not find it small), and
  * under load (HOLD_ENTER_RATE) we read at most hold_budget bytes per
  * HOLD_PAUSE_US: the window closes, the server's messages queue in its
  * socket and leave in large segments once we read. The budget follows the

@@ -72,7 +72,8 @@ struct stream_pace {
 	/* The hold (stream.c): over TCP to a server on this host, under load,
 	 * read a budget per longer pause so that the server's sends queue up
 	 * and coalesce. */
-	bool hold_allowed;   /* set by conn.c: same-host TCP, pacing on */
+	bool hold_allowed;   /* set by conn.c: same-host TCP, pacing on; cleared
+	                        by conn_release_hold */
 	bool holding;        /* under load: hold_budget per HOLD_PAUSE_US */
 	size_t hold_budget;  /* bytes read per pause while holding */
 	int64_t last_sent;   /* newest XLogData's send time (server clock) */

@@ -10,6 +10,8 @@ the pause) for the same events."""
 import json
 import os
 import re
+import subprocess
+import time
 import unittest
 
 from harness import Cluster, PgStream, lsn_str
@@ -32,7 +34,7 @@ def setUpModule():
     C.sql("CREATE PUBLICATION pgstream_pub FOR TABLE paced")
     C.sql("CREATE PUBLICATION wide_pub FOR TABLE wide")
     for slot in ("unpaced", "paced", "paced_long", "segments", "hold", "unpaced_debug", "proxied",
-                 "segments_default_check"):
+                 "segments_default_check", "hold_off", "stalled"):
         C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
     C.sql("INSERT INTO wide SELECT g, repeat(md5(g::text), 25) FROM generate_series(1, %s) g",
           (WIDE_ROWS,))
@@ -109,11 +111,11 @@ class Pacing(unittest.TestCase):
         self.assertEqual(per_segment, received // segments)
 
     def test_hold_on_same_host_tcp(self):
-        # --read-hold, and the server is on this host and reached over TCP
+        # By default, with the server on this host and reached over TCP
         # (127.0.0.1): the receive buffer is fixed for the hold, and the 40 MB
         # transaction arrives fast enough to start it. Every row arrives,
         # once, in order.
-        rc, out, _, err = stream("hold", "--read-hold", "--log-level", "debug", pub="wide_pub")
+        rc, out, _, err = stream("hold", "--log-level", "debug", pub="wide_pub")
         self.assertEqual(rc, 0, err)
         ids = [int(json.loads(line)["new"]["id"]) for line in out.splitlines()]
         self.assertEqual(ids, list(range(1, WIDE_ROWS + 1)))
@@ -135,7 +137,7 @@ class Pacing(unittest.TestCase):
         proxy = TcpProxy(C.port)
         try:
             url = "postgresql://postgres@127.0.0.1:%d/postgres" % proxy.port
-            rc, out, _, err = stream("proxied", "--read-hold", "--log-level", "debug", url=url)
+            rc, out, _, err = stream("proxied", "--log-level", "debug", url=url)
         finally:
             proxy.close()
         self.assertEqual(rc, 0, err)
@@ -144,12 +146,11 @@ class Pacing(unittest.TestCase):
         self.assertNotIn("receive buffer", err)
         self.assertNotIn("read hold on", err)
 
-    def test_no_hold_unless_asked_or_when_unpaced(self):
-        # By default the receive buffer is left to Linux (test_logs_tcp_
-        # segments runs with the default at debug level); with
+    def test_no_hold_when_off_or_unpaced(self):
+        # With --read-hold=false the receive buffer is left to Linux; with
         # --read-delay-us=0 pgstream reads as pg_recvlogical does, no pause
         # and so no hold, even with --read-hold.
-        rc, _, _, err = stream("segments_default_check", "--log-level", "debug")
+        rc, _, _, err = stream("hold_off", "--read-hold=false", "--log-level", "debug")
         self.assertEqual(rc, 0, err)
         self.assertNotIn("receive buffer", err)
         rc, out, _, err = stream("unpaced_debug", "--read-hold", "--read-delay-us=0",
@@ -158,6 +159,35 @@ class Pacing(unittest.TestCase):
         self.assertEqual(out.count("\n"), ROWS + SMALL_TXNS)
         self.assertNotIn("receive buffer", err)
         self.assertNotIn("read hold", err)
+
+    def test_stalled_output_releases_the_small_buffer(self):
+        # Nobody reads pgstream's stdout for a while, as the 40 MB
+        # transaction streams: the sink blocks, and before pgstream stops
+        # reading it raises the hold's 64 kB receive buffer (Linux reports
+        # twice what was set, so 128 kB was the hold's), so that a long
+        # stall cannot leave the connection unable to hear the server
+        # (conn.c; test_faults_sink's stall test runs it for longer than
+        # wal_sender_timeout). Then every row still arrives, once, in order.
+        p = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), "--log-level", "debug",
+                     slot="stalled", pub="wide_pub")
+        with open(p.err_path, "ab") as err:
+            p.proc = subprocess.Popen(p.argv, stdout=subprocess.PIPE, stderr=err, env=p.env)
+        try:
+            p.wait_stderr("output blocked: receive buffer raised")
+            time.sleep(1)  # stalled, not reading
+            out = p.proc.stdout.read()
+            self.assertEqual(p.proc.wait(60), 0, p.stderr())
+            err = p.stderr()
+            self.assertIn("server on this host over TCP: receive buffer 64 kB", err)
+            kb = int(re.search(r"receive buffer raised to (\d+) kB", err).group(1))
+            self.assertGreater(kb, 128, err)
+            self.assertEqual(err.count("receive buffer raised"), 1, err)
+            ids = [int(json.loads(line)["new"]["id"]) for line in out.splitlines()]
+            self.assertEqual(ids, list(range(1, WIDE_ROWS + 1)))
+            print("output stalled: receive buffer raised to %d kB" % kb)
+        finally:
+            p.proc.stdout.close()
+            p.close()
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg.publication, "pgstream_pub");
 	assert_int_equal(cfg.status_interval_ms, 10000);
 	assert_int_equal(cfg.read_delay_us, 300);
+	assert_true(cfg.read_hold);
 	assert_true(cfg.fsync);
 	assert_false(cfg.temporary_slot);
 	config_reset(&cfg);
@@ -104,6 +105,7 @@ static void test_values_parse(void **state)
 	                "--create-publication",
 	                "--fsync=false",
 	                "--read-delay-us=0",
+	                "--read-hold=false",
 	                NULL};
 
 	(void)state;
@@ -115,6 +117,7 @@ static void test_values_parse(void **state)
 	assert_true(cfg.create_publication);
 	assert_false(cfg.fsync);
 	assert_int_equal(cfg.read_delay_us, 0);
+	assert_false(cfg.read_hold);
 	config_reset(&cfg);
 }
 
