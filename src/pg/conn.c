@@ -541,23 +541,29 @@ static void allow_hold(struct pg_conn *c, const struct conn_params *p)
 
 void conn_release_hold(struct pg_conn *c)
 {
-	int fd = PQsocket(c->pg);
-	int size = STALL_RCVBUF;
+	int fd, size = STALL_RCVBUF;
 	socklen_t len = sizeof size;
 
 	if (c == NULL || !c->pace.hold_allowed)
 		return;
 	c->pace.hold_allowed = false;
 	c->pace.holding = false;
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) != 0 ||
+	fd = PQsocket(c->pg);
+	if (fd < 0) {
+		log_warn("could not raise the receive buffer while output is blocked: no socket");
+		return;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) != 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, &len) != 0) {
 		log_warn("could not raise the receive buffer while output is blocked: %s",
 		         strerror(errno));
 		return;
 	}
+	/* getsockopt reports twice what was granted (Linux's bookkeeping): halve
+	 * it to compare with the 64 kB the hold set. */
 	log_debug("output blocked: receive buffer raised to %d kB, read hold off for this "
 	          "connection",
-	          size / 1024);
+	          size / 2 / 1024);
 }
 
 struct pg_conn *conn_open(const struct conn_params *p, struct conn_info *info, struct err *e)
