@@ -478,6 +478,33 @@ static bool server_sees_us(PGconn *pg, unsigned self_port, unsigned peer_port)
 	return same;
 }
 
+/* The largest receive buffer setsockopt may grant; 0 if unknown. */
+static long rmem_max(void)
+{
+	FILE *f = fopen("/proc/sys/net/core/rmem_max", "r");
+	long v = 0;
+
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = 0;
+	fclose(f);
+	return v;
+}
+
+/*
+ * The sink stalled: raise the buffer for the rest of the connection, so that
+ * what the server sends while we do not read has room, as it has in a buffer
+ * Linux sizes itself. Linux cannot hand the size back to its own tuning once
+ * it was set, and caps what we ask for at net.core.rmem_max. With 4 MB, 32
+ * runs of the stall test (ASan, two in parallel) all kept their connection;
+ * capped at a stock Debian's 208 kB, 4 of 16 lost it - so the hold is used
+ * only where rmem_max grants the whole STALL_RCVBUF. The hold ends
+ * with it: shrinking the buffer again under a window already advertised
+ * would drop segments inside that window. A reconnect starts afresh.
+ */
+#define STALL_RCVBUF (4 * 1024 * 1024)
+
 /*
  * Set up stream.c's hold for a server on this host over TCP: fix the
  * receive buffer at HOLD_RCVBUF (Linux doubles it for its bookkeeping) so
@@ -511,6 +538,12 @@ static void allow_hold(struct pg_conn *c, const struct conn_params *p)
 	if (!p->read_hold || c->pace.delay_us <= 0 || fd < 0 ||
 	    !same_host_tcp(fd, &self_port, &peer_port))
 		return;
+	if (rmem_max() < STALL_RCVBUF) {
+		log_debug("read hold not used: net.core.rmem_max is under the %d kB a stalled "
+		          "output needs",
+		          STALL_RCVBUF / 1024);
+		return;
+	}
 	if (!server_sees_us(c->pg, self_port, peer_port)) {
 		log_debug("read hold not used: the server does not see our port %u as its "
 		          "client's (a proxy in between?)",
@@ -526,18 +559,6 @@ static void allow_hold(struct pg_conn *c, const struct conn_params *p)
 	log_debug("server on this host over TCP: receive buffer %d kB, read hold under load",
 	          HOLD_RCVBUF / 1024);
 }
-
-/*
- * The sink stalled: raise the buffer for the rest of the connection, so that
- * what the server sends while we do not read has room, as it has in a buffer
- * Linux sizes itself. Linux cannot hand the size back to its own tuning once
- * it was set, and caps what we ask for at net.core.rmem_max (208 kB on a
- * stock Debian, which is still three times the hold's). With it raised, the
- * same 16 runs of the stall test all kept their connection. The hold ends
- * with it: shrinking the buffer again under a window already advertised
- * would drop segments inside that window. A reconnect starts afresh.
- */
-#define STALL_RCVBUF (4 * 1024 * 1024)
 
 void conn_release_hold(struct pg_conn *c)
 {
