@@ -39,7 +39,7 @@ def setUpModule():
     C.sql("CREATE PUBLICATION pgstream_pub FOR TABLE paced")
     C.sql("CREATE PUBLICATION wide_pub FOR TABLE wide")
     for slot in ("unpaced", "paced", "paced_long", "segments", "hold", "unpaced_debug", "proxied",
-                 "segments_default_check", "hold_off", "stalled"):
+                 "hold_off", "stalled"):
         C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
     C.sql("INSERT INTO wide SELECT g, repeat(md5(g::text), 25) FROM generate_series(1, %s) g",
           (WIDE_ROWS,))
@@ -56,6 +56,11 @@ def setUpModule():
 
 def tearDownModule():
     C.close()
+
+
+def wide_ids(out):
+    """The ids of the wide rows in pgstream's output, in order."""
+    return [int(json.loads(line)["new"]["id"]) for line in out.splitlines()]
 
 
 def stream(slot, *args, pub="pgstream_pub", url=None):
@@ -122,8 +127,7 @@ class Pacing(unittest.TestCase):
         # once, in order.
         rc, out, _, err = stream("hold", "--log-level", "debug", pub="wide_pub")
         self.assertEqual(rc, 0, err)
-        ids = [int(json.loads(line)["new"]["id"]) for line in out.splitlines()]
-        self.assertEqual(ids, list(range(1, WIDE_ROWS + 1)))
+        self.assertEqual(wide_ids(out), list(range(1, WIDE_ROWS + 1)))
         if not HOLD_POSSIBLE:
             self.assertIn(NO_RMEM, err)
             self.assertNotIn("read hold on", err)
@@ -197,8 +201,7 @@ class Pacing(unittest.TestCase):
             # The rest of the 40 MB arrives fast enough to start the hold
             # again, had the release not ended it for this connection.
             self.assertNotIn("read hold on", err.split("receive buffer raised", 1)[1], err)
-            ids = [int(json.loads(line)["new"]["id"]) for line in out.splitlines()]
-            self.assertEqual(ids, list(range(1, WIDE_ROWS + 1)))
+            self.assertEqual(wide_ids(out), list(range(1, WIDE_ROWS + 1)))
             print("output stalled: receive buffer raised to %d kB" % kb)
         finally:
             p.proc.stdout.close()
