@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench.py — pgstream's benchmark (issue 5), driven by bench/run.sh.
 
-Every contender reads the same WAL: the reference workload (../shared/bench)
+Every contender reads the same WAL: the reference workload (bench/workload/)
 runs once, after one replication slot per contender and repetition has been
 created, and each contender then reads its own slot up to the same end LSN.
 
@@ -490,8 +490,8 @@ class Bench:
     def throughput(self):
         a, s = self.args, self.server
         names = [n for n in CONTENDERS if s.unix or not n.endswith("-unix")]
-        shared = a.shared
-        s.psql("-f", os.path.join(shared, "schema.sql"))
+        wl = a.workload
+        s.psql("-f", os.path.join(wl, "schema.sql"))
         s.sql("DROP PUBLICATION IF EXISTS bench_pub")
         s.sql("CREATE PUBLICATION bench_pub FOR TABLE bench_orders")
         slots = {("warm", 0): "bench_warm"}
@@ -505,7 +505,7 @@ class Bench:
             s.create_slot(slot, CONTENDERS.get(n, ("pgoutput",))[0])
         log("%d slots created; running the workload, N=%d" % (len(slots), a.n))
         t0 = time.perf_counter()
-        s.psql("-v", "n=%d" % a.n, "-f", os.path.join(shared, "workload.sql"))
+        s.psql("-v", "n=%d" % a.n, "-f", os.path.join(wl, "workload.sql"))
         workload_s = time.perf_counter() - t0
         n = a.n
         self.changes = n + n // 2 + n // 4 + n // 4
@@ -856,8 +856,9 @@ def main():
     ap.add_argument("--smoke", action="store_true",
                     help="N=2000, 1 rep, short latency and big-txn runs; check counts")
     ap.add_argument("--bin", default=os.environ.get("PGSTREAM_BIN"), help="pgstream binary")
-    ap.add_argument("--shared", default=os.environ.get("PGSTREAM_SHARED",
-                                                       os.path.join(ROOT, "..", "shared", "bench")))
+    ap.add_argument("--workload", default=os.environ.get("PGSTREAM_WORKLOAD",
+                                                         os.path.join(HERE, "workload")),
+                    help="folder with schema.sql and workload.sql")
     ap.add_argument("--lat-rate", type=int, default=5000)
     ap.add_argument("--lat-seconds", type=int, default=10)
     ap.add_argument("--lat-clients", type=int, default=4)
@@ -878,8 +879,8 @@ def main():
         a.n, a.reps, a.lat_seconds, a.big_rows = 2000, 1, 2, 20000
     if not a.bin or not os.access(a.bin, os.X_OK):
         die("no pgstream binary (--bin or PGSTREAM_BIN)")
-    if not os.path.exists(os.path.join(a.shared, "workload.sql")):
-        die("no workload at %s (set PGSTREAM_SHARED to shared/bench)" % a.shared)
+    if not os.path.exists(os.path.join(a.workload, "workload.sql")):
+        die("no workload at %s (--workload or PGSTREAM_WORKLOAD)" % a.workload)
 
     server = Server(os.environ.get("DATABASE_URL"))
     bench = Bench(a, server)

@@ -19,11 +19,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 
-# The reference workload lives beside the clone: ../shared/bench.
-: "${PGSTREAM_SHARED:=$root/../shared/bench}"
-export PGSTREAM_SHARED
-[ -f "$PGSTREAM_SHARED/workload.sql" ] ||
-  { echo "bench: no $PGSTREAM_SHARED/workload.sql (set PGSTREAM_SHARED)" >&2; exit 1; }
+# The reference workload is kept in the repository (bench/workload/, a copy
+# of the project's shared reference; bench/check_workload.sh compares them).
+: "${PGSTREAM_WORKLOAD:=$here/workload}"
+export PGSTREAM_WORKLOAD
+[ -f "$PGSTREAM_WORKLOAD/workload.sql" ] ||
+  { echo "bench: no $PGSTREAM_WORKLOAD/workload.sql (set PGSTREAM_WORKLOAD)" >&2; exit 1; }
 
 # Dependencies: the build and test ones, plus wal2json, GNU time (client CPU
 # and peak RSS) and, for --profile, valgrind and perf.

@@ -25,6 +25,7 @@ enum opt_kind {
 	OPT_FORMAT,
 	OPT_LOGLEVEL,
 	OPT_SLOTNAME,
+	OPT_UTF8POLICY,
 };
 
 struct option_def {
@@ -65,6 +66,9 @@ static const struct option_def OPTIONS[] = {
      "pause after each read so the server's messages arrive in batches (default 300; 0: none)"},
     {"read-hold", "READ_HOLD", OPT_BOOL, F(read_hold), NULL,
      "server on this host over TCP: hold the receive window under load (default true)"},
+    {"invalid-utf8", "INVALID_UTF8", OPT_UTF8POLICY, F(invalid_utf8), "replace|fail",
+     "SQL_ASCII databases: bytes not valid UTF-8 become U+FFFD (warned, counted) or stop "
+     "pgstream (default replace)"},
     {"streaming", "STREAMING", OPT_BOOL, F(streaming), NULL,
      "receive large transactions while in progress (PG 14+), spooled to $TMPDIR until commit"},
     {"temporary-slot", "TEMPORARY_SLOT", OPT_BOOL, F(temporary_slot), NULL,
@@ -237,6 +241,16 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               "invalid value for %s%s: \"%s\" (expected json or pretty)",
 			               source, opt->flag, show(&sh, value));
 		cfg->format_set = true;
+		return 0;
+	case OPT_UTF8POLICY:
+		if (strcmp(value, "replace") == 0)
+			cfg->invalid_utf8 = UTF8_REPLACE;
+		else if (strcmp(value, "fail") == 0)
+			cfg->invalid_utf8 = UTF8_FAIL;
+		else
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected replace or fail)",
+			               source, opt->flag, show(&sh, value));
 		return 0;
 	case OPT_LOGLEVEL:
 		level = log_level_parse(value);

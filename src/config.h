@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "event/json.h"
+#include "event/utf8guard.h"
 #include "util/err.h"
 
 struct config {
@@ -33,6 +34,7 @@ struct config {
 	int read_delay_us;       /* pause between socket reads so messages batch up */
 	bool read_hold;          /* hold the receive window under load (stream.c) */
 	int log_level;
+	enum utf8_policy invalid_utf8; /* SQL_ASCII databases: replace or fail */
 	bool temporary_slot;
 	bool create_publication;
 	bool streaming; /* protocol v2 streaming of in-progress transactions */

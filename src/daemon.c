@@ -20,6 +20,7 @@
 
 #include "checkpoint.h"
 #include "event/json.h"
+#include "event/utf8guard.h"
 #include "pg/catalog.h"
 #include "pg/conn.h"
 #include "pg/pgoutput.h"
@@ -53,10 +54,14 @@ struct daemon {
 	uint64_t seq;            /* number of the last event handed to the sink */
 	uint64_t written_lsn;    /* highest WAL position processed */
 	uint64_t reported_flush; /* last flush LSN sent to the server */
+	struct utf8guard utf8;   /* SQL_ASCII databases only (utf8guard.h) */
+	struct buf converted;    /* message content converted to UTF-8 */
 
 	/* Per session. */
 	struct pg_conn *conn;
 	struct pgo_decoder *dec;
+	char encoding[32]; /* the database's, as the server names it */
+	bool sql_ascii;    /* ... and it is SQL_ASCII (utf8guard.h) */
 	bool in_txn;
 	struct event_txn txn;
 	bool reached_end;
@@ -78,6 +83,8 @@ struct daemon {
 
 static int emit(struct daemon *d, const struct event *ev, struct err *e)
 {
+	if (d->sql_ascii && utf8guard_check_event(&d->utf8, ev, e) < 0)
+		return -1;
 	json_write_event(sink_buf(d->sink), ev, d->format);
 	return sink_event_done(d->sink, ++d->seq, e);
 }
@@ -175,6 +182,19 @@ static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t ls
 	};
 
 	ev.txn = ev.transactional && d->in_txn ? &d->txn : NULL;
+	/* pgoutput sends the content unconverted, in the database's encoding;
+	 * content that is not text in it stays as sent (base64 in the event). */
+	if (!d->sql_ascii && strcmp(d->encoding, "UTF8") != 0) {
+		int rc = catalog_to_utf8(d->cat, d->encoding, ev.content, ev.content_len,
+		                         &d->converted, e);
+
+		if (rc < 0)
+			return -1;
+		if (rc > 0) {
+			ev.content = (const uint8_t *)d->converted.data;
+			ev.content_len = (uint32_t)d->converted.len;
+		}
+	}
 	return emit(d, &ev, e);
 }
 
@@ -327,18 +347,22 @@ static int stream_abort(struct daemon *d, const struct pgo_msg *m, struct err *e
 
 /* A Relation message arrived: domains and arrays of user types render like
  * their base types, so ask the catalog (a failed lookup degrades those
- * columns to strings, loudly); then let the encoder escape the names once. */
-static void prepare_relation(struct daemon *d, uint32_t relid)
+ * columns to strings, loudly); then let the encoder escape the names once.
+ * Fails only for names that are not UTF-8 under --invalid-utf8=fail. */
+static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, struct err *e)
 {
 	struct relation *rel = relcache_get(pgoutput_relcache(d->dec), relid);
-	struct err e;
+	struct err ce;
 
 	if (rel == NULL)
-		return;
-	if (catalog_resolve_relation(d->cat, rel, &e) < 0)
-		log_warn("%s; user-defined types of %s.%s are emitted as strings", e.msg,
+		return 0;
+	if (d->sql_ascii && utf8guard_check_relation(&d->utf8, rel, lsn, e) < 0)
+		return -1;
+	if (catalog_resolve_relation(d->cat, rel, &ce) < 0)
+		log_warn("%s; user-defined types of %s.%s are emitted as strings", ce.msg,
 		         rel->nspname, rel->relname);
 	json_relation_prepare(rel);
+	return 0;
 }
 
 /* One pgoutput message at WAL position lsn (its XLogData start). */
@@ -365,8 +389,7 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 		}
 		return handle_message(d, m, lsn, e);
 	case PGO_RELATION:
-		prepare_relation(d, m->u.relation.rel->oid);
-		return 0;
+		return prepare_relation(d, m->u.relation.rel->oid, lsn, e);
 	case PGO_TYPE:
 	case PGO_ORIGIN:
 		return 0; /* the decoder keeps what matters */
@@ -619,7 +642,16 @@ static int run_session(struct daemon *d, struct err *e)
 		session_end(d);
 		return -1;
 	}
-	log_debug("server %s, version %d", info.description, info.server_version);
+	log_debug("server %s, version %d, encoding %s", info.description, info.server_version,
+	          info.server_encoding);
+	snprintf(d->encoding, sizeof d->encoding, "%s", info.server_encoding);
+	d->sql_ascii = strcmp(d->encoding, "SQL_ASCII") == 0;
+	if (d->sql_ascii)
+		log_info("database encoding SQL_ASCII: text is sent as stored, bytes that are not "
+		         "UTF-8 are %s",
+		         d->utf8.policy == UTF8_FAIL ? "refused (--invalid-utf8=fail)"
+		                                     : "replaced with U+FFFD and warned about");
+
 	d->dec = pgoutput_new(info.proto_version);
 	if (d->dec == NULL) {
 		session_end(d);
@@ -722,6 +754,8 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	int rc;
 
 	d.format = pick_format(cfg);
+	utf8guard_init(&d.utf8, cfg->invalid_utf8);
+	buf_init(&d.converted, 0);
 	d.sink = sink_open(&scfg, e);
 	if (d.sink == NULL)
 		return -1;
@@ -774,6 +808,8 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		if (confirm(&d, true, &ignored) < 0)
 			log_warn("%s", ignored.msg);
 	}
+	utf8guard_log_summary(&d.utf8);
+	buf_reset(&d.converted);
 	checkpoint_reset(&d.cp);
 	catalog_free(d.cat);
 	sink_close(d.sink);

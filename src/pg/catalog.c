@@ -1,5 +1,6 @@
 /*
- * catalog.c — type lookups over an ordinary connection; see catalog.h.
+ * catalog.c — type lookups and text conversion over an ordinary
+ * connection; see catalog.h.
  *
  * A database has few user-defined types in its published tables, and a
  * lookup happens only when a Relation message arrives (once per table per
@@ -7,6 +8,8 @@
  */
 #include "pg/catalog.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,4 +182,52 @@ int catalog_resolve_relation(struct catalog *cat, struct relation *rel, struct e
 			return -1;
 	}
 	return 0;
+}
+
+static bool all_ascii(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] >= 0x80)
+			return false;
+	return true;
+}
+
+int catalog_to_utf8(struct catalog *cat, const char *encoding, const uint8_t *in, size_t len,
+                    struct buf *out, struct err *e)
+{
+	/* convert_from validates the bytes as text in that encoding (NUL
+	 * included); the result reaches us converted to client_encoding. */
+	static const char SQL[] = "SELECT pg_catalog.convert_from($1, $2)";
+	static const Oid TYPES[2] = {17 /* bytea */, 19 /* name */};
+	static const int FORMATS[2] = {1, 0}; /* the bytes as they are; the name as text */
+	const char *params[2] = {(const char *)in, encoding};
+	int lengths[2] = {(int)len, 0};
+	const char *state;
+	PGresult *res;
+	int rc = 1;
+
+	buf_clear(out);
+	if (all_ascii(in, len))
+		return 0;
+	if (len > INT32_MAX)
+		return 0; /* larger than a bytea parameter can be: kept as sent */
+	if (ensure_connected(cat, e) < 0)
+		return -1;
+	res = PQexecParams(cat->pg, SQL, 2, TYPES, params, lengths, FORMATS, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		buf_append(out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+		if (!buf_ok(out))
+			rc = err_set(e, "could not convert message content: out of memory");
+	} else {
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		/* 22021 character_not_in_repertoire: not text in that encoding;
+		 * 22P05 untranslatable_character: text with no UTF-8 form. */
+		if (state && (strcmp(state, "22021") == 0 || strcmp(state, "22P05") == 0) &&
+		    PQstatus(cat->pg) == CONNECTION_OK)
+			rc = 0;
+		else
+			rc = conn_result_error(cat->pg, res, e, "convert message content to UTF-8");
+	}
+	PQclear(res);
+	return rc;
 }

@@ -1,10 +1,17 @@
 /*
- * catalog.h — what the replication stream does not say about types.
+ * catalog.h — what the replication stream leaves to ask of the server, over
+ * a second, ordinary connection opened on first need.
  *
- * pgoutput names a column's type by OID only. Built-in OIDs are known
+ * Types: pgoutput names a column's type by OID only. Built-in OIDs are known
  * (valtype_for_oid); for user-defined ones (domains, arrays of domains)
- * this module asks pg_type over a second, ordinary connection opened on
- * first need, and caches the answer for the life of the process.
+ * this module asks pg_type, and caches the answer for the life of the
+ * process.
+ *
+ * Text: pgoutput converts names and values to the client's encoding (UTF8,
+ * see conn.c) but copies a logical message's content as raw bytes in the
+ * database's encoding. Converting those bytes with the server's own
+ * conversion gives exactly the characters its values convert to (iconv's
+ * tables differ: its CP1258 composes what PostgreSQL keeps apart).
  */
 #ifndef PGSTREAM_CATALOG_H
 #define PGSTREAM_CATALOG_H
@@ -13,6 +20,7 @@
 
 #include "event/valtype.h"
 #include "pg/relcache.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 struct catalog;
@@ -27,6 +35,16 @@ void catalog_free(struct catalog *cat); /* accepts NULL */
  * keep the string rendering); the caller decides whether that is fatal.
  */
 int catalog_resolve_relation(struct catalog *cat, struct relation *rel, struct err *e);
+
+/*
+ * Convert in[0..len), text in the database's encoding (named as the server
+ * names it, e.g. "LATIN1"), to UTF-8 in out (cleared first). Returns 1 if
+ * out holds the converted text, 0 if in is best kept as it is (pure ASCII,
+ * or not text in that encoding: binary content), -1 with *e set if the
+ * server could not be asked.
+ */
+int catalog_to_utf8(struct catalog *cat, const char *encoding, const uint8_t *in, size_t len,
+                    struct buf *out, struct err *e);
 
 /* Close the connection (kept closed until the next lookup), keeping the cache. */
 void catalog_disconnect(struct catalog *cat);

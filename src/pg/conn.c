@@ -134,11 +134,31 @@ void conn_describe(const char *database_url, char *out, size_t outlen)
  * Connect using the user's URL/conninfo with our additions: replication=
  * database (logical walsender that also takes SQL) unless asked for an
  * ordinary session, our session settings appended to any options the user
- * gave, and an application name.
+ * gave, client_encoding UTF8 and an application name.
+ *
+ * client_encoding is ours, not the user's: pgoutput converts names and
+ * values to the client's encoding before sending them, and events are
+ * UTF-8 JSON, so any other setting would corrupt text. A user's
+ * client_encoding (in the URL, PGCLIENTENCODING, or -c in options) is
+ * dropped or overridden: the server applies startup parameters after the
+ * options string, and conn_open checks what it reports. One exception: a
+ * SQL_ASCII database cannot convert, and rather than pass its bytes to a
+ * UTF8 client it checks them and fails the whole stream on the first that
+ * is not UTF-8 ("invalid byte sequence", in the walsender: every retry
+ * fails again). With client_encoding SQL_ASCII it sends them as stored,
+ * and event/utf8guard.h decides.
  */
+static bool is_sql_ascii(PGconn *pg)
+{
+	const char *server = PQparameterStatus(pg, "server_encoding");
+
+	return server && strcmp(server, "SQL_ASCII") == 0;
+}
+
 PGconn *conn_connect(const char *database_url, bool replication, struct err *e)
 {
 	PQconninfoOption *opts;
+	/* libpq has about 40 keywords; ours are the last 4, then the NULL. */
 	const char *keys[64], *vals[64];
 	char *errmsg = NULL;
 	struct buf options;
@@ -152,8 +172,9 @@ PGconn *conn_connect(const char *database_url, bool replication, struct err *e)
 		return NULL;
 	}
 	buf_init(&options, 4096);
-	for (PQconninfoOption *o = opts; o->keyword && n < 60; o++) {
-		if (o->val == NULL || strcmp(o->keyword, "replication") == 0)
+	for (PQconninfoOption *o = opts; o->keyword && n < 64 - 5; o++) {
+		if (o->val == NULL || strcmp(o->keyword, "replication") == 0 ||
+		    strcmp(o->keyword, "client_encoding") == 0)
 			continue;
 		if (strcmp(o->keyword, "options") == 0) {
 			buf_puts(&options, o->val);
@@ -167,6 +188,7 @@ PGconn *conn_connect(const char *database_url, bool replication, struct err *e)
 	if (replication)
 		keys[n] = "replication", vals[n++] = "database";
 	keys[n] = "options", vals[n++] = options.data;
+	keys[n] = "client_encoding", vals[n++] = "UTF8";
 	keys[n] = "fallback_application_name", vals[n++] = "pgstream";
 	keys[n] = NULL, vals[n] = NULL;
 
@@ -176,6 +198,8 @@ PGconn *conn_connect(const char *database_url, bool replication, struct err *e)
 		pg = PQconnectdbParams(keys, vals, 0);
 		if (pg == NULL)
 			err_set(e, "could not connect: out of memory");
+		else if (PQstatus(pg) == CONNECTION_OK && is_sql_ascii(pg))
+			PQsetClientEncoding(pg, "SQL_ASCII"); /* conn_open checks it took */
 	}
 	buf_reset(&options);
 	PQconninfoFree(opts);
@@ -587,6 +611,23 @@ void conn_release_hold(struct pg_conn *c)
 	          size / 2 / 1024);
 }
 
+/* The server must send UTF-8, or SQL_ASCII's bytes as stored (conn_connect
+ * says why); note its own encoding, which decides what else needs care
+ * (pg/encoding.h). */
+static int check_encoding(PGconn *pg, struct conn_info *info, struct err *e)
+{
+	const char *client = PQparameterStatus(pg, "client_encoding");
+	const char *server = PQparameterStatus(pg, "server_encoding");
+	const char *want = is_sql_ascii(pg) ? "SQL_ASCII" : "UTF8";
+
+	if (client == NULL || strcmp(client, want) != 0)
+		return err_set(e, "could not set client_encoding to %s: the server reports %s",
+		               want, client ? client : "none");
+	snprintf(info->server_encoding, sizeof info->server_encoding, "%s",
+	         server ? server : "UTF8");
+	return 0;
+}
+
 struct pg_conn *conn_open(const struct conn_params *p, struct conn_info *info, struct err *e)
 {
 	struct pg_conn *c = calloc(1, sizeof *c);
@@ -609,6 +650,8 @@ struct pg_conn *conn_open(const struct conn_params *p, struct conn_info *info, s
 		goto fail;
 	}
 	info->server_version = PQserverVersion(c->pg);
+	if (check_encoding(c->pg, info, e) < 0)
+		goto fail;
 	c->pace.record_reads = PQsslInUse(c->pg) || PQgssEncInUse(c->pg);
 	allow_hold(c, p);
 	return c;

@@ -39,6 +39,7 @@ struct conn_info {
 	bool streaming;              /* in-progress transactions requested */
 	uint64_t slot_confirmed_lsn; /* confirmed_flush_lsn of a reused slot */
 	uint64_t xlogpos;            /* IDENTIFY_SYSTEM's current WAL position */
+	char server_encoding[32];    /* the database's encoding, e.g. "UTF8", "LATIN1" */
 	char description[256];       /* redacted target for logs */
 };
 

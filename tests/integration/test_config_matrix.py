@@ -25,6 +25,7 @@ INVALID = {
     "--wal-receiver-timeout": ["", "0", "later"],
     "--read-delay-us": ["", "-1", "1.5", "100001", "1e3", "0x10", "99999999999999999999"],
     "--streaming": ["perhaps"],
+    "--invalid-utf8": ["", "ignore", "REPLACE", "fail "],
     "--temporary-slot": ["nope"],
     "--create-publication": ["sure"],
     "--tables": [""],

@@ -83,6 +83,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.status_interval_ms, 10000);
 	assert_int_equal(cfg.read_delay_us, 300);
 	assert_true(cfg.read_hold);
+	assert_int_equal(cfg.invalid_utf8, UTF8_REPLACE);
 	assert_true(cfg.fsync);
 	assert_false(cfg.temporary_slot);
 	config_reset(&cfg);
@@ -106,6 +107,7 @@ static void test_values_parse(void **state)
 	                "--fsync=false",
 	                "--read-delay-us=0",
 	                "--read-hold=false",
+	                "--invalid-utf8=fail",
 	                NULL};
 
 	(void)state;
@@ -118,6 +120,7 @@ static void test_values_parse(void **state)
 	assert_false(cfg.fsync);
 	assert_int_equal(cfg.read_delay_us, 0);
 	assert_false(cfg.read_hold);
+	assert_int_equal(cfg.invalid_utf8, UTF8_FAIL);
 	config_reset(&cfg);
 }
 
@@ -153,6 +156,7 @@ static void test_bad_values(void **state)
 	               NULL};
 	char *a14[] = {"pgstream", "--read-delay-us", "100001", NULL};
 	char *a15[] = {"pgstream", "--read-delay-us", " 5", NULL};
+	char *a16[] = {"pgstream", "--invalid-utf8", "ignore", NULL};
 
 	(void)state;
 	expect_error(a1, "--format");
@@ -170,6 +174,7 @@ static void test_bad_values(void **state)
 	expect_error(a13, "--start-lsn cannot be used with --temporary-slot");
 	expect_error(a14, "from 0 to 100000");
 	expect_error(a15, "--read-delay-us");
+	expect_error(a16, "(expected replace or fail)");
 }
 
 static void test_bad_env_value_names_source(void **state)

@@ -23,6 +23,7 @@
 #include "util/buf.h"
 
 #include "jsoncheck.h"
+#include "tuples.h"
 
 static void test_validator_self_check(void **state)
 {
@@ -649,19 +650,6 @@ static void test_random_utf8(void **state)
 /* ------------------------------------------------------------------------
  * Events
  * ------------------------------------------------------------------------ */
-
-#define TXT(s)                                                                                     \
-	{                                                                                          \
-		PGO_COL_TEXT, sizeof(s) - 1, s                                                     \
-	}
-#define NUL                                                                                        \
-	{                                                                                          \
-		PGO_COL_NULL, 0, NULL                                                              \
-	}
-#define TOAST                                                                                      \
-	{                                                                                          \
-		PGO_COL_UNCHANGED_TOAST, 0, NULL                                                   \
-	}
 
 /* public.users(id int4 key, name text, email text, tags text[], meta jsonb) */
 static struct relcol users_cols[] = {
