@@ -12,18 +12,22 @@
  *
  * Each message is copied into a heap block of exactly its size, so a read
  * one byte past it is an AddressSanitizer report rather than a silent read
- * of the next message. Every decoded change is encoded the way daemon.c
- * does it, in both formats, and each JSON line must pass the independent
- * validator in tests/common/jsoncheck.c: the decoder may reject input, but
- * what it accepts must always render as valid JSON.
+ * of the next message. Every decoded message becomes events through the
+ * daemon's own mapping (event/map.h, with its rules: a change outside a
+ * transaction is an error there too) and is encoded in both formats, and
+ * each JSON line must pass the independent validator in
+ * tests/common/jsoncheck.c: the decoder may reject input, but what it
+ * accepts must always render as valid JSON.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "event/encoder.h"
 #include "event/event.h"
-#include "event/json.h"
+#include "event/map.h"
+#include "event/relinfo.h"
 #include "pg/pgoutput.h"
 #include "pg/relcache.h"
 #include "util/buf.h"
@@ -39,6 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct session {
 	struct pgo_decoder *dec;
+	struct relmap *rels;
+	struct encoder *json, *pretty;
 	struct event_txn txn;
 	bool in_txn;
 	struct buf out;
@@ -58,28 +64,40 @@ static void check_line(const struct buf *b, const struct event *ev)
 static void encode(struct session *s, const struct event *ev)
 {
 	buf_clear(&s->out);
-	json_write_event(&s->out, ev, FORMAT_JSON);
+	encoder_write(s->json, &s->out, ev);
 	check_line(&s->out, ev);
 	buf_clear(&s->out);
-	json_write_event(&s->out, ev, FORMAT_PRETTY);
+	encoder_write(s->pretty, &s->out, ev);
 }
 
-/* The daemon asks the catalog how user-defined types render (domains like
- * their base type, arrays like arrays); stand in for it with a rendering
- * derived from the OID, so every valtype kind meets fuzzed column text. */
-static void resolve_types(struct session *s, uint32_t relid)
+/* A Relation message, as daemon.c's prepare_relation takes it: the daemon
+ * asks the catalog what user-defined types look like (domains like their
+ * base type, arrays like arrays); stand in for it with an answer derived
+ * from the OID, so every rendering meets fuzzed column text. Half the
+ * relations are prepared for the encoders, half are left to their slow
+ * path, which must write the same. */
+static void relation(struct session *s, uint32_t relid)
 {
-	struct relation *rel = relcache_get(pgoutput_relcache(s->dec), relid);
+	const struct relation *rel = relcache_get(pgoutput_relcache(s->dec), relid);
+	struct relinfo *ri = rel ? relmap_update(s->rels, rel) : NULL;
 
-	for (uint16_t i = 0; rel && i < rel->ncols; i++)
-		if (rel->cols[i].typoid >= 16384)
-			rel->cols[i].vt = valtype_for_oid(rel->cols[i].typoid & 0x3fff);
+	if (ri == NULL)
+		return;
+	for (uint16_t i = 0; i < rel->ncols; i++)
+		if (ri->types[i].base >= 16384)
+			ri->types[i] = (struct coltype){ri->types[i].base & 0x3fff,
+			                                (ri->types[i].base & 0x4000) != 0};
+	if (relid % 2 == 0) {
+		encoder_prepare_relation(s->json, ri);
+		encoder_prepare_relation(s->pretty, ri);
+	}
 }
 
 static void handle(struct session *s, const struct pgo_msg *m, uint64_t lsn)
 {
-	struct relcache *rc = pgoutput_relcache(s->dec);
-	struct event ev = {.lsn = lsn, .txn = &s->txn};
+	const struct event_txn *txn = s->in_txn ? &s->txn : NULL;
+	struct err e = {.msg = ""};
+	struct event ev;
 
 	switch (m->type) {
 	case PGO_BEGIN:
@@ -92,41 +110,26 @@ static void handle(struct session *s, const struct pgo_msg *m, uint64_t lsn)
 		s->in_txn = false;
 		return;
 	case PGO_RELATION:
-		resolve_types(s, m->u.relation.rel->oid);
+		relation(s, m->u.relation.rel->oid);
 		return;
 	case PGO_INSERT:
 	case PGO_UPDATE:
 	case PGO_DELETE:
-		/* The daemon refuses changes outside a transaction; encoding
-		 * them anyway only widens what the encoder is shown. */
-		ev.op = m->type == PGO_INSERT   ? EVENT_INSERT
-		        : m->type == PGO_UPDATE ? EVENT_UPDATE
-		                                : EVENT_DELETE;
-		ev.rel = m->u.change.rel;
-		ev.old_kind = m->u.change.old_kind;
-		if (m->type != PGO_DELETE)
-			ev.newtup = &m->u.change.newtup;
-		if (m->type == PGO_DELETE || m->u.change.old_kind)
-			ev.oldtup = &m->u.change.oldtup;
-		encode(s, &ev);
+		if (map_change(m, lsn, txn, s->rels, &ev, &e) == 0)
+			encode(s, &ev);
+		else if (e.msg[0] == '\0')
+			abort(); /* every refusal must say why */
 		return;
 	case PGO_TRUNCATE:
-		ev.op = EVENT_TRUNCATE;
-		ev.cascade = m->u.truncate.options & PGO_TRUNCATE_CASCADE;
-		ev.restart_identity = m->u.truncate.options & PGO_TRUNCATE_RESTART_IDENTITY;
 		for (uint32_t i = 0; i < m->u.truncate.nrels; i++) {
-			ev.rel = relcache_get(rc, m->u.truncate.relids[i]);
-			if (ev.rel)
+			if (map_truncate(m, i, lsn, txn, s->rels, &ev, &e) == 0)
 				encode(s, &ev);
+			else if (e.msg[0] == '\0')
+				abort();
 		}
 		return;
 	case PGO_MESSAGE:
-		ev.op = EVENT_MESSAGE;
-		ev.transactional = m->u.message.flags & PGO_MESSAGE_TRANSACTIONAL;
-		ev.txn = ev.transactional && s->in_txn ? &s->txn : NULL;
-		ev.prefix = m->u.message.prefix;
-		ev.content = m->u.message.content;
-		ev.content_len = m->u.message.len;
+		map_message(m, lsn, txn, &ev);
 		encode(s, &ev);
 		return;
 	default:
@@ -146,7 +149,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	s.dec = pgoutput_new(1 + data[0] % 4);
-	if (s.dec == NULL)
+	s.rels = relmap_new();
+	s.json = encoder_new("json");
+	s.pretty = encoder_new("pretty");
+	if (s.dec == NULL || s.rels == NULL || s.json == NULL || s.pretty == NULL)
 		abort(); /* versions 1..4 are all valid: only OOM gets here */
 	buf_init(&s.out, OUT_LIMIT);
 	while (pos + 2 <= size) {
@@ -173,6 +179,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		lsn += n + 1;
 	}
 	buf_reset(&s.out);
+	encoder_free(s.pretty);
+	encoder_free(s.json);
+	relmap_free(s.rels);
 	pgoutput_free(s.dec);
 	return 0;
 }

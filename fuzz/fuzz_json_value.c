@@ -20,7 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event/json.h"
+#include "event/jstring.h"
+#include "event/value.h"
 #include "event/valtype.h"
 #include "util/buf.h"
 

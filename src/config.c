@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <string.h>
 
+#include "event/encoder.h"
 #include "util/log.h"
 #include "util/lsn.h"
 
@@ -46,7 +47,7 @@ static const struct option_def OPTIONS[] = {
      "replication slot, created if absent (default pgstream_slot)"},
     {"publication", "PUBLICATION_NAME", OPT_STRING, F(publication), "NAME",
      "publication to stream (default pgstream_pub)"},
-    {"format", "FORMAT", OPT_FORMAT, F(format), "json|pretty",
+    {"format", "FORMAT", OPT_FORMAT, F(format), ENCODER_FORMATS,
      "event format (default: pretty on a terminal, json otherwise)"},
     {"output", "OUTPUT", OPT_STRING, F(output), "FILE",
      "append events to FILE, fsynced before acknowledging (default stdout)"},
@@ -232,16 +233,11 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               source, opt->flag, show(&sh, value), MAX_MICROS);
 		return 0;
 	case OPT_FORMAT:
-		if (strcmp(value, "json") == 0)
-			cfg->format = FORMAT_JSON;
-		else if (strcmp(value, "pretty") == 0)
-			cfg->format = FORMAT_PRETTY;
-		else
+		if (!encoder_known(value))
 			return err_set(e,
 			               "invalid value for %s%s: \"%s\" (expected json or pretty)",
 			               source, opt->flag, show(&sh, value));
-		cfg->format_set = true;
-		return 0;
+		break; /* stored as the name */
 	case OPT_UTF8POLICY:
 		if (strcmp(value, "replace") == 0)
 			cfg->invalid_utf8 = UTF8_REPLACE;
@@ -459,7 +455,6 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *e)
 	struct seen seen = {{false}};
 
 	memset(cfg, 0, sizeof *cfg);
-	cfg->format = FORMAT_JSON;
 	cfg->status_interval_ms = 10000;
 	cfg->reconnect_max_ms = 30000;
 	cfg->receiver_timeout_ms = 60000;
@@ -487,6 +482,7 @@ void config_reset(struct config *cfg)
 	free(cfg->output);
 	free(cfg->tables);
 	free(cfg->env_file);
+	free(cfg->format);
 	memset(cfg, 0, sizeof *cfg);
 }
 

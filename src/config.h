@@ -13,7 +13,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "event/json.h"
 #include "event/utf8guard.h"
 #include "util/err.h"
 
@@ -24,8 +23,7 @@ struct config {
 	char *output;       /* NULL or "-" for stdout, else a file path */
 	char *tables;       /* comma list for --create-publication, NULL = all tables */
 	char *env_file;     /* path of the .env file read */
-	enum json_format format;
-	bool format_set;    /* format given explicitly (else decided by isatty) */
+	char *format;       /* an encoder's name (event/encoder.h); NULL: decided by isatty */
 	uint64_t start_lsn; /* 0 = where the slot stands */
 	uint64_t end_lsn;   /* 0 = run forever */
 	int status_interval_ms;

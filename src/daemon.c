@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
-#include "event/json.h"
+#include "event/encoder.h"
+#include "event/map.h"
+#include "event/relinfo.h"
 #include "event/utf8guard.h"
 #include "pg/catalog.h"
 #include "pg/conn.h"
@@ -46,7 +48,7 @@ struct daemon {
 	const struct config *cfg;
 	struct conn_params params;
 	volatile sig_atomic_t *stop;
-	enum json_format format;
+	struct encoder *enc;
 
 	struct sink *sink;
 	struct catalog *cat;
@@ -60,8 +62,9 @@ struct daemon {
 	/* Per session. */
 	struct pg_conn *conn;
 	struct pgo_decoder *dec;
-	char encoding[32]; /* the database's, as the server names it */
-	bool sql_ascii;    /* ... and it is SQL_ASCII (utf8guard.h) */
+	struct relmap *rels; /* what we derive from the decoder's relations */
+	char encoding[32];   /* the database's, as the server names it */
+	bool sql_ascii;      /* ... and it is SQL_ASCII (utf8guard.h) */
 	bool in_txn;
 	struct event_txn txn;
 	bool reached_end;
@@ -85,7 +88,7 @@ static int emit(struct daemon *d, const struct event *ev, struct err *e)
 {
 	if (d->sql_ascii && utf8guard_check_event(&d->utf8, ev, e) < 0)
 		return -1;
-	json_write_event(sink_buf(d->sink), ev, d->format);
+	encoder_write(d->enc, sink_buf(d->sink), ev);
 	return sink_event_done(d->sink, ++d->seq, e);
 }
 
@@ -117,54 +120,27 @@ static int mark(struct daemon *d, uint64_t lsn, struct err *e)
 	return 0;
 }
 
+static const struct event_txn *current_txn(const struct daemon *d)
+{
+	return d->in_txn ? &d->txn : NULL;
+}
+
 static int handle_change(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e)
 {
-	struct event ev = {
-	    .lsn = lsn,
-	    .txn = &d->txn,
-	    .rel = m->u.change.rel,
-	    .old_kind = m->u.change.old_kind,
-	};
+	struct event ev;
 
-	if (!d->in_txn)
-		return err_set(e, "could not follow stream: row change outside a transaction");
-	switch (m->type) {
-	case PGO_INSERT:
-		ev.op = EVENT_INSERT;
-		ev.newtup = &m->u.change.newtup;
-		break;
-	case PGO_UPDATE:
-		ev.op = EVENT_UPDATE;
-		ev.newtup = &m->u.change.newtup;
-		ev.oldtup = m->u.change.old_kind ? &m->u.change.oldtup : NULL;
-		break;
-	default:
-		ev.op = EVENT_DELETE;
-		ev.oldtup = &m->u.change.oldtup;
-		break;
-	}
+	if (map_change(m, lsn, current_txn(d), d->rels, &ev, e) < 0)
+		return -1;
 	return emit(d, &ev, e);
 }
 
 static int handle_truncate(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e)
 {
-	struct relcache *rc = pgoutput_relcache(d->dec);
-
 	for (uint32_t i = 0; i < m->u.truncate.nrels; i++) {
-		struct event ev = {
-		    .op = EVENT_TRUNCATE,
-		    .lsn = lsn,
-		    .txn = &d->txn,
-		    .rel = relcache_get(rc, m->u.truncate.relids[i]),
-		    .cascade = m->u.truncate.options & PGO_TRUNCATE_CASCADE,
-		    .restart_identity = m->u.truncate.options & PGO_TRUNCATE_RESTART_IDENTITY,
-		};
-		if (ev.rel == NULL)
-			return err_set(e,
-			               "could not decode TRUNCATE: relation OID %u not seen in "
-			               "a Relation message",
-			               m->u.truncate.relids[i]);
-		if (emit(d, &ev, e) < 0)
+		struct event ev;
+
+		if (map_truncate(m, i, lsn, current_txn(d), d->rels, &ev, e) < 0 ||
+		    emit(d, &ev, e) < 0)
 			return -1;
 	}
 	return 0;
@@ -172,16 +148,9 @@ static int handle_truncate(struct daemon *d, const struct pgo_msg *m, uint64_t l
 
 static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e)
 {
-	struct event ev = {
-	    .op = EVENT_MESSAGE,
-	    .lsn = lsn,
-	    .transactional = m->u.message.flags & PGO_MESSAGE_TRANSACTIONAL,
-	    .prefix = m->u.message.prefix,
-	    .content = m->u.message.content,
-	    .content_len = m->u.message.len,
-	};
+	struct event ev;
 
-	ev.txn = ev.transactional && d->in_txn ? &d->txn : NULL;
+	map_message(m, lsn, current_txn(d), &ev);
 	/* pgoutput sends the content unconverted, in the database's encoding;
 	 * content that is not text in it stays as sent (base64 in the event). */
 	if (!d->sql_ascii && strcmp(d->encoding, "UTF8") != 0) {
@@ -211,7 +180,6 @@ static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64
 	d->txn.xid = xid;
 	d->txn.commit_lsn = commit_lsn;
 	d->txn.commit_time = commit_time;
-	json_txn_prepare(&d->txn);
 	return true;
 }
 
@@ -346,22 +314,38 @@ static int stream_abort(struct daemon *d, const struct pgo_msg *m, struct err *e
 }
 
 /* A Relation message arrived: domains and arrays of user types render like
- * their base types, so ask the catalog (a failed lookup degrades those
- * columns to strings, loudly); then let the encoder escape the names once.
- * Fails only for names that are not UTF-8 under --invalid-utf8=fail. */
+ * their base types, so ask the catalog (a failed lookup leaves those
+ * columns text, loudly); then let the encoder derive what it needs once.
+ * Fails only for names that are not UTF-8 under --invalid-utf8=fail, or
+ * out of memory. */
 static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, struct err *e)
 {
-	struct relation *rel = relcache_get(pgoutput_relcache(d->dec), relid);
+	const struct relation *rel = relcache_get(pgoutput_relcache(d->dec), relid);
+	struct relinfo *ri;
 	struct err ce;
 
 	if (rel == NULL)
 		return 0;
 	if (d->sql_ascii && utf8guard_check_relation(&d->utf8, rel, lsn, e) < 0)
 		return -1;
-	if (catalog_resolve_relation(d->cat, rel, &ce) < 0)
-		log_warn("%s; user-defined types of %s.%s are emitted as strings", ce.msg,
-		         rel->nspname, rel->relname);
-	json_relation_prepare(rel);
+	ri = relmap_update(d->rels, rel);
+	if (ri == NULL)
+		return err_set(e, "could not follow stream: out of memory");
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		struct coltype *t = &ri->types[i];
+
+		if (t->base < CATALOG_FIRST_USER_OID)
+			continue;
+		if (catalog_type_base(d->cat, t->base, &t->base, &t->array, &ce) < 0) {
+			log_warn("%s; user-defined types of %s.%s are emitted as strings", ce.msg,
+			         rel->nspname, rel->relname);
+			for (; i < rel->ncols; i++)
+				if (ri->types[i].base >= CATALOG_FIRST_USER_OID)
+					ri->types[i] = (struct coltype){0, false};
+			break;
+		}
+	}
+	encoder_prepare_relation(d->enc, ri);
 	return 0;
 }
 
@@ -618,6 +602,7 @@ static void session_end(struct daemon *d)
 {
 	drop_all_spools(d); /* the server sends unfinished ones again */
 	catalog_disconnect(d->cat);
+	relmap_clear(d->rels); /* its relations go with the decoder */
 	pgoutput_free(d->dec);
 	d->dec = NULL;
 	conn_close(d->conn);
@@ -721,13 +706,13 @@ static void log_peak_memory(const struct daemon *d)
 	          peak_kb);
 }
 
-static enum json_format pick_format(const struct config *cfg)
+static const char *pick_format(const struct config *cfg)
 {
-	if (cfg->format_set)
+	if (cfg->format)
 		return cfg->format;
 	if ((cfg->output == NULL || strcmp(cfg->output, "-") == 0) && isatty(STDOUT_FILENO))
-		return FORMAT_PRETTY;
-	return FORMAT_JSON;
+		return "pretty";
+	return "json";
 }
 
 int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e)
@@ -753,15 +738,19 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	int busy_waited_ms = 0;
 	int rc;
 
-	d.format = pick_format(cfg);
 	utf8guard_init(&d.utf8, cfg->invalid_utf8);
 	buf_init(&d.converted, 0);
 	d.sink = sink_open(&scfg, e);
 	if (d.sink == NULL)
 		return -1;
+	d.enc = encoder_new(pick_format(cfg));
+	d.rels = relmap_new();
 	d.cat = catalog_new(cfg->database_url);
-	if (d.cat == NULL || checkpoint_init(&d.cp, CHECKPOINT_MARKS, 0) < 0) {
+	if (d.enc == NULL || d.rels == NULL || d.cat == NULL ||
+	    checkpoint_init(&d.cp, CHECKPOINT_MARKS, 0) < 0) {
 		catalog_free(d.cat);
+		relmap_free(d.rels);
+		encoder_free(d.enc);
 		sink_close(d.sink);
 		return err_set(e, "could not start: out of memory");
 	}
@@ -812,6 +801,8 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	buf_reset(&d.converted);
 	checkpoint_reset(&d.cp);
 	catalog_free(d.cat);
+	relmap_free(d.rels);
+	encoder_free(d.enc);
 	sink_close(d.sink);
 	log_peak_memory(&d);
 	return rc;

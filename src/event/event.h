@@ -3,7 +3,8 @@
  * as the encoder sees it, with its position in the WAL and its transaction.
  *
  * An event borrows everything it points to (relation, tuples, message bytes)
- * from the decoder; it lives only for the call that encodes it.
+ * from the decoder and the relmap; it lives only for the call that encodes
+ * it. event/map.h builds events from decoded messages.
  */
 #ifndef PGSTREAM_EVENT_H
 #define PGSTREAM_EVENT_H
@@ -11,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "event/relinfo.h"
 #include "pg/pgoutput.h"
 
 enum event_op {
@@ -26,17 +28,13 @@ struct event_txn {
 	uint32_t xid;
 	uint64_t commit_lsn; /* LSN of the commit record (BEGIN's final_lsn) */
 	int64_t commit_time; /* Postgres wire timestamp */
-	/* ',"commit_lsn":..,"xid":..,"commit_time":".."' formatted once per
-	 * transaction by json_txn_prepare(); json_len 0 until then. */
-	char json[112];
-	uint8_t json_len;
 };
 
 struct event {
 	enum event_op op;
 	uint64_t lsn;                   /* XLogData start of the change's message */
 	const struct event_txn *txn;    /* NULL only for a non-transactional message */
-	const struct relation *rel;     /* row changes and truncate */
+	const struct relinfo *rel;      /* row changes and truncate */
 	char old_kind;                  /* 'K', 'O' or 0: what oldtup holds */
 	const struct pgo_tuple *oldtup; /* UPDATE/DELETE, NULL if not sent */
 	const struct pgo_tuple *newtup; /* INSERT/UPDATE */

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "event/json.h"
+#include "event/jstring.h"
 #include "util/log.h"
 #include "util/lsn.h"
 
@@ -140,9 +140,9 @@ int utf8guard_check_event(struct utf8guard *g, const struct event *ev, struct er
 	case EVENT_INSERT:
 	case EVENT_UPDATE:
 	case EVENT_DELETE:
-		if (check_tuple(g, ev->rel, ev->oldtup, ev->lsn, e) < 0)
+		if (check_tuple(g, ev->rel->remote, ev->oldtup, ev->lsn, e) < 0)
 			return -1;
-		return check_tuple(g, ev->rel, ev->newtup, ev->lsn, e);
+		return check_tuple(g, ev->rel->remote, ev->newtup, ev->lsn, e);
 	case EVENT_MESSAGE:
 		if (!valid(ev->prefix, strlen(ev->prefix)))
 			return found(g, NULL, -1, ev->lsn, e);

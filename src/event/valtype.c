@@ -140,3 +140,16 @@ struct valtype valtype_array_of(struct valtype elem)
 		vt.elem = VK_STRING;
 	return vt;
 }
+
+struct valtype valtype_for_base(uint32_t base, bool array)
+{
+	struct valtype inner = valtype_for_oid(base);
+
+	if (!array)
+		return inner;
+	/* An array of a type that is itself an array (a domain over int[], say)
+	 * prints its elements as quoted literals: one string. */
+	if (inner.kind == VK_ARRAY)
+		return valtype_for_oid(0);
+	return valtype_array_of(inner);
+}

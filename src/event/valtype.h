@@ -10,6 +10,7 @@
 #ifndef PGSTREAM_VALTYPE_H
 #define PGSTREAM_VALTYPE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 enum valkind {
@@ -32,5 +33,10 @@ struct valtype valtype_for_oid(uint32_t oid);
 
 /* The rendering of an array whose element type renders as elem. */
 struct valtype valtype_array_of(struct valtype elem);
+
+/* The rendering of a column whose values look like those of built-in type
+ * base (a domain over it), or, with array, like an array of them (an array
+ * of such a domain): see event/relinfo.h's struct coltype. */
+struct valtype valtype_for_base(uint32_t base, bool array);
 
 #endif

@@ -16,16 +16,20 @@
 
 #include "pg/conn_int.h"
 
-/* OIDs below this are assigned at initdb: built-in types, known statically. */
-#define FIRST_NORMAL_OBJECT_ID 16384
 /* Domains over domains over arrays...: deeper than this is not a real schema. */
 #define MAX_TYPE_DEPTH 8
 /* Bound the cache; past this, lookups still work but are not remembered. */
 #define MAX_CACHED_TYPES 4096
 
+/* What catalog_type_base answers. */
+struct type_base {
+	uint32_t base;
+	bool array;
+};
+
 struct type_entry {
 	uint32_t oid;
-	struct valtype vt;
+	struct type_base tb;
 };
 
 struct catalog {
@@ -70,7 +74,7 @@ static const struct type_entry *cache_find(const struct catalog *cat, uint32_t o
 	return NULL;
 }
 
-static void cache_add(struct catalog *cat, uint32_t oid, struct valtype vt)
+static void cache_add(struct catalog *cat, uint32_t oid, struct type_base tb)
 {
 	if (cat->ntypes == cat->cap) {
 		size_t ncap = cat->cap ? cat->cap * 2 : 16;
@@ -84,7 +88,7 @@ static void cache_add(struct catalog *cat, uint32_t oid, struct valtype vt)
 		cat->types = n;
 		cat->cap = ncap;
 	}
-	cat->types[cat->ntypes++] = (struct type_entry){oid, vt};
+	cat->types[cat->ntypes++] = (struct type_entry){oid, tb};
 }
 
 static int ensure_connected(struct catalog *cat, struct err *e)
@@ -104,19 +108,19 @@ static int ensure_connected(struct catalog *cat, struct err *e)
 	return 0;
 }
 
-static int resolve(struct catalog *cat, uint32_t oid, int depth, struct valtype *out,
+static int resolve(struct catalog *cat, uint32_t oid, int depth, struct type_base *out,
                    struct err *e);
 
 /* Ask pg_type how values of a user-defined type look: a domain looks like
  * its base type, an array like an array of its element type. */
-static int query_type(struct catalog *cat, uint32_t oid, int depth, struct valtype *out,
+static int query_type(struct catalog *cat, uint32_t oid, int depth, struct type_base *out,
                       struct err *e)
 {
 	static const char SQL[] = "SELECT typtype, typbasetype, typelem, typcategory "
 	                          "FROM pg_catalog.pg_type WHERE oid = $1";
 	char oidtext[16];
 	const char *params[1] = {oidtext};
-	struct valtype inner;
+	struct type_base inner;
 	PGresult *res;
 	int rc = 0;
 
@@ -127,7 +131,7 @@ static int query_type(struct catalog *cat, uint32_t oid, int depth, struct valty
 		PQclear(res);
 		return rc;
 	}
-	*out = valtype_for_oid(0); /* string, unless the catalog says more */
+	*out = (struct type_base){0, false}; /* text, unless the catalog says more */
 	if (PQntuples(res) == 1) {
 		char typtype = PQgetvalue(res, 0, 0)[0];
 		uint32_t base = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
@@ -139,30 +143,32 @@ static int query_type(struct catalog *cat, uint32_t oid, int depth, struct valty
 		else if (category == 'A' && elem != 0) {
 			rc = resolve(cat, elem, depth + 1, &inner, e);
 			/* An array of arrays is not a thing Postgres has; a domain
-			 * over an array as element would be: keep it a string. */
-			if (rc == 0 && inner.kind != VK_ARRAY)
-				*out = valtype_array_of(inner);
+			 * over a user-defined array as element would be: keep it
+			 * text (valtype_for_base does the same for built-in ones). */
+			if (rc == 0 && !inner.array)
+				*out = (struct type_base){inner.base, true};
 		}
 	}
 	PQclear(res);
 	return rc;
 }
 
-static int resolve(struct catalog *cat, uint32_t oid, int depth, struct valtype *out, struct err *e)
+static int resolve(struct catalog *cat, uint32_t oid, int depth, struct type_base *out,
+                   struct err *e)
 {
 	const struct type_entry *hit;
 
-	if (oid < FIRST_NORMAL_OBJECT_ID) {
-		*out = valtype_for_oid(oid);
+	if (oid < CATALOG_FIRST_USER_OID) {
+		*out = (struct type_base){oid, false};
 		return 0;
 	}
 	hit = cache_find(cat, oid);
 	if (hit) {
-		*out = hit->vt;
+		*out = hit->tb;
 		return 0;
 	}
 	if (depth > MAX_TYPE_DEPTH) {
-		*out = valtype_for_oid(0);
+		*out = (struct type_base){0, false};
 		return 0;
 	}
 	if (ensure_connected(cat, e) < 0 || query_type(cat, oid, depth, out, e) < 0)
@@ -171,16 +177,14 @@ static int resolve(struct catalog *cat, uint32_t oid, int depth, struct valtype 
 	return 0;
 }
 
-int catalog_resolve_relation(struct catalog *cat, struct relation *rel, struct err *e)
+int catalog_type_base(struct catalog *cat, uint32_t oid, uint32_t *base, bool *array, struct err *e)
 {
-	for (uint16_t i = 0; i < rel->ncols; i++) {
-		struct relcol *col = &rel->cols[i];
+	struct type_base tb;
 
-		if (col->typoid < FIRST_NORMAL_OBJECT_ID)
-			continue;
-		if (resolve(cat, col->typoid, 0, &col->vt, e) < 0)
-			return -1;
-	}
+	if (resolve(cat, oid, 0, &tb, e) < 0)
+		return -1;
+	*base = tb.base;
+	*array = tb.array;
 	return 0;
 }
 

@@ -2,10 +2,10 @@
  * catalog.h — what the replication stream leaves to ask of the server, over
  * a second, ordinary connection opened on first need.
  *
- * Types: pgoutput names a column's type by OID only. Built-in OIDs are known
- * (valtype_for_oid); for user-defined ones (domains, arrays of domains)
- * this module asks pg_type, and caches the answer for the life of the
- * process.
+ * Types: pgoutput names a column's type by OID only. What a consumer knows
+ * of built-in OIDs it cannot know of user-defined ones (domains, arrays of
+ * domains): this module asks pg_type which built-in type their values look
+ * like, and caches the answer for the life of the process.
  *
  * Text: pgoutput converts names and values to the client's encoding (UTF8,
  * see conn.c) but copies a logical message's content as raw bytes in the
@@ -18,8 +18,8 @@
 
 #include <stdint.h>
 
-#include "event/valtype.h"
-#include "pg/relcache.h"
+#include <stdbool.h>
+
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -29,12 +29,20 @@ struct catalog;
 struct catalog *catalog_new(const char *database_url);
 void catalog_free(struct catalog *cat); /* accepts NULL */
 
+/* OIDs below this are assigned at initdb: built-in types. */
+#define CATALOG_FIRST_USER_OID 16384
+
 /*
- * Set the rendering of every column of rel whose type is not built in.
- * Returns -1 with *e set when the catalog cannot be asked (the columns then
- * keep the string rendering); the caller decides whether that is fatal.
+ * Which built-in type the values of type oid look like: *base is a built-in
+ * type OID, with *array false for the type itself or a domain over it, true
+ * for an array of it (an array of such a domain); *base 0 when nothing
+ * built in fits (an enum, a composite, an array of arrays: text). A
+ * built-in oid is its own answer, without a query. Returns -1 with *e set
+ * when the catalog cannot be asked; the caller decides whether that is
+ * fatal.
  */
-int catalog_resolve_relation(struct catalog *cat, struct relation *rel, struct err *e);
+int catalog_type_base(struct catalog *cat, uint32_t oid, uint32_t *base, bool *array,
+                      struct err *e);
 
 /*
  * Convert in[0..len), text in the database's encoding (named as the server

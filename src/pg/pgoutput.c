@@ -180,7 +180,6 @@ static int read_relcol(struct pgo_in *in, struct relcol *col)
 	col->name = strdup(name);
 	if (col->name == NULL)
 		return nomem(in);
-	col->vt = valtype_for_oid(col->typoid);
 	return 0;
 }
 

@@ -7,6 +7,11 @@
  * the same OID replaces the old entry (so the next events follow the new
  * schema). Pointers returned stay valid until the entry is replaced or the
  * cache is freed. Pure memory: no I/O.
+ *
+ * What the protocol says, and nothing more: what a consumer derives from a
+ * relation (how to render its columns, escaped names) it keeps in its own
+ * structure that points to this one, as PostgreSQL's LogicalRepRelMapEntry
+ * wraps LogicalRepRelation (event/relinfo.h).
  */
 #ifndef PGSTREAM_RELCACHE_H
 #define PGSTREAM_RELCACHE_H
@@ -15,8 +20,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "event/valtype.h"
-
 #define RELCACHE_COL_KEY 0x01 /* pgoutput column flag: part of the replica identity key */
 
 struct relcol {
@@ -24,14 +27,6 @@ struct relcol {
 	uint32_t typoid;
 	int32_t typmod;
 	uint8_t flags;
-	/* How the JSON encoder renders this column's text; set from the OID for
-	 * built-in types, refined by the daemon's catalog lookup for domains and
-	 * user-defined arrays. */
-	struct valtype vt;
-	/* The encoder's cache of the escaped '"name":', built once per relation
-	 * by json_relation_prepare() (NULL until then); freed with the relation. */
-	char *json_key;
-	uint32_t json_key_len;
 };
 
 struct relation {
@@ -41,9 +36,6 @@ struct relation {
 	char replident; /* 'd' default, 'n' nothing, 'f' full, 'i' index */
 	uint16_t ncols;
 	struct relcol *cols;
-	/* The encoder's cache of ',"schema":"..","table":".."' (see relcol). */
-	char *json_head;
-	uint32_t json_head_len;
 };
 
 struct relcache;

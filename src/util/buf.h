@@ -104,6 +104,15 @@ static inline void buf_putc(struct buf *b, char c)
 	}
 }
 
+/* Forget everything after the first len bytes (a writer's rollback to a
+ * mark it took from b->len). */
+static inline void buf_truncate(struct buf *b, size_t len)
+{
+	b->len = len;
+	if (b->data)
+		b->data[len] = '\0';
+}
+
 /* Drop the first n bytes (after a partial write). */
 void buf_consume(struct buf *b, size_t n);
 

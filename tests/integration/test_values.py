@@ -9,27 +9,13 @@ from harness import Cluster, PgStream, lsn_str
 
 C = None
 
-
-def setUpModule():
-    global C
-    C = Cluster()
-    C.sql("""CREATE TABLE vals (
+# One row per group of value rules; tests/tools/compare_builds.py uses them too.
+VALS_TABLE = """CREATE TABLE vals (
         id int PRIMARY KEY, t text, b bool, i2 int2, i4 int4, i8 int8, o oid,
         f4 float4, f8 float8, n numeric, j json, jb jsonb, ia int[], ta text[],
         ba bool[], jba jsonb[], ma int[], ts timestamptz, tn timestamp, d date,
-        by bytea, u uuid, iv interval, vc varchar(10), ch char(3))""")
-    C.sql("CREATE PUBLICATION pgstream_pub FOR ALL TABLES")
-
-
-def tearDownModule():
-    C.close()
-
-
-class Values(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        C.sql("SELECT pg_create_logical_replication_slot('pgstream_slot', 'pgoutput')")
-        C.sql("""INSERT INTO vals VALUES
+        by bytea, u uuid, iv interval, vc varchar(10), ch char(3))"""
+VALS_ROWS = """INSERT INTO vals VALUES
           (1, '', true, -32768, 2147483647, 9223372036854775807, 4294967295,
            1.5, '-0', 1234567890123456789012345678901234567890.5,
            '{"a" : [1, "x\\ny"],
@@ -49,7 +35,25 @@ class Values(unittest.TestCase):
           (4, 'x', NULL, NULL, NULL, NULL, NULL, 1e-40, 1.7976931348623157e308,
            0.000000000000000000001, NULL, '{"big": 123456789012345678901234567890}',
            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
-        """)
+        """
+
+
+def setUpModule():
+    global C
+    C = Cluster()
+    C.sql(VALS_TABLE)
+    C.sql("CREATE PUBLICATION pgstream_pub FOR ALL TABLES")
+
+
+def tearDownModule():
+    C.close()
+
+
+class Values(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        C.sql("SELECT pg_create_logical_replication_slot('pgstream_slot', 'pgoutput')")
+        C.sql(VALS_ROWS)
         end = lsn_str(C.current_lsn())
         cls.p = PgStream(C, "--end-lsn", end)
         cls.rc = cls.p.run()

@@ -112,7 +112,7 @@ static void test_values_parse(void **state)
 
 	(void)state;
 	assert_int_equal(load(&cfg, &e, argv), 0);
-	assert_int_equal(cfg.format, FORMAT_PRETTY);
+	assert_string_equal(cfg.format, "pretty");
 	assert_true(cfg.start_lsn == 0x10);
 	assert_true(cfg.end_lsn == UINT64_C(0x100000000));
 	assert_int_equal(cfg.status_interval_ms, 500);

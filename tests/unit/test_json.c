@@ -18,7 +18,10 @@
 #include <cmocka.h>
 
 #include "event/event.h"
-#include "event/json.h"
+#include "event/encoder.h"
+#include "event/jstring.h"
+#include "event/relinfo.h"
+#include "event/value.h"
 #include "event/valtype.h"
 #include "util/buf.h"
 
@@ -653,33 +656,51 @@ static void test_random_utf8(void **state)
 
 /* public.users(id int4 key, name text, email text, tags text[], meta jsonb) */
 static struct relcol users_cols[] = {
-    {"id", 23, -1, RELCACHE_COL_KEY, {0}, NULL, 0},
-    {"name", 25, -1, 0, {0}, NULL, 0},
-    {"email", 25, -1, 0, {0}, NULL, 0},
-    {"tags", 1009, -1, 0, {0}, NULL, 0},
-    {"meta", 3802, -1, 0, {0}, NULL, 0},
+    {"id", 23, -1, RELCACHE_COL_KEY},
+    {"name", 25, -1, 0},
+    {"email", 25, -1, 0},
+    {"tags", 1009, -1, 0},
+    {"meta", 3802, -1, 0},
 };
-static struct relation users = {16384, "public", "users", 'd', 5, users_cols, NULL, 0};
+static struct relation users = {16384, "public", "users", 'd', 5, users_cols};
 
 /* billing."Order Items"(order_id int8 key, line int4 key, blob bytea, ok bool) */
 static struct relcol items_cols[] = {
-    {"order_id", 20, -1, RELCACHE_COL_KEY, {0}, NULL, 0},
-    {"line", 23, -1, RELCACHE_COL_KEY, {0}, NULL, 0},
-    {"blob", 17, -1, 0, {0}, NULL, 0},
-    {"ok", 16, -1, 0, {0}, NULL, 0},
+    {"order_id", 20, -1, RELCACHE_COL_KEY},
+    {"line", 23, -1, RELCACHE_COL_KEY},
+    {"blob", 17, -1, 0},
+    {"ok", 16, -1, 0},
 };
-static struct relation items = {16390, "billing", "Order Items", 'f', 4, items_cols, NULL, 0};
+static struct relation items = {16390, "billing", "Order Items", 'f', 4, items_cols};
 
-static const struct event_txn txn = {745, 0x16C75500, 0, {0}, 0};
+/* What the daemon derives from them (relmap_update: each column its own
+ * type), without the encoder's cache: check_event adds it. */
+static struct coltype users_types[5], items_types[4];
+static struct relinfo users_ri = {&users, users_types, NULL, NULL};
+static struct relinfo items_ri = {&items, items_types, NULL, NULL};
+
+static const struct event_txn txn = {745, 0x16C75500, 0};
 
 static int setup_relations(void **state)
 {
 	(void)state;
 	for (int i = 0; i < users.ncols; i++)
-		users_cols[i].vt = valtype_for_oid(users_cols[i].typoid);
+		users_types[i] = (struct coltype){users_cols[i].typoid, false};
 	for (int i = 0; i < items.ncols; i++)
-		items_cols[i].vt = valtype_for_oid(items_cols[i].typoid);
+		items_types[i] = (struct coltype){items_cols[i].typoid, false};
 	return 0;
+}
+
+enum format { FORMAT_JSON, FORMAT_PRETTY };
+
+/* Append ev in fmt, as a fresh encoder writes it. */
+static void write_event(struct buf *b, const struct event *ev, enum format fmt)
+{
+	struct encoder *enc = encoder_new(fmt == FORMAT_JSON ? "json" : "pretty");
+
+	assert_non_null(enc);
+	encoder_write(enc, b, ev);
+	encoder_free(enc);
 }
 
 /* commit_time 2026-11-24T14:30:00.123456Z as a Postgres timestamp */
@@ -691,16 +712,34 @@ static struct event_txn txn_at(void)
 	return t;
 }
 
-static void check_event(const struct event *ev, enum json_format fmt, const char *want)
+/* The event in fmt must be want, both as written without the encoder's
+ * per-relation cache and with it (encoder_prepare_relation). */
+static void check_event(const struct event *ev, enum format fmt, const char *want)
 {
 	struct buf b;
 
 	buf_init(&b, 0);
-	json_write_event(&b, ev, fmt);
+	write_event(&b, ev, fmt);
 	assert_true(buf_ok(&b));
 	assert_string_equal(b.data, want);
 	if (fmt == FORMAT_JSON)
 		assert_true(jsoncheck_line(b.data, b.len));
+	if (ev->rel) {
+		struct relinfo prepared = *ev->rel;
+		struct event pev = *ev;
+		struct encoder *enc = encoder_new(fmt == FORMAT_JSON ? "json" : "pretty");
+
+		prepared.enc_data = NULL;
+		prepared.enc_free = NULL;
+		encoder_prepare_relation(enc, &prepared);
+		assert_non_null(prepared.enc_data);
+		pev.rel = &prepared;
+		buf_clear(&b);
+		encoder_write(enc, &b, &pev);
+		assert_string_equal(b.data, want);
+		prepared.enc_free(prepared.enc_data);
+		encoder_free(enc);
+	}
 	buf_reset(&b);
 }
 
@@ -718,7 +757,7 @@ static void test_event_insert(void **state)
 {
 	struct event_txn t = txn_at();
 	struct event ev = {
-	    .op = EVENT_INSERT, .lsn = 0x16C752F8, .txn = &t, .rel = &users, .newtup = &tup1};
+	    .op = EVENT_INSERT, .lsn = 0x16C752F8, .txn = &t, .rel = &users_ri, .newtup = &tup1};
 
 	(void)state;
 	check_event(
@@ -742,7 +781,7 @@ static void test_event_insert_nulls(void **state)
 	static const struct pgo_tuple tup = {5, vals};
 	struct event_txn t = txn_at();
 	struct event ev = {
-	    .op = EVENT_INSERT, .lsn = 0x16C752F8, .txn = &t, .rel = &users, .newtup = &tup};
+	    .op = EVENT_INSERT, .lsn = 0x16C752F8, .txn = &t, .rel = &users_ri, .newtup = &tup};
 
 	(void)state;
 	check_event(&ev, FORMAT_JSON,
@@ -756,7 +795,7 @@ static void test_event_update_no_old(void **state)
 	static const struct pgo_tuple tup = {5, vals};
 	struct event_txn t = txn_at();
 	struct event ev = {
-	    .op = EVENT_UPDATE, .lsn = 0x16C752F8, .txn = &t, .rel = &users, .newtup = &tup};
+	    .op = EVENT_UPDATE, .lsn = 0x16C752F8, .txn = &t, .rel = &users_ri, .newtup = &tup};
 
 	(void)state;
 	check_event(&ev, FORMAT_JSON,
@@ -779,7 +818,7 @@ static void test_event_update_key(void **state)
 	struct event ev = {.op = EVENT_UPDATE,
 	                   .lsn = 0x16C752F8,
 	                   .txn = &t,
-	                   .rel = &users,
+	                   .rel = &users_ri,
 	                   .old_kind = 'K',
 	                   .oldtup = &oldt,
 	                   .newtup = &newt};
@@ -805,7 +844,7 @@ static void test_event_update_full(void **state)
 	struct event ev = {.op = EVENT_UPDATE,
 	                   .lsn = 0x16C752F8,
 	                   .txn = &t,
-	                   .rel = &users,
+	                   .rel = &users_ri,
 	                   .old_kind = 'O',
 	                   .oldtup = &oldt,
 	                   .newtup = &newt};
@@ -829,7 +868,7 @@ static void test_event_update_full_nothing_changed(void **state)
 	struct event ev = {.op = EVENT_UPDATE,
 	                   .lsn = 0x16C752F8,
 	                   .txn = &t,
-	                   .rel = &users,
+	                   .rel = &users_ri,
 	                   .old_kind = 'O',
 	                   .oldtup = &tup1,
 	                   .newtup = &tup1};
@@ -846,7 +885,7 @@ static void test_event_delete_key(void **state)
 	struct event ev = {.op = EVENT_DELETE,
 	                   .lsn = 0x16C752F8,
 	                   .txn = &t,
-	                   .rel = &users,
+	                   .rel = &users_ri,
 	                   .old_kind = 'K',
 	                   .oldtup = &oldt};
 
@@ -862,7 +901,7 @@ static void test_event_delete_full(void **state)
 	struct event ev = {.op = EVENT_DELETE,
 	                   .lsn = 0x16C752F8,
 	                   .txn = &t,
-	                   .rel = &users,
+	                   .rel = &users_ri,
 	                   .old_kind = 'O',
 	                   .oldtup = &tup1};
 
@@ -890,7 +929,7 @@ static void test_event_other_schema_binary(void **state)
 	static const struct pgo_tuple tup = {4, vals};
 	struct event_txn t = txn_at();
 	struct event ev = {
-	    .op = EVENT_INSERT, .lsn = 0x100000001ULL, .txn = &t, .rel = &items, .newtup = &tup};
+	    .op = EVENT_INSERT, .lsn = 0x100000001ULL, .txn = &t, .rel = &items_ri, .newtup = &tup};
 
 	(void)state;
 	check_event(&ev, FORMAT_JSON,
@@ -918,14 +957,14 @@ static void test_event_delete_composite_key(void **state)
 	struct event ev = {.op = EVENT_DELETE,
 	                   .lsn = 0x10,
 	                   .txn = &t,
-	                   .rel = &items,
+	                   .rel = &items_ri,
 	                   .old_kind = 'K',
 	                   .oldtup = &oldt};
 	struct buf b;
 
 	(void)state;
 	buf_init(&b, 0);
-	json_write_event(&b, &ev, FORMAT_JSON);
+	write_event(&b, &ev, FORMAT_JSON);
 	assert_non_null(strstr(b.data, ",\"old\":{\"order_id\":5,\"line\":2}}\n"));
 	assert_true(jsoncheck_line(b.data, b.len));
 	buf_reset(&b);
@@ -934,7 +973,7 @@ static void test_event_delete_composite_key(void **state)
 static void test_event_truncate(void **state)
 {
 	struct event_txn t = txn_at();
-	struct event ev = {.op = EVENT_TRUNCATE, .lsn = 0x16C752F8, .txn = &t, .rel = &users};
+	struct event ev = {.op = EVENT_TRUNCATE, .lsn = 0x16C752F8, .txn = &t, .rel = &users_ri};
 
 	(void)state;
 	check_event(&ev, FORMAT_JSON,
@@ -943,7 +982,7 @@ static void test_event_truncate(void **state)
 	            "[TRUNCATE] table=users lsn=0/16C752F8 cascade=false restart_identity=false\n");
 	ev.cascade = true;
 	ev.restart_identity = true;
-	ev.rel = &items;
+	ev.rel = &items_ri;
 	check_event(&ev, FORMAT_PRETTY,
 	            "[TRUNCATE] table=billing.\"Order Items\" lsn=0/16C752F8 cascade=true "
 	            "restart_identity=true\n");
@@ -1036,18 +1075,18 @@ static void test_event_message_nontransactional(void **state)
 static void test_event_hostile_names(void **state)
 {
 	static struct relcol cols[] = {
-	    {"we\"ird\ncol", 25, -1, RELCACHE_COL_KEY, {0}, NULL, 0},
-	    {"j", 114, -1, 0, {0}, NULL, 0},
+	    {"we\"ird\ncol", 25, -1, RELCACHE_COL_KEY},
+	    {"j", 114, -1, 0},
 	};
-	static struct relation rel = {1, "s\tx", "t\"=1", 'd', 2, cols, NULL, 0};
+	static struct relation rel = {1, "s\tx", "t\"=1", 'd', 2, cols};
+	static struct coltype types[] = {{25, false}, {114, false}};
+	static struct relinfo ri = {&rel, types, NULL, NULL};
 	static const struct pgo_value vals[] = {TXT("v\x01\xff"), TXT("[1,\n2]")};
 	static const struct pgo_tuple tup = {2, vals};
 	struct event_txn t = txn_at();
-	struct event ev = {.op = EVENT_INSERT, .lsn = 1, .txn = &t, .rel = &rel, .newtup = &tup};
+	struct event ev = {.op = EVENT_INSERT, .lsn = 1, .txn = &t, .rel = &ri, .newtup = &tup};
 
 	(void)state;
-	cols[0].vt = valtype_for_oid(25);
-	cols[1].vt = valtype_for_oid(114);
 	check_event(&ev, FORMAT_JSON,
 	            "{\"op\":\"insert\",\"schema\":\"s\\tx\",\"table\":\"t\\\"=1\",\"lsn\":\"0/1\","
 	            "\"commit_lsn\":\"0/16C75500\",\"xid\":745,"
@@ -1066,7 +1105,7 @@ static void test_event_short_tuple(void **state)
 	static const struct pgo_tuple tup = {2, vals};
 	struct event_txn t = txn_at();
 	struct event ev = {
-	    .op = EVENT_INSERT, .lsn = 0x16C752F8, .txn = &t, .rel = &users, .newtup = &tup};
+	    .op = EVENT_INSERT, .lsn = 0x16C752F8, .txn = &t, .rel = &users_ri, .newtup = &tup};
 
 	(void)state;
 	check_event(&ev, FORMAT_JSON, HDR("insert") ",\"new\":{\"id\":1,\"name\":\"x\"}}\n");
@@ -1076,15 +1115,15 @@ static void test_event_short_tuple(void **state)
 static void test_events_append(void **state)
 {
 	struct event_txn t = txn_at();
-	struct event ev = {.op = EVENT_TRUNCATE, .lsn = 1, .txn = &t, .rel = &users};
+	struct event ev = {.op = EVENT_TRUNCATE, .lsn = 1, .txn = &t, .rel = &users_ri};
 	struct buf b;
 	size_t first;
 
 	(void)state;
 	buf_init(&b, 0);
-	json_write_event(&b, &ev, FORMAT_JSON);
+	write_event(&b, &ev, FORMAT_JSON);
 	first = b.len;
-	json_write_event(&b, &ev, FORMAT_JSON);
+	write_event(&b, &ev, FORMAT_JSON);
 	assert_int_equal(b.len, 2 * first);
 	assert_true(jsoncheck_line(b.data, first));
 	assert_true(jsoncheck_line(b.data + first, first));

@@ -18,14 +18,14 @@
 #include "tuples.h"
 
 static struct relcol cols[] = {
-    {"id", 23, -1, 1, {0}, NULL, 0},
-    {"note", 25, -1, 0, {0}, NULL, 0},
-    {"caf\xc3\xa9", 25, -1, 0, {0}, NULL, 0}, /* valid UTF-8 name */
+    {"id", 23, -1, 1}, {"note", 25, -1, 0}, {"caf\xc3\xa9", 25, -1, 0}, /* valid UTF-8 name */
 };
-static struct relation rel = {16384, "public", "t", 'f', 3, cols, NULL, 0};
+static struct relation rel = {16384, "public", "t", 'f', 3, cols};
+static struct relinfo rel_ri = {&rel, NULL, NULL, NULL};
 
-static struct relcol bad_cols[] = {{"c_\xe9", 25, -1, 0, {0}, NULL, 0}};
-static struct relation bad_rel = {16385, "public", "n_\xff", 'd', 1, bad_cols, NULL, 0};
+static struct relcol bad_cols[] = {{"c_\xe9", 25, -1, 0}};
+static struct relation bad_rel = {16385, "public", "n_\xff", 'd', 1, bad_cols};
+static struct relinfo bad_ri = {&bad_rel, NULL, NULL, NULL};
 
 static const struct pgo_value good_vals[] = {TXT("1"), TXT("caf\xc3\xa9 \xe2\x9c\x93"), NUL};
 static const struct pgo_value bad_vals[] = {TXT("2"), TXT("caf\xe9"), TXT("\xc3")};
@@ -37,7 +37,7 @@ static const struct pgo_tuple toast = {3, toast_vals};
 static struct event change(enum event_op op, const struct pgo_tuple *oldtup,
                            const struct pgo_tuple *newtup)
 {
-	struct event ev = {.op = op, .lsn = 0x16B3748, .rel = &rel};
+	struct event ev = {.op = op, .lsn = 0x16B3748, .rel = &rel_ri};
 
 	ev.oldtup = oldtup;
 	ev.newtup = newtup;
@@ -88,7 +88,7 @@ static void test_names_and_prefix(void **state)
 	struct utf8guard g;
 	struct err e = {0};
 	struct event msg = {.op = EVENT_MESSAGE, .lsn = 1, .prefix = "p\xe9"};
-	struct event tr = {.op = EVENT_TRUNCATE, .lsn = 1, .rel = &bad_rel};
+	struct event tr = {.op = EVENT_TRUNCATE, .lsn = 1, .rel = &bad_ri};
 
 	(void)state;
 	utf8guard_init(&g, UTF8_REPLACE);
@@ -129,9 +129,10 @@ static void test_many_columns_bounded(void **state)
 {
 	static const struct pgo_value vals[] = {TXT("\xff")};
 	static const struct pgo_tuple tup = {1, vals};
-	struct relcol one = {"c", 25, -1, 0, {0}, NULL, 0};
-	struct relation r = {0, "s", "t", 'd', 1, &one, NULL, 0};
-	struct event ev = {.op = EVENT_INSERT, .lsn = 1, .rel = &r, .newtup = &tup};
+	struct relcol one = {"c", 25, -1, 0};
+	struct relation r = {0, "s", "t", 'd', 1, &one};
+	struct relinfo ri = {&r, NULL, NULL, NULL};
+	struct event ev = {.op = EVENT_INSERT, .lsn = 1, .rel = &ri, .newtup = &tup};
 	struct utf8guard g;
 	struct err e = {0};
 

@@ -1,0 +1,66 @@
+/* encoder.c — the formats by name, and the calls into them (encoder.h). */
+#include "event/encoder.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "event/encoder_int.h"
+
+static const struct encoder_ops *const FORMATS[] = {&ENCODER_JSON, &ENCODER_PRETTY};
+
+struct encoder {
+	const struct encoder_ops *ops;
+	void *state;
+};
+
+static const struct encoder_ops *find(const char *name)
+{
+	for (size_t i = 0; name && i < sizeof FORMATS / sizeof FORMATS[0]; i++)
+		if (strcmp(FORMATS[i]->name, name) == 0)
+			return FORMATS[i];
+	return NULL;
+}
+
+bool encoder_known(const char *name)
+{
+	return find(name) != NULL;
+}
+
+struct encoder *encoder_new(const char *name)
+{
+	const struct encoder_ops *ops = find(name);
+	struct encoder *enc;
+
+	if (ops == NULL || (enc = calloc(1, sizeof *enc)) == NULL)
+		return NULL;
+	enc->ops = ops;
+	if (ops->state_size && (enc->state = calloc(1, ops->state_size)) == NULL) {
+		free(enc);
+		return NULL;
+	}
+	return enc;
+}
+
+void encoder_free(struct encoder *enc)
+{
+	if (enc == NULL)
+		return;
+	free(enc->state);
+	free(enc);
+}
+
+const char *encoder_name(const struct encoder *enc)
+{
+	return enc->ops->name;
+}
+
+void encoder_prepare_relation(struct encoder *enc, struct relinfo *ri)
+{
+	if (enc->ops->prepare_relation)
+		enc->ops->prepare_relation(enc->state, ri);
+}
+
+void encoder_write(struct encoder *enc, struct buf *out, const struct event *ev)
+{
+	enc->ops->write(enc->state, out, ev);
+}

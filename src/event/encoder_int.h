@@ -1,0 +1,23 @@
+/*
+ * encoder_int.h — what a format implements (one fmt_*.c each), as curl's
+ * vtls backends fill a struct Curl_ssl: encoder.c dispatches, the format's
+ * state stays private to its file and is allocated for it (state_size).
+ */
+#ifndef PGSTREAM_ENCODER_INT_H
+#define PGSTREAM_ENCODER_INT_H
+
+#include <stddef.h>
+
+#include "event/encoder.h"
+
+struct encoder_ops {
+	const char *name;
+	size_t state_size; /* zeroed bytes handed to every call as state */
+	void (*prepare_relation)(void *state, struct relinfo *ri); /* may be NULL */
+	void (*write)(void *state, struct buf *out, const struct event *ev);
+};
+
+extern const struct encoder_ops ENCODER_JSON;   /* fmt_json.c */
+extern const struct encoder_ops ENCODER_PRETTY; /* fmt_pretty.c */
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * relinfo.h — what the consumer knows of each relation the stream named.
+ *
+ * The decoder's relcache (pg/relcache.h) holds what pgoutput said of a
+ * relation and nothing more. Everything pgstream derives from it lives
+ * here, in an entry that points to the protocol's struct, as PostgreSQL's
+ * LogicalRepRelMapEntry wraps LogicalRepRelation: what each column's type
+ * looks like once domains and user-defined arrays are resolved, and one
+ * slot for the encoder's own per-relation data (escaped names, renderings),
+ * which the entry frees with itself. A second encoder keeps its data in that
+ * slot too, without touching pg/.
+ *
+ * Lifetime: an entry borrows its struct relation from the decoder. The
+ * decoder replaces that struct when a new Relation message for the OID
+ * arrives, and the caller then calls relmap_update() before any event of
+ * the relation is built (the next message at the earliest); relmap_clear()
+ * goes with the decoder at the end of a session.
+ */
+#ifndef PGSTREAM_RELINFO_H
+#define PGSTREAM_RELINFO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pg/relcache.h"
+
+/* What a column's values look like: those of built-in type base (0: none
+ * fits, text), or an array of them. For a built-in column type, the type
+ * itself (an array type included, array false). */
+struct coltype {
+	uint32_t base;
+	bool array;
+};
+
+struct relinfo {
+	const struct relation *remote; /* borrowed, see above */
+	struct coltype *types;         /* remote->ncols entries */
+	/* The encoder's data for this relation, NULL until it made some;
+	 * freed with enc_free when the entry is replaced or cleared. */
+	void *enc_data;
+	void (*enc_free)(void *enc_data);
+};
+
+struct relmap;
+
+struct relmap *relmap_new(void);    /* NULL on allocation failure */
+void relmap_free(struct relmap *m); /* accepts NULL */
+
+/* Forget every entry (their relations went with the decoder). */
+void relmap_clear(struct relmap *m);
+
+/*
+ * A Relation message for rel->oid arrived: replace its entry with a new one
+ * for rel, each column's type its own OID (the caller refines user-defined
+ * ones). Returns the entry, valid until the next update for the OID or
+ * relmap_clear(), or NULL on allocation failure (the old entry is then
+ * gone too, so no event can use a stale relation).
+ */
+struct relinfo *relmap_update(struct relmap *m, const struct relation *rel);
+
+/* The entry for oid, or NULL if no Relation message for it was seen. */
+struct relinfo *relmap_get(const struct relmap *m, uint32_t oid);
+
+#endif

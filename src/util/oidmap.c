@@ -1,0 +1,90 @@
+/* oidmap.c — OID → pointer map; see oidmap.h for the invariants. */
+#include "util/oidmap.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OIDMAP_MIN_CAP 16
+
+/* Spread sequential OIDs over the table (the murmur3 32-bit finalizer). */
+static size_t oid_hash(uint32_t oid)
+{
+	oid ^= oid >> 16;
+	oid *= 0x85ebca6bu;
+	oid ^= oid >> 13;
+	oid *= 0xc2b2ae35u;
+	oid ^= oid >> 16;
+	return oid;
+}
+
+/* The slot holding oid, or the empty slot where it would go. */
+static size_t slot_of(const struct oidmap *m, uint32_t oid)
+{
+	size_t mask = m->cap - 1;
+	size_t i = oid_hash(oid) & mask;
+
+	while (m->vals[i] != NULL && m->keys[i] != oid)
+		i = (i + 1) & mask;
+	return i;
+}
+
+void *oidmap_get(const struct oidmap *m, uint32_t oid)
+{
+	if (m->cap == 0)
+		return NULL;
+	return m->vals[slot_of(m, oid)];
+}
+
+/* Rehash into twice the slots (or the minimum); -1 on allocation failure. */
+static int grow(struct oidmap *m)
+{
+	size_t ncap = m->cap ? m->cap * 2 : OIDMAP_MIN_CAP;
+	struct oidmap n = {.cap = ncap, .used = m->used};
+
+	assert(ncap > m->cap); /* overflow */
+	n.keys = calloc(ncap, sizeof *n.keys);
+	n.vals = calloc(ncap, sizeof *n.vals);
+	if (n.keys == NULL || n.vals == NULL) {
+		free(n.keys);
+		free(n.vals);
+		return -1;
+	}
+	for (size_t i = 0; i < m->cap; i++) {
+		if (m->vals[i] == NULL)
+			continue;
+		size_t j = slot_of(&n, m->keys[i]);
+		n.keys[j] = m->keys[i];
+		n.vals[j] = m->vals[i];
+	}
+	free(m->keys);
+	free(m->vals);
+	*m = n;
+	return 0;
+}
+
+int oidmap_put(struct oidmap *m, uint32_t oid, void *val, void **old)
+{
+	size_t i;
+
+	assert(val != NULL);
+	if ((m->used + 1) * 4 >= m->cap * 3 && grow(m) < 0)
+		return -1;
+	i = slot_of(m, oid);
+	*old = m->vals[i];
+	if (*old == NULL)
+		m->used++;
+	m->keys[i] = oid;
+	m->vals[i] = val;
+	return 0;
+}
+
+void oidmap_reset(struct oidmap *m, void (*free_val)(void *))
+{
+	for (size_t i = 0; free_val && i < m->cap; i++)
+		if (m->vals[i] != NULL)
+			free_val(m->vals[i]);
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof *m);
+}
