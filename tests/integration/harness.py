@@ -241,9 +241,31 @@ class Workload:
     def verify(self, runs, acked_at_kill=()):
         """Check the union of the events of several pgstream runs against
         what committed. runs: list of event lists, in run order.
-        acked_at_kill[i]: the slot's confirmed_flush_lsn right after run i
-        ended; an event of run i may appear again in a later run only if
-        its transaction was not acknowledged (commit_lsn >= that LSN).
+        acked_at_kill[i]: the slot's confirmed_flush_lsn once run i had
+        ended and its walsender had gone (wait_slot_inactive): the position
+        run i + 1 starts from.
+
+        The bound on repeats: an event in run r may repeat a row emitted
+        by an earlier run only if its transaction's commit_lsn is at or
+        above A(r) = max(acked_at_kill[:r]), the latest acknowledgement
+        that preceded the restart that repeated it. Why that bound, not an
+        earlier one: the server decodes run r from the slot's
+        confirmed_flush_lsn at run r's start, A(r), and skips every
+        transaction whose commit record starts before it (commit_lsn <
+        A(r)); pgstream acknowledges a transaction by its end LSN, after
+        the commit record, so a transaction it acknowledged at any time
+        before run r has commit_lsn < A(r) and must not come again. One at
+        exactly A(r) (its commit record starts where the acknowledged WAL
+        ends) was not acknowledged and may. The acknowledgement after the
+        run that first (or last) emitted the row is no bound: it can be
+        lower than A(r), and would let a row that a later run acknowledged
+        repeat unnoticed. Reading A(r) before the walsender has gone is no
+        bound either: the server may still take status updates pgstream
+        sent before it died, so the slot can move on after the read.
+
+        Also checked: every committed row present, none from a rolled-back
+        transaction, none invented, none twice within one run, and within
+        each run transactions in commit order and rows in order.
         Returns (events checked, repeats)."""
         committed = {i for tx in self.committed for i in tx}
         rolled = {i for tx in self.rolled_back for i in tx}
@@ -263,12 +285,16 @@ class Workload:
                 in_run.add(rid)
                 if rid in seen:
                     repeats += 1
-                    prev_run, prev_commit = seen[rid]
-                    limit = acked_at_kill[prev_run] if prev_run < len(acked_at_kill) else 0
+                    assert r > 0 and r - 1 < len(acked_at_kill), \
+                        "row %d repeated in run %d, with no acknowledgement given for the " \
+                        "restart before it" % (rid, r)
+                    limit = max(acked_at_kill[:r])
                     assert lsn_int(e["commit_lsn"]) >= limit, \
-                        "row %d repeated although its transaction (commit %s) was " \
-                        "acknowledged (%s)" % (rid, e["commit_lsn"], lsn_str(limit))
-                seen[rid] = (r, e["commit_lsn"])
+                        "row %d repeated in run %d (first emitted in run %d) although its " \
+                        "transaction (commit %s) was acknowledged before the restart (%s)" \
+                        % (rid, r, seen[rid][0], e["commit_lsn"], lsn_str(limit))
+                else:
+                    seen[rid] = (r, e["commit_lsn"])
         missing = committed - set(seen)
         assert not missing, "%d committed rows never emitted, e.g. %s" % (
             len(missing), sorted(missing)[:5])
@@ -502,3 +528,189 @@ def product_bug(why):
     import unittest
     return unittest.skipUnless(os.environ.get("PGSTREAM_KNOWN_BUGS") == "1",
                                "product bug: " + why)
+
+
+# ---- running a test module: skipped checks show as skipped -------------------
+
+# The exit status of a test module in which some test was skipped and none
+# failed. tests/integration/CMakeLists.txt gives every integration test
+# SKIP_RETURN_CODE 77, so ctest's summary lists such a module under "The
+# following tests did not run: ... (Skipped)" instead of counting it as
+# passed. (77 is what automake and meson use for "skipped".)
+SKIP_EXIT = 77
+
+import sys as _sys  # noqa: E402
+import unittest as _unittest  # noqa: E402
+
+
+class TestProgram(_unittest.TestProgram):
+    """unittest.main, except that the exit status tells a module whose
+    checks all ran (0) from one where some were skipped (SKIP_EXIT, and a
+    line naming each skipped test and why), one where some failed (1), and
+    one where none ran at all (1: a selection that matches nothing must not
+    pass). Also takes --exclude PATTERN (repeatable; matched as -k is: a
+    substring of module.Class.test, or an fnmatch pattern), so that
+    CMakeLists.txt can give a test that may be skipped its own ctest entry
+    (-k PATTERN) and run the rest of the module without it.
+
+    Importing harness makes unittest.main this class, so the test modules'
+    own `unittest.main()` gets it without a change; harness.main is the
+    same for new code."""
+
+    def parseArgs(self, argv):
+        self.exclude_patterns = []
+        rest = [argv[0]]
+        it = iter(argv[1:])
+        for arg in it:
+            if arg == "--exclude":
+                pattern = next(it, None)
+                if pattern is None:
+                    raise SystemExit("--exclude needs a pattern")
+                self.exclude_patterns.append(pattern)
+            elif arg.startswith("--exclude="):
+                self.exclude_patterns.append(arg.split("=", 1)[1])
+            else:
+                rest.append(arg)
+        super().parseArgs(rest)
+
+    def createTests(self, *args, **kwargs):
+        super().createTests(*args, **kwargs)
+        patterns = getattr(self, "exclude_patterns", [])
+        if patterns:
+            import fnmatch
+            globs = [p if "*" in p else "*%s*" % p for p in patterns]
+            keep = _unittest.TestSuite()
+            for t in _flatten(self.test):
+                if not any(fnmatch.fnmatchcase(t.id(), g) for g in globs):
+                    keep.addTest(t)
+            self.test = keep
+
+    def runTests(self):
+        want_exit, self.exit = self.exit, False
+        super().runTests()
+        self.exit = want_exit
+        r = self.result
+        if not r.wasSuccessful():
+            status = 1
+        elif r.testsRun == 0:
+            print("no test ran (selection matched nothing): that is a failure", file=_sys.stderr)
+            status = 1
+        elif r.skipped:
+            for test, why in r.skipped:
+                print("SKIPPED %s: %s" % (test.id(), why), file=_sys.stderr)
+            print("%d of %d tests skipped, none failed: exit %d (ctest: Skipped)"
+                  % (len(r.skipped), r.testsRun, SKIP_EXIT), file=_sys.stderr)
+            status = SKIP_EXIT
+        else:
+            status = 0
+        if want_exit:
+            _sys.stdout.flush()
+            _sys.exit(status)
+
+
+def _flatten(suite):
+    for t in suite:
+        if isinstance(t, _unittest.TestSuite):
+            yield from _flatten(t)
+        else:
+            yield t
+
+
+main = TestProgram
+_unittest.main = TestProgram
+
+
+# ---- net.core.rmem_max -------------------------------------------------------
+
+RMEM_MAX = "/proc/sys/net/core/rmem_max"
+# Shared by every test process on the host whatever its TMPDIR (the raise is
+# the host's); used only by root, the only one who can raise.
+_RMEM_STATE = "/tmp/pgstream-tests-rmem-max"
+
+
+def _read_int(path):
+    with open(path) as f:
+        return int(f.read().split()[0])
+
+
+def _write_int(path, value):
+    with open(path, "w") as f:
+        f.write("%d\n" % value)
+
+
+def _rmem_locked(fn):
+    """Run fn(live holder pids, path of the saved original) under the
+    state directory's lock, pruning holders that died without restoring."""
+    import fcntl
+    os.makedirs(_RMEM_STATE, exist_ok=True)
+    with open(os.path.join(_RMEM_STATE, "lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        holders = []
+        for name in os.listdir(_RMEM_STATE):
+            if name.startswith("holder."):
+                pid = int(name.split(".", 1)[1])
+                try:
+                    os.kill(pid, 0)
+                    holders.append(pid)
+                except ProcessLookupError:
+                    os.unlink(os.path.join(_RMEM_STATE, name))
+        return fn(holders, os.path.join(_RMEM_STATE, "orig"))
+
+
+def raise_rmem_max(minimum, path=RMEM_MAX):
+    """Make net.core.rmem_max at least `minimum` bytes for as long as this
+    process needs it, if it is not already: possible as root (CI runs as
+    root), not otherwise. Returns whether rmem_max is now at least
+    `minimum`; a test that needs it skips (visibly, see TestProgram) when
+    not.
+
+    The setting is the whole host's (not per network namespace: a new one
+    sees it read-only), and the plain and ASan variants of a module may run
+    at once, so a raise is shared: the first process to raise records the
+    original value, every process that relies on a raise registers its pid,
+    and restore_rmem_max() (at exit at the latest) puts the original back
+    once no live process relies on it. A holder killed before restoring is
+    pruned by the next process that takes the lock. `path` is for trying
+    the bookkeeping on a scratch file."""
+    try:
+        current = _read_int(path)
+    except OSError:
+        return False
+    if os.geteuid() != 0:
+        return current >= minimum
+
+    def act(holders, orig):
+        current = _read_int(path)
+        if current < minimum:
+            created = not os.path.exists(orig)
+            if created:
+                _write_int(orig, current)
+            try:
+                _write_int(path, minimum)
+            except OSError:  # read-only /proc/sys (a container)
+                if created:
+                    os.unlink(orig)
+                return False
+        if os.path.exists(orig):
+            open(os.path.join(_RMEM_STATE, "holder.%d" % os.getpid()), "w").close()
+            import atexit
+            atexit.register(restore_rmem_max, path)
+        return _read_int(path) >= minimum
+    return _rmem_locked(act)
+
+
+def restore_rmem_max(path=RMEM_MAX):
+    """Undo this process's raise_rmem_max(): the original value comes back
+    once no other live process relies on the raise. A no-op otherwise."""
+    if os.geteuid() != 0 or not os.path.isdir(_RMEM_STATE):
+        return
+
+    def act(holders, orig):
+        me = os.path.join(_RMEM_STATE, "holder.%d" % os.getpid())
+        if not os.path.exists(me):
+            return
+        os.unlink(me)
+        if not [h for h in holders if h != os.getpid()] and os.path.exists(orig):
+            _write_int(path, _read_int(orig))
+            os.unlink(orig)
+    _rmem_locked(act)
