@@ -180,6 +180,43 @@ def rss_kb(pid):
     return 0
 
 
+def proc_status_kb(pid, field):
+    """A kB field of /proc/PID/status (VmHWM, VmRSS...), or None once the
+    process has exited (a zombie has no memory fields)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def run_measuring_rss(p, timeout=600, every=0.01):
+    """Start PgStream p, wait for it to exit and measure its peak RSS from
+    outside: VmHWM (the kernel's high-water mark of the process's resident
+    memory since its exec) from /proc/PID/status, sampled every `every`
+    seconds while it runs. The last sample is at most `every` before the
+    process exits, so only its exit can escape the measure. Not getrusage
+    of the child: its ru_maxrss starts from the RSS of the forking Python
+    process. Returns (exit status, peak kB, number of samples)."""
+    p.start()
+    pid = p.proc.pid
+    deadline = time.time() + timeout
+    peak, samples = 0, 0
+    while p.proc.poll() is None:
+        hwm = proc_status_kb(pid, "VmHWM")
+        if hwm is not None:
+            peak = max(peak, hwm)
+            samples += 1
+        if time.time() > deadline:
+            p.kill()
+            raise AssertionError("pgstream did not exit in %d s" % timeout)
+        time.sleep(every)
+    return p.proc.returncode, peak, samples
+
+
 class Workload:
     """Writes numbered rows into table `ledger` in transactions of varying
     size from a background thread, and remembers what committed. Row ids are
