@@ -14,7 +14,7 @@ import subprocess
 import time
 import unittest
 
-from harness import Cluster, PgStream, lsn_str
+from harness import Cluster, PgStream, lsn_str, raise_rmem_max, restore_rmem_max
 from tcpproxy import TcpProxy
 
 C = None
@@ -25,21 +25,29 @@ SMALL_TXNS = 3000
 # 8 MB/s that starts the hold. Published separately, not seen by the rest.
 WIDE_ROWS = 50000
 # The hold is used only where a stalled output can have its 4 MB receive
-# buffer (src/pg/conn.c, STALL_RCVBUF); a stock Debian grants 208 kB.
-with open("/proc/sys/net/core/rmem_max") as f:
-    HOLD_POSSIBLE = int(f.read()) >= 4 * 1024 * 1024
+# buffer (src/pg/conn.c, STALL_RCVBUF); a stock Debian grants 208 kB. As
+# root (CI) setUpModule raises net.core.rmem_max for the module's run and
+# puts it back after; elsewhere the hold's tests skip, and show as skipped.
+HOLD_RMEM = 4 * 1024 * 1024
+HOLD_POSSIBLE = None
 NO_RMEM = "read hold not used: net.core.rmem_max is under"
+# Each attempt at the wakeup comparison streams the workload twice, from its
+# own two slots.
+WAKEUP_ATTEMPTS = 3
 
 
 def setUpModule():
-    global C
+    global C, HOLD_POSSIBLE
+    HOLD_POSSIBLE = raise_rmem_max(HOLD_RMEM)
     C = Cluster()
     C.sql("CREATE TABLE paced (id bigint PRIMARY KEY, name text, amount numeric)")
     C.sql("CREATE TABLE wide (id bigint PRIMARY KEY, body text)")
     C.sql("CREATE PUBLICATION pgstream_pub FOR TABLE paced")
     C.sql("CREATE PUBLICATION wide_pub FOR TABLE wide")
     for slot in ("unpaced", "paced", "paced_long", "segments", "hold", "unpaced_debug", "proxied",
-                 "hold_off", "stalled"):
+                 "hold_off", "stalled",
+                 *("unpaced_%d" % i for i in range(1, WAKEUP_ATTEMPTS)),
+                 *("paced_%d" % i for i in range(1, WAKEUP_ATTEMPTS))):
         C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
     C.sql("INSERT INTO wide SELECT g, repeat(md5(g::text), 25) FROM generate_series(1, %s) g",
           (WIDE_ROWS,))
@@ -56,6 +64,7 @@ def setUpModule():
 
 def tearDownModule():
     C.close()
+    restore_rmem_max()
 
 
 def wide_ids(out):
@@ -76,24 +85,55 @@ def stream(slot, *args, pub="pgstream_pub", url=None):
     return p.proc.returncode, out, usage.ru_nvcsw, err
 
 
+SANITIZED = os.environ.get("PGSTREAM_SANITIZED") == "1"
+_PACED = {}
+
+
+def paced_and_unpaced(attempt):
+    """The workload streamed unpaced and with the default pause, from the
+    slots of this attempt; computed once per attempt and process."""
+    if attempt not in _PACED:
+        suffix = "_%d" % attempt if attempt else ""
+        _PACED[attempt] = (stream("unpaced" + suffix, "--read-delay-us=0"),
+                           stream("paced" + suffix))
+    return _PACED[attempt]
+
+
 class Pacing(unittest.TestCase):
-    def test_same_output_fewer_wakeups(self):
-        rc0, out0, csw0, err0 = stream("unpaced", "--read-delay-us=0")
+    def test_same_output_paced_and_unpaced(self):
+        (rc0, out0, _, err0), (rc1, out1, _, err1) = paced_and_unpaced(0)
         self.assertEqual(rc0, 0, err0)
-        rc1, out1, csw1, err1 = stream("paced")
         self.assertEqual(rc1, 0, err1)
-        events = ROWS + SMALL_TXNS
-        self.assertEqual(out0.count("\n"), events)
+        self.assertEqual(out0.count("\n"), ROWS + SMALL_TXNS)
         self.assertEqual(out1, out0)
-        print("voluntary context switches for %d events: unpaced %d, paced %d"
-              % (events, csw0, csw1))
-        # Under AddressSanitizer pgstream is several times slower than the
-        # walsender, so even the unpaced run finds batches waiting: the
-        # comparison means something only for the plain build.
-        # Nor when the machine is so loaded that even the unpaced reader
-        # always found data waiting and hardly ever slept.
-        if os.environ.get("PGSTREAM_SANITIZED") != "1" and csw0 > events // 20:
-            self.assertLess(csw1 * 2, csw0)
+
+    def test_fewer_wakeups_when_paced(self):
+        # The paced run sleeps (ru_nvcsw) less than half as often as the
+        # unpaced one for the same events. That can only be seen when the
+        # unpaced reader does wake up for small batches: not when it is
+        # slower than the walsender (AddressSanitizer makes pgstream several
+        # times slower, and a loaded machine can too), for then it always
+        # finds data waiting. So: up to WAKEUP_ATTEMPTS tries from fresh
+        # slots, compared only where the unpaced run slept at least once per
+        # 20 events; if none did, the check was not made, and the test says
+        # so by skipping.
+        events = ROWS + SMALL_TXNS
+        tries = []
+        for attempt in range(WAKEUP_ATTEMPTS):
+            (rc0, out0, csw0, err0), (rc1, out1, csw1, err1) = paced_and_unpaced(attempt)
+            self.assertEqual(rc0, 0, err0)
+            self.assertEqual(rc1, 0, err1)
+            self.assertEqual(out1, out0)
+            tries.append((csw0, csw1))
+            print("voluntary context switches for %d events: unpaced %d, paced %d"
+                  % (events, csw0, csw1), flush=True)
+            if csw0 > events // 20:
+                self.assertLess(csw1 * 2, csw0)
+                return
+        self.skipTest("not compared: the unpaced reader found data waiting almost every time "
+                      "(unpaced, paced switches per try: %s; needs over %d unpaced)%s"
+                      % (tries, events // 20,
+                         " under AddressSanitizer" if SANITIZED else ""))
 
     def test_long_pause_still_delivers(self):
         # The largest pause allowed (0.1 s) makes a slow reader, not a lossy
@@ -133,14 +173,16 @@ class Pacing(unittest.TestCase):
             self.assertNotIn("read hold on", err)
             self.skipTest("net.core.rmem_max under 4 MB: no hold (checked)")
         self.assertIn("server on this host over TCP: receive buffer 64 kB", err)
-        if os.environ.get("PGSTREAM_SANITIZED") != "1":
-            # Under AddressSanitizer pgstream itself may read slower than
-            # the 8 MB/s that starts the hold.
-            self.assertIn("read hold on", err)
         m = re.search(r"(\d+) bytes per segment", err)
         print("hold: %s; %s bytes per TCP segment"
               % ("started" if "read hold on" in err else "not started",
                  m.group(1) if m else "?"))
+        if SANITIZED and "read hold on" not in err:
+            # Under AddressSanitizer pgstream itself may read slower than
+            # the 8 MB/s that starts the hold: then that was not checked.
+            self.skipTest("the hold did not start: under AddressSanitizer pgstream read "
+                          "slower than the 8 MB/s that starts it")
+        self.assertIn("read hold on", err)
 
     def test_no_hold_through_a_proxy(self):
         # A forwarder on 127.0.0.1 (as PgBouncer, ssh -L or a cloud SQL
