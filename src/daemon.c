@@ -69,12 +69,8 @@ struct daemon {
 	struct event_txn txn;
 	bool reached_end;
 	bool reply_now;
-	/* Streamed transactions not yet committed or aborted (--streaming),
-	 * and the one whose chunk is arriving now. */
-	struct spool **spools;
-	size_t nspools;
-	size_t spoolcap;
-	struct spool *cur_spool;
+	/* Streamed transactions not yet committed or aborted (--streaming). */
+	struct spool_set spools;
 	int64_t next_status_ms;
 	int64_t last_recv_ms; /* when the server was last heard from */
 
@@ -197,59 +193,10 @@ static int end_txn(struct daemon *d, uint64_t end_lsn, struct err *e)
 
 /* ---- streamed transactions (protocol v2) -------------------------------- */
 
-static struct spool **find_spool(struct daemon *d, uint32_t xid)
-{
-	for (size_t i = 0; i < d->nspools; i++)
-		if (spool_xid(d->spools[i]) == xid)
-			return &d->spools[i];
-	return NULL;
-}
-
-static void drop_spool(struct daemon *d, struct spool **slot)
-{
-	if (*slot == d->cur_spool)
-		d->cur_spool = NULL;
-	spool_free(*slot);
-	*slot = d->spools[--d->nspools];
-}
-
-static void drop_all_spools(struct daemon *d)
-{
-	while (d->nspools > 0)
-		drop_spool(d, &d->spools[0]);
-	free(d->spools);
-	d->spools = NULL;
-	d->spoolcap = 0;
-}
-
 static int stream_start(struct daemon *d, const struct pgo_msg *m, struct err *e)
 {
-	uint32_t xid = m->u.stream_start.xid;
-	struct spool **found = find_spool(d, xid);
-
-	if (found) {
-		d->cur_spool = *found;
-		return 0;
-	}
-	if (!m->u.stream_start.first_segment)
-		return err_set(e,
-		               "could not follow stream: transaction %u continues but was never "
-		               "started",
-		               xid);
-	if (d->nspools == d->spoolcap) {
-		size_t ncap = d->spoolcap ? d->spoolcap * 2 : 4;
-		struct spool **n = realloc(d->spools, ncap * sizeof *n);
-
-		if (n == NULL)
-			return err_set(e, "could not follow stream: out of memory");
-		d->spools = n;
-		d->spoolcap = ncap;
-	}
-	d->cur_spool = spool_new(xid, e);
-	if (d->cur_spool == NULL)
-		return -1;
-	d->spools[d->nspools++] = d->cur_spool;
-	return 0;
+	return spool_set_start(&d->spools, m->u.stream_start.xid, m->u.stream_start.first_segment,
+	                       e);
 }
 
 /* A message inside a stream: park it until the transaction's fate is known. */
@@ -257,11 +204,11 @@ static int spool_frame(struct daemon *d, const struct stream_frame *f, struct er
 {
 	uint32_t subxid;
 
-	if (d->cur_spool == NULL)
+	if (d->spools.current == NULL)
 		return err_set(e, "could not follow stream: data outside a stream");
 	if (pgoutput_peek_stream_xid(f->payload, f->payload_len, &subxid, e) < 0)
 		return -1;
-	return spool_append(d->cur_spool, f->wal_start, subxid, f->payload, f->payload_len, e);
+	return spool_append(d->spools.current, f->wal_start, subxid, f->payload, f->payload_len, e);
 }
 
 static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e);
@@ -270,21 +217,21 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
  * transaction, exactly as if it had been sent at commit. */
 static int stream_commit(struct daemon *d, const struct pgo_msg *m, struct err *e)
 {
-	struct spool **slot = find_spool(d, m->u.stream_commit.xid);
+	struct spool *sp = spool_set_find(&d->spools, m->u.stream_commit.xid);
 	const uint8_t *msg;
 	uint64_t lsn;
 	size_t len;
 	int rc;
 
-	if (slot == NULL)
+	if (sp == NULL)
 		return err_set(e, "could not follow stream: commit of unknown transaction %u",
 		               m->u.stream_commit.xid);
 	if (!begin_txn(d, m->u.stream_commit.xid, m->u.stream_commit.commit_lsn,
 	               m->u.stream_commit.commit_time))
 		return 0;
-	if (spool_rewind(*slot, e) < 0)
+	if (spool_rewind(sp, e) < 0)
 		return -1;
-	while ((rc = spool_next(*slot, &lsn, &msg, &len, e)) > 0) {
+	while ((rc = spool_next(sp, &lsn, &msg, &len, e)) > 0) {
 		struct pgo_msg sm;
 
 		/* A slow reader must not make a large replay grow memory. */
@@ -296,21 +243,21 @@ static int stream_commit(struct daemon *d, const struct pgo_msg *m, struct err *
 	}
 	if (rc < 0)
 		return -1;
-	drop_spool(d, slot);
+	spool_set_drop(&d->spools, sp);
 	return end_txn(d, m->u.stream_commit.end_lsn, e);
 }
 
 static int stream_abort(struct daemon *d, const struct pgo_msg *m, struct err *e)
 {
-	struct spool **slot = find_spool(d, m->u.stream_abort.xid);
+	struct spool *sp = spool_set_find(&d->spools, m->u.stream_abort.xid);
 
-	if (slot == NULL)
+	if (sp == NULL)
 		return 0; /* nothing of it was spooled */
 	if (m->u.stream_abort.subxid == m->u.stream_abort.xid) {
-		drop_spool(d, slot);
+		spool_set_drop(&d->spools, sp);
 		return 0;
 	}
-	return spool_abort_subxact(*slot, m->u.stream_abort.subxid, e);
+	return spool_abort_subxact(sp, m->u.stream_abort.subxid, e);
 }
 
 /* A Relation message arrived: domains and arrays of user types render like
@@ -380,7 +327,7 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 	case PGO_STREAM_START:
 		return stream_start(d, m, e);
 	case PGO_STREAM_STOP:
-		d->cur_spool = NULL;
+		spool_set_stop(&d->spools);
 		return 0;
 	case PGO_STREAM_COMMIT:
 		return stream_commit(d, m, e);
@@ -490,9 +437,13 @@ static int wait_for_sink(struct daemon *d, struct err *e)
 		}
 		if (status_due(d) && send_status(d, e) < 0)
 			return -1;
-		if (sink_wait(d->sink, (int)(d->next_status_ms - clock_ms())) &&
-		    confirm(d, false, e) < 0)
+		switch (sink_wait(d->sink, (int)(d->next_status_ms - clock_ms()), e)) {
+		case -1:
 			return -1;
+		case 1:
+			if (confirm(d, false, e) < 0)
+				return -1;
+		}
 	}
 	if (warned)
 		log_info("output is being read again; resuming replication");
@@ -509,7 +460,7 @@ static void drain_sink(struct daemon *d)
 	struct err ignored;
 
 	while (sink_blocked(d->sink) && clock_ms() < deadline)
-		if (sink_wait(d->sink, (int)(deadline - clock_ms())) &&
+		if (sink_wait(d->sink, (int)(deadline - clock_ms()), &ignored) < 0 ||
 		    sink_flush(d->sink, false, &ignored) < 0)
 			break;
 }
@@ -600,7 +551,7 @@ static int stream_loop(struct daemon *d, struct err *e)
 
 static void session_end(struct daemon *d)
 {
-	drop_all_spools(d); /* the server sends unfinished ones again */
+	spool_set_reset(&d->spools); /* the server sends unfinished ones again */
 	catalog_disconnect(d->cat);
 	relmap_clear(d->rels); /* its relations go with the decoder */
 	pgoutput_free(d->dec);

@@ -171,3 +171,62 @@ int spool_next(struct spool *sp, uint64_t *lsn, const uint8_t **msg, size_t *len
 	*len = n;
 	return 1;
 }
+
+void spool_set_reset(struct spool_set *ss)
+{
+	for (size_t i = 0; i < ss->n; i++)
+		spool_free(ss->v[i]);
+	free(ss->v);
+	memset(ss, 0, sizeof *ss);
+}
+
+struct spool *spool_set_find(const struct spool_set *ss, uint32_t xid)
+{
+	for (size_t i = 0; i < ss->n; i++)
+		if (ss->v[i]->xid == xid)
+			return ss->v[i];
+	return NULL;
+}
+
+int spool_set_start(struct spool_set *ss, uint32_t xid, bool first_segment, struct err *e)
+{
+	struct spool *sp = spool_set_find(ss, xid);
+
+	if (sp) {
+		ss->current = sp;
+		return 0;
+	}
+	if (!first_segment)
+		return err_set(e,
+		               "could not follow stream: transaction %u continues but was never "
+		               "started",
+		               xid);
+	if (ss->n == ss->cap) {
+		size_t ncap = ss->cap ? ss->cap * 2 : 4;
+		struct spool **n = realloc(ss->v, ncap * sizeof *n);
+
+		if (n == NULL)
+			return err_set(e, "could not follow stream: out of memory");
+		ss->v = n;
+		ss->cap = ncap;
+	}
+	sp = spool_new(xid, e);
+	if (sp == NULL)
+		return -1;
+	ss->v[ss->n++] = sp;
+	ss->current = sp;
+	return 0;
+}
+
+void spool_set_drop(struct spool_set *ss, struct spool *sp)
+{
+	for (size_t i = 0; i < ss->n; i++) {
+		if (ss->v[i] != sp)
+			continue;
+		if (ss->current == sp)
+			ss->current = NULL;
+		spool_free(sp);
+		ss->v[i] = ss->v[--ss->n];
+		return;
+	}
+}

@@ -1,11 +1,13 @@
-/* sink.c — dispatch to the backend a config names, and shared fd writing. */
+/* sink.c — the backend a config names, the calls into it, and the shared
+ * writing of a file descriptor. */
 #include "sink/sink.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "sink/sink_int.h"
 
 /* Writes are batched up to this size: large enough that write() is not per
  * event, small enough that memory stays flat. */
@@ -15,22 +17,23 @@
 
 struct sink *sink_open(const struct sink_config *cfg, struct err *e)
 {
-	if (cfg->output == NULL || strcmp(cfg->output, "-") == 0)
-		return sink_stdout_open(cfg, e);
-	return sink_file_open(cfg, e);
-}
-
-struct sink *sink_alloc(const struct sink_ops *ops)
-{
+	const struct sink_ops *ops =
+	    cfg->output == NULL || strcmp(cfg->output, "-") == 0 ? &SINK_STDOUT : &SINK_FILE;
 	struct sink *s = calloc(1, sizeof *s);
 
-	if (s == NULL)
+	if (s == NULL ||
+	    (ops->backend_size && (s->backend = calloc(1, ops->backend_size)) == NULL)) {
+		free(s);
+		err_set(e, "could not open the %s sink: out of memory", ops->name);
 		return NULL;
+	}
 	s->ops = ops;
-	s->fd = -1;
-	s->restore_flags = -1;
 	s->flush_threshold = SINK_FLUSH_THRESHOLD;
 	buf_init(&s->out, SINK_BUF_LIMIT);
+	if (ops->open(s, cfg, e) < 0) {
+		sink_close(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -41,8 +44,13 @@ void sink_close(struct sink *s)
 	if (s->ops->close)
 		s->ops->close(s);
 	buf_reset(&s->out);
-	free(s->path);
+	free(s->backend);
 	free(s);
+}
+
+struct buf *sink_buf(struct sink *s)
+{
+	return &s->out;
 }
 
 int sink_event_done(struct sink *s, uint64_t seq, struct err *e)
@@ -60,12 +68,59 @@ int sink_flush(struct sink *s, bool durable, struct err *e)
 	return s->ops->flush(s, durable, e);
 }
 
-int sink_write_fd(struct sink *s, const char *what, struct err *e)
+uint64_t sink_confirmed(const struct sink *s)
+{
+	return s->confirmed_seq;
+}
+
+bool sink_blocked(const struct sink *s)
+{
+	return s->blocked;
+}
+
+void sink_adjust_pollset(struct sink *s, struct sink_pollset *ps)
+{
+	ps->nfds = 0;
+	ps->timeout_ms = -1;
+	if (s->ops->adjust_pollset)
+		s->ops->adjust_pollset(s, ps);
+}
+
+int sink_process(struct sink *s, const struct sink_pollset *ps, struct err *e)
+{
+	return s->ops->process ? s->ops->process(s, ps, e) : 0;
+}
+
+int sink_wait(struct sink *s, int timeout_ms, struct err *e)
+{
+	struct sink_pollset ps;
+	int n;
+
+	sink_adjust_pollset(s, &ps);
+	if (ps.timeout_ms >= 0 && (timeout_ms < 0 || ps.timeout_ms < timeout_ms))
+		timeout_ms = ps.timeout_ms;
+	if (ps.nfds == 0 && ps.timeout_ms < 0)
+		return 1; /* nothing to wait for: its turn now */
+	n = poll(ps.fds, ps.nfds, timeout_ms < 0 ? 0 : timeout_ms);
+	if (n < 0) {
+		if (errno != EINTR)
+			return err_setk(e, ERR_SINK, "could not wait for the %s sink: %s",
+			                s->ops->name, strerror(errno));
+		return 0;
+	}
+	if (n == 0)
+		memset(ps.fds, 0, sizeof ps.fds[0] * ps.nfds); /* timeout: no revents */
+	if (sink_process(s, &ps, e) < 0)
+		return -1;
+	return n > 0;
+}
+
+int sink_write_fd(struct sink *s, int fd, const char *what, struct err *e)
 {
 	size_t off = 0;
 
 	while (off < s->out.len) {
-		ssize_t n = write(s->fd, s->out.data + off, s->out.len - off);
+		ssize_t n = write(fd, s->out.data + off, s->out.len - off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -87,11 +142,17 @@ int sink_write_fd(struct sink *s, const char *what, struct err *e)
 	return 0;
 }
 
-int sink_wait(struct sink *s, int timeout_ms)
+void sink_poll_fd(struct sink *s, int fd, struct sink_pollset *ps)
 {
-	struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
+	if (!s->blocked || fd < 0 || ps->nfds == SINK_POLL_MAX)
+		return;
+	ps->fds[ps->nfds++] = (struct pollfd){.fd = fd, .events = POLLOUT};
+}
 
-	if (s->fd < 0)
-		return 1;
-	return poll(&pfd, 1, timeout_ms < 0 ? 0 : timeout_ms) > 0;
+bool sink_fd_ready(const struct sink_pollset *ps, int fd)
+{
+	for (unsigned i = 0; i < ps->nfds; i++)
+		if (ps->fds[i].fd == fd && (ps->fds[i].revents & (POLLOUT | POLLERR | POLLHUP)))
+			return true;
+	return false;
 }

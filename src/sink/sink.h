@@ -1,6 +1,5 @@
 /*
- * sink.h — where events go, behind one ops table (curl's vtls model:
- * sink.c dispatches, one file per backend fills the table).
+ * sink.h — where events go.
  *
  * The sink owns an output buffer the encoder writes events straight into
  * (sink_buf), so an event is never copied between encoding and write(). The
@@ -9,86 +8,74 @@
  * confirmed sequence number says every event numbered <= it is durably out.
  * Only confirmed events may be acknowledged to Postgres (see checkpoint.h).
  * Sinks never see Postgres types: only bytes and sequence numbers.
+ *
+ * A sink with its own sockets, pipes or background threads tells the loop
+ * what to wait on (sink_adjust_pollset: descriptors, and a deadline when it
+ * needs time of its own) and gets its turn after every wait (sink_process),
+ * where it serves its callbacks and confirms what was delivered. The loop
+ * never looks inside: backends are private (sink_int.h).
  */
 #ifndef PGSTREAM_SINK_H
 #define PGSTREAM_SINK_H
 
+#include <poll.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 #include "util/buf.h"
 #include "util/err.h"
 
 struct sink;
 
-struct sink_ops {
-	const char *name;
-	/* An event has been appended to s->out and numbered seq. The backend may
-	 * send it now or leave it buffered. */
-	int (*event_done)(struct sink *s, uint64_t seq, struct err *e);
-	/* Send everything buffered; if durable, also make it durable (fsync).
-	 * Advances s->confirmed_seq as far as the backend knows it safe. */
-	int (*flush)(struct sink *s, bool durable, struct err *e);
-	void (*close)(struct sink *s);
-};
-
-struct sink {
-	const struct sink_ops *ops;
-	struct buf out;         /* encoded events not yet handed on */
-	uint64_t buffered_seq;  /* last event number appended to out */
-	uint64_t written_seq;   /* last event handed to the OS / broker */
-	uint64_t confirmed_seq; /* every event <= this is durable */
-	size_t flush_threshold; /* event_done sends once out grows past this */
-	int fd;                 /* stdout and file backends */
-	bool blocked;           /* the fd would block: out holds unwritten data */
-	bool durable_writes;    /* file: fsync before confirming */
-	char *path;             /* file backend */
-	off_t boundary;         /* file: size at the end of the last whole write */
-	int restore_flags;      /* stdout: fcntl flags to put back at close, or -1 */
-};
-
 struct sink_config {
-	const char *output; /* NULL or "-": stdout */
-	bool fsync;
+	const char *output; /* NULL or "-": stdout, else a file to append to */
+	bool fsync;         /* file: fsync before confirming */
 };
 
 /* Open the sink the config names. Returns NULL with *e set on failure. */
 struct sink *sink_open(const struct sink_config *cfg, struct err *e);
 void sink_close(struct sink *s); /* flushes nothing; accepts NULL */
 
-static inline struct buf *sink_buf(struct sink *s)
-{
-	return &s->out;
-}
+/* The buffer the encoder appends the next event to. */
+struct buf *sink_buf(struct sink *s);
+
+/* The event just appended to sink_buf() is number seq (the previous one
+ * plus 1). The backend may send it now or keep it. -1 with *e set
+ * (ERR_SINK) if it cannot be taken (too large, out of memory, a write
+ * failed). */
 int sink_event_done(struct sink *s, uint64_t seq, struct err *e);
+
+/* Send everything buffered (as far as the sink will take it now); if
+ * durable, also make what was sent durable. Confirms what it can. */
 int sink_flush(struct sink *s, bool durable, struct err *e);
-static inline uint64_t sink_confirmed(const struct sink *s)
-{
-	return s->confirmed_seq;
-}
 
-/* True while the sink cannot take more (a pipe nobody reads): the daemon
- * stops decoding, keeps the connection alive, and waits with sink_wait(). */
-static inline bool sink_blocked(const struct sink *s)
-{
-	return s->blocked;
-}
+/* Every event numbered <= this is durably out. */
+uint64_t sink_confirmed(const struct sink *s);
 
-/* Wait up to timeout_ms for a blocked sink to accept data again. Returns 1
- * when it may, 0 on timeout or signal. */
-int sink_wait(struct sink *s, int timeout_ms);
+/* True while the sink takes no more (a pipe nobody reads, a full producer
+ * queue): the daemon stops decoding, keeps the connection alive, and waits
+ * on the sink's poll set until sink_process() clears it. */
+bool sink_blocked(const struct sink *s);
 
-/* Backends. */
-struct sink *sink_stdout_open(const struct sink_config *cfg, struct err *e);
-struct sink *sink_file_open(const struct sink_config *cfg, struct err *e);
+/* What the loop waits on for the sink. */
+#define SINK_POLL_MAX 4
+struct sink_pollset {
+	struct pollfd fds[SINK_POLL_MAX];
+	unsigned nfds;
+	int timeout_ms; /* the sink wants its turn within this; -1: no need */
+};
 
-/* For backends: allocate a sink around ops. */
-struct sink *sink_alloc(const struct sink_ops *ops);
-/* Write out to fd. On a non-blocking fd that is full, keeps the rest in out,
- * sets blocked and returns 0; on an error returns -1 (ERR_SINK) with the
- * unwritten rest still in out. written_seq advances only when all is out. */
-int sink_write_fd(struct sink *s, const char *what, struct err *e);
+/* Fill *ps (cleared first) with the descriptors the sink needs watched
+ * now and the longest the loop may wait before giving it a turn. */
+void sink_adjust_pollset(struct sink *s, struct sink_pollset *ps);
+
+/* The sink's turn after a wait on ps (its revents filled in by poll, or
+ * zero after a timeout): write what was blocked, serve delivery reports,
+ * confirm. -1 with *e set (ERR_SINK) on a sink failure. */
+int sink_process(struct sink *s, const struct sink_pollset *ps, struct err *e);
+
+/* Wait up to timeout_ms on the sink alone, then give it its turn. Returns
+ * 1 if it may have made progress, 0 on timeout or signal, -1 with *e set. */
+int sink_wait(struct sink *s, int timeout_ms, struct err *e);
 
 #endif

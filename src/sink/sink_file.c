@@ -12,29 +12,38 @@
  * write()) is cut back at open. Neither loses anything: bytes past the
  * last boundary were never acknowledged, so Postgres sends them again.
  */
-#include "sink/sink.h"
-
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
+#include "sink/sink_int.h"
 #include "util/log.h"
+
+struct file_sink {
+	int fd;
+	char *path;
+	bool durable_writes; /* fsync before confirming */
+	off_t boundary;      /* size at the end of the last whole write */
+};
 
 static int file_write(struct sink *s, struct err *e)
 {
+	struct file_sink *f = s->backend;
 	size_t len = s->out.len;
 
-	if (sink_write_fd(s, s->path, e) < 0) {
-		if (ftruncate(s->fd, s->boundary) < 0)
-			log_warn("could not cut %s back to its last whole event: %s", s->path,
+	if (sink_write_fd(s, f->fd, f->path, e) < 0) {
+		if (ftruncate(f->fd, f->boundary) < 0)
+			log_warn("could not cut %s back to its last whole event: %s", f->path,
 			         strerror(errno));
 		return -1;
 	}
-	s->boundary += (off_t)len;
-	if (!s->durable_writes)
+	f->boundary += (off_t)len;
+	if (!f->durable_writes)
 		s->confirmed_seq = s->written_seq;
 	return 0;
 }
@@ -49,29 +58,28 @@ static int file_event_done(struct sink *s, uint64_t seq, struct err *e)
 
 static int file_flush(struct sink *s, bool durable, struct err *e)
 {
+	struct file_sink *f = s->backend;
+
 	if (s->out.len > 0 && file_write(s, e) < 0)
 		return -1;
-	if (!s->durable_writes || !durable || s->confirmed_seq == s->written_seq)
+	if (!f->durable_writes || !durable || s->confirmed_seq == s->written_seq)
 		return 0;
-	if (fsync(s->fd) < 0)
-		return err_setk(e, ERR_SINK, "could not fsync %s: %s", s->path, strerror(errno));
+	if (fsync(f->fd) < 0)
+		return err_setk(e, ERR_SINK, "could not fsync %s: %s", f->path, strerror(errno));
 	s->confirmed_seq = s->written_seq;
 	return 0;
 }
 
 static void file_close(struct sink *s)
 {
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
-}
+	struct file_sink *f = s->backend;
 
-static const struct sink_ops FILE_OPS = {
-    .name = "file",
-    .event_done = file_event_done,
-    .flush = file_flush,
-    .close = file_close,
-};
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+	free(f->path);
+	f->path = NULL;
+}
 
 /* Find where the file's last whole line ends (0 if it has none). */
 static int last_line_end(int fd, off_t size, off_t *end)
@@ -97,48 +105,50 @@ static int last_line_end(int fd, off_t size, off_t *end)
 }
 
 /* Cut a partial last line left by a crash, so appends start on a boundary. */
-static int repair_tail(struct sink *s, struct err *e)
+static int repair_tail(struct file_sink *f, struct err *e)
 {
 	struct stat st;
 	off_t size, end;
 
-	if (fstat(s->fd, &st) == 0 && !S_ISREG(st.st_mode))
+	if (fstat(f->fd, &st) == 0 && !S_ISREG(st.st_mode))
 		return 0; /* a device or FIFO has no tail to repair */
-	size = lseek(s->fd, 0, SEEK_END);
+	size = lseek(f->fd, 0, SEEK_END);
 	if (size < 0)
-		return err_set(e, "could not open %s: %s", s->path, strerror(errno));
-	if (last_line_end(s->fd, size, &end) < 0)
-		return err_set(e, "could not read %s: %s", s->path, strerror(errno));
+		return err_set(e, "could not open %s: %s", f->path, strerror(errno));
+	if (last_line_end(f->fd, size, &end) < 0)
+		return err_set(e, "could not read %s: %s", f->path, strerror(errno));
 	if (end < size) {
-		if (ftruncate(s->fd, end) < 0)
-			return err_set(e, "could not repair %s: %s", s->path, strerror(errno));
+		if (ftruncate(f->fd, end) < 0)
+			return err_set(e, "could not repair %s: %s", f->path, strerror(errno));
 		log_warn("removed %lld bytes of an incomplete event at the end of %s (it will be "
 		         "sent again)",
-		         (long long)(size - end), s->path);
+		         (long long)(size - end), f->path);
 	}
-	s->boundary = end;
+	f->boundary = end;
 	return 0;
 }
 
-struct sink *sink_file_open(const struct sink_config *cfg, struct err *e)
+static int file_open(struct sink *s, const struct sink_config *cfg, struct err *e)
 {
-	struct sink *s = sink_alloc(&FILE_OPS);
+	struct file_sink *f = s->backend;
 
-	if (s == NULL || (s->path = strdup(cfg->output)) == NULL) {
-		sink_close(s);
-		err_set(e, "could not open %s: out of memory", cfg->output);
-		return NULL;
-	}
-	s->durable_writes = cfg->fsync;
-	s->fd = open(cfg->output, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (s->fd < 0) {
-		err_set(e, "could not open %s: %s", cfg->output, strerror(errno));
-		sink_close(s);
-		return NULL;
-	}
-	if (repair_tail(s, e) < 0) {
-		sink_close(s);
-		return NULL;
-	}
-	return s;
+	f->fd = -1;
+	f->path = strdup(cfg->output);
+	if (f->path == NULL)
+		return err_set(e, "could not open %s: out of memory", cfg->output);
+	f->durable_writes = cfg->fsync;
+	f->fd = open(cfg->output, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (f->fd < 0)
+		return err_set(e, "could not open %s: %s", cfg->output, strerror(errno));
+	return repair_tail(f, e);
 }
+
+/* A file is written with blocking writes: nothing to wait on, no turn. */
+const struct sink_ops SINK_FILE = {
+    .name = "file",
+    .backend_size = sizeof(struct file_sink),
+    .open = file_open,
+    .event_done = file_event_done,
+    .flush = file_flush,
+    .close = file_close,
+};

@@ -12,16 +12,20 @@
  * until the reader catches up (see daemon.c). The flags are put back at
  * close. Terminals and files stay blocking: they do not stall for long.
  */
-#include "sink/sink.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sink/sink_int.h"
+
+struct stdout_sink {
+	int restore_flags; /* fcntl flags to put back at close, or -1 */
+};
+
 static int stdout_flush(struct sink *s, bool durable, struct err *e)
 {
 	(void)durable; /* written to the pipe or terminal is as durable as it gets */
-	if (sink_write_fd(s, "stdout", e) < 0)
+	if (sink_write_fd(s, STDOUT_FILENO, "stdout", e) < 0)
 		return -1;
 	s->confirmed_seq = s->written_seq;
 	return 0;
@@ -35,34 +39,50 @@ static int stdout_event_done(struct sink *s, uint64_t seq, struct err *e)
 	return stdout_flush(s, false, e);
 }
 
-static void stdout_close(struct sink *s)
+/* A blocked pipe: wait until its reader has made room. */
+static void stdout_adjust_pollset(struct sink *s, struct sink_pollset *ps)
 {
-	if (s->restore_flags >= 0)
-		fcntl(s->fd, F_SETFL, s->restore_flags);
+	sink_poll_fd(s, STDOUT_FILENO, ps);
 }
 
-static const struct sink_ops STDOUT_OPS = {
-    .name = "stdout",
-    .event_done = stdout_event_done,
-    .flush = stdout_flush,
-    .close = stdout_close,
-};
-
-struct sink *sink_stdout_open(const struct sink_config *cfg, struct err *e)
+static int stdout_process(struct sink *s, const struct sink_pollset *ps, struct err *e)
 {
-	struct sink *s = sink_alloc(&STDOUT_OPS);
+	if (s->blocked && sink_fd_ready(ps, STDOUT_FILENO))
+		return stdout_flush(s, false, e);
+	return 0;
+}
+
+static void stdout_close(struct sink *s)
+{
+	struct stdout_sink *so = s->backend;
+
+	if (so->restore_flags >= 0)
+		fcntl(STDOUT_FILENO, F_SETFL, so->restore_flags);
+}
+
+static int stdout_open(struct sink *s, const struct sink_config *cfg, struct err *e)
+{
+	struct stdout_sink *so = s->backend;
 	struct stat st;
 	int flags;
 
 	(void)cfg;
-	if (s == NULL) {
-		err_set(e, "could not open stdout sink: out of memory");
-		return NULL;
-	}
-	s->fd = STDOUT_FILENO;
-	if (fstat(s->fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) &&
-	    (flags = fcntl(s->fd, F_GETFL)) >= 0 && !(flags & O_NONBLOCK) &&
-	    fcntl(s->fd, F_SETFL, flags | O_NONBLOCK) == 0)
-		s->restore_flags = flags;
-	return s;
+	(void)e;
+	so->restore_flags = -1;
+	if (fstat(STDOUT_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) &&
+	    (flags = fcntl(STDOUT_FILENO, F_GETFL)) >= 0 && !(flags & O_NONBLOCK) &&
+	    fcntl(STDOUT_FILENO, F_SETFL, flags | O_NONBLOCK) == 0)
+		so->restore_flags = flags;
+	return 0;
 }
+
+const struct sink_ops SINK_STDOUT = {
+    .name = "stdout",
+    .backend_size = sizeof(struct stdout_sink),
+    .open = stdout_open,
+    .event_done = stdout_event_done,
+    .flush = stdout_flush,
+    .adjust_pollset = stdout_adjust_pollset,
+    .process = stdout_process,
+    .close = stdout_close,
+};
