@@ -65,22 +65,29 @@ def sessions(p):
 
 # Faults aimed inside one large transaction go through a proxy that forwards
 # the server's data at RATE bytes/s, so the transaction (BULK_ROWS rows of
-# BULK_WIDTH bytes, about 12 MB on the wire) takes over a second to arrive
-# whole: a fault injected as soon as its first row is out cuts it, whatever
-# the socket buffers still hold (at most about 4.5 MB, tcpproxy.py), and the
-# server must send it again from its first row.
+# BULK_WIDTH bytes, about 16 MB on the wire) takes two seconds to arrive
+# whole. As soon as its first row is out the proxy stops forwarding, the
+# fault is injected, and the proxy goes on: what the socket buffers held
+# then still arrives (at most about 4.5 MB, see tcpproxy.py), the rest of
+# the transaction never does, and the server must send it again from its
+# first row. The proxy runs in this process, so a load that slows the test
+# down slows the forwarding too.
 RATE = 8e6
-BULK_ROWS = 6000
+BULK_ROWS = 8000
 BULK_WIDTH = 2000
 
 
-def aimed(p, bulk, fault):
+def aimed(p, proxy, bulk, fault):
     """Commit one large transaction, wait until pgstream has emitted its first
-    row, then fault(); returns what fault() returns."""
+    row, then fault() with the proxy held; returns what fault() returns."""
     tail = faultkit.Tail(p.out_path)
     ids = bulk.commit(BULK_ROWS)
     faultkit.wait_row(tail, ids[0], 60, p.proc)
-    return fault()
+    proxy.cut()
+    try:
+        return fault()
+    finally:
+        proxy.restore()
 
 
 def under_faults(test, slot, kind, inject, n, gap=(0.3, 1.5), url=None, args=(), bulk=None,
@@ -170,7 +177,7 @@ class ServerFaults(unittest.TestCase):
             def fault():
                 C.restart(mode)
                 return slot_info(C, slot)[1]
-            return aimed(p, bulk, fault)
+            return aimed(p, proxy, bulk, fault)
 
         under_faults(self, slot, "pg_restart", inject, len(modes), url=url, bulk=bulk)
 
@@ -184,11 +191,14 @@ class ServerFaults(unittest.TestCase):
             pids = walsender_pids(C, slot)
             assert len(pids) == 1, pids
             C.sql("SELECT pg_terminate_backend(%s)", (pids[0],))
+            # A walsender cannot exit while its last message waits on a
+            # held connection.
+            proxy.restore()
             return wait_slot_inactive(C, slot)
 
         def inject(p):
             count[0] += 1
-            return aimed(p, bulk, terminate) if count[0] == 3 else terminate()
+            return aimed(p, proxy, bulk, terminate) if count[0] == 3 else terminate()
 
         err = under_faults(self, slot, "walsender_kill", inject, 5, url=url, bulk=bulk)
         self.assertIn("reconnecting in", err)
@@ -214,7 +224,7 @@ class ServerFaults(unittest.TestCase):
 
         def inject(p):
             count[0] += 1
-            return aimed(p, bulk, cut) if count[0] == 1 else cut()
+            return aimed(p, proxy, bulk, cut) if count[0] == 1 else cut()
 
         under_faults(self, slot, "network_cut", inject, 2, url=url, bulk=bulk)
         self.assertGreaterEqual(proxy.accepted, 3)
@@ -237,7 +247,7 @@ class ServerFaults(unittest.TestCase):
 
         def inject(p):
             count[0] += 1
-            return aimed(p, bulk, silence) if count[0] == 1 else silence()
+            return aimed(p, proxy, bulk, silence) if count[0] == 1 else silence()
 
         err = under_faults(self, slot, "silent_cut", inject, 2, url=url, bulk=bulk,
                            args=("--wal-receiver-timeout", "3"), reconnect_timeout=30)
@@ -256,6 +266,7 @@ class SlotFaults(unittest.TestCase):
         def take():
             pids = walsender_pids(C, slot)
             C.sql("SELECT pg_terminate_backend(%s)", (pids[0],))
+            proxy.restore()  # see test_walsender_terminated
             ack = wait_slot_inactive(C, slot)
             # Another consumer grabs the slot before pgstream's retry (1 s)
             # and holds it (reading nothing, acknowledging nothing) for 2.5 s.
@@ -270,8 +281,8 @@ class SlotFaults(unittest.TestCase):
             other.close()
             return ack
 
-        err = under_faults(self, slot, "slot_taken", lambda p: aimed(p, bulk, take), 1, url=url,
-                           bulk=bulk)
+        err = under_faults(self, slot, "slot_taken", lambda p: aimed(p, proxy, bulk, take), 1,
+                           url=url, bulk=bulk)
         self.assertIsNotNone(taken[0])
         self.assertIn('replication slot "%s" is active in another process' % slot, err)
 
