@@ -4,7 +4,10 @@
     wal_sender_timeout (3 s here): pgstream pauses replication, keeps the
     connection alive (same walsender), warns, and carries on when the reader
     does. At every stall the slot's confirmed position covers only what had
-    entered the pipe.
+    entered the pipe. A last stall inside a large transaction ends with
+    kill -9; the restart repeats what the pipe held of it, and only that.
+6d. With --output, strace shows every status update that moves the flush
+    position after the write() and fsync() of the events it covers.
 6b. The --output file is on a 1 MB tmpfs: writes fail with ENOSPC. pgstream
     exits 1 with one clear line, has acknowledged only what is in the file,
     and once there is space a restart delivers the rest.
@@ -15,6 +18,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -23,6 +27,7 @@ import threading
 import time
 import unittest
 
+import faultkit
 from harness import (Cluster, FaultStats, PgStream, Workload, check_stream, lsn_int,
                      lsn_str, parse_lines, slot_info, wait_slot_inactive, walsender_pids)
 
@@ -106,6 +111,7 @@ class StdoutStall(unittest.TestCase):
     def test_stdout_not_read_longer_than_wal_sender_timeout(self):
         slot = "s_pipe"
         w = Workload(C, "ledger_pipe")
+        bulk = faultkit.Bulk(C, "bulk_pipe", width=200)
         p = PgStream(C, "--status-interval", "0.2", "--reconnect-max-delay", "1", slot=slot)
         with open(p.err_path, "ab") as err:
             p.proc = subprocess.Popen(p.argv, stdout=subprocess.PIPE, stderr=err, env=p.env)
@@ -114,7 +120,13 @@ class StdoutStall(unittest.TestCase):
         stalls = []
         try:
             p.wait_stderr("listening for changes...")
-            w.start(10 ** 9, big_every=30, big_size=2000, rollback_every=9, pause=0.003)
+            # Small transactions only: when the pipe fills, whole committed
+            # transactions wait unwritten in pgstream's buffer, and a status
+            # update sent during the stall must not acknowledge them. (With
+            # large ones the pipe mostly fills inside a transaction that is
+            # not acknowledgeable anyway, and a bug that acknowledges what
+            # it decoded rather than what it wrote goes unseen.)
+            w.start(10 ** 9, sizes=(1, 1, 3, 10, 50), rollback_every=9, pause=0.003)
             for _ in range(2):
                 time.sleep(random.uniform(0.5, 2))
                 walsender = walsender_pids(C, slot)
@@ -135,24 +147,52 @@ class StdoutStall(unittest.TestCase):
             w.stop()
             last = w.committed[-1][-1]
             p.wait_for(lambda: b'"id":%d,' % last in reader.snapshot(), 120, "row %d" % last)
-            self.assertEqual(p.stop(), 0, p.stderr())
-            reader.thread.join(10)
-            data = reader.snapshot()
-            events = parse_lines(data)
-            self.assertTrue(data.endswith(b"\n"))
-            marks = []
-            for written, ack in stalls:
-                prefix = parse_lines(data[:written])
-                n = assert_acked_were_written(w, prefix, ack, events)
-                self.assertGreater(n, 0)
-                marks.append((len(prefix), ack))
-            checked, repeats = check_stream(events, w, marks)
-            STATS.checked += checked
-            print("stdout stalls: %d, %d events checked, %d repeats" % (len(stalls), checked,
-                                                                        repeats), flush=True)
+            # A last stall inside one transaction larger than the pipe and
+            # pgstream's buffer together, ended by kill -9: the part of it in
+            # the pipe was written but, its commit not yet reached, not
+            # acknowledged, so the restarted pgstream sends it again.
+            warnings = p.stderr().count(NOT_READ)
+            reader.pause()
+            ids = bulk.commit(5000)
+            p.wait_for(lambda: p.stderr().count(NOT_READ) > warnings, 60, "the stall warning")
+            self.assertGreater(reader.pending(), 0)
+            p.proc.kill()
+            p.proc.wait()
+            STATS.fault("stdout_stall_kill9")
+            acked = wait_slot_inactive(C, slot)
+            reader.resume()
+            reader.thread.join(30)
+            self.assertFalse(reader.thread.is_alive(), "the pipe did not reach its end")
+            first = reader.snapshot()
         finally:
             w.stop()
             p.close()
+        rest = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), slot=slot)
+        try:
+            self.assertEqual(rest.run(), 0, rest.stderr())
+            events2 = rest.events()
+        finally:
+            rest.close()
+        events1 = parse_lines(first)
+        events = events1 + events2
+        marks = []
+        for written, ack in stalls:
+            prefix = parse_lines(first[:written])
+            n = assert_acked_were_written(w, prefix, ack, events)
+            self.assertGreater(n, 0)
+            marks.append((len(prefix), ack))
+        marks.append((len(events1), acked))
+        in_pipe = sum(1 for e in events1 if e.get("table") == bulk.table)
+        self.assertGreater(in_pipe, 0, "none of the large transaction reached the pipe")
+        self.assertLess(in_pipe, len(ids), "the large transaction fit in the pipe")
+        checked, repeats = check_stream(events, w, marks)
+        checked2, repeats2 = check_stream(events, bulk, marks)
+        self.assertEqual(repeats2, in_pipe, "what the pipe held of the large transaction "
+                         "must come again, and only that")
+        STATS.checked += checked + checked2
+        print("stdout stalls: %d, then one ended by kill -9 inside a %d-row transaction; %d "
+              "events checked, %d repeats" % (len(stalls), len(ids), checked + checked2,
+                                              repeats + repeats2), flush=True)
 
 
 def mount_tmpfs(size):
@@ -253,6 +293,64 @@ class FileFull(unittest.TestCase):
         _, torn = self.sink_full("s_fsize", "efbig", d, preexec=preexec, expect_err="File too large",
                                  grow=lambda: None)
         self.assertEqual(torn, 0, "the file must only ever end between events")
+
+
+class AckAfterFsync(unittest.TestCase):
+    """No status update moves the flush position before the write() and the
+    fsync() of every event it covers: the order of pgstream's system calls,
+    seen from outside by strace."""
+
+    def test_status_updates_follow_write_and_fsync(self):
+        if shutil.which("strace") is None:
+            self.skipTest("strace is not installed (apt-get install strace)")
+        probe = subprocess.run(["strace", "-o", "/dev/null", "true"], capture_output=True,
+                               text=True)
+        if probe.returncode != 0:
+            self.skipTest("strace cannot trace here: %s" % probe.stderr.strip())
+        slot = "s_fsync_order"
+        d = tempfile.mkdtemp(prefix="pgstream-fsync-")
+        self.addCleanup(shutil.rmtree, d, True)
+        out, trace = os.path.join(d, "events.jsonl"), os.path.join(d, "strace.log")
+        w = Workload(C, "ledger_fsync")
+        # LeakSanitizer cannot run under ptrace (the sanitized suite's other
+        # tests check leaks); the rest of ASan and UBSan still applies.
+        env = {"ASAN_OPTIONS": os.environ["ASAN_OPTIONS"] + ":detect_leaks=0"} \
+            if "ASAN_OPTIONS" in os.environ else None
+        p = PgStream(C, "--status-interval", "0.05", "--output", out, slot=slot, env=env)
+        with open(p.err_path, "ab") as err:
+            tracer = subprocess.Popen(faultkit.strace_argv(trace, p.argv),
+                                      stdout=subprocess.DEVNULL, stderr=err, env=p.env)
+        try:
+            pid = faultkit.child_pid(tracer.pid, p.argv[0])
+            p.wait_for(lambda: ("listening for changes..." in p.stderr()
+                                or tracer.poll() is not None),
+                       60, "pgstream under strace to stream")
+            self.assertIsNone(tracer.poll(), p.stderr())
+            # Small transactions between status updates, and some large ones
+            # that fill the buffer more than once.
+            w.write(150, big_every=25, big_size=3000, rollback_every=9, pause=0.01)
+            last = w.committed[-1][-1]
+            tail = faultkit.Tail(out)
+            tail.offset = 0
+            faultkit.wait_row(tail, last, 120, tracer)
+            time.sleep(0.3)  # a few more status updates, acknowledging the end
+            os.kill(pid, signal.SIGTERM)
+            self.assertEqual(tracer.wait(timeout=60), 0, p.stderr())
+        finally:
+            if tracer.poll() is None:
+                tracer.kill()
+                tracer.wait()
+            p.close()
+        events = faultkit.read_events(out)
+        moved, fsyncs = faultkit.check_ack_order(trace, out, events)
+        checked, repeats = check_stream(events, w)
+        STATS.checked += checked
+        STATS.fault("strace_ack_order")
+        print("ack order: %d status updates moved the flush position, %d fsyncs, %d events "
+              "checked" % (moved, fsyncs, checked), flush=True)
+        self.assertEqual(repeats, 0)
+        self.assertGreater(fsyncs, 5)
+        self.assertGreater(moved, 5)
 
 
 if __name__ == "__main__":
