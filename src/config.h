@@ -30,7 +30,7 @@ struct config {
 	int reconnect_max_ms;
 	int receiver_timeout_ms; /* no data for this long: connection presumed lost */
 	int read_delay_us;       /* pause between socket reads so messages batch up */
-	bool read_hold;          /* hold the receive window under load (stream.c) */
+	bool read_hold;          /* hold the receive window under load (pg/pace.c) */
 	int log_level;
 	enum utf8_policy invalid_utf8; /* SQL_ASCII databases: replace or fail */
 	bool temporary_slot;

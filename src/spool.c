@@ -2,12 +2,14 @@
 #include "spool.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "util/be.h"
+#include "util/grow.h"
 #include "util/rd.h"
 
 #define RECORD_HEADER     12         /* Int64 lsn + Int32 length */
@@ -84,18 +86,15 @@ uint32_t spool_xid(const struct spool *sp)
 
 static int note_subxact(struct spool *sp, uint32_t subxid, struct err *e)
 {
+	struct subxact *subs;
+
 	for (size_t i = 0; i < sp->nsubs; i++)
 		if (sp->subs[i].xid == subxid)
 			return 0;
-	if (sp->nsubs == sp->subcap) {
-		size_t ncap = sp->subcap ? sp->subcap * 2 : 8;
-		struct subxact *n = realloc(sp->subs, ncap * sizeof *n);
-
-		if (n == NULL)
-			return err_set(e, "could not spool: out of memory");
-		sp->subs = n;
-		sp->subcap = ncap;
-	}
+	subs = grow_array(sp->subs, &sp->subcap, sp->nsubs + 1, sizeof *subs, SIZE_MAX);
+	if (subs == NULL)
+		return err_set(e, "could not spool: out of memory");
+	sp->subs = subs;
 	sp->subs[sp->nsubs++] = (struct subxact){subxid, sp->size};
 	return 0;
 }
@@ -158,12 +157,11 @@ int spool_next(struct spool *sp, uint64_t *lsn, const uint8_t **msg, size_t *len
 	if (n > SPOOL_MAX_MESSAGE)
 		return err_set(e, "could not read spool file: corrupt record length %u", n);
 	if (n > sp->rcap) {
-		uint8_t *nb = realloc(sp->rbuf, n);
+		uint8_t *nb = grow_array(sp->rbuf, &sp->rcap, n, 1, SPOOL_MAX_MESSAGE);
 
 		if (nb == NULL)
 			return err_set(e, "could not read spool file: out of memory");
 		sp->rbuf = nb;
-		sp->rcap = n;
 	}
 	if (n > 0 && fread(sp->rbuf, 1, n, sp->f) != n)
 		return io_error(e, "read");
@@ -190,7 +188,7 @@ struct spool *spool_set_find(const struct spool_set *ss, uint32_t xid)
 
 int spool_set_start(struct spool_set *ss, uint32_t xid, bool first_segment, struct err *e)
 {
-	struct spool *sp = spool_set_find(ss, xid);
+	struct spool *sp = spool_set_find(ss, xid), **v;
 
 	if (sp) {
 		ss->current = sp;
@@ -201,15 +199,10 @@ int spool_set_start(struct spool_set *ss, uint32_t xid, bool first_segment, stru
 		               "could not follow stream: transaction %u continues but was never "
 		               "started",
 		               xid);
-	if (ss->n == ss->cap) {
-		size_t ncap = ss->cap ? ss->cap * 2 : 4;
-		struct spool **n = realloc(ss->v, ncap * sizeof *n);
-
-		if (n == NULL)
-			return err_set(e, "could not follow stream: out of memory");
-		ss->v = n;
-		ss->cap = ncap;
-	}
+	v = grow_array(ss->v, &ss->cap, ss->n + 1, sizeof *v, SIZE_MAX);
+	if (v == NULL)
+		return err_set(e, "could not follow stream: out of memory");
+	ss->v = v;
 	sp = spool_new(xid, e);
 	if (sp == NULL)
 		return -1;

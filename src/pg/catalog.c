@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "pg/conn_int.h"
+#include "util/grow.h"
 
 /* Domains over domains over arrays...: deeper than this is not a real schema. */
 #define MAX_TYPE_DEPTH 8
@@ -76,18 +77,12 @@ static const struct type_entry *cache_find(const struct catalog *cat, uint32_t o
 
 static void cache_add(struct catalog *cat, uint32_t oid, struct type_base tb)
 {
-	if (cat->ntypes == cat->cap) {
-		size_t ncap = cat->cap ? cat->cap * 2 : 16;
-		struct type_entry *n;
+	struct type_entry *n =
+	    grow_array(cat->types, &cat->cap, cat->ntypes + 1, sizeof *n, MAX_CACHED_TYPES);
 
-		if (ncap > MAX_CACHED_TYPES)
-			return;
-		n = realloc(cat->types, ncap * sizeof *n);
-		if (n == NULL)
-			return; /* only a cache: the answer is still returned */
-		cat->types = n;
-		cat->cap = ncap;
-	}
+	if (n == NULL)
+		return; /* full, or out of memory: only a cache, the answer is still returned */
+	cat->types = n;
 	cat->types[cat->ntypes++] = (struct type_entry){oid, tb};
 }
 

@@ -4,7 +4,7 @@
  * Owns the conninfo rules (replication=database, session settings that fix
  * the text form of values), the server checks that turn a confusing failure
  * later into a clear one now, slot/publication management, and the socket
- * settings of the connection (the receive buffer for stream.c's hold).
+ * settings of the connection (the receive buffer for the hold, pg/pace.c).
  */
 #include "pg/conn.h"
 
@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 
 #include "pg/conn_int.h"
-#include "pg/stream.h"
+#include "pg/pace.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/lsn.h"
@@ -38,7 +38,7 @@
 
 struct pg_conn {
 	PGconn *pg;
-	struct stream_pace pace; /* stream.c's read pacing state */
+	struct pace pace; /* read pacing (pg/pace.h), used by stream.c */
 };
 
 /* Which SQLSTATEs a retry can cure: the server going away or coming back, or
@@ -530,7 +530,7 @@ static long rmem_max(void)
 #define STALL_RCVBUF (4 * 1024 * 1024)
 
 /*
- * Set up stream.c's hold for a server on this host over TCP: fix the
+ * Set up the hold (pg/pace.c) for a server on this host over TCP: fix the
  * receive buffer at HOLD_RCVBUF (Linux doubles it for its bookkeeping) so
  * that the window closes soon after we stop reading. Left to Linux, it grows
  * to ~1 MB under load and the window never closes. The round trip here is
@@ -591,8 +591,7 @@ void conn_release_hold(struct pg_conn *c)
 
 	if (c == NULL || !c->pace.hold_allowed)
 		return;
-	c->pace.hold_allowed = false;
-	c->pace.holding = false;
+	pace_release_hold(&c->pace);
 	fd = PQsocket(c->pg);
 	if (fd < 0) {
 		log_warn("could not raise the receive buffer while output is blocked: no socket");
@@ -752,7 +751,7 @@ PGconn *conn_pg(struct pg_conn *c)
 	return c->pg;
 }
 
-struct stream_pace *conn_pace(struct pg_conn *c)
+struct pace *conn_pace(struct pg_conn *c)
 {
 	return &c->pace;
 }

@@ -27,8 +27,8 @@ struct conn_params {
 	bool create_publication;
 	bool slot_must_exist; /* set once streaming has started: never recreate */
 	bool streaming;       /* ask for in-progress transactions (protocol v2) */
-	int read_delay_us;    /* read pacing, see stream.c */
-	bool read_hold;       /* --read-hold: the hold, see stream.c */
+	int read_delay_us;    /* read pacing, see pg/pace.c */
+	bool read_hold;       /* --read-hold: the hold, see pg/pace.c */
 };
 
 /* What the server told us while setting up. */

@@ -1,6 +1,6 @@
 /*
  * conn_int.h — what pg/ modules share about the connection and nobody else
- * sees: the libpq handle and the error classification.
+ * sees: the libpq handle, its read pacing policy and the error classification.
  */
 #ifndef PGSTREAM_CONN_INT_H
 #define PGSTREAM_CONN_INT_H
@@ -11,10 +11,13 @@
 
 #include "pg/conn.h"
 
+struct pace;
+
 PGconn *conn_pg(struct pg_conn *c);
 
-/* The connection's read pacing state, kept and used by stream.c. */
-struct stream_pace *conn_pace(struct pg_conn *c);
+/* The connection's read pacing policy (pg/pace.h): owned by the
+ * connection, fed and followed by stream.c. Valid until conn_close. */
+struct pace *conn_pace(struct pg_conn *c);
 
 /* Connect to the user's database with pgstream's session settings, as a
  * logical walsender (replication=database) or an ordinary session. Returns

@@ -17,10 +17,12 @@
 #include "pg/pgoutput.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/grow.h"
 #include "util/rd.h"
 
 /* Postgres's MaxTupleAttributeNumber: no relation or tuple has more. */
@@ -255,11 +257,10 @@ static int colbuf_reserve(struct colbuf *b, size_t n)
 
 	if (n <= b->cap)
 		return 0;
-	v = realloc(b->v, n * sizeof *v);
+	v = grow_array(b->v, &b->cap, n, sizeof *v, SIZE_MAX);
 	if (v == NULL)
 		return -1;
 	b->v = v;
-	b->cap = n;
 	return 0;
 }
 
@@ -420,12 +421,12 @@ static int read_truncate(struct pgo_in *in, struct pgo_msg *m)
 		return fail(in, "%u relations declared but only %zu bytes left", nrels,
 		            in->rd.left);
 	if (nrels > d->relcap) {
-		uint32_t *relids = realloc(d->relids, nrels * sizeof *relids);
+		uint32_t *relids =
+		    grow_array(d->relids, &d->relcap, nrels, sizeof *relids, PGO_MAX_TRUNCATE_RELS);
 
 		if (relids == NULL)
 			return nomem(in);
 		d->relids = relids;
-		d->relcap = nrels;
 	}
 	for (uint32_t i = 0; i < nrels; i++)
 		if (!rd_u32(&in->rd, &d->relids[i]))

@@ -57,49 +57,6 @@ int stream_read_on(struct pg_conn *c, struct err *e);
  * error; EINTR is a timeout (the caller checks its signal flag). */
 int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e);
 
-/* Read pacing: after a read that brought data, pause (delay_us, longer
- * while holding: stream_pace_delay) before the next one so that messages
- * arrive in batches (stream.c says why). */
-struct stream_pace {
-	int delay_us;       /* 0: wait on the socket at once, as pg_recvlogical does */
-	bool record_reads;  /* TLS or GSSAPI: a read returns one record, so a short
-	                       read does not mean the socket is empty */
-	size_t read_bytes;  /* CopyData bytes received since the last wait */
-	size_t burst_bytes; /* bytes read since the last pause */
-	bool bursting;      /* reading again without a pause */
-	bool pause_next;    /* stream_wait pauses first */
-
-	/* The hold (stream.c): over TCP to a server on this host, under load,
-	 * read a budget per longer pause so that the server's sends queue up
-	 * and coalesce. */
-	bool hold_allowed;   /* set by conn.c: same-host TCP, pacing on; cleared
-	                        by conn_release_hold */
-	bool holding;        /* under load: hold_budget per HOLD_PAUSE_US */
-	size_t hold_budget;  /* bytes read per pause while holding */
-	int64_t last_sent;   /* newest XLogData's send time (server clock) */
-	int64_t rate_since;  /* monotonic us: start of the arrival-rate window */
-	size_t rate_bytes;   /* bytes read in that window */
-	int64_t next_adjust; /* monotonic us: when hold_budget may change again */
-};
-
-enum pace_action {
-	PACE_POLL,       /* wait on the socket now */
-	PACE_READ_AGAIN, /* more is probably waiting: read again at once */
-	PACE_PAUSE,      /* pause stream_pace_delay(), then wait on the socket */
-};
-
-/* The decision before each wait; consumes p->read_bytes. No I/O. */
-enum pace_action stream_pace_next(struct stream_pace *p);
-
-/* Before stream_pace_next, with hold_allowed: start, tune or end the hold
- * from the bytes read (p->read_bytes, not consumed), now_us on a monotonic
- * clock and wall_us on the server's clock (Postgres timestamp; the server is
- * on this host). No I/O. */
-void stream_pace_observe(struct stream_pace *p, int64_t now_us, int64_t wall_us);
-
-/* The pause stream_wait makes, in us: longer while holding. */
-int stream_pace_delay(const struct stream_pace *p);
-
 /* Send a Standby Status Update reporting write/flush/apply positions. */
 int stream_send_status(struct pg_conn *c, uint64_t write_lsn, uint64_t flush_lsn,
                        bool reply_requested, struct err *e);

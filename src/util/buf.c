@@ -2,14 +2,19 @@
 #include "util/buf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util/grow.h"
 
 void buf_init(struct buf *b, size_t limit)
 {
 	memset(b, 0, sizeof *b);
 	b->limit = limit ? limit : BUF_DEFAULT_LIMIT;
+	if (b->limit == SIZE_MAX)
+		b->limit--; /* the storage holds a NUL past limit bytes */
 }
 
 void buf_reset(struct buf *b)
@@ -22,7 +27,7 @@ void buf_reset(struct buf *b)
 
 bool buf_reserve(struct buf *b, size_t n)
 {
-	size_t need, ncap;
+	size_t need;
 	char *ndata;
 
 	if (b->overflow || b->nomem)
@@ -31,19 +36,14 @@ bool buf_reserve(struct buf *b, size_t n)
 		b->overflow = true;
 		return false;
 	}
-	need = b->len + n + 1;
-	if (need <= b->cap)
-		return true;
-	ncap = b->cap ? b->cap : 256;
-	while (ncap < need)
-		ncap *= 2;
-	ndata = realloc(b->data, ncap);
+	need = b->len + n + 1; /* len + n <= limit: checked above */
+	/* The NUL is the one byte past limit the storage may need. */
+	ndata = grow_array(b->data, &b->cap, need, 1, b->limit + 1);
 	if (ndata == NULL) {
 		b->nomem = true;
 		return false;
 	}
 	b->data = ndata;
-	b->cap = ncap;
 	return true;
 }
 

@@ -2,10 +2,15 @@
 #include "util/oidmap.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define OIDMAP_MIN_CAP 16
+#include "util/grow.h"
+
+/* The most slots: the largest power of two no larger than SIZE_MAX /
+ * sizeof(void *), so that grow.h keeps every capacity a power of two. */
+#define OIDMAP_MAX_CAP (SIZE_MAX / sizeof(void *) / 2 + 1)
 
 /* Spread sequential OIDs over the table (the murmur3 32-bit finalizer). */
 static size_t oid_hash(uint32_t oid)
@@ -36,13 +41,16 @@ void *oidmap_get(const struct oidmap *m, uint32_t oid)
 	return m->vals[slot_of(m, oid)];
 }
 
-/* Rehash into twice the slots (or the minimum); -1 on allocation failure. */
+/* Rehash into twice the slots (grow.h's first size, when empty); -1 on
+ * allocation failure or when no larger table can be sized. */
 static int grow(struct oidmap *m)
 {
-	size_t ncap = m->cap ? m->cap * 2 : OIDMAP_MIN_CAP;
+	size_t ncap = grow_capacity(m->cap, m->cap + 1, sizeof *m->vals, OIDMAP_MAX_CAP);
 	struct oidmap n = {.cap = ncap, .used = m->used};
 
-	assert(ncap > m->cap); /* overflow */
+	if (ncap == 0)
+		return -1;
+	assert((ncap & (ncap - 1)) == 0); /* grow.h: powers of two stay powers of two */
 	n.keys = calloc(ncap, sizeof *n.keys);
 	n.vals = calloc(ncap, sizeof *n.vals);
 	if (n.keys == NULL || n.vals == NULL) {

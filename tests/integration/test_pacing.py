@@ -1,4 +1,4 @@
-"""Read pacing (--read-delay-us, src/pg/stream.c): pausing between reads
+"""Read pacing (--read-delay-us, src/pg/pace.c): pausing between reads
 changes how often pgstream wakes up, never what it emits.
 
 The same WAL is streamed twice, unpaced (--read-delay-us=0, one wakeup per

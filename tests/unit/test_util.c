@@ -1,15 +1,18 @@
-/* test_util.c — rd (bounds), buf (growth, cap), lsn and timestamp forms. */
+/* test_util.c — rd (bounds), buf (growth, cap), grow (the growth rule and its
+ * overflow edges), lsn and timestamp forms. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/grow.h"
 #include "util/lsn.h"
 #include "util/rd.h"
 
@@ -72,6 +75,9 @@ static void test_buf_grows_and_caps(void **state)
 	assert_true(buf_ok(&b));
 	assert_int_equal(b.len, 1000);
 	assert_int_equal(b.data[b.len], '\0');
+	/* Doubling from 256 would give 1024: the storage stops at the limit
+	 * and its NUL. */
+	assert_int_equal(b.cap, 1001);
 	buf_putc(&b, 'x');
 	assert_false(buf_ok(&b));
 	assert_int_equal(b.len, 1000);
@@ -87,6 +93,82 @@ static void test_buf_grows_and_caps(void **state)
 
 /* buf_append copies short pieces inline, by lengths: every length up to
  * past the inline cases, at every offset, byte for byte. */
+/* From empty: GROW_FIRST_BYTES worth (at least one element, or what is
+ * needed at once); then doubling until need fits; never past max. */
+static void test_grow_capacity_rule(void **state)
+{
+	(void)state;
+	assert_int_equal(grow_capacity(0, 1, 1, SIZE_MAX), 256);
+	assert_int_equal(grow_capacity(0, 1, 8, SIZE_MAX), 32);
+	assert_int_equal(grow_capacity(0, 1, 1000, SIZE_MAX), 1);
+	assert_int_equal(grow_capacity(0, 300, 1, SIZE_MAX), 512);
+	assert_int_equal(grow_capacity(256, 257, 1, SIZE_MAX), 512);
+	assert_int_equal(grow_capacity(256, 5000, 1, SIZE_MAX), 8192);
+	assert_int_equal(grow_capacity(3, 4, 1000, SIZE_MAX), 6);
+	/* Already enough: unchanged, whatever max says. */
+	assert_int_equal(grow_capacity(512, 300, 1, 100), 512);
+	/* Clamped to max; need over max cannot be met. */
+	assert_int_equal(grow_capacity(0, 1, 1, 100), 100);
+	assert_int_equal(grow_capacity(512, 600, 1, 700), 700);
+	assert_int_equal(grow_capacity(512, 700, 1, 700), 700);
+	assert_int_equal(grow_capacity(512, 701, 1, 700), 0);
+	assert_int_equal(grow_capacity(0, 1, 0, SIZE_MAX), 0);
+	/* Powers of two stay powers of two up to a power-of-two max. */
+	for (size_t cap = 0, n = 0; n < 40; n++) {
+		cap = grow_capacity(cap, cap + 1, sizeof(void *), (size_t)1 << 40);
+		assert_int_equal(cap & (cap - 1), 0);
+	}
+}
+
+/* The overflow edges: doubling past SIZE_MAX, or past what SIZE_MAX bytes
+ * hold, stops at the largest capacity whose size in bytes fits; a need
+ * whose size does not fit is refused, never wrapped to a small one. */
+static void test_grow_capacity_overflow(void **state)
+{
+	const size_t half = SIZE_MAX / 2 + 1;
+	const size_t fit16 = SIZE_MAX / 16; /* the most 16-byte elements */
+
+	(void)state;
+	assert_int_equal(grow_capacity(half, half + 1, 1, SIZE_MAX), SIZE_MAX);
+	assert_int_equal(grow_capacity(half - 1, half, 1, SIZE_MAX), SIZE_MAX - 1);
+	assert_int_equal(grow_capacity(SIZE_MAX - 1, SIZE_MAX, 1, SIZE_MAX), SIZE_MAX);
+	assert_int_equal(grow_capacity(fit16 / 2 + 1, fit16, 16, SIZE_MAX), fit16);
+	assert_int_equal(grow_capacity(16, fit16 + 1, 16, SIZE_MAX), 0);
+	assert_int_equal(grow_capacity(16, SIZE_MAX, 16, SIZE_MAX), 0);
+	assert_true(grow_capacity(16, fit16, 16, SIZE_MAX) <= SIZE_MAX / 16);
+}
+
+/* grow_array keeps the contents, moves *cap forward only on success, and on
+ * any failure leaves the array and *cap as they were, still the caller's. */
+static void test_grow_array(void **state)
+{
+	size_t cap = 0;
+	int *a = NULL, *n;
+
+	(void)state;
+	a = grow_array(a, &cap, 1, sizeof *a, 1000);
+	assert_non_null(a);
+	assert_int_equal(cap, 64);
+	for (int i = 0; i < 64; i++)
+		a[i] = i;
+	assert_ptr_equal(grow_array(a, &cap, 64, sizeof *a, 1000), a); /* fits */
+	n = grow_array(a, &cap, 65, sizeof *a, 1000);
+	assert_non_null(n);
+	a = n;
+	assert_int_equal(cap, 128);
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(a[i], i);
+	/* Past max, and past what a size_t of bytes holds: refused before any
+	 * allocation is tried. */
+	assert_null(grow_array(a, &cap, 1001, sizeof *a, 1000));
+	assert_int_equal(cap, 128);
+	assert_null(grow_array(a, &cap, SIZE_MAX / sizeof *a + 1, sizeof *a, SIZE_MAX));
+	assert_null(grow_array(a, &cap, SIZE_MAX, sizeof *a, SIZE_MAX));
+	assert_int_equal(cap, 128);
+	assert_int_equal(a[63], 63); /* still ours */
+	free(a);
+}
+
 static void test_buf_append_every_length(void **state)
 {
 	char src[64], want[4096];
@@ -183,6 +265,9 @@ int main(void)
 	    cmocka_unit_test(test_rd_never_reads_past_end),
 	    cmocka_unit_test(test_buf_grows_and_caps),
 	    cmocka_unit_test(test_buf_append_every_length),
+	    cmocka_unit_test(test_grow_capacity_rule),
+	    cmocka_unit_test(test_grow_capacity_overflow),
+	    cmocka_unit_test(test_grow_array),
 	    cmocka_unit_test(test_lsn_round_trip),
 	    cmocka_unit_test(test_pgtime_format),
 	    cmocka_unit_test(test_err_is_one_line),
