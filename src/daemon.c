@@ -3,12 +3,16 @@
  * checkpoint together, and the reconnect policy around it.
  *
  * Flow per CopyData frame: parse the frame (stream.c), decode the pgoutput
- * payload (pgoutput.c), encode each change straight into the sink's buffer
- * (json.c), number it, and record at each COMMIT which event must be durable
- * before that transaction's end LSN may be acknowledged (checkpoint.c).
- * Before waiting for more input the sink's buffer is written out, so events
- * leave as soon as they are decoded; before each status update the sink is
- * made durable and only what it confirmed is reported as flushed.
+ * payload (pgoutput.c), turn each message into events (event/map.c), encode
+ * each straight into the sink's buffer (event/encoder.c), number it, and
+ * record at each COMMIT which event must be durable before that
+ * transaction's end LSN may be acknowledged (checkpoint.c). The loop is
+ * Redis ae.c's: one place knows the next deadline (next_deadline), one step
+ * runs before every sleep (before_sleep: the sink's buffer is written out,
+ * so events leave as soon as they are decoded, and a due status update
+ * goes), and one wait watches the server and the sink together
+ * (wait_for_input). Before each status update the sink is made durable and
+ * only what it confirmed is reported as flushed.
  */
 #include "daemon.h"
 
@@ -465,19 +469,45 @@ static void drain_sink(struct daemon *d)
 			break;
 }
 
-/* ---- one session: connect, stream until stop, end or error -------------- */
+/* ---- the loop's timers and its one wait (Redis ae.c's model) ------------ */
+
+/* The earliest moment something is due, as ae.c's usUntilEarliestTimer():
+ * the next status update, and the moment a silent server counts as gone.
+ * The sink adds its own when it needs a turn (wait_for_input). */
+static int64_t next_deadline(const struct daemon *d)
+{
+	int64_t dead_at = d->last_recv_ms + d->cfg->receiver_timeout_ms;
+
+	return d->next_status_ms < dead_at ? d->next_status_ms : dead_at;
+}
+
+/* What ae.c's beforesleep hook is to Redis: before waiting, deliver what
+ * was decoded, so a consumer sees each change as soon as it is decoded
+ * rather than when the next batch fills, and send a status update if one
+ * is due. */
+static int before_sleep(struct daemon *d, struct err *e)
+{
+	if (confirm(d, false, e) < 0)
+		return -1;
+	if (status_due(d) && send_status(d, e) < 0)
+		return -1;
+	return 0;
+}
 
 /*
- * Wait for data until the next status update is due. A server that has
- * sent nothing at all - not even the keepalive each status update asks for
- * between transactions - for --wal-receiver-timeout is presumed gone: a cut
- * network can leave a TCP connection looking open for many minutes.
+ * The loop's one wait: for the server's data and whatever the sink waits on
+ * (its sockets, its delivery reports), until the earliest deadline; then
+ * the sink's turn. A server that has sent nothing at all - not even the
+ * keepalive each status update asks for between transactions - for
+ * --wal-receiver-timeout is presumed gone: a cut network can leave a TCP
+ * connection looking open for many minutes.
  */
-static int wait_for_server(struct daemon *d, struct err *e)
+static int wait_for_input(struct daemon *d, struct err *e)
 {
 	int64_t now = clock_ms();
 	int64_t dead_at = d->last_recv_ms + d->cfg->receiver_timeout_ms;
-	int64_t until = d->next_status_ms < dead_at ? d->next_status_ms : dead_at;
+	int64_t until = next_deadline(d);
+	struct sink_pollset ps;
 	int got;
 
 	if (now >= dead_at)
@@ -485,15 +515,20 @@ static int wait_for_server(struct daemon *d, struct err *e)
 		                "could not read replication stream: nothing received for %d s, "
 		                "connection presumed lost",
 		                d->cfg->receiver_timeout_ms / 1000);
+	sink_adjust_pollset(d->sink, &ps);
+	if (ps.timeout_ms >= 0 && now + ps.timeout_ms < until)
+		until = now + ps.timeout_ms;
 	/* until may have passed since the caller checked: poll must not get a
 	 * negative timeout, which means forever. */
-	got = stream_wait(d->conn, until > now ? (int)(until - now) : 0, e);
+	got = stream_wait(d->conn, until > now ? (int)(until - now) : 0, ps.fds, ps.nfds, e);
 	if (got < 0)
 		return -1;
 	if (got > 0)
 		d->last_recv_ms = clock_ms();
-	return 0;
+	return sink_process(d->sink, &ps, e);
 }
+
+/* ---- one session: connect, stream until stop, end or error -------------- */
 
 static int stream_loop(struct daemon *d, struct err *e)
 {
@@ -539,11 +574,7 @@ static int stream_loop(struct daemon *d, struct err *e)
 			d->last_recv_ms = clock_ms();
 			continue;
 		}
-		if (confirm(d, false, e) < 0)
-			return -1;
-		if (status_due(d) && send_status(d, e) < 0)
-			return -1;
-		if (wait_for_server(d, e) < 0)
+		if (before_sleep(d, e) < 0 || wait_for_input(d, e) < 0)
 			return -1;
 	}
 	return 0;

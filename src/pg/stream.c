@@ -12,6 +12,7 @@
  */
 #include "pg/stream.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
@@ -171,14 +172,19 @@ int stream_read_on(struct pg_conn *c, struct err *e)
 	return 0;
 }
 
-int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e)
+int stream_wait(struct pg_conn *c, int timeout_ms, struct pollfd *others, unsigned nothers,
+                struct err *e)
 {
 	PGconn *pg = conn_pg(c);
 	struct pace *pace = conn_pace(c);
-	struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+	struct pollfd fds[1 + STREAM_WAIT_OTHERS];
 	int n;
 
-	if (pfd.fd < 0)
+	assert(nothers <= STREAM_WAIT_OTHERS);
+	for (unsigned i = 0; i < nothers; i++)
+		others[i].revents = 0;
+	fds[0] = (struct pollfd){.fd = PQsocket(pg), .events = POLLIN};
+	if (fds[0].fd < 0)
 		return err_setk(e, ERR_TRANSIENT, "could not wait for data: connection lost");
 	if (pace->pause_next) {
 		pace->pause_next = false;
@@ -187,10 +193,16 @@ int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e)
 	}
 	if (tls_pending(pg))
 		return consume(pg, e);
-	n = poll(&pfd, 1, timeout_ms);
+	if (nothers > 0)
+		memcpy(fds + 1, others, nothers * sizeof *others);
+	n = poll(fds, 1 + nothers, timeout_ms);
 	if (n < 0 && errno != EINTR)
 		return err_setk(e, ERR_TRANSIENT, "could not wait for data: %s", strerror(errno));
-	return n > 0 ? consume(pg, e) : 0;
+	if (n <= 0)
+		return 0;
+	for (unsigned i = 0; i < nothers; i++)
+		others[i].revents = fds[1 + i].revents;
+	return fds[0].revents ? consume(pg, e) : 0;
 }
 
 /* 'r' Int64 write, Int64 flush, Int64 apply, Int64 clock, Byte1 replyRequested */

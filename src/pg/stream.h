@@ -9,6 +9,7 @@
 #ifndef PGSTREAM_STREAM_H
 #define PGSTREAM_STREAM_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,11 +52,16 @@ void stream_free(uint8_t *data);
  * to the sink per batch rather than one per read. */
 int stream_read_on(struct pg_conn *c, struct err *e);
 
-/* Wait until the socket is readable or timeout_ms passes (-1: forever), and
- * read what arrived; before that, the pause stream_read_on asked for.
- * Returns 1 if data may have been read, 0 on timeout, -1 with *e set on
- * error; EINTR is a timeout (the caller checks its signal flag). */
-int stream_wait(struct pg_conn *c, int timeout_ms, struct err *e);
+/* Wait until the socket is readable, one of the caller's other descriptors
+ * others[0..nothers) is ready (at most STREAM_WAIT_OTHERS; their revents
+ * are filled in, zero when they were not ready), or timeout_ms passes (-1:
+ * forever), and read what arrived; before that, the pause stream_read_on
+ * asked for. Returns 1 if data may have been read from the server, 0 if
+ * not (a timeout, only another descriptor ready), -1 with *e set on error;
+ * EINTR is a timeout (the caller checks its signal flag). */
+#define STREAM_WAIT_OTHERS 8
+int stream_wait(struct pg_conn *c, int timeout_ms, struct pollfd *others, unsigned nothers,
+                struct err *e);
 
 /* Send a Standby Status Update reporting write/flush/apply positions. */
 int stream_send_status(struct pg_conn *c, uint64_t write_lsn, uint64_t flush_lsn,
