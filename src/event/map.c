@@ -4,7 +4,7 @@
 #include <string.h>
 
 int map_change(const struct pgo_msg *m, uint64_t lsn, const struct event_txn *txn,
-               const struct relmap *rels, struct event *out, struct err *e)
+               struct relmap *rels, struct event *out, struct err *e)
 {
 	memset(out, 0, sizeof *out);
 	if (txn == NULL)
@@ -37,7 +37,7 @@ int map_change(const struct pgo_msg *m, uint64_t lsn, const struct event_txn *tx
 }
 
 int map_truncate(const struct pgo_msg *m, uint32_t i, uint64_t lsn, const struct event_txn *txn,
-                 const struct relmap *rels, struct event *out, struct err *e)
+                 struct relmap *rels, struct event *out, struct err *e)
 {
 	uint32_t relid = m->u.truncate.relids[i];
 

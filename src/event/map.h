@@ -25,11 +25,11 @@
 /* The event of INSERT, UPDATE or DELETE m at lsn (its XLogData start) in
  * txn (NULL: outside a transaction, an error). -1 with *e set on error. */
 int map_change(const struct pgo_msg *m, uint64_t lsn, const struct event_txn *txn,
-               const struct relmap *rels, struct event *out, struct err *e);
+               struct relmap *rels, struct event *out, struct err *e);
 
 /* The event of relation i (< m->u.truncate.nrels) of TRUNCATE m. */
 int map_truncate(const struct pgo_msg *m, uint32_t i, uint64_t lsn, const struct event_txn *txn,
-                 const struct relmap *rels, struct event *out, struct err *e);
+                 struct relmap *rels, struct event *out, struct err *e);
 
 /* The event of logical message m; txn is the transaction it arrived in, or
  * NULL. Cannot fail. */

@@ -7,6 +7,9 @@
 
 struct relmap {
 	struct oidmap entries; /* struct relinfo * */
+	/* The entry found last: consecutive changes are mostly to one table,
+	 * and a hash and a probe per change was a visible part of its cost. */
+	struct relinfo *last;
 };
 
 static void relinfo_free(void *p)
@@ -26,6 +29,7 @@ struct relmap *relmap_new(void)
 
 void relmap_clear(struct relmap *m)
 {
+	m->last = NULL;
 	oidmap_reset(&m->entries, relinfo_free);
 }
 
@@ -58,6 +62,7 @@ struct relinfo *relmap_update(struct relmap *m, const struct relation *rel)
 	struct relinfo *ri = calloc(1, sizeof *ri);
 	void *old = NULL;
 
+	m->last = NULL;
 	if (ri == NULL ||
 	    (rel->ncols && (ri->types = calloc(rel->ncols, sizeof *ri->types)) == NULL) ||
 	    oidmap_put(&m->entries, rel->oid, ri, &old) < 0) {
@@ -75,9 +80,15 @@ struct relinfo *relmap_update(struct relmap *m, const struct relation *rel)
 	return ri;
 }
 
-struct relinfo *relmap_get(const struct relmap *m, uint32_t oid)
+struct relinfo *relmap_get(struct relmap *m, uint32_t oid)
 {
-	struct relinfo *ri = oidmap_get(&m->entries, oid);
+	struct relinfo *ri = m->last;
 
-	return ri && ri->remote ? ri : NULL;
+	if (ri && ri->remote->oid == oid)
+		return ri;
+	ri = oidmap_get(&m->entries, oid);
+	if (ri == NULL || ri->remote == NULL)
+		return NULL;
+	m->last = ri;
+	return ri;
 }

@@ -59,6 +59,6 @@ void relmap_clear(struct relmap *m);
 struct relinfo *relmap_update(struct relmap *m, const struct relation *rel);
 
 /* The entry for oid, or NULL if no Relation message for it was seen. */
-struct relinfo *relmap_get(const struct relmap *m, uint32_t oid);
+struct relinfo *relmap_get(struct relmap *m, uint32_t oid);
 
 #endif

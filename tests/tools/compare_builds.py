@@ -5,7 +5,7 @@ For a change that must not alter output (a restructuring), run the binary
 from before and the one from after on the same WAL and compare what they
 write, byte for byte, in every format:
 
-    python3 tests/tools/compare_builds.py OLD_BIN NEW_BIN [N]
+    python3 tests/tools/compare_builds.py OLD_BIN NEW_BIN [N] [--callgrind]
 
 One scratch cluster; one slot per binary and format, created before the
 changes, so each reads exactly the same WAL: the benchmark's reference
@@ -13,11 +13,15 @@ workload (bench/workload/, N rows, default 20000), every value rule of
 test_values.py, every operation of test_ops.py (replica identities,
 unchanged TOAST, ALTER TABLE, TRUNCATE, logical messages), and user-defined
 types (domains, arrays of domains, enums) that go through the catalog.
-Prints one line per format and exits 1 on the first difference."""
+Prints one line per format and exits 1 on the first difference. With
+--callgrind each binary also runs under valgrind's callgrind and the
+instructions it executed are printed side by side: a cost comparison that,
+unlike a timing, does not depend on what else the machine is doing."""
 
 import os
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import ROOT, Cluster, lsn_str  # noqa: E402
@@ -75,11 +79,31 @@ def slot(binary, fmt):
     return "cmp_%d_%s" % (binary, fmt)
 
 
+def instructions(prefix, argv):
+    """Run argv under callgrind; the instructions it executed."""
+    out = tempfile.mktemp(prefix="pgstream-callgrind-")
+    p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                        *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=1800)
+    if p.returncode != 0:
+        sys.exit("%s under callgrind exited %d: %s" % (prefix, p.returncode,
+                                                       p.stderr.decode()[-2000:]))
+    with open(out) as f:
+        total = next(int(line.split()[1]) for line in f if line.startswith("summary:"))
+    if os.environ.get("KEEP_CALLGRIND"):
+        print("callgrind output of %s: %s" % (prefix, out))
+    else:
+        os.unlink(out)
+    return total
+
+
 def main():
-    if len(sys.argv) not in (3, 4):
+    args = [a for a in sys.argv[1:] if a != "--callgrind"]
+    callgrind = len(args) != len(sys.argv) - 1
+    if len(args) not in (2, 3):
         sys.exit(__doc__)
-    bins = sys.argv[1:3]
-    n = int(sys.argv[3]) if len(sys.argv) == 4 else 20000
+    bins = args[0:2]
+    n = int(args[2]) if len(args) == 3 else 20000
     c = Cluster("max_replication_slots = 30")
     try:
         c.sql("CREATE PUBLICATION pgstream_pub FOR ALL TABLES")
@@ -87,7 +111,7 @@ def main():
         psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", c.url()]
         subprocess.run(psql + ["-f", os.path.join(workload, "schema.sql")], check=True)
         for b in range(2):
-            for fmt in FORMATS:
+            for fmt in FORMATS + (["callgrind"] if callgrind else []):
                 c.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
                       (slot(b, fmt),))
         subprocess.run(psql + ["-v", "n=%d" % n, "-f", os.path.join(workload, "workload.sql")],
@@ -116,6 +140,14 @@ def main():
                 print("%s: DIFFERENT (%d and %d bytes), first at byte %d:\n  %r\n  %r"
                       % (fmt, len(out[0]), len(out[1]), at, out[0][at - 40:at + 80],
                          out[1][at - 40:at + 80]))
+        if callgrind:
+            ir = [instructions(binary, [binary, "--database-url", c.url(), "--slot",
+                                        slot(b, "callgrind"), "--publication", "pgstream_pub",
+                                        "--format", "json", "--end-lsn", end, "--env-file",
+                                        "/dev/null"])
+                  for b, binary in enumerate(bins)]
+            print("callgrind, json to /dev/null: %d and %d instructions (%.3fx)"
+                  % (ir[0], ir[1], ir[1] / ir[0]))
         sys.exit(0 if same else 1)
     finally:
         c.close()
