@@ -130,6 +130,7 @@ struct kafka_sink {
 	struct buf backlog;   /* struct pending + keys, oldest first */
 	size_t backlog_bytes; /* of s->out, the waiting events' values */
 	struct buf name;      /* scratch: a topic's name */
+	bool opening;         /* errors go into the open's error, not the log */
 	bool failed;          /* a message failed for good: every call says so */
 	char failmsg[ERR_MSG_MAX];
 	char last_error[256]; /* the last error line logged, and when */
@@ -368,6 +369,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		     "could not produce to Kafka: fatal producer error: %s; restart pgstream "
 		     "(nothing undelivered was acknowledged: Postgres sends it again)",
 		     fatal);
+		return;
+	}
+	if (k->opening) {
+		snprintf(k->last_error, sizeof k->last_error, "%s", reason);
 		return;
 	}
 	/* Brokers going away and coming back: worth a line, not a flood. */
@@ -805,8 +810,12 @@ static int connect_check(struct sink *s, const struct sink_kafka_config *kc, str
 
 	serve(s, 0); /* errors and logs of the attempt */
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return err_set(e, "could not connect to Kafka at %s: %s (no answer within %d s)",
-		               kc->brokers, rd_kafka_err2str(err), KAFKA_CONNECT_TIMEOUT_MS / 1000);
+		return err_set(e,
+		               "could not connect to Kafka at %s: %s (no answer within %d s%s%s)",
+		               kc->brokers, rd_kafka_err2str(err), KAFKA_CONNECT_TIMEOUT_MS / 1000,
+		               *k->last_error ? "; " : "", k->last_error);
+	k->opening = false;
+	k->last_error[0] = '\0';
 	log_info("connected to Kafka (%d brokers)", md->broker_cnt);
 	rd_kafka_metadata_destroy(md);
 	return 0;
@@ -820,6 +829,7 @@ static int kafka_open(struct sink *s, const struct sink_config *cfg, struct err 
 	char errstr[512];
 
 	k->wake[0] = k->wake[1] = -1;
+	k->opening = true;
 	buf_init(&k->backlog, 0);
 	buf_init(&k->name, 0);
 	k->tombstones = kc->tombstones;
