@@ -6,7 +6,8 @@ PKGS=(build-essential cmake pkg-config libpq-dev libssl-dev libcmocka-dev postgr
       postgresql-client-15 python3 python3-psycopg2 util-linux clang-format
       valgrind clang-14 libclang-rt-14-dev    # memcheck test; libFuzzer targets
       postgresql-15-wal2json time             # the benchmark's smoke test
-      strace)                                 # the acknowledgement-order test
+      strace                                  # the acknowledgement-order test
+      librdkafka-dev kcat)                    # the Kafka sink; its tests read back with kcat
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -27,6 +27,8 @@ enum opt_kind {
 	OPT_LOGLEVEL,
 	OPT_SLOTNAME,
 	OPT_UTF8POLICY,
+	OPT_SINK,
+	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
 };
 
 struct option_def {
@@ -53,6 +55,20 @@ static const struct option_def OPTIONS[] = {
      "append events to FILE, fsynced before acknowledging (default stdout)"},
     {"fsync", "FSYNC", OPT_BOOL, F(fsync), NULL,
      "with --output, fsync before acknowledging (default; --fsync=false to skip)"},
+    {"sink", "SINK", OPT_SINK, F(sink), "stdout|file|kafka",
+     "where events go (default stdout, or file with --output)"},
+    {"kafka-brokers", "KAFKA_BROKERS", OPT_STRING, F(kafka_brokers), "HOST:PORT,...",
+     "with --sink kafka: bootstrap brokers"},
+    {"topic-prefix", "TOPIC_PREFIX", OPT_STRING, F(topic_prefix), "PREFIX",
+     "{prefix} in Kafka topic names (default: the slot name)"},
+    {"kafka-topic", "KAFKA_TOPIC", OPT_STRING, F(kafka_topic), "TEMPLATE",
+     "topic per table (default {prefix}.{schema}.{table}; no placeholder: one topic)"},
+    {"kafka-messages-topic", "KAFKA_MESSAGES_TOPIC", OPT_STRING, F(kafka_messages_topic),
+     "TEMPLATE", "topic of logical messages (default {prefix}.messages)"},
+    {"kafka-tombstones", "KAFKA_TOMBSTONES", OPT_BOOL, F(kafka_tombstones), NULL,
+     "after a DELETE (or a key change) a tombstone for the key (default true)"},
+    {"kafka-property", "KAFKA_PROPERTIES", OPT_PROPERTY, F(kafka_properties), "KEY=VALUE",
+     "librdkafka producer property, repeatable (environment: KEY=VALUE;KEY=VALUE)"},
     {"start-lsn", "START_LSN", OPT_LSN, F(start_lsn), "X/X",
      "start streaming at this LSN (default: where the slot stands)"},
     {"end-lsn", "END_LSN", OPT_LSN, F(end_lsn), "X/X",
@@ -186,6 +202,49 @@ static const char *show(struct shown *sh, const char *text)
 	return sh->s;
 }
 
+/* The source of a value given as a flag (error messages say "--flag"). */
+static const char FLAG_SOURCE[] = "--";
+
+/*
+ * Append "k=v" entries to the newline-separated list *field. A flag gives
+ * one entry; the environment and .env give several, separated by ';' (a
+ * librdkafka value never needs one). Each must be KEY=VALUE with a
+ * non-empty key; whether librdkafka knows the key is the sink's check.
+ */
+static int add_properties(char **field, const char *value, const struct option_def *opt,
+                          const char *source, struct err *e)
+{
+	bool many = source != FLAG_SOURCE || strchr(value, '\n') != NULL;
+	size_t old = *field ? strlen(*field) : 0;
+	const char *p = value;
+	struct shown sh;
+	char *list;
+
+	for (;;) {
+		size_t n = many ? strcspn(p, ";\n") : strlen(p);
+		const char *eq = memchr(p, '=', n);
+
+		if (n > 0 || !many) {
+			if (eq == NULL || eq == p)
+				return err_set(
+				    e, "invalid value for %s%s: \"%s\" (expected KEY=VALUE)",
+				    source, opt->flag, show(&sh, value));
+			list = realloc(*field, old + n + 2);
+			if (list == NULL)
+				return err_set(e, "could not store %s: out of memory", opt->flag);
+			if (old > 0)
+				list[old++] = '\n';
+			memcpy(list + old, p, n);
+			old += n;
+			list[old] = '\0';
+			*field = list;
+		}
+		if (!many || p[n] == '\0')
+			return 0;
+		p += n + 1;
+	}
+}
+
 /* Apply one textual value to the option's field. */
 static int apply_option(struct config *cfg, const struct option_def *opt, const char *value,
                         const char *source, struct err *e)
@@ -248,6 +307,16 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               "invalid value for %s%s: \"%s\" (expected replace or fail)",
 			               source, opt->flag, show(&sh, value));
 		return 0;
+	case OPT_SINK:
+		if (strcmp(value, "stdout") != 0 && strcmp(value, "file") != 0 &&
+		    strcmp(value, "kafka") != 0)
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected stdout, file or "
+			               "kafka)",
+			               source, opt->flag, show(&sh, value));
+		break;
+	case OPT_PROPERTY:
+		return add_properties(field, value, opt, source, e);
 	case OPT_LOGLEVEL:
 		level = log_level_parse(value);
 		if (level < 0)
@@ -309,7 +378,7 @@ static int load_flags(struct config *cfg, struct seen *seen, int argc, char **ar
 		else
 			return err_set(e, "option --%s needs a value (%s)", opt->flag,
 			               opt->metavar);
-		if (apply_option(cfg, opt, value, "--", e) < 0)
+		if (apply_option(cfg, opt, value, FLAG_SOURCE, e) < 0)
 			return -1;
 		seen->set[opt - OPTIONS] = true;
 	}
@@ -432,8 +501,29 @@ static int apply_defaults(struct config *cfg, struct err *e)
 	return 0;
 }
 
+static int validate_sink(const struct config *cfg, struct err *e)
+{
+	bool kafka = cfg->sink && strcmp(cfg->sink, "kafka") == 0;
+	bool output = cfg->output && strcmp(cfg->output, "-") != 0;
+
+	if (cfg->sink && strcmp(cfg->sink, "file") == 0 && !output)
+		return err_set(e, "invalid options: --sink file needs --output FILE");
+	if (cfg->sink && strcmp(cfg->sink, "file") != 0 && output)
+		return err_set(e, "invalid options: --output cannot be used with --sink %s",
+		               cfg->sink);
+	if (kafka && cfg->kafka_brokers == NULL)
+		return err_set(e, "invalid options: --sink kafka needs --kafka-brokers "
+		                  "HOST:PORT,... (or KAFKA_BROKERS)");
+	if (kafka && cfg->format && strcmp(cfg->format, "json") != 0)
+		return err_set(e, "invalid options: --sink kafka sends --format json, not %s",
+		               cfg->format);
+	return 0;
+}
+
 static int validate(const struct config *cfg, struct err *e)
 {
+	if (validate_sink(cfg, e) < 0)
+		return -1;
 	if (cfg->end_lsn && cfg->start_lsn && cfg->end_lsn < cfg->start_lsn)
 		return err_set(e, "invalid options: --end-lsn is before --start-lsn");
 	if (cfg->receiver_timeout_ms <= cfg->status_interval_ms)
@@ -462,6 +552,7 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *e)
 	cfg->read_hold = true;
 	cfg->log_level = LOG_INFO;
 	cfg->fsync = true;
+	cfg->kafka_tombstones = true;
 
 	if (load_flags(cfg, &seen, argc, argv, e) < 0)
 		return -1;
@@ -483,6 +574,12 @@ void config_reset(struct config *cfg)
 	free(cfg->tables);
 	free(cfg->env_file);
 	free(cfg->format);
+	free(cfg->sink);
+	free(cfg->kafka_brokers);
+	free(cfg->topic_prefix);
+	free(cfg->kafka_topic);
+	free(cfg->kafka_messages_topic);
+	free(cfg->kafka_properties);
 	memset(cfg, 0, sizeof *cfg);
 }
 

@@ -24,6 +24,13 @@ struct config {
 	char *tables;       /* comma list for --create-publication, NULL = all tables */
 	char *env_file;     /* path of the .env file read */
 	char *format;       /* an encoder's name (event/encoder.h); NULL: decided by isatty */
+	char *sink;         /* "stdout", "file" or "kafka"; NULL: by --output */
+	char *kafka_brokers;
+	char *topic_prefix; /* NULL: the slot name */
+	char *kafka_topic;  /* topic template */
+	char *kafka_messages_topic;
+	char *kafka_properties; /* "k=v" lines, one per --kafka-property */
+	bool kafka_tombstones;
 	uint64_t start_lsn; /* 0 = where the slot stands */
 	uint64_t end_lsn;   /* 0 = run forever */
 	int status_interval_ms;

@@ -24,6 +24,7 @@
 
 #include "checkpoint.h"
 #include "event/encoder.h"
+#include "event/key.h"
 #include "event/map.h"
 #include "event/relinfo.h"
 #include "event/utf8guard.h"
@@ -62,6 +63,8 @@ struct daemon {
 	uint64_t reported_flush; /* last flush LSN sent to the server */
 	struct utf8guard utf8;   /* SQL_ASCII databases only (utf8guard.h) */
 	struct buf converted;    /* message content converted to UTF-8 */
+	bool records;            /* the sink routes by table and key (Kafka) */
+	struct buf key, old_key; /* ... the current event's keys */
 
 	/* Per session. */
 	struct pg_conn *conn;
@@ -84,12 +87,48 @@ struct daemon {
 
 /* ---- events ------------------------------------------------------------ */
 
+/* What a routing sink needs of ev besides its bytes (sink.h): names, keys
+ * (rendered into d's buffers, valid until the next event) and positions. */
+static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
+{
+	struct sink_record rec = {
+	    .delete = ev->op == EVENT_DELETE,
+	    .transactional = ev->txn != NULL,
+	    .lsn = ev->lsn,
+	    .commit_lsn = ev->txn ? ev->txn->commit_lsn : 0,
+	    .xid = ev->txn ? ev->txn->xid : 0,
+	};
+
+	if (ev->op != EVENT_MESSAGE) {
+		rec.schema = ev->rel->remote->nspname;
+		rec.table = ev->rel->remote->relname;
+	}
+	buf_clear(&d->key);
+	buf_clear(&d->old_key);
+	if (key_write(&d->key, ev)) {
+		rec.key = d->key.data;
+		rec.key_len = d->key.len;
+	}
+	if (key_write_old(&d->old_key, ev, rec.key, rec.key_len)) {
+		rec.old_key = d->old_key.data;
+		rec.old_key_len = d->old_key.len;
+	}
+	if (!buf_ok(&d->key) || !buf_ok(&d->old_key))
+		return err_setk(e, ERR_SINK, "could not encode the key of the event at %X/%X: %s",
+		                (unsigned)(ev->lsn >> 32), (unsigned)ev->lsn,
+		                d->key.nomem || d->old_key.nomem ? "out of memory"
+		                                                 : "key larger than 1 GiB");
+	return sink_event_done(d->sink, ++d->seq, &rec, e);
+}
+
 static int emit(struct daemon *d, const struct event *ev, struct err *e)
 {
 	if (d->sql_ascii && utf8guard_check_event(&d->utf8, ev, e) < 0)
 		return -1;
 	encoder_write(d->enc, sink_buf(d->sink), ev);
-	return sink_event_done(d->sink, ++d->seq, e);
+	if (d->records)
+		return emit_routed(d, ev, e);
+	return sink_event_done(d->sink, ++d->seq, NULL, e);
 }
 
 /* Make the sink durable and release what it confirmed. */
@@ -688,18 +727,56 @@ static void log_peak_memory(const struct daemon *d)
 	          peak_kb);
 }
 
+static bool kafka_sink(const struct config *cfg)
+{
+	return cfg->sink && strcmp(cfg->sink, "kafka") == 0;
+}
+
 static const char *pick_format(const struct config *cfg)
 {
 	if (cfg->format)
 		return cfg->format;
-	if ((cfg->output == NULL || strcmp(cfg->output, "-") == 0) && isatty(STDOUT_FILENO))
+	if (!kafka_sink(cfg) && (cfg->output == NULL || strcmp(cfg->output, "-") == 0) &&
+	    isatty(STDOUT_FILENO))
 		return "pretty";
 	return "json";
 }
 
-int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e)
+/* The sink's settings, borrowed from cfg. */
+static struct sink_config sink_config_of(const struct config *cfg)
 {
 	struct sink_config scfg = {.output = cfg->output, .fsync = cfg->fsync};
+
+	if (cfg->sink == NULL)
+		scfg.kind = SINK_KIND_DEFAULT;
+	else if (strcmp(cfg->sink, "stdout") == 0)
+		scfg.kind = SINK_KIND_STDOUT;
+	else if (strcmp(cfg->sink, "file") == 0)
+		scfg.kind = SINK_KIND_FILE;
+	else
+		scfg.kind = SINK_KIND_KAFKA;
+	scfg.kafka = (struct sink_kafka_config){
+	    .brokers = cfg->kafka_brokers,
+	    .prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
+	    .topic = cfg->kafka_topic ? cfg->kafka_topic : "{prefix}.{schema}.{table}",
+	    .messages_topic =
+	        cfg->kafka_messages_topic ? cfg->kafka_messages_topic : "{prefix}.messages",
+	    .properties = cfg->kafka_properties,
+	    .tombstones = cfg->kafka_tombstones,
+	};
+	return scfg;
+}
+
+int daemon_check_config(const struct config *cfg, struct err *e)
+{
+	struct sink_config scfg = sink_config_of(cfg);
+
+	return sink_check_config(&scfg, e);
+}
+
+int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e)
+{
+	struct sink_config scfg = sink_config_of(cfg);
 	struct daemon d = {
 	    .cfg = cfg,
 	    .stop = stop,
@@ -722,9 +799,12 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 
 	utf8guard_init(&d.utf8, cfg->invalid_utf8);
 	buf_init(&d.converted, 0);
+	buf_init(&d.key, 0);
+	buf_init(&d.old_key, 0);
 	d.sink = sink_open(&scfg, e);
 	if (d.sink == NULL)
 		return -1;
+	d.records = sink_wants_records(d.sink);
 	d.enc = encoder_new(pick_format(cfg));
 	d.rels = relmap_new();
 	d.cat = catalog_new(cfg->database_url);
@@ -781,6 +861,8 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	}
 	utf8guard_log_summary(&d.utf8);
 	buf_reset(&d.converted);
+	buf_reset(&d.key);
+	buf_reset(&d.old_key);
 	checkpoint_reset(&d.cp);
 	catalog_free(d.cat);
 	relmap_free(d.rels);

@@ -15,6 +15,11 @@
  * fatal error. Returns 0 on a clean stop, -1 with *e set otherwise. Borrows
  * cfg for the duration of the call.
  */
+/* Check the settings a component refuses that config_load cannot judge
+ * (the sink's: librdkafka properties, topic templates), opening nothing.
+ * -1 with *e set: a bad configuration. */
+int daemon_check_config(const struct config *cfg, struct err *e);
+
 int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e);
 
 #endif

@@ -44,7 +44,8 @@ int main(int argc, char **argv)
 	struct err e = {0};
 	int status = 0;
 
-	if (config_load(&cfg, argc, argv, &e) < 0 || conn_check_url(cfg.database_url, &e) < 0) {
+	if (config_load(&cfg, argc, argv, &e) < 0 || conn_check_url(cfg.database_url, &e) < 0 ||
+	    (!cfg.help && !cfg.version && daemon_check_config(&cfg, &e) < 0)) {
 		fprintf(stderr, "pgstream: %s\n", e.msg);
 		config_reset(&cfg);
 		return 2;

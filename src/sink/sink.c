@@ -15,10 +15,32 @@
 /* An event bigger than this is refused rather than grown without bound. */
 #define SINK_BUF_LIMIT ((size_t)1 << 30)
 
+/* The backend cfg names: by default stdout, or the file --output names. */
+static const struct sink_ops *sink_pick(const struct sink_config *cfg)
+{
+	switch (cfg->kind) {
+	case SINK_KIND_STDOUT:
+		return &SINK_STDOUT;
+	case SINK_KIND_FILE:
+		return &SINK_FILE;
+	case SINK_KIND_KAFKA:
+		return &SINK_KAFKA;
+	case SINK_KIND_DEFAULT:
+		break;
+	}
+	return cfg->output == NULL || strcmp(cfg->output, "-") == 0 ? &SINK_STDOUT : &SINK_FILE;
+}
+
+int sink_check_config(const struct sink_config *cfg, struct err *e)
+{
+	const struct sink_ops *ops = sink_pick(cfg);
+
+	return ops->check_config ? ops->check_config(cfg, e) : 0;
+}
+
 struct sink *sink_open(const struct sink_config *cfg, struct err *e)
 {
-	const struct sink_ops *ops =
-	    cfg->output == NULL || strcmp(cfg->output, "-") == 0 ? &SINK_STDOUT : &SINK_FILE;
+	const struct sink_ops *ops = sink_pick(cfg);
 	struct sink *s = calloc(1, sizeof *s);
 
 	if (s == NULL ||
@@ -53,13 +75,20 @@ struct buf *sink_buf(struct sink *s)
 	return &s->out;
 }
 
-int sink_event_done(struct sink *s, uint64_t seq, struct err *e)
+bool sink_wants_records(const struct sink *s)
+{
+	return s->ops->event_routed != NULL;
+}
+
+int sink_event_done(struct sink *s, uint64_t seq, const struct sink_record *rec, struct err *e)
 {
 	if (!buf_ok(&s->out))
 		return err_setk(e, ERR_SINK, "could not encode event %llu: %s",
 		                (unsigned long long)seq,
 		                s->out.nomem ? "out of memory" : "event larger than 1 GiB");
 	s->buffered_seq = seq;
+	if (s->ops->event_routed)
+		return s->ops->event_routed(s, seq, rec, e);
 	return s->ops->event_done(s, seq, e);
 }
 

@@ -7,7 +7,10 @@
  * later, possibly much later (Kafka delivery reports, HTTP batches): the
  * confirmed sequence number says every event numbered <= it is durably out.
  * Only confirmed events may be acknowledged to Postgres (see checkpoint.h).
- * Sinks never see Postgres types: only bytes and sequence numbers.
+ * Sinks never see Postgres types: only bytes, sequence numbers and, for a
+ * sink that routes events by table and key (Kafka), a neutral record of
+ * each event (struct sink_record) that the daemon builds only for sinks
+ * that ask for it (sink_wants_records), so stdout and files pay nothing.
  *
  * A sink with its own sockets, pipes or background threads tells the loop
  * what to wait on (sink_adjust_pollset: descriptors, and a deadline when it
@@ -27,23 +30,70 @@
 
 struct sink;
 
+enum sink_kind {
+	SINK_KIND_DEFAULT, /* stdout, or the file --output names */
+	SINK_KIND_STDOUT,
+	SINK_KIND_FILE,
+	SINK_KIND_KAFKA,
+};
+
+struct sink_kafka_config {
+	const char *brokers;        /* bootstrap.servers */
+	const char *prefix;         /* {prefix} in the templates */
+	const char *topic;          /* template: {prefix}, {schema}, {table} */
+	const char *messages_topic; /* template for logical messages: {prefix} */
+	const char *properties;     /* "k=v" lines for rd_kafka_conf_set, or NULL */
+	bool tombstones;            /* DELETE (and a key-changing UPDATE): tombstone */
+};
+
 struct sink_config {
+	enum sink_kind kind;
 	const char *output; /* NULL or "-": stdout, else a file to append to */
 	bool fsync;         /* file: fsync before confirming */
+	struct sink_kafka_config kafka;
+};
+
+/*
+ * What a routing sink learns of each event besides its bytes. Borrowed for
+ * the sink_event_done() call only: a backend that keeps an event copies
+ * what it needs.
+ */
+struct sink_record {
+	const char *schema;  /* NULL for a logical message */
+	const char *table;   /* NULL for a logical message */
+	const char *key;     /* the key as a compact JSON object; NULL: none */
+	size_t key_len;      /* ... e.g. {"id":42}, {"prefix":"app"} */
+	const char *old_key; /* an UPDATE that changed the key: the old one */
+	size_t old_key_len;  /* ... when Postgres sent it; else NULL */
+	bool delete;         /* a DELETE: the key's row is gone */
+	bool transactional;  /* false only for a non-transactional message */
+	uint64_t lsn;        /* the change's own WAL position */
+	uint64_t commit_lsn; /* its transaction's commit record */
+	uint32_t xid;        /* its transaction */
 };
 
 /* Open the sink the config names. Returns NULL with *e set on failure. */
 struct sink *sink_open(const struct sink_config *cfg, struct err *e);
+
+/* Check cfg as sink_open would, without opening anything (no file, no
+ * connection): -1 with *e set on a setting the backend refuses, so that a
+ * bad configuration is reported at startup. */
+int sink_check_config(const struct sink_config *cfg, struct err *e);
 void sink_close(struct sink *s); /* flushes nothing; accepts NULL */
 
 /* The buffer the encoder appends the next event to. */
 struct buf *sink_buf(struct sink *s);
 
+/* Whether the sink needs a struct sink_record with every event (keys,
+ * tables); if not, sink_event_done takes NULL and nobody builds one. */
+bool sink_wants_records(const struct sink *s);
+
 /* The event just appended to sink_buf() is number seq (the previous one
- * plus 1). The backend may send it now or keep it. -1 with *e set
- * (ERR_SINK) if it cannot be taken (too large, out of memory, a write
- * failed). */
-int sink_event_done(struct sink *s, uint64_t seq, struct err *e);
+ * plus 1); rec describes it (NULL unless sink_wants_records). The backend
+ * may send it now or keep it. -1 with *e set (ERR_SINK) if it cannot be
+ * taken (too large, out of memory, a write failed, an earlier delivery
+ * failed for good). */
+int sink_event_done(struct sink *s, uint64_t seq, const struct sink_record *rec, struct err *e);
 
 /* Send everything buffered (as far as the sink will take it now); if
  * durable, also make what was sent durable. Confirms what it can. */

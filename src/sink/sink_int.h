@@ -15,11 +15,18 @@
 struct sink_ops {
 	const char *name;
 	size_t backend_size; /* zeroed bytes at s->backend */
+	/* Validate cfg without opening anything; NULL: nothing to check. */
+	int (*check_config)(const struct sink_config *cfg, struct err *e);
 	/* Set up from cfg. On failure *e is set; close is still called. */
 	int (*open)(struct sink *s, const struct sink_config *cfg, struct err *e);
 	/* An event has been appended to s->out and numbered seq: send it now
 	 * or leave it buffered. */
 	int (*event_done)(struct sink *s, uint64_t seq, struct err *e);
+	/* Instead of event_done, for a backend that routes events by table
+	 * and key: the same, with the event's record. NULL for backends that
+	 * take bytes only; non-NULL makes sink_wants_records() true. */
+	int (*event_routed)(struct sink *s, uint64_t seq, const struct sink_record *rec,
+	                    struct err *e);
 	/* Send everything buffered; if durable, also make it durable. Advances
 	 * s->confirmed_seq as far as the backend knows it safe. */
 	int (*flush)(struct sink *s, bool durable, struct err *e);
@@ -45,6 +52,7 @@ struct sink {
 /* The backends. */
 extern const struct sink_ops SINK_STDOUT; /* sink_stdout.c */
 extern const struct sink_ops SINK_FILE;   /* sink_file.c */
+extern const struct sink_ops SINK_KAFKA;  /* sink_kafka.c */
 
 /* For backends on a file descriptor: write out to fd. On a non-blocking fd
  * that is full, keep the rest in out, set blocked and return 0; on an error

@@ -218,6 +218,64 @@ static void test_dotenv_nul_byte(void **state)
 	unlink(path);
 }
 
+/* --kafka-property repeats and accumulates; the environment gives several
+ * separated by ';' and is ignored once a flag gave any; the sink's
+ * settings are checked against each other. */
+static void test_kafka_settings(void **state)
+{
+	struct config cfg;
+	struct err e;
+	char *flags[] = {"pgstream",
+	                 "--env-file",
+	                 "/dev/null",
+	                 "--sink",
+	                 "kafka",
+	                 "--kafka-brokers",
+	                 "k1:9092",
+	                 "--kafka-property",
+	                 "linger.ms=20",
+	                 "--kafka-property",
+	                 "acks=all",
+	                 "--kafka-tombstones=false",
+	                 NULL};
+	char *env_only[] = {"pgstream", "--env-file", "/dev/null", "--sink=kafka", NULL};
+	char *no_brokers[] = {"pgstream", "--env-file", "/dev/null", "--sink", "kafka", NULL};
+	char *bad_prop[] = {"pgstream", "--env-file", "/dev/null", "--kafka-property", "=x", NULL};
+	char *file_no_out[] = {"pgstream", "--env-file", "/dev/null", "--sink", "file", NULL};
+	char *pretty[] = {"pgstream", "--env-file", "/dev/null",       "--sink", "kafka",
+	                  "--format", "pretty",     "--kafka-brokers", "k:1",    NULL};
+
+	(void)state;
+	setenv("KAFKA_PROPERTIES", "compression.type=lz4;batch.size=100000", 1);
+	assert_int_equal(load(&cfg, &e, flags), 0);
+	assert_string_equal(cfg.sink, "kafka");
+	assert_string_equal(cfg.kafka_brokers, "k1:9092");
+	assert_string_equal(cfg.kafka_properties, "linger.ms=20\nacks=all");
+	assert_false(cfg.kafka_tombstones);
+	config_reset(&cfg);
+	setenv("KAFKA_BROKERS", "env:9092", 1);
+	assert_int_equal(load(&cfg, &e, env_only), 0);
+	assert_string_equal(cfg.kafka_properties, "compression.type=lz4\nbatch.size=100000");
+	assert_string_equal(cfg.kafka_brokers, "env:9092");
+	assert_true(cfg.kafka_tombstones);
+	assert_null(cfg.topic_prefix); /* the daemon uses the slot name */
+	config_reset(&cfg);
+	unsetenv("KAFKA_BROKERS");
+	unsetenv("KAFKA_PROPERTIES");
+	assert_int_equal(load(&cfg, &e, no_brokers), -1);
+	assert_non_null(strstr(e.msg, "--kafka-brokers"));
+	config_reset(&cfg);
+	assert_int_equal(load(&cfg, &e, bad_prop), -1);
+	assert_non_null(strstr(e.msg, "KEY=VALUE"));
+	config_reset(&cfg);
+	assert_int_equal(load(&cfg, &e, file_no_out), -1);
+	assert_non_null(strstr(e.msg, "--output"));
+	config_reset(&cfg);
+	assert_int_equal(load(&cfg, &e, pretty), -1);
+	assert_non_null(strstr(e.msg, "--format json"));
+	config_reset(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -228,6 +286,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_env_value_names_source),
 	    cmocka_unit_test(test_error_is_one_line),
 	    cmocka_unit_test(test_dotenv_nul_byte),
+	    cmocka_unit_test(test_kafka_settings),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

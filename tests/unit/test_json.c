@@ -20,7 +20,9 @@
 #include "event/event.h"
 #include "event/encoder.h"
 #include "event/jstring.h"
+#include "event/key.h"
 #include "event/relinfo.h"
+#include "event/row.h"
 #include "event/value.h"
 #include "event/valtype.h"
 #include "util/buf.h"
@@ -1130,6 +1132,109 @@ static void test_events_append(void **state)
 	buf_reset(&b);
 }
 
+/* ------------------------------------------------------------------------
+ * Keys (event/key.h): what the Kafka sink keys messages by
+ * ------------------------------------------------------------------------ */
+
+/* ev's key must be want (NULL: none) and its old key want_old, written
+ * without the encoder's cache and with it. */
+static void check_keys(const struct event *ev, const char *want, const char *want_old)
+{
+	for (int cached = 0; cached < 2; cached++) {
+		struct relinfo prepared;
+		struct event pev = *ev;
+		struct buf k, old;
+		bool has, has_old;
+
+		if (cached && ev->rel) {
+			prepared = *ev->rel;
+			prepared.enc_data = NULL;
+			prepared.enc_free = NULL;
+			row_prepare(&prepared);
+			pev.rel = &prepared;
+		}
+		buf_init(&k, 0);
+		buf_init(&old, 0);
+		has = key_write(&k, &pev);
+		has_old = key_write_old(&old, &pev, has ? k.data : NULL, k.len);
+		if (want == NULL) {
+			assert_false(has);
+			assert_int_equal(k.len, 0);
+		} else {
+			assert_true(has);
+			assert_string_equal(k.data, want);
+			assert_true(jsoncheck_text(k.data, k.len));
+		}
+		if (want_old == NULL) {
+			assert_false(has_old);
+			assert_int_equal(old.len, 0);
+		} else {
+			assert_true(has_old);
+			assert_string_equal(old.data, want_old);
+		}
+		buf_reset(&k);
+		buf_reset(&old);
+		if (cached && ev->rel)
+			prepared.enc_free(prepared.enc_data);
+	}
+}
+
+static void test_keys(void **state)
+{
+	static const struct pgo_value oldk[] = {TXT("1"), NUL, NUL, NUL, NUL};
+	static const struct pgo_value newv[] = {TXT("7"), TXT("Bum"), TXT("b@x"), NUL, TXT("[]")};
+	static const struct pgo_value toastk[] = {TOAST, TXT("x"), NUL, NUL, NUL};
+	static const struct pgo_value itemv[] = {TXT("5"), TXT("2"), NUL, TXT("f")};
+	static const struct pgo_tuple oldt = {5, oldk}, newt = {5, newv}, toastt = {5, toastk};
+	static const struct pgo_tuple itemt = {4, itemv};
+	static struct relcol nokey_cols[] = {{"a", 23, -1, 0}, {"b", 25, -1, 0}};
+	static struct relation nokey = {1, "public", "log", 'd', 2, nokey_cols};
+	static struct coltype nokey_types[] = {{23, false}, {25, false}};
+	static struct relinfo nokey_ri = {&nokey, nokey_types, NULL, NULL};
+	static const struct pgo_value nokeyv[] = {TXT("1"), TXT("x")};
+	static const struct pgo_tuple nokeyt = {2, nokeyv};
+	struct event_txn t = txn_at();
+	struct event ev = {.op = EVENT_INSERT, .txn = &t, .rel = &users_ri, .newtup = &tup1};
+
+	(void)state;
+	check_keys(&ev, "{\"id\":1}", NULL);
+	/* an UPDATE without an old tuple: the key did not change */
+	ev = (struct event){.op = EVENT_UPDATE, .txn = &t, .rel = &users_ri, .newtup = &newt};
+	check_keys(&ev, "{\"id\":7}", NULL);
+	/* the key changed: the old one comes with the old tuple */
+	ev.old_kind = 'K';
+	ev.oldtup = &oldt;
+	check_keys(&ev, "{\"id\":7}", "{\"id\":1}");
+	/* REPLICA IDENTITY FULL, key unchanged: no old key */
+	ev.old_kind = 'O';
+	ev.oldtup = &tup1;
+	ev.newtup = &tup1;
+	check_keys(&ev, "{\"id\":1}", NULL);
+	/* a key column not sent in the new tuple (unchanged TOAST): Postgres
+	 * sent the old key, which holds it */
+	ev.old_kind = 'K';
+	ev.oldtup = &oldt;
+	ev.newtup = &toastt;
+	check_keys(&ev, "{\"id\":1}", NULL);
+	ev = (struct event){
+	    .op = EVENT_DELETE, .txn = &t, .rel = &users_ri, .old_kind = 'K', .oldtup = &oldt};
+	check_keys(&ev, "{\"id\":1}", NULL);
+	/* a composite key, in column order, typed */
+	ev = (struct event){.op = EVENT_INSERT, .txn = &t, .rel = &items_ri, .newtup = &itemt};
+	check_keys(&ev, "{\"order_id\":5,\"line\":2}", NULL);
+	/* no key columns; a TRUNCATE */
+	ev = (struct event){.op = EVENT_INSERT, .txn = &t, .rel = &nokey_ri, .newtup = &nokeyt};
+	check_keys(&ev, NULL, NULL);
+	ev = (struct event){.op = EVENT_TRUNCATE, .txn = &t, .rel = &users_ri};
+	check_keys(&ev, NULL, NULL);
+	/* a message: its prefix, escaped */
+	ev = (struct event){.op = EVENT_MESSAGE,
+	                    .prefix = "app\"x",
+	                    .content = (const uint8_t *)"c",
+	                    .content_len = 1};
+	check_keys(&ev, "{\"prefix\":\"app\\\"x\"}", NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1179,6 +1284,7 @@ int main(void)
 	    cmocka_unit_test(test_event_hostile_names),
 	    cmocka_unit_test(test_event_short_tuple),
 	    cmocka_unit_test(test_events_append),
+	    cmocka_unit_test(test_keys),
 	};
 
 	return cmocka_run_group_tests(tests, setup_relations, NULL);

@@ -58,7 +58,7 @@ static void put_event(struct sink *s, uint64_t seq, const char *line)
 	struct err e = {0};
 
 	buf_puts(sink_buf(s), line);
-	assert_int_equal(sink_event_done(s, seq, &e), 0);
+	assert_int_equal(sink_event_done(s, seq, NULL, &e), 0);
 }
 
 static void test_file_repairs_torn_tail_and_confirms_after_fsync(void **state)
@@ -203,7 +203,7 @@ static void run_pipe(struct pipe_run *r)
 	r->nonblocking_while_open = (fcntl(STDOUT_FILENO, F_GETFL) & O_NONBLOCK) != 0;
 	while (!sink_blocked(s) && seq < 10000) { /* a pipe holds 64 kB by default */
 		buf_puts(sink_buf(s), line);
-		if (sink_event_done(s, ++seq, &e) < 0 || sink_flush(s, false, &e) < 0)
+		if (sink_event_done(s, ++seq, NULL, &e) < 0 || sink_flush(s, false, &e) < 0)
 			abort();
 	}
 	r->sent = seq * (sizeof line - 1);

@@ -1,0 +1,76 @@
+/* key.c — an event's key (see key.h). */
+#include "event/key.h"
+
+#include <string.h>
+
+#include "event/jstring.h"
+#include "event/row.h"
+
+static bool has_key_columns(const struct relation *rel)
+{
+	for (uint16_t i = 0; i < rel->ncols; i++)
+		if (rel->cols[i].flags & RELCACHE_COL_KEY)
+			return true;
+	return false;
+}
+
+/* Whether a key column of tup is an unchanged TOAST value: its value was
+ * not sent, and the old key (which Postgres then sends) holds it. */
+static bool key_toasted(const struct relation *rel, const struct pgo_tuple *tup)
+{
+	for (uint16_t i = 0; i < rel->ncols; i++)
+		if ((rel->cols[i].flags & RELCACHE_COL_KEY) && row_is_toast(tup, i))
+			return true;
+	return false;
+}
+
+static void write_row_key(struct buf *out, const struct relinfo *rel, const struct pgo_tuple *tup)
+{
+	struct rowsel rs = {rel, tup, NULL, ROW_KEYS};
+
+	row_write(out, &rs, &ROW_COMPACT);
+}
+
+bool key_write(struct buf *out, const struct event *ev)
+{
+	const struct pgo_tuple *tup;
+
+	switch (ev->op) {
+	case EVENT_MESSAGE:
+		buf_puts(out, "{\"prefix\":");
+		json_write_string(out, ev->prefix, strlen(ev->prefix));
+		buf_putc(out, '}');
+		return true;
+	case EVENT_TRUNCATE:
+		return false;
+	case EVENT_DELETE:
+		tup = ev->oldtup;
+		break;
+	case EVENT_INSERT:
+	case EVENT_UPDATE:
+	default:
+		tup = ev->newtup;
+		if (ev->oldtup && key_toasted(ev->rel->remote, tup))
+			tup = ev->oldtup;
+		break;
+	}
+	if (tup == NULL || !has_key_columns(ev->rel->remote))
+		return false;
+	write_row_key(out, ev->rel, tup);
+	return true;
+}
+
+bool key_write_old(struct buf *out, const struct event *ev, const char *key, size_t key_len)
+{
+	size_t start = out->len;
+
+	if (ev->op != EVENT_UPDATE || ev->oldtup == NULL || !has_key_columns(ev->rel->remote))
+		return false;
+	write_row_key(out, ev->rel, ev->oldtup);
+	if (key != NULL && out->len - start == key_len &&
+	    memcmp(out->data + start, key, key_len) == 0) {
+		buf_truncate(out, start);
+		return false;
+	}
+	return true;
+}

@@ -1,0 +1,32 @@
+/*
+ * key.h — an event's key: what a sink that routes events (Kafka) partitions
+ * and compacts by, as a compact JSON object written with the event's own
+ * value rules.
+ *
+ * A row's key is its key columns, those pgoutput flags as part of the
+ * replica identity: the primary key, or the index of REPLICA IDENTITY USING
+ * INDEX (and, as pgoutput flags them, every column under REPLICA IDENTITY
+ * FULL): {"id":42}. A logical message's key is its prefix,
+ * {"prefix":"app"}, so one prefix's messages stay in order. A TRUNCATE, and
+ * a row of a table without key columns, have none.
+ */
+#ifndef PGSTREAM_KEY_H
+#define PGSTREAM_KEY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "event/event.h"
+#include "util/buf.h"
+
+/* Append ev's key to out. Returns false, appending nothing, when it has
+ * none. */
+bool key_write(struct buf *out, const struct event *ev);
+
+/* An UPDATE whose old tuple Postgres sent (the key changed, or REPLICA
+ * IDENTITY FULL): append the old row's key to out and return true when it
+ * differs from key[0..key_len) (the new one, from key_write; NULL if none).
+ * Otherwise append nothing and return false. */
+bool key_write_old(struct buf *out, const struct event *ev, const char *key, size_t key_len);
+
+#endif
