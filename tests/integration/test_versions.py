@@ -227,6 +227,33 @@ class Slots(unittest.TestCase):
             p.close()
 
 
+class GeneratedColumns(unittest.TestCase):
+    def test_generated_columns(self):
+        """A stored generated column is not sent by default (every version);
+        from 18 a publication WITH (publish_generated_columns = stored)
+        sends it, and it is an ordinary column of the event."""
+        C.sql("CREATE TABLE t_gen (id int PRIMARY KEY, a int,"
+              " b int GENERATED ALWAYS AS (a * 2) STORED)")
+        pubs = [("pgstream_pub", [{"id": 1, "a": 5}, {"id": 1, "a": 6}])]
+        if VERSION >= 18:
+            C.sql("CREATE PUBLICATION pub_gen FOR TABLE t_gen"
+                  " WITH (publish_generated_columns = stored)")
+            pubs.append(("pub_gen", [{"id": 1, "a": 5, "b": 10}, {"id": 1, "a": 6, "b": 12}]))
+        for n, (pub, _) in enumerate(pubs):
+            C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", ("s_gen%d" % n,))
+        C.sql("INSERT INTO t_gen (id, a) VALUES (1, 5)")
+        C.sql("UPDATE t_gen SET a = 6 WHERE id = 1")
+        end = lsn_str(C.current_lsn())
+        for n, (pub, want) in enumerate(pubs):
+            p = PgStream(C, "--end-lsn", end, slot="s_gen%d" % n, pub=pub)
+            try:
+                self.assertEqual(p.run(), 0, p.stderr())
+                got = [e["new"] for e in p.events() if e.get("table") == "t_gen"]
+                self.assertEqual(got, want, pub)
+            finally:
+                p.close()
+
+
 class Workload(unittest.TestCase):
     def test_reference_workload_event_count(self):
         """bench/workload/ with n=2000: n inserts + n/2 updates + n/4
