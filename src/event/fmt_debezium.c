@@ -26,6 +26,7 @@
 #include "event/binary.h"
 #include "event/encoder_int.h"
 #include "event/jstring.h"
+#include "event/pgarray.h"
 #include "event/row.h"
 #include "event/value.h"
 #include "util/lsn.h"
@@ -67,6 +68,14 @@ enum {
 	OID_UUID = 2950,
 	OID_UUIDARR = 2951,
 	OID_JSONB = 3802,
+	OID_JSONARR = 199,
+	OID_BYTEAARR = 1001,
+	OID_TIMESTAMPARR = 1115,
+	OID_DATEARR = 1182,
+	OID_TIMEARR = 1183,
+	OID_TIMESTAMPTZARR = 1185,
+	OID_TIMETZARR = 1270,
+	OID_JSONBARR = 3807,
 };
 
 struct dbz_state {
@@ -620,6 +629,53 @@ static bool coincides(uint32_t oid)
 	return false;
 }
 
+static bool write_converted(struct dbz_state *st, struct buf *out, const struct relcol *col,
+                            uint32_t oid, const char *s, size_t len);
+
+/* The element type of the arrays whose elements this file converts (the
+ * connector's arrays of those types hold the same conversions), 0 for
+ * others. Not numeric[]: a VariableScaleDecimal can outgrow the room
+ * pgarray.h reserves per element. */
+static uint32_t converted_elem(uint32_t oid)
+{
+	switch (oid) {
+	case OID_JSONARR:
+		return OID_JSON;
+	case OID_JSONBARR:
+		return OID_JSONB;
+	case OID_BYTEAARR:
+		return OID_BYTEA;
+	case OID_DATEARR:
+		return OID_DATE;
+	case OID_TIMEARR:
+		return OID_TIME;
+	case OID_TIMETZARR:
+		return OID_TIMETZ;
+	case OID_TIMESTAMPARR:
+		return OID_TIMESTAMP;
+	case OID_TIMESTAMPTZARR:
+		return OID_TIMESTAMPTZ;
+	}
+	return 0;
+}
+
+struct elem_ctx {
+	struct dbz_state *st;
+	const struct relcol *col; /* the array column: its typmod is the elements' */
+	uint32_t elem;
+};
+
+/* pgarray.h's element writer: every conversion here writes at most
+ * PGARRAY_ELEM_MAX(n) bytes for n bytes of text (a JSON string of it at
+ * worst), as the parser requires. */
+static void write_elem(void *ctx, struct buf *out, const char *s, size_t n)
+{
+	struct elem_ctx *c = ctx;
+
+	if (!write_converted(c->st, out, c->col, c->elem, s, n))
+		json_write_string(out, s, n);
+}
+
 /* One column's value; false if the text is not what the type promises. */
 static bool write_converted(struct dbz_state *st, struct buf *out, const struct relcol *col,
                             uint32_t oid, const char *s, size_t len)
@@ -645,6 +701,11 @@ static bool write_converted(struct dbz_state *st, struct buf *out, const struct 
 	case OID_JSONB: /* io.debezium.data.Json is a string */
 		json_write_string(out, s, len);
 		return true;
+	}
+	if (converted_elem(oid)) {
+		struct elem_ctx c = {st, col, converted_elem(oid)};
+
+		return pgarray_write(out, s, len, ',', write_elem, &c);
 	}
 	return false;
 }

@@ -46,9 +46,24 @@ TYPES_ROWS = """INSERT INTO dtypes VALUES
          NULL, NULL)"""
 
 
+MORE_TABLE = """CREATE TABLE dmore (
+        id int PRIMARY KEY, da date[], ts3a timestamp(3)[], tza timestamptz[], jba jsonb[],
+        bya bytea[], ip inet, cid cidr, mac macaddr, mac8 macaddr8, x xml, r4 int4range,
+        r8 int8range, nr numrange, tr tsrange, dr daterange, e mood, ipa inet[])"""
+MORE_ROWS = """INSERT INTO dmore VALUES
+        (1, ARRAY['2026-11-24'::date, NULL], ARRAY['2018-06-20 15:13:16.945'::timestamp],
+         ARRAY['2018-06-20 15:13:16.945104+02'::timestamptz], ARRAY['{"x":1}'::jsonb],
+         ARRAY['\\x0102ff'::bytea], '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03',
+         '08:00:2b:01:02:03:04:05', '<a>b</a>', '[1,5)', '(1,5]', '[1.5,2.5]',
+         '[2018-06-20 15:00,2018-06-21 15:00)', '[2026-01-01,2026-02-01)', 'ok',
+         '{10.0.0.1,NULL}')"""
+
+
 def setUpModule():
     global C
     C = Cluster()
+    C.sql("CREATE TYPE mood AS ENUM ('sad', 'ok')")
+    C.sql(MORE_TABLE)
     C.sql("""CREATE TABLE customers (id int PRIMARY KEY, first_name text NOT NULL,
              last_name text NOT NULL, email text NOT NULL)""")
     C.sql(TYPES_TABLE)
@@ -244,6 +259,7 @@ class Values(unittest.TestCase):
         C.sql("SELECT pg_create_logical_replication_slot('dbz_vals', 'pgoutput')")
         C.sql("SELECT pg_create_logical_replication_slot('dbz_str', 'pgoutput')")
         C.sql("SELECT pg_create_logical_replication_slot('dbz_dbl', 'pgoutput')")
+        C.sql(MORE_ROWS)
         C.sql(TYPES_ROWS)
         C.sql("ALTER TABLE dtypes REPLICA IDENTITY FULL")
         # Stored out of line uncompressed, so that an update leaving it
@@ -260,7 +276,12 @@ class Values(unittest.TestCase):
                 rc = p.run()
                 if rc != 0:
                     raise AssertionError(p.stderr())
-                cls.modes[mode] = [e["after"] for e in p.events()]
+                events = p.events()
+                cls.modes[mode] = [e["after"] for e in events
+                                   if e["source"]["table"] == "dtypes"]
+                if mode is None:
+                    cls.more = [e["after"] for e in events
+                                if e["source"]["table"] == "dmore"][0]
             finally:
                 p.close()
         cls.rows = {r["id"]: r for r in cls.modes[None][:3]}
@@ -326,6 +347,29 @@ class Values(unittest.TestCase):
         self.assertEqual(r2["by"], "")
         self.assertEqual((r1["ia"], r1["ta"]), ([1, None, 3], ["a b", None]))
         self.assertEqual((r2["ia"], r2["ta"]), ([], []))
+
+    def test_arrays_of_converted_types(self):
+        m = self.more
+        self.assertEqual(m["da"], [(datetime.date(2026, 11, 24) - EPOCH.date()).days, None])
+        self.assertEqual(m["ts3a"], [micros(datetime.datetime(2018, 6, 20, 15, 13, 16, 945000))
+                                     // 1000])
+        self.assertEqual(m["tza"], ["2018-06-20T13:13:16.945104Z"])
+        self.assertEqual([json.loads(v) for v in m["jba"]], [{"x": 1}])
+        self.assertIsInstance(m["jba"][0], str)
+        self.assertEqual(m["bya"], [base64.b64encode(b"\x01\x02\xff").decode()])
+
+    def test_string_types(self):
+        # The mapping table's STRING types: Postgres's text, as the json format.
+        m = self.more
+        self.assertEqual((m["ip"], m["cid"], m["mac"], m["mac8"]),
+                         ("192.168.0.1/24", "10.0.0.0/8", "08:00:2b:01:02:03",
+                          "08:00:2b:01:02:03:04:05"))
+        self.assertEqual(m["x"], "<a>b</a>")
+        self.assertEqual((m["r4"], m["r8"], m["nr"], m["dr"]),
+                         ("[1,5)", "[2,6)", "[1.5,2.5]", "[2026-01-01,2026-02-01)"))
+        self.assertEqual(m["tr"], '["2018-06-20 15:00:00","2018-06-21 15:00:00")')
+        self.assertEqual(m["e"], "ok")
+        self.assertEqual(m["ipa"], ["10.0.0.1", None])
 
     def test_unchanged_toast(self):
         # The second update leaves the 10000-byte t unchanged: not sent.

@@ -409,6 +409,24 @@ static void test_values_numeric_modes(void **state)
 	                 "1.2345678901234567e+19");
 }
 
+/* Arrays of converted types: each element converted (NULL stays null). */
+static void test_values_arrays(void **state)
+{
+	(void)state;
+	check_value(1182, -1, "{2026-11-24,NULL,1970-01-01}", "[20781,null,0]");
+	check_value(1183, 3, "{04:05:06.789}", "[14706789]");
+	check_value(1270, -1, "{04:05:06.789+02}", "[\"02:05:06.789Z\"]");
+	check_value(1115, -1, "{\"2018-06-20 15:13:16.945104\",infinity}",
+	            "[1529507596945104,9223372036825200000]");
+	check_value(1185, -1, "{\"2018-06-20 15:13:16.945104+00\"}",
+	            "[\"2018-06-20T15:13:16.945104Z\"]");
+	check_value(3807, -1, "{\"{\\\"x\\\": 1}\",NULL}", "[\"{\\\"x\\\": 1}\",null]");
+	check_value(1001, -1, "{\"\\\\x0102ff\",\"\\\\x\"}", "[\"AQL/\",\"\"]");
+	check_value(1182, -1, "{{2026-11-24},{1970-01-01}}", "[[20781],[0]]");
+	/* An element that is no date: a string, the rest still converted */
+	check_value(1182, -1, "{soon,1970-01-01}", "[\"soon\",0]");
+}
+
 /* Text that is not what the type promises falls back to the json format's
  * rendering (a string, or the number for a numeric), so the line stays
  * valid JSON. */
@@ -436,6 +454,7 @@ int main(void)
 	    cmocka_unit_test(test_values_interval),
 	    cmocka_unit_test(test_values_numeric_precise),
 	    cmocka_unit_test(test_values_numeric_modes),
+	    cmocka_unit_test(test_values_arrays),
 	    cmocka_unit_test(test_values_special),
 	};
 
