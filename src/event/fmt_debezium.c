@@ -68,6 +68,8 @@ enum {
 	OID_UUID = 2950,
 	OID_UUIDARR = 2951,
 	OID_JSONB = 3802,
+	OID_BIT = 1560,
+	OID_VARBIT = 1562,
 	OID_JSONARR = 199,
 	OID_BYTEAARR = 1001,
 	OID_TIMESTAMPARR = 1115,
@@ -507,6 +509,40 @@ static bool write_unscaled(struct buf *out, const char *s, size_t len, int scale
 	return true;
 }
 
+/*
+ * bit/varbit as the connector's convertBits: a column of length 1 is a
+ * boolean; longer ones io.debezium.data.Bits, java.util.BitSet's
+ * toByteArray() of the string read with its last character as bit 0:
+ * little-endian, as many bytes as the highest set bit needs (none for
+ * all zeros), in base64.
+ */
+static bool write_bits(struct buf *out, const char *s, size_t len, int32_t typmod)
+{
+	uint8_t stackbuf[64], *p = stackbuf;
+	size_t nbytes = (len + 7) / 8, used = 0;
+
+	for (size_t i = 0; i < len; i++)
+		if (s[i] != '0' && s[i] != '1')
+			return false;
+	if (typmod == 1) {
+		buf_puts(out, len == 1 && s[0] == '1' ? "true" : "false");
+		return true;
+	}
+	if (nbytes > sizeof stackbuf && (p = malloc(nbytes)) == NULL)
+		return false;
+	memset(p, 0, nbytes);
+	for (size_t k = 0; k < len; k++) { /* bit k is s[len - 1 - k] */
+		if (s[len - 1 - k] == '1') {
+			p[k / 8] |= (uint8_t)(1u << (k % 8));
+			used = k / 8 + 1;
+		}
+	}
+	json_write_base64(out, p, used);
+	if (p != stackbuf)
+		free(p);
+	return true;
+}
+
 /* The number of fraction digits in a numeric's text. */
 static int text_scale(const char *s, size_t len)
 {
@@ -697,6 +733,9 @@ static bool write_converted(struct dbz_state *st, struct buf *out, const struct 
 		return write_interval(out, s, len);
 	case OID_BYTEA:
 		return write_bytea(out, s, len);
+	case OID_BIT:
+	case OID_VARBIT:
+		return write_bits(out, s, len, col->typmod);
 	case OID_JSON:
 	case OID_JSONB: /* io.debezium.data.Json is a string */
 		json_write_string(out, s, len);

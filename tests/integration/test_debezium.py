@@ -49,14 +49,15 @@ TYPES_ROWS = """INSERT INTO dtypes VALUES
 MORE_TABLE = """CREATE TABLE dmore (
         id int PRIMARY KEY, da date[], ts3a timestamp(3)[], tza timestamptz[], jba jsonb[],
         bya bytea[], ip inet, cid cidr, mac macaddr, mac8 macaddr8, x xml, r4 int4range,
-        r8 int8range, nr numrange, tr tsrange, dr daterange, e mood, ipa inet[])"""
+        r8 int8range, nr numrange, tr tsrange, dr daterange, e mood, ipa inet[],
+        b1 bit(1), b10 bit(10), vb varbit, vb0 varbit(8))"""
 MORE_ROWS = """INSERT INTO dmore VALUES
         (1, ARRAY['2026-11-24'::date, NULL], ARRAY['2018-06-20 15:13:16.945'::timestamp],
          ARRAY['2018-06-20 15:13:16.945104+02'::timestamptz], ARRAY['{"x":1}'::jsonb],
          ARRAY['\\x0102ff'::bytea], '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03',
          '08:00:2b:01:02:03:04:05', '<a>b</a>', '[1,5)', '(1,5]', '[1.5,2.5]',
          '[2018-06-20 15:00,2018-06-21 15:00)', '[2026-01-01,2026-02-01)', 'ok',
-         '{10.0.0.1,NULL}')"""
+         '{10.0.0.1,NULL}', '1', '1000000001', '0100', '00000000')"""
 
 
 def setUpModule():
@@ -357,6 +358,20 @@ class Values(unittest.TestCase):
         self.assertEqual([json.loads(v) for v in m["jba"]], [{"x": 1}])
         self.assertIsInstance(m["jba"][0], str)
         self.assertEqual(m["bya"], [base64.b64encode(b"\x01\x02\xff").decode()])
+
+    def test_bits(self):
+        # io.debezium.data.Bits: the bit string as a little-endian integer,
+        # in as few bytes as it needs; BIT(1) a boolean.
+        def bits(text):
+            n = int(text, 2)
+            return base64.b64encode(n.to_bytes((n.bit_length() + 7) // 8, "little")).decode()
+
+        m = self.more
+        self.assertIs(m["b1"], True)
+        self.assertEqual(m["b10"], bits("1000000001"))
+        self.assertEqual(m["b10"], "AQI=")
+        self.assertEqual(m["vb"], bits("0100"))
+        self.assertEqual(m["vb0"], "")
 
     def test_string_types(self):
         # The mapping table's STRING types: Postgres's text, as the json format.

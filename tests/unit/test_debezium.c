@@ -409,6 +409,23 @@ static void test_values_numeric_modes(void **state)
 	                 "1.2345678901234567e+19");
 }
 
+/* bit/varbit: length 1 a boolean, else BitSet.toByteArray() of the
+ * string (last character bit 0), little-endian, in base64:
+ * "101" -> 0x05 "BQ==";
+ * "1000000001" -> bits 0 and 9 -> 0x01 0x02 "AQI=";
+ * "0100" -> bit 2 -> 0x04 "BA=="; all zeros -> no bytes "". */
+static void test_values_bits(void **state)
+{
+	(void)state;
+	check_value(1560, 1, "1", "true");
+	check_value(1560, 1, "0", "false");
+	check_value(1562, 1, "1", "true");
+	check_value(1560, 3, "101", "\"BQ==\"");
+	check_value(1560, 10, "1000000001", "\"AQI=\"");
+	check_value(1562, -1, "0100", "\"BA==\"");
+	check_value(1560, 4, "0000", "\"\"");
+}
+
 /* Arrays of converted types: each element converted (NULL stays null). */
 static void test_values_arrays(void **state)
 {
@@ -454,6 +471,7 @@ int main(void)
 	    cmocka_unit_test(test_values_interval),
 	    cmocka_unit_test(test_values_numeric_precise),
 	    cmocka_unit_test(test_values_numeric_modes),
+	    cmocka_unit_test(test_values_bits),
 	    cmocka_unit_test(test_values_arrays),
 	    cmocka_unit_test(test_values_special),
 	};
