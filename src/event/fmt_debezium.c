@@ -213,22 +213,25 @@ static bool parse_offset(const char *s, size_t len, size_t *i, int64_t *secs)
 	return true;
 }
 
-/* Append "HH:MM:SS[.f]" of us (within a day), the fraction without its
- * trailing zeros as java.time's ISO formatters write it. */
-static void put_clock(struct buf *out, int64_t us)
+/* Append "HH:MM:SS[.f]" of us (within a day): with width 0, the fraction
+ * without its trailing zeros (none if zero), as java.time's ISO formatters
+ * write it; else exactly width digits, as Debezium's ZonedTimestamp
+ * formatter for a column of that scale. */
+static void put_clock(struct buf *out, int64_t us, int width)
 {
 	char s[32];
 	int64_t frac = us % 1000000, secs = us / 1000000;
 	int n = snprintf(s, sizeof s, "%02d:%02d:%02d", (int)(secs / 3600), (int)(secs / 60 % 60),
 	                 (int)(secs % 60));
+	int w = 6;
 
-	if (frac) {
-		int w = 6;
-
-		while (frac % 10 == 0) {
+	if (width > 0) {
+		for (; w > width; w--)
 			frac /= 10;
-			w--;
-		}
+		n += snprintf(s + n, sizeof s - (size_t)n, ".%0*d", w, (int)frac);
+	} else if (frac) {
+		for (; frac % 10 == 0; w--)
+			frac /= 10;
 		n += snprintf(s + n, sizeof s - (size_t)n, ".%0*d", w, (int)frac);
 	}
 	buf_append(out, s, (size_t)n);
@@ -312,14 +315,21 @@ static void put_civil(struct buf *out, int64_t z)
 	int64_t d = doy - (153 * mp + 2) / 5 + 1;
 	int64_t m = mp < 10 ? mp + 3 : mp - 9;
 	int64_t y = yoe + era_ * 400 + (m <= 2);
-	int n = snprintf(s, sizeof s, "%04lld-%02d-%02d", (long long)y, (int)m, (int)d);
+	/* java.time's ISO year: a sign beyond four digits, astronomical
+	 * years (1 BC is 0000, 2 BC -0001). */
+	int n = y > 9999 ? snprintf(s, sizeof s, "+%lld-%02d-%02d", (long long)y, (int)m, (int)d)
+	        : y < 0  ? snprintf(s, sizeof s, "-%04lld-%02d-%02d", -(long long)y, (int)m, (int)d)
+	                 : snprintf(s, sizeof s, "%04lld-%02d-%02d", (long long)y, (int)m, (int)d);
 
 	buf_append(out, s, (size_t)n);
 }
 
-/* timestamptz: io.debezium.time.ZonedTimestamp, ISO 8601 in UTC with Z.
- * The connection's TimeZone is UTC, but the offset is applied anyway. */
-static bool write_timestamptz(struct buf *out, const char *s, size_t len)
+/* timestamptz: io.debezium.time.ZonedTimestamp, ISO 8601 in UTC with Z,
+ * the fraction as wide as the column's scale (6 without a typmod, the
+ * connector's test "+21016-11-04T06:51:30.000000Z"; TIMESTAMPTZ(0): none).
+ * infinity stays Postgres's word, as the connector passes it on. The
+ * connection's TimeZone is UTC, but the offset is applied anyway. */
+static bool write_timestamptz(struct buf *out, const char *s, size_t len, int32_t typmod)
 {
 	size_t i = 0;
 	int64_t y, m, d, us, off, v, day;
@@ -328,15 +338,15 @@ static bool write_timestamptz(struct buf *out, const char *s, size_t len)
 	    !parse_clock(s, len, &i, &us) || !parse_offset(s, len, &i, &off))
 		return false;
 	era(s, len, &i, &y);
-	if (i != len || y < 1 || y > 9999)
-		return false; /* java.time writes other years with a sign: not matched */
+	if (i != len)
+		return false;
 	v = days_from_civil(y, m, d) * INT64_C(86400000000) + us - off * 1000000;
 	day = v >= 0 ? v / INT64_C(86400000000)
 	             : -((-v + INT64_C(86399999999)) / INT64_C(86400000000));
 	buf_putc(out, '"');
 	put_civil(out, day);
 	buf_putc(out, 'T');
-	put_clock(out, v - day * INT64_C(86400000000));
+	put_clock(out, v - day * INT64_C(86400000000), time_precision(typmod));
 	buf_append(out, "Z\"", 2);
 	return true;
 }
@@ -351,7 +361,7 @@ static bool write_timetz(struct buf *out, const char *s, size_t len)
 		return false;
 	us = ((us - off * 1000000) % day + day) % day;
 	buf_putc(out, '"');
-	put_clock(out, us);
+	put_clock(out, us, 0); /* ZonedTime: java.time's ISO_OFFSET_TIME */
 	buf_append(out, "Z\"", 2);
 	return true;
 }
@@ -728,7 +738,7 @@ static bool write_converted(struct dbz_state *st, struct buf *out, const struct 
 	case OID_TIMESTAMP:
 		return write_timestamp(out, s, len, col->typmod);
 	case OID_TIMESTAMPTZ:
-		return write_timestamptz(out, s, len);
+		return write_timestamptz(out, s, len, col->typmod);
 	case OID_INTERVAL:
 		return write_interval(out, s, len);
 	case OID_BYTEA:
