@@ -150,8 +150,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	s.dec = pgoutput_new(1 + data[0] % 4);
 	s.rels = relmap_new();
-	s.json = encoder_new("json");
-	s.pretty = encoder_new("pretty");
+	s.json = encoder_new("json", NULL);
+	s.pretty = encoder_new("pretty", NULL);
 	if (s.dec == NULL || s.rels == NULL || s.json == NULL || s.pretty == NULL)
 		abort(); /* versions 1..4 are all valid: only OOM gets here */
 	buf_init(&s.out, OUT_LIMIT);

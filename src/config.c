@@ -28,6 +28,7 @@ enum opt_kind {
 	OPT_SLOTNAME,
 	OPT_UTF8POLICY,
 	OPT_SINK,
+	OPT_DECIMAL,
 	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
 };
 
@@ -57,6 +58,9 @@ static const struct option_def OPTIONS[] = {
      "with --output, fsync before acknowledging (default; --fsync=false to skip)"},
     {"sink", "SINK", OPT_SINK, F(sink), "stdout|file|kafka",
      "where events go (default stdout, or file with --output)"},
+    {"debezium-decimal", "DEBEZIUM_DECIMAL", OPT_DECIMAL, F(debezium_decimal),
+     "precise|string|double",
+     "with --format debezium: NUMERIC as Debezium's decimal.handling.mode (default precise)"},
     {"kafka-brokers", "KAFKA_BROKERS", OPT_STRING, F(kafka_brokers), "HOST:PORT,...",
      "with --sink kafka: bootstrap brokers"},
     {"topic-prefix", "TOPIC_PREFIX", OPT_STRING, F(topic_prefix), "PREFIX",
@@ -293,9 +297,9 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 		return 0;
 	case OPT_FORMAT:
 		if (!encoder_known(value))
-			return err_set(e,
-			               "invalid value for %s%s: \"%s\" (expected json or pretty)",
-			               source, opt->flag, show(&sh, value));
+			return err_set(
+			    e, "invalid value for %s%s: \"%s\" (expected json, pretty or debezium)",
+			    source, opt->flag, show(&sh, value));
 		break; /* stored as the name */
 	case OPT_UTF8POLICY:
 		if (strcmp(value, "replace") == 0)
@@ -315,6 +319,20 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               "kafka)",
 			               source, opt->flag, show(&sh, value));
 		break;
+	case OPT_DECIMAL:
+		if (strcmp(value, "precise") == 0)
+			cfg->debezium_decimal = ENCODER_DECIMAL_PRECISE;
+		else if (strcmp(value, "string") == 0)
+			cfg->debezium_decimal = ENCODER_DECIMAL_STRING;
+		else if (strcmp(value, "double") == 0)
+			cfg->debezium_decimal = ENCODER_DECIMAL_DOUBLE;
+		else
+			return err_set(
+			    e,
+			    "invalid value for %s%s: \"%s\" (expected precise, string or "
+			    "double)",
+			    source, opt->flag, show(&sh, value));
+		return 0;
 	case OPT_PROPERTY:
 		return add_properties(field, value, opt, source, e);
 	case OPT_LOGLEVEL:

@@ -40,6 +40,7 @@ struct config {
 	bool read_hold;          /* hold the receive window under load (pg/pace.c) */
 	int log_level;
 	enum utf8_policy invalid_utf8; /* SQL_ASCII databases: replace or fail */
+	int debezium_decimal;          /* enum encoder_decimal, for --format debezium */
 	bool temporary_slot;
 	bool create_publication;
 	bool streaming; /* protocol v2 streaming of in-progress transactions */

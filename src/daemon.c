@@ -54,6 +54,7 @@ struct daemon {
 	struct conn_params params;
 	volatile sig_atomic_t *stop;
 	struct encoder *enc;
+	char dbname[64]; /* the encoder's options.database, filled on connecting */
 
 	struct sink *sink;
 	struct catalog *cat;
@@ -651,6 +652,7 @@ static int run_session(struct daemon *d, struct err *e)
 	log_debug("server %s, version %d, encoding %s", info.description, info.server_version,
 	          info.server_encoding);
 	snprintf(d->encoding, sizeof d->encoding, "%s", info.server_encoding);
+	snprintf(d->dbname, sizeof d->dbname, "%s", info.dbname);
 	d->sql_ascii = strcmp(d->encoding, "SQL_ASCII") == 0;
 	if (d->sql_ascii)
 		log_info("database encoding SQL_ASCII: text is sent as stored, bytes that are not "
@@ -806,7 +808,12 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	if (d.sink == NULL)
 		return -1;
 	d.records = sink_wants_records(d.sink);
-	d.enc = encoder_new(pick_format(cfg));
+	d.enc = encoder_new(pick_format(cfg),
+	                    &(struct encoder_options){
+	                        .topic_prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
+	                        .database = d.dbname,
+	                        .decimal = cfg->debezium_decimal,
+	                    });
 	d.rels = relmap_new();
 	d.cat = catalog_new(cfg->database_url);
 	if (d.enc == NULL || d.rels == NULL || d.cat == NULL ||

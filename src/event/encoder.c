@@ -6,7 +6,8 @@
 
 #include "event/encoder_int.h"
 
-static const struct encoder_ops *const FORMATS[] = {&ENCODER_JSON, &ENCODER_PRETTY};
+static const struct encoder_ops *const FORMATS[] = {&ENCODER_JSON, &ENCODER_PRETTY,
+                                                    &ENCODER_DEBEZIUM};
 
 struct encoder {
 	const struct encoder_ops *ops;
@@ -26,7 +27,7 @@ bool encoder_known(const char *name)
 	return find(name) != NULL;
 }
 
-struct encoder *encoder_new(const char *name)
+struct encoder *encoder_new(const char *name, const struct encoder_options *opt)
 {
 	const struct encoder_ops *ops = find(name);
 	struct encoder *enc;
@@ -37,6 +38,11 @@ struct encoder *encoder_new(const char *name)
 	if (ops->state_size && (enc->state = calloc(1, ops->state_size)) == NULL) {
 		free(enc);
 		return NULL;
+	}
+	if (ops->init) {
+		struct encoder_options def = {0};
+
+		ops->init(enc->state, opt ? opt : &def);
 	}
 	return enc;
 }

@@ -13,22 +13,43 @@
 #define PGSTREAM_ENCODER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "event/event.h"
 #include "event/relinfo.h"
 #include "util/buf.h"
 
 /* The formats, as the help text lists them. */
-#define ENCODER_FORMATS "json|pretty"
+#define ENCODER_FORMATS "json|pretty|debezium"
 
 struct encoder;
+
+/* How --format debezium writes NUMERIC (Debezium's decimal.handling.mode). */
+enum encoder_decimal {
+	ENCODER_DECIMAL_PRECISE = 0, /* Kafka Connect Decimal: base64 of the unscaled integer */
+	ENCODER_DECIMAL_STRING,      /* the digits as a JSON string */
+	ENCODER_DECIMAL_DOUBLE,      /* a JSON number through a double */
+};
+
+/* What a format needs beyond the events; json and pretty use none of it. */
+struct encoder_options {
+	const char *topic_prefix; /* debezium source.name; NULL: "pgstream" */
+	/* debezium source.db, borrowed and read at every event: the database
+	 * is known only once connected, after the encoder is made, so the
+	 * caller fills the string it points to then. NULL: "". */
+	const char *database;
+	enum encoder_decimal decimal;
+	/* The envelope's ts_ms/ts_us/ts_ns: Debezium's processing time.
+	 * NULL: the real-time clock; tests fix it. Nanoseconds since 1970. */
+	int64_t (*clock_ns)(void);
+};
 
 /* Whether name is a format. */
 bool encoder_known(const char *name);
 
-/* An encoder for format name; NULL if it is not one (see encoder_known) or
- * out of memory. */
-struct encoder *encoder_new(const char *name);
+/* An encoder for format name with options opt (copied; NULL: defaults);
+ * NULL if name is not a format (see encoder_known) or out of memory. */
+struct encoder *encoder_new(const char *name, const struct encoder_options *opt);
 void encoder_free(struct encoder *enc); /* accepts NULL */
 
 /* The format's name, as given to encoder_new. */

@@ -13,11 +13,13 @@
 struct encoder_ops {
 	const char *name;
 	size_t state_size; /* zeroed bytes handed to every call as state */
-	void (*prepare_relation)(void *state, struct relinfo *ri); /* may be NULL */
+	void (*init)(void *state, const struct encoder_options *opt); /* may be NULL */
+	void (*prepare_relation)(void *state, struct relinfo *ri);    /* may be NULL */
 	void (*write)(void *state, struct buf *out, const struct event *ev);
 };
 
-extern const struct encoder_ops ENCODER_JSON;   /* fmt_json.c */
-extern const struct encoder_ops ENCODER_PRETTY; /* fmt_pretty.c */
+extern const struct encoder_ops ENCODER_JSON;     /* fmt_json.c */
+extern const struct encoder_ops ENCODER_PRETTY;   /* fmt_pretty.c */
+extern const struct encoder_ops ENCODER_DEBEZIUM; /* fmt_debezium.c */
 
 #endif

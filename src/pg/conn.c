@@ -624,6 +624,7 @@ static int check_encoding(PGconn *pg, struct conn_info *info, struct err *e)
 		               want, client ? client : "none");
 	snprintf(info->server_encoding, sizeof info->server_encoding, "%s",
 	         server ? server : "UTF8");
+	snprintf(info->dbname, sizeof info->dbname, "%s", PQdb(pg) ? PQdb(pg) : "");
 	return 0;
 }
 

@@ -40,6 +40,7 @@ struct conn_info {
 	uint64_t slot_confirmed_lsn; /* confirmed_flush_lsn of a reused slot */
 	uint64_t xlogpos;            /* IDENTIFY_SYSTEM's current WAL position */
 	char server_encoding[32];    /* the database's encoding, e.g. "UTF8", "LATIN1" */
+	char dbname[64];             /* the database connected to (NAMEDATALEN) */
 	char description[256];       /* redacted target for logs */
 };
 

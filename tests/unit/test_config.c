@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "event/encoder.h"
 
 static char envfile[] = "/tmp/pgstream-test-envXXXXXX";
 
@@ -177,6 +178,32 @@ static void test_bad_values(void **state)
 	expect_error(a16, "(expected replace or fail)");
 }
 
+/* --format debezium and its --debezium-decimal (default precise). */
+static void test_debezium_options(void **state)
+{
+	char *a1[] = {"pgstream", "--env-file=/dev/null", "--format", "debezium", NULL};
+	char *a2[] = {
+	    "pgstream", "--env-file=/dev/null", "--format=debezium", "--debezium-decimal", "string",
+	    NULL};
+	char *a3[] = {"pgstream", "--env-file=/dev/null", "--debezium-decimal=double", NULL};
+	char *a4[] = {"pgstream", "--debezium-decimal", "exact", NULL};
+	struct config cfg;
+	struct err e;
+
+	(void)state;
+	assert_int_equal(load(&cfg, &e, a1), 0);
+	assert_string_equal(cfg.format, "debezium");
+	assert_int_equal(cfg.debezium_decimal, ENCODER_DECIMAL_PRECISE);
+	config_reset(&cfg);
+	assert_int_equal(load(&cfg, &e, a2), 0);
+	assert_int_equal(cfg.debezium_decimal, ENCODER_DECIMAL_STRING);
+	config_reset(&cfg);
+	assert_int_equal(load(&cfg, &e, a3), 0);
+	assert_int_equal(cfg.debezium_decimal, ENCODER_DECIMAL_DOUBLE);
+	config_reset(&cfg);
+	expect_error(a4, "(expected precise, string or double)");
+}
+
 static void test_bad_env_value_names_source(void **state)
 {
 	char *argv[] = {"pgstream", "--env-file=/dev/null", NULL};
@@ -283,6 +310,7 @@ int main(void)
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_values_parse),
 	    cmocka_unit_test(test_bad_values),
+	    cmocka_unit_test(test_debezium_options),
 	    cmocka_unit_test(test_bad_env_value_names_source),
 	    cmocka_unit_test(test_error_is_one_line),
 	    cmocka_unit_test(test_dotenv_nul_byte),

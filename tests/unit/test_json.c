@@ -698,7 +698,7 @@ enum format { FORMAT_JSON, FORMAT_PRETTY };
 /* Append ev in fmt, as a fresh encoder writes it. */
 static void write_event(struct buf *b, const struct event *ev, enum format fmt)
 {
-	struct encoder *enc = encoder_new(fmt == FORMAT_JSON ? "json" : "pretty");
+	struct encoder *enc = encoder_new(fmt == FORMAT_JSON ? "json" : "pretty", NULL);
 
 	assert_non_null(enc);
 	encoder_write(enc, b, ev);
@@ -729,7 +729,7 @@ static void check_event(const struct event *ev, enum format fmt, const char *wan
 	if (ev->rel) {
 		struct relinfo prepared = *ev->rel;
 		struct event pev = *ev;
-		struct encoder *enc = encoder_new(fmt == FORMAT_JSON ? "json" : "pretty");
+		struct encoder *enc = encoder_new(fmt == FORMAT_JSON ? "json" : "pretty", NULL);
 
 		prepared.enc_data = NULL;
 		prepared.enc_free = NULL;

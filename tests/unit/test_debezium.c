@@ -1,0 +1,491 @@
+/*
+ * test_debezium.c — --format debezium: the envelope of each event kind and
+ * the column value rules, against values worked out outside the encoder
+ * (the Debezium documentation's own examples where it has them; days,
+ * microseconds and the base64 of unscaled decimals computed with Python's
+ * datetime and int.to_bytes, as noted at each).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "event/encoder.h"
+#include "event/event.h"
+#include "event/relinfo.h"
+#include "util/buf.h"
+
+#include "jsoncheck.h"
+#include "tuples.h"
+
+/* The processing time the tests fix: 1700000000.123456789 s. */
+static int64_t fixed_clock(void)
+{
+	return INT64_C(1700000000123456789);
+}
+
+/* public.customers(id int4 key, first_name text, last_name text, email text),
+ * the documentation's table. */
+static struct relcol cust_cols[] = {
+    {"id", 23, -1, RELCACHE_COL_KEY},
+    {"first_name", 25, -1, 0},
+    {"last_name", 25, -1, 0},
+    {"email", 25, -1, 0},
+};
+static struct relation cust = {16384, "public", "customers", 'd', 4, cust_cols};
+static struct coltype cust_types[4] = {{23, false}, {25, false}, {25, false}, {25, false}};
+static struct relinfo cust_ri = {&cust, cust_types, NULL, NULL};
+
+/* commit 2026-11-24T14:30:00.123456Z: 848845800123456 µs after 2000-01-01,
+ * 1795530600123456 µs after 1970-01-01 (+946684800000000). */
+static const struct event_txn txn = {556, 24023128, INT64_C(848845800123456)};
+
+static struct encoder *new_encoder(enum encoder_decimal mode)
+{
+	struct encoder_options opt = {
+	    .topic_prefix = "PostgreSQL_server",
+	    .database = "postgres",
+	    .decimal = mode,
+	    .clock_ns = fixed_clock,
+	};
+	struct encoder *enc = encoder_new("debezium", &opt);
+
+	assert_non_null(enc);
+	assert_string_equal(encoder_name(enc), "debezium");
+	return enc;
+}
+
+/* ev through enc must be want, a valid JSON line. */
+static void check_with(struct encoder *enc, const struct event *ev, const char *want)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	encoder_write(enc, &b, ev);
+	assert_true(buf_ok(&b));
+	assert_string_equal(b.data, want);
+	assert_true(jsoncheck_line(b.data, b.len));
+	buf_reset(&b);
+}
+
+static void check(const struct event *ev, const char *want)
+{
+	struct encoder *enc = new_encoder(ENCODER_DECIMAL_PRECISE);
+
+	check_with(enc, ev, want);
+	encoder_free(enc);
+}
+
+#define SOURCE(seq, schema, table, txid, lsn)                                                      \
+	"\"source\":{\"version\":\"pgstream-" PGSTREAM_VERSION "\",\"connector\":\"postgresql\","  \
+	"\"name\":\"PostgreSQL_server\",\"ts_ms\":1795530600123,\"ts_us\":1795530600123456,"       \
+	"\"ts_ns\":1795530600123456000,\"snapshot\":\"false\",\"db\":\"postgres\","                \
+	"\"sequence\":\"" seq "\",\"schema\":\"" schema "\",\"table\":\"" table "\"" txid          \
+	",\"lsn\":" lsn ",\"xmin\":null}"
+#define TAIL(op)                                                                                   \
+	",\"op\":\"" op "\",\"ts_ms\":1700000000123,\"ts_us\":1700000000123456,"                   \
+	"\"ts_ns\":1700000000123456789"
+#define SEQ0(lsn) "[null,\\\"" lsn "\\\"]"
+
+static const struct pgo_value anne[] = {TXT("1"), TXT("Anne"), TXT("Kretchmar"),
+                                        TXT("annek@noanswer.org")};
+static const struct pgo_tuple anne_tup = {4, anne};
+
+/* The documentation's create event. */
+static void test_create(void **state)
+{
+	struct event ev = {
+	    .op = EVENT_INSERT, .lsn = 24023128, .txn = &txn, .rel = &cust_ri, .newtup = &anne_tup};
+
+	(void)state;
+	check(&ev, "{\"before\":null,\"after\":{\"id\":1,\"first_name\":\"Anne\",\"last_name\":"
+	           "\"Kretchmar\",\"email\":\"annek@noanswer.org\"}," SOURCE(
+	               SEQ0("24023128"), "public", "customers", ",\"txId\":556", "24023128")
+	               TAIL("c") ",\"transaction\":null}\n");
+}
+
+/* An update with the key sent (the key changed): before holds only the
+ * key, as in the documentation's update example; without an old tuple
+ * before is null. */
+static void test_update(void **state)
+{
+	static const struct pgo_value key[] = {TXT("1"), NUL, NUL, NUL};
+	static const struct pgo_tuple key_tup = {4, key};
+	static const struct pgo_value marie[] = {TXT("2"), TXT("Anne Marie"), TXT("Kretchmar"),
+	                                         TOAST};
+	static const struct pgo_tuple marie_tup = {4, marie};
+	struct event ev = {.op = EVENT_UPDATE,
+	                   .lsn = 24023200,
+	                   .txn = &txn,
+	                   .rel = &cust_ri,
+	                   .old_kind = 'K',
+	                   .oldtup = &key_tup,
+	                   .newtup = &marie_tup};
+
+	(void)state;
+	check(&ev,
+	      "{\"before\":{\"id\":1},\"after\":{\"id\":2,\"first_name\":\"Anne Marie\","
+	      "\"last_name\":\"Kretchmar\",\"email\":\"__debezium_unavailable_value\"}," SOURCE(
+	          SEQ0("24023200"), "public", "customers", ",\"txId\":556", "24023200")
+	          TAIL("u") ",\"transaction\":null}\n");
+	ev.old_kind = 0;
+	ev.oldtup = NULL;
+	check(&ev,
+	      "{\"before\":null,\"after\":{\"id\":2,\"first_name\":\"Anne Marie\","
+	      "\"last_name\":\"Kretchmar\",\"email\":\"__debezium_unavailable_value\"}," SOURCE(
+	          SEQ0("24023200"), "public", "customers", ",\"txId\":556", "24023200")
+	          TAIL("u") ",\"transaction\":null}\n");
+}
+
+/* Delete under REPLICA IDENTITY DEFAULT and FULL. */
+static void test_delete(void **state)
+{
+	static const struct pgo_value key[] = {TXT("1"), NUL, NUL, NUL};
+	static const struct pgo_tuple key_tup = {4, key};
+	struct event ev = {.op = EVENT_DELETE,
+	                   .lsn = 46523128,
+	                   .txn = &txn,
+	                   .rel = &cust_ri,
+	                   .old_kind = 'K',
+	                   .oldtup = &key_tup};
+
+	(void)state;
+	check(&ev, "{\"before\":{\"id\":1},\"after\":null," SOURCE(
+	               SEQ0("46523128"), "public", "customers", ",\"txId\":556", "46523128")
+	               TAIL("d") ",\"transaction\":null}\n");
+	ev.old_kind = 'O';
+	ev.oldtup = &anne_tup;
+	check(&ev, "{\"before\":{\"id\":1,\"first_name\":\"Anne\",\"last_name\":\"Kretchmar\","
+	           "\"email\":\"annek@noanswer.org\"},\"after\":null," SOURCE(
+	               SEQ0("46523128"), "public", "customers", ",\"txId\":556", "46523128")
+	               TAIL("d") ",\"transaction\":null}\n");
+}
+
+static void test_truncate(void **state)
+{
+	struct event ev = {.op = EVENT_TRUNCATE, .lsn = 46523128, .txn = &txn, .rel = &cust_ri};
+
+	(void)state;
+	check(&ev, "{" SOURCE(SEQ0("46523128"), "public", "customers", ",\"txId\":556", "46523128")
+	               TAIL("t") ",\"transaction\":null}\n");
+}
+
+/* The documentation's message examples: its content "Ymfy" is base64 of
+ * the bytes 62 67 f2 (base64 of "bar" is "YmFy"); a non-transactional one
+ * has no txId and, with no commit, the processing time in source. */
+static void test_message(void **state)
+{
+	struct event ev = {.op = EVENT_MESSAGE,
+	                   .lsn = 46523128,
+	                   .txn = &txn,
+	                   .transactional = true,
+	                   .prefix = "foo",
+	                   .content = (const uint8_t *)"\x62\x67\xf2",
+	                   .content_len = 3};
+
+	(void)state;
+	check(&ev, "{" SOURCE(SEQ0("46523128"), "", "", ",\"txId\":556", "46523128")
+	               TAIL("m") ",\"message\":{\"prefix\":\"foo\",\"content\":\"Ymfy\"}}\n");
+	ev.content = (const uint8_t *)"bar";
+	check(&ev, "{" SOURCE(SEQ0("46523128"), "", "", ",\"txId\":556", "46523128")
+	               TAIL("m") ",\"message\":{\"prefix\":\"foo\",\"content\":\"YmFy\"}}\n");
+	ev.content = (const uint8_t *)"\x62\x67\xf2";
+	ev.txn = NULL;
+	ev.transactional = false;
+	check(&ev, "{\"source\":{\"version\":\"pgstream-" PGSTREAM_VERSION
+	           "\",\"connector\":\"postgresql\",\"name\":\"PostgreSQL_server\","
+	           "\"ts_ms\":1700000000123,\"ts_us\":1700000000123456,"
+	           "\"ts_ns\":1700000000123456789,\"snapshot\":\"false\",\"db\":\"postgres\","
+	           "\"sequence\":\"[null,\\\"46523128\\\"]\",\"schema\":\"\",\"table\":\"\","
+	           "\"lsn\":46523128,\"xmin\":null}" TAIL(
+	               "m") ",\"message\":{\"prefix\":\"foo\",\"content\":\"Ymfy\"}}\n");
+}
+
+/* sequence's first LSN is the previous transaction's commit, as Debezium's
+ * lastCommitLsn; events of one transaction share it. */
+static void test_sequence(void **state)
+{
+	struct event_txn t2 = txn;
+	struct encoder *enc = new_encoder(ENCODER_DECIMAL_PRECISE);
+	struct event ev = {
+	    .op = EVENT_INSERT, .lsn = 100, .txn = &txn, .rel = &cust_ri, .newtup = &anne_tup};
+	struct buf b;
+
+	(void)state;
+	t2.xid = 557;
+	t2.commit_lsn = 30000000;
+	buf_init(&b, 0);
+	encoder_write(enc, &b, &ev);
+	assert_non_null(strstr(b.data, "\"sequence\":\"[null,\\\"100\\\"]\""));
+	buf_clear(&b);
+	ev.lsn = 200;
+	encoder_write(enc, &b, &ev);
+	assert_non_null(strstr(b.data, "\"sequence\":\"[null,\\\"200\\\"]\""));
+	buf_clear(&b);
+	ev.txn = &t2;
+	ev.lsn = 300;
+	encoder_write(enc, &b, &ev);
+	assert_non_null(strstr(b.data, "\"sequence\":\"[\\\"24023128\\\",\\\"300\\\"]\""));
+	assert_non_null(strstr(b.data, "\"txId\":557,\"lsn\":300,"));
+	buf_reset(&b);
+	encoder_free(enc);
+}
+
+/* Defaults: no prefix, no database. */
+static void test_default_options(void **state)
+{
+	struct encoder *enc = encoder_new("debezium", NULL);
+	struct event ev = {
+	    .op = EVENT_INSERT, .lsn = 1, .txn = &txn, .rel = &cust_ri, .newtup = &anne_tup};
+	struct buf b;
+
+	(void)state;
+	assert_non_null(enc);
+	buf_init(&b, 0);
+	encoder_write(enc, &b, &ev);
+	assert_non_null(strstr(b.data, "\"name\":\"pgstream\","));
+	assert_non_null(strstr(b.data, "\"db\":\"\","));
+	assert_true(jsoncheck_line(b.data, b.len));
+	buf_reset(&b);
+	encoder_free(enc);
+}
+
+/* ------------------------------------------------------------------------
+ * Values: one column "v" of type oid(typmod) with text in, its after value
+ * must be want.
+ * ------------------------------------------------------------------------ */
+
+static void check_value_mode(enum encoder_decimal mode, uint32_t oid, int32_t typmod,
+                             const char *in, const char *want)
+{
+	struct relcol col = {"v", oid, typmod, 0};
+	struct relation rel = {1, "public", "t", 'd', 1, &col};
+	struct coltype ct = {oid, false};
+	struct relinfo ri = {&rel, &ct, NULL, NULL};
+	struct pgo_value val = {PGO_COL_TEXT, (uint32_t)strlen(in), in};
+	struct pgo_tuple tup = {1, &val};
+	struct event ev = {.op = EVENT_INSERT, .lsn = 1, .txn = &txn, .rel = &ri, .newtup = &tup};
+	struct encoder *enc = new_encoder(mode);
+	struct buf b;
+	const char *start, *end;
+
+	buf_init(&b, 0);
+	encoder_write(enc, &b, &ev);
+	assert_true(jsoncheck_line(b.data, b.len));
+	start = strstr(b.data, "\"after\":{\"v\":");
+	end = strstr(b.data, "},\"source\"");
+	assert_non_null(start);
+	assert_non_null(end);
+	start += strlen("\"after\":{\"v\":");
+	if ((size_t)(end - start) != strlen(want) || memcmp(start, want, strlen(want)) != 0)
+		fail_msg("%u(%d) '%s': got %.*s, want %s", oid, typmod, in, (int)(end - start),
+		         start, want);
+	buf_reset(&b);
+	encoder_free(enc);
+}
+
+static void check_value(uint32_t oid, int32_t typmod, const char *in, const char *want)
+{
+	check_value_mode(ENCODER_DECIMAL_PRECISE, oid, typmod, in, want);
+}
+
+/* numeric typmod: VARHDRSZ (4) + (precision << 16 | scale) */
+#define NUMERIC(p, s) ((int32_t)(((p) << 16 | (s)) + 4))
+
+static void test_values_coinciding(void **state)
+{
+	(void)state;
+	check_value(16, -1, "t", "true");
+	check_value(16, -1, "f", "false");
+	check_value(21, -1, "-32768", "-32768");
+	check_value(23, -1, "2147483647", "2147483647");
+	check_value(20, -1, "-9223372036854775808", "-9223372036854775808");
+	check_value(700, -1, "1.5", "1.5");
+	check_value(701, -1, "NaN", "\"NaN\""); /* Jackson quotes non-finite doubles */
+	check_value(701, -1, "-Infinity", "\"-Infinity\"");
+	check_value(25, -1, "a \"q\"", "\"a \\\"q\\\"\"");
+	check_value(1043, 14, "x", "\"x\"");
+	check_value(1042, 7, "ab ", "\"ab \"");
+	check_value(2950, -1, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+	            "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"");
+	check_value(1007, -1, "{1,NULL,3}", "[1,null,3]");
+	check_value(1009, -1, "{a,\"b c\"}", "[\"a\",\"b c\"]");
+}
+
+static void test_values_json_bytea(void **state)
+{
+	(void)state;
+	/* io.debezium.data.Json: the document as a string, not embedded. */
+	check_value(3802, -1, "{\"k\": [1, 2]}", "\"{\\\"k\\\": [1, 2]}\"");
+	check_value(114, -1, "3", "\"3\"");
+	/* bytes: base64("\x01\x02\xff") = "AQL/", base64("") = "" */
+	check_value(17, -1, "\\x0102ff", "\"AQL/\"");
+	check_value(17, -1, "\\x", "\"\"");
+}
+
+static void test_values_time(void **state)
+{
+	(void)state;
+	/* Date: days since 1970-01-01; (date(2026,11,24)-date(1970,1,1)).days */
+	check_value(1082, -1, "2026-11-24", "20781");
+	check_value(1082, -1, "1970-01-01", "0");
+	check_value(1082, -1, "0001-01-01", "-719162");
+	/* MicroTimestamp: the documentation's "2018-06-20 15:13:16.945104" */
+	check_value(1114, -1, "2018-06-20 15:13:16.945104", "1529507596945104");
+	check_value(1114, 6, "2018-06-20 15:13:16.945104", "1529507596945104");
+	check_value(1114, 4, "2018-06-20 15:13:16.9451", "1529507596945100");
+	/* Timestamp (ms) for TIMESTAMP(0..3), floor before the epoch */
+	check_value(1114, 3, "2018-06-20 15:13:16.945", "1529507596945");
+	check_value(1114, 0, "2018-06-20 15:13:17", "1529507597000");
+	check_value(1114, 3, "1969-12-31 23:59:59.999", "-1");
+	check_value(1114, -1, "1969-12-31 23:59:59.999999", "-1");
+	/* (datetime(1, 1, 1) - datetime(1970, 1, 1)) in µs */
+	check_value(1114, -1, "0001-01-01 00:00:00", "-62135596800000000");
+	/* The documentation's infinity values */
+	check_value(1114, -1, "infinity", "9223372036825200000");
+	check_value(1114, -1, "-infinity", "-9223372036832400000");
+	/* ZonedTimestamp: ISO 8601 in UTC */
+	check_value(1184, -1, "2018-06-20 15:13:16.945104+00", "\"2018-06-20T15:13:16.945104Z\"");
+	/* the fraction as wide as the scale: 6 without a typmod (the
+	 * connector's own test: "+21016-11-04T06:51:30.000000Z") */
+	check_value(1184, -1, "2018-06-20 01:00:00+05:30", "\"2018-06-19T19:30:00.000000Z\"");
+	check_value(1184, -1, "2018-06-20 15:13:16.5+00", "\"2018-06-20T15:13:16.500000Z\"");
+	check_value(1184, 3, "2018-06-20 15:13:16.5+00", "\"2018-06-20T15:13:16.500Z\"");
+	check_value(1184, 0, "2018-06-20 15:13:17+00", "\"2018-06-20T15:13:17Z\"");
+	check_value(1184, -1, "21016-11-04 06:51:30+00", "\"+21016-11-04T06:51:30.000000Z\"");
+	check_value(1184, -1, "4714-12-31 23:59:59.999999+00 BC",
+	            "\"-4713-12-31T23:59:59.999999Z\"");
+	check_value(1184, -1, "0001-01-01 00:00:00+00 BC", "\"0000-01-01T00:00:00.000000Z\"");
+	check_value(1184, -1, "infinity", "\"infinity\"");
+	/* MicroTime: µs past midnight, 4*3600e6 + 5*60e6 + 6.789e6; Time: ms */
+	check_value(1083, -1, "04:05:06.789", "14706789000");
+	check_value(1083, 3, "04:05:06.789", "14706789");
+	check_value(1083, -1, "24:00:00", "86400000000");
+	/* ZonedTime in UTC */
+	check_value(1266, -1, "04:05:06.789+02", "\"02:05:06.789Z\"");
+	check_value(1266, -1, "01:00:00+02", "\"23:00:00Z\"");
+	check_value(1266, -1, "23:30:00-01:30", "\"01:00:00Z\"");
+}
+
+/* MicroDuration, Debezium's formula in Python doubles:
+ * int((((((1*12+2)*(365.25/12)+3)*24+4)*60+5)*60+6.78)*1e6) */
+static void test_values_interval(void **state)
+{
+	(void)state;
+	check_value(1186, -1, "1 year 2 mons 3 days 04:05:06.78", "37091106780000");
+	check_value(1186, -1, "00:00:00", "0");
+	check_value(1186, -1, "-1 years -02:03:04.5", "-31564984500000");
+	check_value(1186, -1, "1 day", "86400000000");
+	check_value(1186, -1, "-1 days +00:00:01", "-86399000000");
+}
+
+/* Decimal: base64 of BigInteger.toByteArray() of the unscaled value,
+ * from Python: n.to_bytes(((n if n >= 0 else ~n).bit_length() // 8 + 1),
+ * 'big', signed=True). */
+static void test_values_numeric_precise(void **state)
+{
+	(void)state;
+	check_value(1700, NUMERIC(5, 2), "123.45", "\"MDk=\"");  /* 12345 */
+	check_value(1700, NUMERIC(5, 2), "-123.45", "\"z8c=\""); /* -12345 */
+	check_value(1700, NUMERIC(5, 2), "-1.00", "\"nA==\"");   /* -100 */
+	check_value(1700, NUMERIC(5, 2), "0.00", "\"AA==\"");    /* 0 */
+	check_value(1700, NUMERIC(3, 0), "128", "\"AIA=\"");     /* 128 */
+	check_value(1700, NUMERIC(3, 0), "-128", "\"gA==\"");    /* -128 */
+	check_value(1700, NUMERIC(3, 0), "-129", "\"/38=\"");    /* -129 */
+	check_value(1700, NUMERIC(30, 0), "123456789012345678901234567890",
+	            "\"AY7pD/bDc+DuTj8K0g==\"");
+	check_value(1700, NUMERIC(41, 0), "10000000000000000000000000000000000000000",
+	            "\"HWMp8cNcpL+rufVhAAAAAAA=\"");
+	check_value(1700, NUMERIC(5, 2), "NaN", "null");
+	/* VariableScaleDecimal when no scale is declared: 15 at scale 1 */
+	check_value(1700, -1, "1.5", "{\"scale\":1,\"value\":\"Dw==\"}");
+	check_value(1700, -1, "-123", "{\"scale\":0,\"value\":\"hQ==\"}"); /* -123 = 0x85 */
+	check_value(1700, -1, "0", "{\"scale\":0,\"value\":\"AA==\"}");
+}
+
+static void test_values_numeric_modes(void **state)
+{
+	(void)state;
+	check_value_mode(ENCODER_DECIMAL_STRING, 1700, NUMERIC(5, 2), "123.45", "\"123.45\"");
+	check_value_mode(ENCODER_DECIMAL_STRING, 1700, -1, "NaN", "\"NAN\"");
+	check_value_mode(ENCODER_DECIMAL_DOUBLE, 1700, NUMERIC(5, 2), "123.45", "123.45");
+	check_value_mode(ENCODER_DECIMAL_DOUBLE, 1700, -1, "0.1000", "0.1");
+	check_value_mode(ENCODER_DECIMAL_DOUBLE, 1700, -1, "NaN", "\"NaN\"");
+	check_value_mode(ENCODER_DECIMAL_DOUBLE, 1700, -1, "12345678901234567890",
+	                 "1.2345678901234567e+19");
+}
+
+/* bit/varbit: length 1 a boolean, else BitSet.toByteArray() of the
+ * string (last character bit 0), little-endian, in base64:
+ * "101" -> 0x05 "BQ==";
+ * "1000000001" -> bits 0 and 9 -> 0x01 0x02 "AQI=";
+ * "0100" -> bit 2 -> 0x04 "BA=="; all zeros -> no bytes "". */
+static void test_values_bits(void **state)
+{
+	(void)state;
+	check_value(1560, 1, "1", "true");
+	check_value(1560, 1, "0", "false");
+	check_value(1562, 1, "1", "true");
+	check_value(1560, 3, "101", "\"BQ==\"");
+	check_value(1560, 10, "1000000001", "\"AQI=\"");
+	check_value(1562, -1, "0100", "\"BA==\"");
+	check_value(1560, 4, "0000", "\"\"");
+}
+
+/* Arrays of converted types: each element converted (NULL stays null). */
+static void test_values_arrays(void **state)
+{
+	(void)state;
+	check_value(1182, -1, "{2026-11-24,NULL,1970-01-01}", "[20781,null,0]");
+	check_value(1183, 3, "{04:05:06.789}", "[14706789]");
+	check_value(1270, -1, "{04:05:06.789+02}", "[\"02:05:06.789Z\"]");
+	check_value(1115, -1, "{\"2018-06-20 15:13:16.945104\",infinity}",
+	            "[1529507596945104,9223372036825200000]");
+	check_value(1185, -1, "{\"2018-06-20 15:13:16.945104+00\"}",
+	            "[\"2018-06-20T15:13:16.945104Z\"]");
+	check_value(3807, -1, "{\"{\\\"x\\\": 1}\",NULL}", "[\"{\\\"x\\\": 1}\",null]");
+	check_value(1001, -1, "{\"\\\\x0102ff\",\"\\\\x\"}", "[\"AQL/\",\"\"]");
+	check_value(1182, -1, "{{2026-11-24},{1970-01-01}}", "[[20781],[0]]");
+	/* An element that is no date: a string, the rest still converted */
+	check_value(1182, -1, "{soon,1970-01-01}", "[\"soon\",0]");
+}
+
+/* Text that is not what the type promises falls back to the json format's
+ * rendering (a string, or the number for a numeric), so the line stays
+ * valid JSON. */
+static void test_values_special(void **state)
+{
+	(void)state;
+	check_value(1082, -1, "not a date", "\"not a date\"");
+	check_value(1700, NUMERIC(5, 2), "1.234", "1.234"); /* more digits than the scale */
+	check_value(1186, -1, "3 fortnights", "\"3 fortnights\"");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_create),
+	    cmocka_unit_test(test_update),
+	    cmocka_unit_test(test_delete),
+	    cmocka_unit_test(test_truncate),
+	    cmocka_unit_test(test_message),
+	    cmocka_unit_test(test_sequence),
+	    cmocka_unit_test(test_default_options),
+	    cmocka_unit_test(test_values_coinciding),
+	    cmocka_unit_test(test_values_json_bytea),
+	    cmocka_unit_test(test_values_time),
+	    cmocka_unit_test(test_values_interval),
+	    cmocka_unit_test(test_values_numeric_precise),
+	    cmocka_unit_test(test_values_numeric_modes),
+	    cmocka_unit_test(test_values_bits),
+	    cmocka_unit_test(test_values_arrays),
+	    cmocka_unit_test(test_values_special),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
