@@ -630,11 +630,13 @@ class Stops(unittest.TestCase):
         # The mock keeps 5 MB per partition: room for the whole transaction.
         for prefix in ("bigterm1", "bigterm2"):
             K.create(prefix + ".public.big_k", 96)
-        p = PgStream(C, "--status-interval", "0.1", *kafka_args("bigterm1"), slot=slot).start()
+        p = PgStream(C, "--status-interval", "0.1", "--log-level", "debug", *kafka_args("bigterm1"),
+                     slot=slot).start()
         # Well inside the transaction: a tenth of it delivered, then a few
-        # status updates more (every 0.1 s), so that an acknowledgement
-        # made too early has reached the server before the stop (the one
-        # sent at exit may not be read by a walsender busy sending).
+        # status updates more (every 0.1 s). A walsender reads them only
+        # when its socket is full, so an acknowledgement made too early
+        # may never reach the slot: what pgstream sent is checked too, in
+        # its debug log ("acknowledged LSN").
         p.wait_for(lambda: high_watermarks(K, "bigterm1.public.big_k", 96) > rows // 10, 120,
                    "the big transaction to be streaming")
         time.sleep(0.4)
@@ -672,6 +674,10 @@ class Stops(unittest.TestCase):
         # never the big one, which SIGTERM cut.
         self.assertGreater(acked, max(lsn_int(m["headers"]["commit_lsn"]) for m in before))
         self.assertLess(acked, big_commit, "acknowledged past the unfinished transaction")
+        sent = [lsn_int(x) for x in re.findall(r"acknowledged ([0-9A-F]+/[0-9A-F]+)", err)]
+        self.assertTrue(sent, "no acknowledgement in the debug log")
+        self.assertLess(max(sent), big_commit, "pgstream acknowledged %s, past the unfinished"
+                        " transaction (commit at %s)" % (lsn_str(max(sent)), lsn_str(big_commit)))
         after = K.read("bigterm2.public.around_k")
         self.assertEqual(sorted(json.loads(m["key"])["id"] for m in after), [6, 7, 8, 9, 10])
         print("sigterm in a %d-row transaction: exit 0 after %.2f s, %d of its rows delivered"
