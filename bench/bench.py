@@ -22,6 +22,11 @@ created, and each contender then reads its own slot up to the same end LSN.
   g       pg_recvlogical, pgoutput proto 1 with binary=true (values in the
           types' binary send format): what binary transfer saves the server
   a-unix, c-unix   a and c over the Unix socket instead of TCP loopback
+  k       pgstream --sink kafka (its defaults: acks=all, idempotence) to
+          librdkafka's mock cluster (tests/tools/kafka_mock.c, 3 brokers) in
+          a process of its own on this machine; pgstream exits only once the
+          delivery reports have come, and kcat then reads every message back
+          and counts the changes (it must see all of them)
 
 For each run: wall time, the client's CPU (user+sys) and peak RSS from
 /usr/bin/time (not wait4() from here: Linux carries ru_maxrss over from
@@ -79,6 +84,7 @@ CONTENDERS = {
     "f": ("pgoutput", "pgstream --read-delay-us=0 > /dev/null"),
     "g": ("pgoutput", "pg_recvlogical pgoutput binary > /dev/null"),
     "h": ("pgoutput", "pgstream --read-hold=false > /dev/null"),
+    "k": ("pgoutput", "pgstream --sink kafka (mock, read back)"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
@@ -342,6 +348,68 @@ PGSTREAM_CHANGES = (b'"op":"insert"', b'"op":"update"', b'"op":"delete"')
 
 
 # --------------------------------------------------------------------------
+# The Kafka contender's brokers
+
+
+class KafkaMock:
+    """librdkafka's mock cluster (tests/tools/kafka_mock.c) in a process of
+    its own, fed commands on its stdin. KAFKA_MOCK names a built binary (the
+    test suite's); otherwise it is compiled here from the source, since the
+    benchmark's Release build leaves the tests out."""
+
+    def __init__(self, tmp):
+        path = os.environ.get("KAFKA_MOCK")
+        if not path or not os.access(path, os.X_OK):
+            path = os.path.join(tmp, "kafka_mock")
+            flags = subprocess.run(["pkg-config", "--cflags", "--libs", "rdkafka"],
+                                   capture_output=True, text=True, check=True).stdout.split()
+            subprocess.run(["cc", "-O2", "-o", path,
+                            os.path.join(ROOT, "tests", "tools", "kafka_mock.c"), *flags],
+                           check=True)
+        self.proc = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self.bootstrap = self.proc.stdout.readline().strip()
+        if not self.bootstrap:
+            die("kafka_mock printed no bootstrap servers")
+
+    def create(self, topic, partitions):
+        self.proc.stdin.write("create %s %d\n" % (topic, partitions))
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline().strip()
+        if reply != "ok":
+            die("kafka_mock: create %s: %s" % (topic, reply))
+
+    def cpu(self):
+        c = proc_cpu(self.proc.pid)
+        return sum(c) if c else None
+
+    def count(self, topic):
+        """(changes, tombstones) in topic: every message read back by kcat."""
+        p = subprocess.Popen(["kcat", "-C", "-e", "-q", "-o", "beginning", "-b", self.bootstrap,
+                              "-t", topic, "-f", "%S\n"], stdout=subprocess.PIPE)
+        changes = tombstones = 0
+        for line in p.stdout:
+            if line == b"-1\n":
+                tombstones += 1
+            else:
+                changes += 1
+        if p.wait() != 0:
+            die("kcat could not read %s back" % topic)
+        return changes, tombstones
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+# The mock keeps only the last 5 MB of each partition (rdkafka_mock.c), so
+# the topic gets enough partitions to hold the whole run for the read-back
+# (values of this workload are about 250 bytes; a margin of two).
+def kafka_partitions(changes):
+    return max(16, changes * 2 * 300 // (5 << 20) + 1)
+
+
+# --------------------------------------------------------------------------
 # Running one contender
 
 
@@ -352,6 +420,7 @@ class Bench:
         self.pub = "bench_pub"
         self.end = None
         self.changes = None
+        self.kafka = None  # started for the first k run
 
     def timed(self, argv, slot, stdout_path=None, env=None):
         """Run argv under /usr/bin/time while sampling the walsender of slot."""
@@ -471,6 +540,8 @@ class Bench:
                            stdout_path=out if smoke else None)
             if smoke:
                 r["seen"] = count_lines(out, PGSTREAM_CHANGES)
+        elif base == "k":
+            r = self.run_kafka(slot)
         else:  # d: to a file on disk, fsync before every acknowledgement
             r = self.timed(self.pgstream(conninfo, slot, "--output", out), slot)
             r["seen"] = count_lines(out, PGSTREAM_CHANGES)
@@ -483,6 +554,32 @@ class Bench:
         r.pop("stderr", None)
         if os.path.exists(out):
             os.unlink(out)
+        return r
+
+    def run_kafka(self, slot):
+        """(k): to the mock brokers, then everything read back and counted.
+
+        pgstream's wall time ends only after librdkafka's flush at exit
+        (the delivery reports of everything produced), so changes/s are
+        changes delivered; the broker's own CPU is measured apart."""
+        if self.kafka is None:
+            self.kafka = KafkaMock(self.tmp)
+        topic = slot + ".public.bench_orders"  # the prefix defaults to the slot
+        self.kafka.create(topic, kafka_partitions(self.changes))
+        b0 = self.kafka.cpu()
+        r = self.timed(self.pgstream(self.server.tcp, slot, "--sink", "kafka",
+                                     "--kafka-brokers", self.kafka.bootstrap), slot)
+        b1 = self.kafka.cpu()
+        r["broker_cpu_s"] = b1 - b0 if b0 is not None and b1 is not None else None
+        if r["broker_cpu_s"] is not None:
+            r["other_cpu_s"] -= r["broker_cpu_s"]
+        t0 = time.perf_counter()
+        r["seen"], r["tombstones"] = self.kafka.count(topic)
+        r["readback_s"] = time.perf_counter() - t0
+        r["tombstones_want"] = self.args.n // 4  # one per DELETE (the workload deletes N/4)
+        if r["seen"] != self.changes or r["tombstones"] != r["tombstones_want"]:
+            log("k: read back %d changes and %d tombstones, want %d and %d" % (
+                r["seen"], r["tombstones"], self.changes, r["tombstones_want"]))
         return r
 
     # ----------------------------------------------------------------------
@@ -749,10 +846,12 @@ def summarize(tp):
             "softirq_s_per_M": median([r["softirq_s"] * per_m if r.get("softirq_s") is not None
                                        else None for r in rs]),
             "tcp_segment_bytes": median([r.get("tcp_segment_bytes") for r in rs]),
+            "broker_cpu_s_per_M": median([r["broker_cpu_s"] * per_m if r.get("broker_cpu_s")
+                                          is not None else None for r in rs]),
             "reps": len(rs),
         }
     for name, m in summary.items():
-        for ref in ("a", "b", "L"):
+        for ref in ("a", "b", "c", "L"):
             if ref in summary:
                 m["rate_vs_" + ref] = m["changes_per_s"] / summary[ref]["changes_per_s"]
         for ref in ("a", "b"):
@@ -796,6 +895,14 @@ def print_report(res):
           " rest of the machine used during the run (other load; near 0 on a quiet machine);\nTCP seg ="
           " pgstream's received bytes per TCP segment (its debug log): a few hundred means one message"
           " per segment, kilobytes that the walsender's sends coalesced.")
+    k, c = res["summary"].get("k"), res["summary"].get("c")
+    if k:
+        print()
+        print("kafka (k): %.0f changes/s delivered (every one then read back), %.2f x c's rate in this run;"
+              " pgstream CPU %s s/M (c: %s), broker (mock) CPU %s s/M, pgstream peak RSS %s MB" % (
+                  k["changes_per_s"], k.get("rate_vs_c") or 0, fmt(k["client_cpu_s_per_M"]),
+                  fmt(c["client_cpu_s_per_M"]) if c else "-", fmt(k.get("broker_cpu_s_per_M")),
+                  fmt(k["client_rss_kb"] / 1024 if k["client_rss_kb"] else None, 1)))
     la = res.get("latency")
     if la:
         print()
@@ -835,6 +942,9 @@ def smoke_check(res):
             if key in r and r[key] != want:
                 bad.append("%s rep %d: %s = %d, want %d" % (r["contender"], r["rep"], key,
                                                              r[key], want))
+        if "tombstones" in r and r["tombstones"] != r["tombstones_want"]:
+            bad.append("%s rep %d: %d tombstones, want %d" % (r["contender"], r["rep"],
+                                                              r["tombstones"], r["tombstones_want"]))
         if "seen" not in r:
             bad.append("%s rep %d: not counted" % (r["contender"], r["rep"]))
     la = res.get("latency")
@@ -892,6 +1002,8 @@ def main():
         res["latency"] = None if a.no_latency else bench.latency()
         res["bigtxn"] = None if a.no_bigtxn else bench.bigtxn()
     finally:
+        if bench.kafka:
+            bench.kafka.close()
         server.close()
         shutil.rmtree(bench.tmp, ignore_errors=True)
 

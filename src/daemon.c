@@ -304,6 +304,44 @@ static int stream_abort(struct daemon *d, const struct pgo_msg *m, struct err *e
 	return spool_abort_subxact(sp, m->u.stream_abort.subxid, e);
 }
 
+/* Under REPLICA IDENTITY FULL pgoutput flags every column as the key, so a
+ * key made of them changes with every update and moves the row between
+ * partitions: key such a table by its primary key (or replica identity
+ * index) from the catalog instead. Without either, or when the catalog
+ * cannot be asked (warned), the whole row stays the key. */
+static int full_identity_key(struct daemon *d, struct relinfo *ri, struct err *e)
+{
+	const struct relation *rel = ri->remote;
+	struct buf names;
+	struct err ce;
+	int n, found = 0;
+
+	buf_init(&names, 0);
+	n = catalog_primary_key(d->cat, rel->oid, &names, &ce);
+	if (n < 0)
+		log_warn("%s; the Kafka key of %s.%s (REPLICA IDENTITY FULL) is the whole row",
+		         ce.msg, rel->nspname, rel->relname);
+	if (n > 0 && rel->ncols > 0 && (ri->key = calloc(rel->ncols, sizeof *ri->key)) == NULL) {
+		buf_reset(&names);
+		return err_set(e, "could not follow stream: out of memory");
+	}
+	for (size_t off = 0; n > 0 && off < names.len; off += strlen(names.data + off) + 1)
+		for (uint16_t i = 0; i < rel->ncols; i++)
+			if (strcmp(rel->cols[i].name, names.data + off) == 0) {
+				ri->key[i] = true;
+				found++;
+				break;
+			}
+	/* A key column the stream does not carry (a column list leaving it
+	 * out) would make rows of different keys look alike: keep the row. */
+	if (n > 0 && found != n) {
+		free(ri->key);
+		ri->key = NULL;
+	}
+	buf_reset(&names);
+	return 0;
+}
+
 /* A Relation message arrived: domains and arrays of user types render like
  * their base types, so ask the catalog (a failed lookup leaves those
  * columns text, loudly); then let the encoder derive what it needs once.
@@ -336,6 +374,8 @@ static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, stru
 			break;
 		}
 	}
+	if (d->records && rel->replident == 'f' && full_identity_key(d, ri, e) < 0)
+		return -1;
 	encoder_prepare_relation(d->enc, ri);
 	return 0;
 }

@@ -6,27 +6,27 @@
 #include "event/jstring.h"
 #include "event/row.h"
 
-static bool has_key_columns(const struct relation *rel)
+static bool has_key_columns(const struct relinfo *rel)
 {
-	for (uint16_t i = 0; i < rel->ncols; i++)
-		if (rel->cols[i].flags & RELCACHE_COL_KEY)
+	for (uint16_t i = 0; i < rel->remote->ncols; i++)
+		if (relinfo_is_key(rel, i))
 			return true;
 	return false;
 }
 
 /* Whether a key column of tup is an unchanged TOAST value: its value was
  * not sent, and the old key (which Postgres then sends) holds it. */
-static bool key_toasted(const struct relation *rel, const struct pgo_tuple *tup)
+static bool key_toasted(const struct relinfo *rel, const struct pgo_tuple *tup)
 {
-	for (uint16_t i = 0; i < rel->ncols; i++)
-		if ((rel->cols[i].flags & RELCACHE_COL_KEY) && row_is_toast(tup, i))
+	for (uint16_t i = 0; i < rel->remote->ncols && i < tup->ncols; i++)
+		if (relinfo_is_key(rel, i) && row_is_toast(tup, i))
 			return true;
 	return false;
 }
 
 static void write_row_key(struct buf *out, const struct relinfo *rel, const struct pgo_tuple *tup)
 {
-	struct rowsel rs = {rel, tup, NULL, ROW_KEYS};
+	struct rowsel rs = {rel, tup, NULL, ROW_ROUTE};
 
 	row_write(out, &rs, &ROW_COMPACT);
 }
@@ -50,11 +50,11 @@ bool key_write(struct buf *out, const struct event *ev)
 	case EVENT_UPDATE:
 	default:
 		tup = ev->newtup;
-		if (ev->oldtup && key_toasted(ev->rel->remote, tup))
+		if (ev->oldtup && key_toasted(ev->rel, tup))
 			tup = ev->oldtup;
 		break;
 	}
-	if (tup == NULL || !has_key_columns(ev->rel->remote))
+	if (tup == NULL || !has_key_columns(ev->rel))
 		return false;
 	write_row_key(out, ev->rel, tup);
 	return true;
@@ -64,7 +64,7 @@ bool key_write_old(struct buf *out, const struct event *ev, const char *key, siz
 {
 	size_t start = out->len;
 
-	if (ev->op != EVENT_UPDATE || ev->oldtup == NULL || !has_key_columns(ev->rel->remote))
+	if (ev->op != EVENT_UPDATE || ev->oldtup == NULL || !has_key_columns(ev->rel))
 		return false;
 	write_row_key(out, ev->rel, ev->oldtup);
 	if (key != NULL && out->len - start == key_len &&

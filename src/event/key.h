@@ -3,10 +3,11 @@
  * and compacts by, as a compact JSON object written with the event's own
  * value rules.
  *
- * A row's key is its key columns, those pgoutput flags as part of the
- * replica identity: the primary key, or the index of REPLICA IDENTITY USING
- * INDEX (and, as pgoutput flags them, every column under REPLICA IDENTITY
- * FULL): {"id":42}. A logical message's key is its prefix,
+ * A row's key is its key columns (struct relinfo's key): those pgoutput
+ * flags as part of the replica identity, the primary key or the index of
+ * REPLICA IDENTITY USING INDEX; under REPLICA IDENTITY FULL, where pgoutput
+ * flags every column, the primary key the daemon found in the catalog, or
+ * the whole row when there is none: {"id":42}. A logical message's key is its prefix,
  * {"prefix":"app"}, so one prefix's messages stay in order. A TRUNCATE, and
  * a row of a table without key columns, have none.
  */

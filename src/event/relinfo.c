@@ -19,6 +19,7 @@ static void relinfo_free(void *p)
 	if (ri->enc_free)
 		ri->enc_free(ri->enc_data);
 	free(ri->types);
+	free(ri->key);
 	free(ri);
 }
 

@@ -39,7 +39,19 @@ struct relinfo {
 	 * freed with enc_free when the entry is replaced or cleared. */
 	void *enc_data;
 	void (*enc_free)(void *enc_data);
+	/* The columns an event's key is made of (event/key.c), remote->ncols
+	 * entries; NULL: those pgoutput flags as the replica identity. Set
+	 * for REPLICA IDENTITY FULL tables, whose every column pgoutput
+	 * flags, to their primary key's, so that a row keeps one key (and
+	 * one Kafka partition) while its other columns change. */
+	bool *key;
 };
+
+/* Whether column i is one of the event key's columns (see key above). */
+static inline bool relinfo_is_key(const struct relinfo *ri, uint16_t i)
+{
+	return ri->key ? ri->key[i] : (ri->remote->cols[i].flags & RELCACHE_COL_KEY) != 0;
+}
 
 struct relmap;
 

@@ -40,6 +40,8 @@ static bool rowsel_includes(const struct rowsel *rs, uint16_t i)
 		return true;
 	case ROW_KEYS:
 		return rs->rel->remote->cols[i].flags & RELCACHE_COL_KEY;
+	case ROW_ROUTE:
+		return relinfo_is_key(rs->rel, i);
 	case ROW_CHANGED:
 		/* An unchanged TOAST value in the other tuple is unchanged. */
 		return i < rs->other->ncols && !row_is_toast(rs->other, i) &&

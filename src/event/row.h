@@ -27,6 +27,7 @@
 enum row_filter {
 	ROW_ALL,     /* every column that was sent */
 	ROW_KEYS,    /* replica identity columns only */
+	ROW_ROUTE,   /* the columns of the event's key (struct relinfo's key) */
 	ROW_CHANGED, /* columns whose text differs from the other tuple */
 };
 

@@ -183,6 +183,45 @@ int catalog_type_base(struct catalog *cat, uint32_t oid, uint32_t *base, bool *a
 	return 0;
 }
 
+int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, struct err *e)
+{
+	/* The primary key first; an index's columns in its own order. An
+	 * expression column (attnum 0) cannot be named: such an index is
+	 * not used (a primary key never has one). */
+	static const char SQL[] =
+	    "SELECT a.attname FROM pg_catalog.pg_index i, "
+	    "unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY AS k(attnum, n), "
+	    "pg_catalog.pg_attribute a "
+	    "WHERE i.indexrelid = (SELECT x.indexrelid FROM pg_catalog.pg_index x "
+	    "WHERE x.indrelid = $1 AND (x.indisprimary OR x.indisreplident) "
+	    "AND 0 <> ALL (x.indkey::pg_catalog.int2[]) "
+	    "ORDER BY x.indisprimary DESC, x.indexrelid LIMIT 1) "
+	    "AND a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n";
+	char oidtext[16];
+	const char *params[1] = {oidtext};
+	PGresult *res;
+	int n;
+
+	buf_clear(names);
+	if (ensure_connected(cat, e) < 0)
+		return -1;
+	snprintf(oidtext, sizeof oidtext, "%u", relid);
+	res = PQexecParams(cat->pg, SQL, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		int rc = conn_result_error(cat->pg, res, e, "look up primary key");
+
+		PQclear(res);
+		return rc;
+	}
+	n = PQntuples(res);
+	for (int i = 0; i < n; i++)
+		buf_append(names, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0) + 1);
+	PQclear(res);
+	if (!buf_ok(names))
+		return err_set(e, "could not look up primary key: out of memory");
+	return n;
+}
+
 static bool all_ascii(const uint8_t *p, size_t len)
 {
 	for (size_t i = 0; i < len; i++)

@@ -7,6 +7,9 @@
  * domains): this module asks pg_type which built-in type their values look
  * like, and caches the answer for the life of the process.
  *
+ * Keys: under REPLICA IDENTITY FULL pgoutput flags every column as the
+ * identity; the table's primary key is asked of pg_index instead.
+ *
  * Text: pgoutput converts names and values to the client's encoding (UTF8,
  * see conn.c) but copies a logical message's content as raw bytes in the
  * database's encoding. Converting those bytes with the server's own
@@ -53,6 +56,16 @@ int catalog_type_base(struct catalog *cat, uint32_t oid, uint32_t *base, bool *a
  */
 int catalog_to_utf8(struct catalog *cat, const char *encoding, const uint8_t *in, size_t len,
                     struct buf *out, struct err *e);
+
+/*
+ * The columns of relation relid's primary key (or, without one, of its
+ * replica identity index), as names each followed by a NUL in names
+ * (cleared first). Returns their number, 0 when the table has neither,
+ * or -1 with *e set when the catalog cannot be asked. Asked afresh each
+ * time: it is needed once per Relation message of a REPLICA IDENTITY FULL
+ * table, and the answer is the catalog's now, not at the WAL's time.
+ */
+int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, struct err *e);
 
 /* Close the connection (kept closed until the next lookup), keeping the cache. */
 void catalog_disconnect(struct catalog *cat);

@@ -821,6 +821,36 @@ static int connect_check(struct sink *s, const struct sink_kafka_config *kc, str
 	return 0;
 }
 
+/* A user may trade safety for speed with --kafka-property; say once, at
+ * start, what the trade risks, since pgstream acknowledges to Postgres on
+ * the delivery reports those properties make weaker. */
+static void warn_weak_delivery(rd_kafka_conf_t *conf)
+{
+	char acks[16] = "", idem[16] = "";
+	size_t n = sizeof acks, m = sizeof idem;
+	const char *a = "", *i = "";
+
+	if (rd_kafka_conf_get(conf, "acks", acks, &n) != RD_KAFKA_CONF_OK)
+		acks[0] = '\0';
+	if (rd_kafka_conf_get(conf, "enable.idempotence", idem, &m) != RD_KAFKA_CONF_OK)
+		idem[0] = '\0';
+	if (strcmp(acks, "0") == 0)
+		a = "acks=0: a delivery report no longer means a broker has the message, so "
+		    "changes acknowledged to Postgres can be lost; ";
+	else if (strcmp(acks, "1") == 0)
+		a = "acks=1: a delivery report means only the partition leader has the message, so "
+		    "changes acknowledged to Postgres are lost if it fails before its replicas "
+		    "copy "
+		    "them; ";
+	if (strcmp(idem, "false") == 0)
+		i = "enable.idempotence=false: librdkafka's retries may duplicate and reorder "
+		    "messages within a partition; ";
+	if (*a || *i)
+		log_warn("kafka: delivery weakened by --kafka-property: %s%s"
+		         "remove these properties for pgstream's guarantees",
+		         a, i);
+}
+
 static int kafka_open(struct sink *s, const struct sink_config *cfg, struct err *e)
 {
 	struct kafka_sink *k = s->backend;
@@ -842,6 +872,7 @@ static int kafka_open(struct sink *s, const struct sink_config *cfg, struct err 
 	conf = build_conf(kc, e);
 	if (conf == NULL)
 		return -1;
+	warn_weak_delivery(conf);
 	if (seqwin_init(&k->win, window_size(conf), 0) < 0) {
 		rd_kafka_conf_destroy(conf);
 		return err_set(e, "could not open the Kafka sink: out of memory");

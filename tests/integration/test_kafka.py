@@ -17,14 +17,21 @@ visibly). Everything is read back from Kafka with kcat.
 4. A row larger than message.max.bytes: exit 1 with one line naming the
    topic, the table, the LSN and the remedy, nothing acknowledged past it;
    a restart with the limit raised delivers it.
-5. SIGTERM under load flushes and exits 0; kill -9 at random moments under
-   load: every committed row in Kafka at least once, repeats only of
-   transactions not acknowledged before the restart.
-6. Bad Kafka configuration: one line, non-zero exit."""
+5. SIGTERM under load flushes and exits 0; SIGTERM inside a 1,000,000-row
+   transaction: exit 0 at once, nothing of it acknowledged, the restart
+   delivers it whole; kill -9 at random moments under load: every
+   committed row in Kafka at least once, repeats only of transactions not
+   acknowledged before the restart.
+6. Bad Kafka configuration: one line, non-zero exit; acks=0/1 or
+   enable.idempotence=false: one warning line.
+7. REPLICA IDENTITY FULL: keyed by the primary key (one row, one key, one
+   partition; a primary-key change tombstones the old key); without one,
+   by the whole row."""
 
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -137,6 +144,32 @@ def partition_ends(topic):
     for m in K.read(topic):
         ends[m["partition"]] = max(ends.get(m["partition"], 0), m["offset"] + 1)
     return ends
+
+
+def high_watermarks(kafka, topic, partitions):
+    """How many messages topic holds, from its partitions' end offsets
+    (kcat -Q, timestamp -1: the latest), without reading them."""
+    argv = ["kcat", "-Q", "-b", kafka.bootstrap]
+    for i in range(partitions):
+        argv += ["-t", "%s:%d:-1" % (topic, i)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        return 0
+    return sum(int(x) for x in re.findall(r"offset (-?\d+)", p.stdout) if int(x) > 0)
+
+
+def read_keys(kafka, topic):
+    """(id, partition, commit_lsn) of every message of topic, for topics
+    too large for kcat's JSON: keys {"id":N}, headers lsn,commit_lsn,xid."""
+    p = subprocess.run(["kcat", "-C", "-e", "-q", "-o", "beginning", "-b", kafka.bootstrap,
+                        "-t", topic, "-f", "%p %k %h\\n"], capture_output=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = []
+    for line in p.stdout.splitlines():
+        part, key, headers = line.decode().split(" ")
+        h = dict(kv.split("=", 1) for kv in headers.split(","))
+        out.append((json.loads(key)["id"], int(part), h["commit_lsn"]))
+    return out
 
 
 def split_runs(msgs, bounds):
@@ -303,6 +336,64 @@ class Operations(unittest.TestCase):
         print("operations: %d events read back from %d topics, %d tombstones; fixed topic: %d"
               % (len(values), len(topics), want_tombstones, len(fixed)), flush=True)
         STATS.checked += len(values) + len(fixed)
+
+
+class FullIdentity(unittest.TestCase):
+    """REPLICA IDENTITY FULL: pgoutput flags every column as the key, so a
+    key made of them would move a row between partitions as it changes.
+    pgstream keys such a table by its primary key from the catalog; a table
+    without one by the whole row."""
+
+    def test_full_identity_keyed_by_primary_key(self):
+        new_slot("s_full")
+        for stmt in [
+            "CREATE TABLE full_pk (id int PRIMARY KEY, v text, n int)",
+            "ALTER TABLE full_pk REPLICA IDENTITY FULL",
+            "CREATE TABLE full_nokey (x int, y text)",
+            "ALTER TABLE full_nokey REPLICA IDENTITY FULL",
+            "INSERT INTO full_pk SELECT g, 'v' || g, g FROM generate_series(1, 3) g",
+        ] + ["UPDATE full_pk SET v = 'u%d', n = %d WHERE id = 1" % (i, i) for i in range(12)] + [
+            "UPDATE full_pk SET id = 22 WHERE id = 2",
+            "DELETE FROM full_pk WHERE id = 3",
+            "INSERT INTO full_nokey VALUES (1, 'one')",
+            "UPDATE full_nokey SET y = 'uno' WHERE x = 1",
+        ]:
+            C.sql(stmt)
+        end = C.current_lsn()
+        run_to(end, "s_full", *kafka_args("full")).close()
+        msgs = K.read("full.public.full_pk")
+        values = [(m, json.loads(m["payload"])) for m in msgs if m["payload"] is not None]
+        ups = [m for m, ev in values if ev["op"] == "update" and ev["new"]["id"] == 1]
+        self.assertEqual(len(ups), 12)
+        # Under the whole-row key these 12 updates would spread over the
+        # topic's 4 partitions; by the primary key they stay in one.
+        self.assertEqual({m["key"] for m in ups}, {'{"id":1}'},
+                         "one row of a FULL-identity table under several keys")
+        self.assertEqual(len({m["partition"] for m in ups}), 1)
+        ins = [m for m, ev in values if ev["op"] == "insert" and ev["new"]["id"] == 1]
+        self.assertEqual(ins[0]["partition"], ups[0]["partition"])
+        # The key-changing UPDATE: the new key, and a tombstone for the old.
+        moved = [(m, ev) for m, ev in values if ev["op"] == "update" and ev["new"]["id"] == 22]
+        self.assertEqual(len(moved), 1)
+        m, ev = moved[0]
+        self.assertEqual(m["key"], '{"id":22}')
+        tombs = [t for t in msgs if t["payload"] is None]
+        old = [t for t in tombs if t["key"] == '{"id":2}']
+        self.assertEqual(len(old), 1, tombs)
+        self.assertEqual(old[0]["headers"]["lsn"], ev["lsn"])
+        # The DELETE keyed and tombstoned by its key; no other tombstone
+        # (the whole-row key sent one for every update of id 1).
+        dele = [m for m, ev in values if ev["op"] == "delete"]
+        self.assertEqual([m["key"] for m in dele], ['{"id":3}'])
+        self.assertEqual(sorted(t["key"] for t in tombs), ['{"id":2}', '{"id":3}'])
+        # Without a primary key: the whole row, as pgoutput flags it.
+        nk = [m for m in K.read("full.public.full_nokey")]
+        self.assertEqual(sorted(m["key"] for m in nk if m["payload"] is not None),
+                         ['{"x":1,"y":"one"}', '{"x":1,"y":"uno"}'])
+        print("full identity: %d messages of full_pk read back, 12 updates of one row under"
+              " one key in partition %d, %d tombstones; full_nokey keyed by the row"
+              % (len(msgs), ups[0]["partition"], len(tombs)), flush=True)
+        STATS.checked += len(values) + len(nk)
 
 
 class ReferenceWorkload(unittest.TestCase):
@@ -521,6 +612,79 @@ class Stops(unittest.TestCase):
         print("sigterm: 3 stops under load, %d rows checked, %d repeats" % (checked, repeats),
               flush=True)
 
+    def test_sigterm_inside_million_row_transaction(self):
+        """SIGTERM while a 1,000,000-row transaction is being produced:
+        exit 0 within the close's bounded flush, the small transactions
+        delivered before it acknowledged, nothing of it (it never
+        completed) acknowledged, and the restart delivers it whole."""
+        rows, slot = 1000000, "s_bigterm"
+        C.sql("CREATE TABLE big_k (id bigint PRIMARY KEY)")
+        C.sql("CREATE TABLE around_k (id int PRIMARY KEY)")
+        new_slot(slot)
+        for i in range(1, 6):
+            C.sql("INSERT INTO around_k VALUES (%s)", (i,))
+        C.sql("INSERT INTO big_k SELECT g FROM generate_series(1, %s) g", (rows,))
+        for i in range(6, 11):
+            C.sql("INSERT INTO around_k VALUES (%s)", (i,))
+        end = C.current_lsn()
+        # The mock keeps 5 MB per partition: room for the whole transaction.
+        for prefix in ("bigterm1", "bigterm2"):
+            K.create(prefix + ".public.big_k", 96)
+        p = PgStream(C, "--status-interval", "0.1", "--log-level", "debug", *kafka_args("bigterm1"),
+                     slot=slot).start()
+        # Well inside the transaction: a tenth of it delivered, then a few
+        # status updates more (every 0.1 s). A walsender reads them only
+        # when its socket is full, so an acknowledgement made too early
+        # may never reach the slot: what pgstream sent is checked too, in
+        # its debug log ("acknowledged LSN").
+        p.wait_for(lambda: high_watermarks(K, "bigterm1.public.big_k", 96) > rows // 10, 120,
+                   "the big transaction to be streaming")
+        time.sleep(0.4)
+        t0 = time.monotonic()
+        p.signal(signal.SIGTERM)
+        STATS.fault("sigterm_bigtxn")
+        rc = p.proc.wait(timeout=60)
+        took = time.monotonic() - t0
+        err = p.stderr()
+        p.close()
+        acked = wait_slot_inactive(C, slot)
+        self.assertEqual(rc, 0, err)
+        self.assertLess(took, 12, "shutdown took %.2f s" % took)
+        first = read_keys(K, "bigterm1.public.big_k")
+        self.assertGreater(len(first), 0, "the stop came before the transaction")
+        self.assertLess(len(first), rows, "the stop came too late to test anything")
+        before = K.read("bigterm1.public.around_k")
+        self.assertEqual(sorted(json.loads(m["key"])["id"] for m in before), [1, 2, 3, 4, 5])
+
+        p = run_to(end, slot, *kafka_args("bigterm2"), timeout=240)
+        p.close()
+        second = read_keys(K, "bigterm2.public.big_k")
+        # Whole, once, each partition in id order (the WAL's).
+        ids = sorted(i for i, _, _ in second)
+        self.assertTrue(ids == list(range(1, rows + 1)), "the restart delivered %d of the"
+                        " transaction's %d rows, %d distinct" % (len(ids), rows, len(set(ids))))
+        last = {}
+        for i, part, _ in second:
+            self.assertGreater(i, last.get(part, 0))
+            last[part] = i
+        commits = {c for _, _, c in second}
+        self.assertEqual(len(commits), 1)
+        big_commit = lsn_int(commits.pop())
+        # Delivered and acknowledged: the small transactions before it;
+        # never the big one, which SIGTERM cut.
+        self.assertGreater(acked, max(lsn_int(m["headers"]["commit_lsn"]) for m in before))
+        self.assertLess(acked, big_commit, "acknowledged past the unfinished transaction")
+        sent = [lsn_int(x) for x in re.findall(r"acknowledged ([0-9A-F]+/[0-9A-F]+)", err)]
+        self.assertTrue(sent, "no acknowledgement in the debug log")
+        self.assertLess(max(sent), big_commit, "pgstream acknowledged %s, past the unfinished"
+                        " transaction (commit at %s)" % (lsn_str(max(sent)), lsn_str(big_commit)))
+        after = K.read("bigterm2.public.around_k")
+        self.assertEqual(sorted(json.loads(m["key"])["id"] for m in after), [6, 7, 8, 9, 10])
+        print("sigterm in a %d-row transaction: exit 0 after %.2f s, %d of its rows delivered"
+              " before the stop, none acknowledged; the restart delivered all %d"
+              % (rows, took, len(first), len(second)), flush=True)
+        STATS.checked += len(first) + len(second) + 10
+
     def test_kill_9_at_random_moments(self):
         slot, table = "s_kill", "ledger_kill"
         rounds = 6
@@ -572,6 +736,34 @@ class BadConfig(unittest.TestCase):
         self.assertIn(mention, lines[0])
         self.assertEqual(p.stdout, "")
         return lines[0]
+
+    def test_weakened_delivery_warned(self):
+        """acks=0/1 or enable.idempotence=false: one warning line at start
+        saying what it risks; the defaults none."""
+        C.sql("CREATE TABLE weak_k (id int PRIMARY KEY)")
+        end = C.current_lsn()
+        cases = [
+            ((), []),
+            (("acks=all",), []),
+            (("acks=1", "enable.idempotence=false"),
+             ["acks=1: a delivery report means only the partition leader",
+              "enable.idempotence=false: librdkafka's retries may duplicate"]),
+            (("acks=0", "enable.idempotence=false"), ["acks=0: a delivery report no longer"]),
+            (("enable.idempotence=false",), ["enable.idempotence=false"]),
+        ]
+        for i, (props, says) in enumerate(cases):
+            with self.subTest(props=props):
+                slot = "s_weak_%d" % i
+                new_slot(slot)
+                args = [a for prop in props for a in ("--kafka-property", prop)]
+                p = run_to(end, slot, *kafka_args("weak", *args))
+                lines = [l for l in p.stderr().splitlines() if "delivery weakened" in l]
+                p.close()
+                self.assertEqual(len(lines), 1 if says else 0, lines)
+                for text in says:
+                    self.assertIn(text, lines[0])
+        print("weakened delivery: %d configurations, the warning where due" % len(cases),
+              flush=True)
 
     def test_bad_kafka_configuration(self):
         kafka = ["--sink", "kafka", "--kafka-brokers", K.bootstrap]
