@@ -39,7 +39,7 @@ static struct relcol cust_cols[] = {
 };
 static struct relation cust = {16384, "public", "customers", 'd', 4, cust_cols};
 static struct coltype cust_types[4] = {{23, false}, {25, false}, {25, false}, {25, false}};
-static struct relinfo cust_ri = {&cust, cust_types, NULL, NULL};
+static struct relinfo cust_ri = {.remote = &cust, .types = cust_types};
 
 /* commit 2026-11-24T14:30:00.123456Z: 848845800123456 µs after 2000-01-01,
  * 1795530600123456 µs after 1970-01-01 (+946684800000000). */
@@ -266,7 +266,7 @@ static void check_value_mode(enum encoder_decimal mode, uint32_t oid, int32_t ty
 	struct relcol col = {"v", oid, typmod, 0};
 	struct relation rel = {1, "public", "t", 'd', 1, &col};
 	struct coltype ct = {oid, false};
-	struct relinfo ri = {&rel, &ct, NULL, NULL};
+	struct relinfo ri = {.remote = &rel, .types = &ct};
 	struct pgo_value val = {PGO_COL_TEXT, (uint32_t)strlen(in), in};
 	struct pgo_tuple tup = {1, &val};
 	struct event ev = {.op = EVENT_INSERT, .lsn = 1, .txn = &txn, .rel = &ri, .newtup = &tup};
