@@ -583,21 +583,27 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *e)
 	return validate(cfg, e);
 }
 
+/* Whether an option of this kind keeps its value as an allocated string. */
+static bool holds_string(enum opt_kind kind)
+{
+	switch (kind) {
+	case OPT_STRING:
+	case OPT_SLOTNAME:
+	case OPT_FORMAT:
+	case OPT_SINK:
+	case OPT_PROPERTY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Every string a config holds is an option's field: the table says which. */
 void config_reset(struct config *cfg)
 {
-	free(cfg->database_url);
-	free(cfg->slot);
-	free(cfg->publication);
-	free(cfg->output);
-	free(cfg->tables);
-	free(cfg->env_file);
-	free(cfg->format);
-	free(cfg->sink);
-	free(cfg->kafka_brokers);
-	free(cfg->topic_prefix);
-	free(cfg->kafka_topic);
-	free(cfg->kafka_messages_topic);
-	free(cfg->kafka_properties);
+	for (size_t i = 0; i < NOPTIONS; i++)
+		if (holds_string(OPTIONS[i].kind))
+			free(*(char **)((char *)cfg + OPTIONS[i].offset));
 	memset(cfg, 0, sizeof *cfg);
 }
 

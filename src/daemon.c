@@ -70,9 +70,10 @@ struct daemon {
 	/* Per session. */
 	struct pg_conn *conn;
 	struct pgo_decoder *dec;
-	struct relmap *rels; /* what we derive from the decoder's relations */
-	char encoding[32];   /* the database's, as the server names it */
-	bool sql_ascii;      /* ... and it is SQL_ASCII (utf8guard.h) */
+	struct relmap *rels;   /* what we derive from the decoder's relations */
+	char encoding[32];     /* the database's, as the server names it */
+	bool sql_ascii;        /* ... and it is SQL_ASCII (utf8guard.h) */
+	bool convert_messages; /* ... neither that nor UTF8: message content is converted */
 	bool in_txn;
 	struct event_txn txn;
 	bool reached_end;
@@ -193,7 +194,7 @@ static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t ls
 	map_message(m, lsn, current_txn(d), &ev);
 	/* pgoutput sends the content unconverted, in the database's encoding;
 	 * content that is not text in it stays as sent (base64 in the event). */
-	if (!d->sql_ascii && strcmp(d->encoding, "UTF8") != 0) {
+	if (d->convert_messages) {
 		int rc = catalog_to_utf8(d->cat, d->encoding, ev.content, ev.content_len,
 		                         &d->converted, e);
 
@@ -694,6 +695,7 @@ static int run_session(struct daemon *d, struct err *e)
 	snprintf(d->encoding, sizeof d->encoding, "%s", info.server_encoding);
 	snprintf(d->dbname, sizeof d->dbname, "%s", info.dbname);
 	d->sql_ascii = strcmp(d->encoding, "SQL_ASCII") == 0;
+	d->convert_messages = !d->sql_ascii && strcmp(d->encoding, "UTF8") != 0;
 	if (d->sql_ascii)
 		log_info("database encoding SQL_ASCII: text is sent as stored, bytes that are not "
 		         "UTF-8 are %s",

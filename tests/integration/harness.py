@@ -837,3 +837,16 @@ def restore_rmem_max(path=RMEM_MAX):
             _write_int(path, _read_int(orig))
             os.unlink(orig)
     _rmem_locked(act)
+
+
+def assert_refused(test, proc, mention, status=2):
+    """proc (a finished subprocess.run with text output) was refused the way
+    bad configuration must be: exit status, exactly one line on stderr,
+    "pgstream: " and mention in it, nothing on stdout. Returns the line."""
+    lines = proc.stderr.splitlines()
+    test.assertEqual(proc.returncode, status, proc.stderr)
+    test.assertEqual(len(lines), 1, proc.stderr)
+    test.assertTrue(lines[0].startswith("pgstream: "), lines[0])
+    test.assertIn(mention, lines[0])
+    test.assertEqual(proc.stdout, "")
+    return lines[0]

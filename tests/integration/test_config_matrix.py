@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import BIN
+from harness import BIN, assert_refused
 
 # flag → invalid values (each must be refused on its own).
 INVALID = {
@@ -54,12 +54,7 @@ def run(args, env=None, cwd=None):
 
 class ConfigMatrix(unittest.TestCase):
     def assert_refused(self, p, mention, status=2):
-        lines = p.stderr.splitlines()
-        self.assertEqual(p.returncode, status, p.stderr)
-        self.assertEqual(len(lines), 1, p.stderr)
-        self.assertTrue(lines[0].startswith("pgstream: "), lines[0])
-        self.assertIn(mention, lines[0])
-        self.assertEqual(p.stdout, "")
+        assert_refused(self, p, mention, status)
 
     def test_every_flag_with_invalid_values(self):
         checked = 0

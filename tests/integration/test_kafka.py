@@ -37,8 +37,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (BIN, ROOT, Cluster, FaultStats, PgStream, Workload, lsn_int, lsn_str, rss_kb,
-                     wait_slot_inactive, walsender_pids)
+from harness import (BIN, ROOT, Cluster, FaultStats, PgStream, Workload, assert_refused, lsn_int,
+                     lsn_str, rss_kb, wait_slot_inactive, walsender_pids)
 
 REAL = os.environ.get("KAFKA_BROKERS")
 KAFKA_MOCK = os.environ.get("KAFKA_MOCK") or os.path.join(ROOT, "build", "tests", "kafka_mock")
@@ -729,13 +729,7 @@ class BadConfig(unittest.TestCase):
     def refused(self, args, status, mention):
         p = subprocess.run([BIN, "--database-url", C.url(), "--env-file",
                             "/dev/null", *args], capture_output=True, text=True, timeout=60)
-        lines = p.stderr.splitlines()
-        self.assertEqual(p.returncode, status, p.stderr)
-        self.assertEqual(len(lines), 1, p.stderr)
-        self.assertTrue(lines[0].startswith("pgstream: "), lines[0])
-        self.assertIn(mention, lines[0])
-        self.assertEqual(p.stdout, "")
-        return lines[0]
+        return assert_refused(self, p, mention, status)
 
     def test_weakened_delivery_warned(self):
         """acks=0/1 or enable.idempotence=false: one warning line at start

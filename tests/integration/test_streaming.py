@@ -36,6 +36,20 @@ def tearDownModule():
     C.close()
 
 
+def streamed_txns(cluster, slot):
+    """How many transactions the server streamed through slot; the
+    statistics reach the view shortly after the walsender exits, so wait
+    up to 5 s for a non-zero count."""
+    streamed = 0
+    for _ in range(50):
+        streamed = cluster.value("SELECT stream_txns FROM pg_stat_replication_slots"
+                                 " WHERE slot_name = %s", (slot,))
+        if streamed:
+            break
+        time.sleep(0.1)
+    return streamed
+
+
 def workload():
     """Big transactions with savepoints, an abort, DDL inside a streamed
     transaction, and small transactions committing in between."""
@@ -143,15 +157,8 @@ class Streaming(unittest.TestCase):
                 runs[slot] = p.stdout().splitlines()
             finally:
                 p.close()
-        # Statistics reach the view shortly after the walsender exits.
-        streamed = 0
-        for _ in range(50):
-            streamed = C.value("SELECT stream_txns FROM pg_stat_replication_slots"
-                               " WHERE slot_name = 's_stream'")
-            if streamed:
-                break
-            time.sleep(0.1)
-        self.assertGreater(streamed, 0, "the server streamed nothing: the test tests nothing")
+        self.assertGreater(streamed_txns(C, "s_stream"), 0,
+                           "the server streamed nothing: the test tests nothing")
         want = expected_events()
         # The workload as written: inserts 1-5000, 20 small transactions
         # committed meanwhile (so first), 2000 updates, 3000 and 4000 more

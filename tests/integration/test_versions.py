@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import unittest
 
 import harness
@@ -154,14 +153,8 @@ elif VERSION >= 14:
                                   % ((2, "on") if extra else (1, "off")), p.stderr())
                 finally:
                     p.close()
-            streamed = 0
-            for _ in range(50):
-                streamed = C.value("SELECT stream_txns FROM pg_stat_replication_slots"
-                                   " WHERE slot_name = 's_stream'")
-                if streamed:
-                    break
-                time.sleep(0.1)
-            self.assertGreater(streamed, 0, "the server streamed nothing: the test tests nothing")
+            self.assertGreater(test_streaming.streamed_txns(C, "s_stream"), 0,
+                               "the server streamed nothing: the test tests nothing")
             self.assertEqual(len(runs["s_v1"]), 5000 + 20 + 2000 + 3000 + 4000 + 1)
             self.assertEqual(runs["s_stream"], runs["s_v1"])
             test_streaming.Streaming.check_final_contents(
