@@ -30,6 +30,8 @@ enum opt_kind {
 	OPT_SINK,
 	OPT_DECIMAL,
 	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
+	OPT_SNAPSHOT,
+	OPT_COUNT, /* a whole number, 0..MAX_COUNT; ranges are validate()'s */
 };
 
 struct option_def {
@@ -73,6 +75,13 @@ static const struct option_def OPTIONS[] = {
      "after a DELETE (or a key change) a tombstone for the key (default true)"},
     {"kafka-property", "KAFKA_PROPERTIES", OPT_PROPERTY, F(kafka_properties), "KEY=VALUE",
      "librdkafka producer property, repeatable (environment: KEY=VALUE;KEY=VALUE)"},
+    {"snapshot", "SNAPSHOT", OPT_SNAPSHOT, F(snapshot), "never|initial|initial_only",
+     "read the tables' existing rows (op read) when creating the slot, then stream; "
+     "initial_only: read them and exit (default never)"},
+    {"snapshot-workers", "SNAPSHOT_WORKERS", OPT_COUNT, F(snapshot_workers), "N",
+     "connections copying the snapshot in parallel, 1-64 (default 2)"},
+    {"snapshot-chunk-pages", "SNAPSHOT_CHUNK_PAGES", OPT_COUNT, F(snapshot_chunk_pages), "PAGES",
+     "split tables into chunks of this many pages (default 0: by table size)"},
     {"start-lsn", "START_LSN", OPT_LSN, F(start_lsn), "X/X",
      "start streaming at this LSN (default: where the slot stands)"},
     {"end-lsn", "END_LSN", OPT_LSN, F(end_lsn), "X/X",
@@ -153,6 +162,23 @@ static bool parse_micros(const char *s, int *out)
 	errno = 0;
 	v = strtol(s, &end, 10);
 	if (errno || *end != '\0' || v > MAX_MICROS)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* A whole number 0 <= n <= MAX_COUNT. */
+#define MAX_COUNT 1000000000
+static bool parse_count(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end != '\0' || v > MAX_COUNT)
 		return false;
 	*out = (int)v;
 	return true;
@@ -335,6 +361,24 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 		return 0;
 	case OPT_PROPERTY:
 		return add_properties(field, value, opt, source, e);
+	case OPT_SNAPSHOT:
+		if (strcmp(value, "never") == 0)
+			cfg->snapshot = SNAPSHOT_NEVER;
+		else if (strcmp(value, "initial") == 0)
+			cfg->snapshot = SNAPSHOT_INITIAL;
+		else if (strcmp(value, "initial_only") == 0)
+			cfg->snapshot = SNAPSHOT_INITIAL_ONLY;
+		else
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected never, initial or "
+			               "initial_only)",
+			               source, opt->flag, show(&sh, value));
+		return 0;
+	case OPT_COUNT:
+		if (!parse_count(value, field))
+			return err_set(e, "invalid value for %s%s: \"%s\" (expected a whole number)",
+			               source, opt->flag, show(&sh, value));
+		return 0;
 	case OPT_LOGLEVEL:
 		level = log_level_parse(value);
 		if (level < 0)
@@ -551,6 +595,11 @@ static int validate(const struct config *cfg, struct err *e)
 		               "of life)");
 	if (cfg->tables && !cfg->create_publication)
 		return err_set(e, "invalid options: --tables needs --create-publication");
+	if (cfg->snapshot_workers < 1 || cfg->snapshot_workers > 64)
+		return err_set(e, "invalid options: --snapshot-workers must be from 1 to 64");
+	if (cfg->snapshot != SNAPSHOT_NEVER && cfg->start_lsn)
+		return err_set(e, "invalid options: --start-lsn cannot be used with --snapshot "
+		                  "(the stream continues the snapshot at its consistent point)");
 	if (cfg->temporary_slot && cfg->start_lsn)
 		return err_set(e,
 		               "invalid options: --start-lsn cannot be used with "
@@ -571,6 +620,7 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *e)
 	cfg->log_level = LOG_INFO;
 	cfg->fsync = true;
 	cfg->kafka_tombstones = true;
+	cfg->snapshot_workers = 2;
 
 	if (load_flags(cfg, &seen, argc, argv, e) < 0)
 		return -1;

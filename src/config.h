@@ -16,6 +16,13 @@
 #include "event/utf8guard.h"
 #include "util/err.h"
 
+/* --snapshot: whether the rows already in the tables are read, and when. */
+enum snapshot_mode {
+	SNAPSHOT_NEVER,        /* stream changes only */
+	SNAPSHOT_INITIAL,      /* when pgstream creates the slot, then stream */
+	SNAPSHOT_INITIAL_ONLY, /* read the rows, then exit without a slot */
+};
+
 struct config {
 	char *database_url; /* libpq URL or key=value conninfo; NULL if not given */
 	char *slot;         /* replication slot name */
@@ -41,6 +48,9 @@ struct config {
 	int log_level;
 	enum utf8_policy invalid_utf8; /* SQL_ASCII databases: replace or fail */
 	int debezium_decimal;          /* enum encoder_decimal, for --format debezium */
+	enum snapshot_mode snapshot;   /* when the tables' existing rows are read */
+	int snapshot_workers;          /* connections copying the snapshot */
+	int snapshot_chunk_pages;      /* 0: chosen per table */
 	bool temporary_slot;
 	bool create_publication;
 	bool streaming; /* protocol v2 streaming of in-progress transactions */

@@ -16,6 +16,8 @@
  */
 #include "daemon.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "progress.h"
 #include "event/encoder.h"
 #include "event/key.h"
 #include "event/map.h"
@@ -31,6 +34,7 @@
 #include "pg/catalog.h"
 #include "pg/conn.h"
 #include "pg/pgoutput.h"
+#include "pg/snapshot.h"
 #include "pg/stream.h"
 #include "sink/sink.h"
 #include "spool.h"
@@ -85,6 +89,7 @@ struct daemon {
 
 	bool ever_streamed;    /* some session reached START_REPLICATION */
 	bool session_streamed; /* the last session did */
+	bool session_snapshotted; /* the slot was made from our snapshot */
 };
 
 /* ---- events ------------------------------------------------------------ */
@@ -348,19 +353,19 @@ static int full_identity_key(struct daemon *d, struct relinfo *ri, struct err *e
  * columns text, loudly); then let the encoder derive what it needs once.
  * Fails only for names that are not UTF-8 under --invalid-utf8=fail, or
  * out of memory. */
-static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, struct err *e)
+static struct relinfo *refine_relation(struct daemon *d, const struct relation *rel, uint64_t lsn,
+                                       struct err *e)
 {
-	const struct relation *rel = relcache_get(pgoutput_relcache(d->dec), relid);
 	struct relinfo *ri;
 	struct err ce;
 
-	if (rel == NULL)
-		return 0;
 	if (d->sql_ascii && utf8guard_check_relation(&d->utf8, rel, lsn, e) < 0)
-		return -1;
+		return NULL;
 	ri = relmap_update(d->rels, rel);
-	if (ri == NULL)
-		return err_set(e, "could not follow stream: out of memory");
+	if (ri == NULL) {
+		err_set(e, "could not follow stream: out of memory");
+		return NULL;
+	}
 	for (uint16_t i = 0; i < rel->ncols; i++) {
 		struct coltype *t = &ri->types[i];
 
@@ -376,9 +381,18 @@ static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, stru
 		}
 	}
 	if (d->records && rel->replident == 'f' && full_identity_key(d, ri, e) < 0)
-		return -1;
+		return NULL;
 	encoder_prepare_relation(d->enc, ri);
-	return 0;
+	return ri;
+}
+
+static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, struct err *e)
+{
+	const struct relation *rel = relcache_get(pgoutput_relcache(d->dec), relid);
+
+	if (rel == NULL)
+		return 0;
+	return refine_relation(d, rel, lsn, e) ? 0 : -1;
 }
 
 /* One pgoutput message at WAL position lsn (its XLogData start). */
@@ -609,6 +623,138 @@ static int wait_for_input(struct daemon *d, struct err *e)
 	return sink_process(d->sink, &ps, e);
 }
 
+/* ---- the initial snapshot ----------------------------------------------- */
+
+/*
+ * Wait, up to the next progress report, for the sink and, unless the sink
+ * is full, for the snapshot's workers; then give each its turn.
+ */
+static int snapshot_wait(struct daemon *d, struct snapshot_reader *r, const struct progress *pr,
+                         struct err *e)
+{
+	struct pollfd fds[SINK_POLL_MAX + SNAPSHOT_MAX_WORKERS];
+	struct sink_pollset ps;
+	int64_t now = clock_ms();
+	int64_t until = progress_deadline(pr);
+	int nsnap = 0;
+
+	sink_adjust_pollset(d->sink, &ps);
+	memcpy(fds, ps.fds, ps.nfds * sizeof *fds);
+	if (!sink_blocked(d->sink))
+		nsnap = snapshot_pollfds(r, fds + ps.nfds, SNAPSHOT_MAX_WORKERS);
+	if (ps.timeout_ms >= 0 && now + ps.timeout_ms < until)
+		until = now + ps.timeout_ms;
+	if (poll(fds, ps.nfds + (nfds_t)nsnap, until > now ? (int)(until - now) : 0) < 0 &&
+	    errno != EINTR)
+		return err_set(e, "could not wait for the snapshot: %s", strerror(errno));
+	for (unsigned i = 0; i < ps.nfds; i++)
+		ps.fds[i].revents = fds[i].revents;
+	if (sink_process(d->sink, &ps, e) < 0 || snapshot_input(r, fds + ps.nfds, nsnap, e) < 0)
+		return -1;
+	return confirm(d, false, e);
+}
+
+/* Every event so far confirmed by the sink, or stopped. */
+static int snapshot_settle(struct daemon *d, struct snapshot_reader *r, struct progress *pr,
+                           struct err *e)
+{
+	while (!*d->stop) {
+		if (confirm(d, true, e) < 0)
+			return -1;
+		if (sink_confirmed(d->sink) >= d->seq)
+			return 0;
+		if (snapshot_wait(d, r, pr, e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Read the rows of every published table as of the snapshot the slot
+ * exported and emit them as read events, at the snapshot's consistent
+ * point; return once the sink confirmed them all. 1 if stopped first.
+ */
+static int run_snapshot(struct daemon *d, const struct conn_info *info, struct err *e)
+{
+	struct snapshot_options so = {
+	    .database_url = d->cfg->database_url,
+	    .snapshot = info->snapshot,
+	    .publication = d->cfg->publication,
+	    .server_version = info->server_version,
+	    .workers = d->cfg->snapshot_workers,
+	    .chunk_pages = (uint32_t)d->cfg->snapshot_chunk_pages,
+	};
+	struct snapshot_reader *r = snapshot_open(&so, e);
+	struct relinfo **ris = NULL;
+	struct progress pr = {0};
+	char at[LSN_STR_MAX];
+	size_t n;
+	int rc = -1;
+
+	if (r == NULL)
+		return -1;
+	n = snapshot_ntables(r);
+	if ((n && (ris = calloc(n, sizeof *ris)) == NULL) ||
+	    progress_init(&pr, r, isatty(STDERR_FILENO), clock_ms()) < 0) {
+		err_set(e, "could not start the snapshot: out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((ris[i] = refine_relation(d, snapshot_table(r, i)->rel, info->consistent_lsn, e)) ==
+		    NULL)
+			goto out;
+	lsn_format(info->consistent_lsn, at);
+	log_info("snapshot of %zu tables with %d workers, consistent with the stream from %s", n,
+	         so.workers, at);
+	for (;;) {
+		struct pgo_tuple tup;
+		size_t t;
+		int step;
+
+		if (*d->stop) {
+			rc = 1;
+			goto out;
+		}
+		if (sink_blocked(d->sink)) {
+			if (snapshot_wait(d, r, &pr, e) < 0)
+				goto out;
+			continue;
+		}
+		step = snapshot_next(r, &t, &tup, e);
+		if (step < 0)
+			goto out;
+		if (step == SNAPSHOT_DONE)
+			break;
+		if (step == SNAPSHOT_ROW) {
+			struct event ev = {
+			    .op = EVENT_READ, .lsn = info->consistent_lsn, .rel = ris[t], .newtup = &tup};
+
+			if (emit(d, &ev, e) < 0)
+				goto out;
+			if ((d->seq & 4095) == 0)
+				progress_update(&pr, r, clock_ms(), false);
+			continue;
+		}
+		progress_update(&pr, r, clock_ms(), false);
+		if (confirm(d, false, e) < 0 || snapshot_wait(d, r, &pr, e) < 0)
+			goto out;
+	}
+	if (snapshot_settle(d, r, &pr, e) < 0)
+		goto out;
+	rc = *d->stop ? 1 : 0;
+	if (rc == 0)
+		progress_update(&pr, r, clock_ms(), true);
+out:
+	if (rc == 1)
+		log_info("snapshot interrupted: it is not complete, and the next start takes it "
+		         "again from the beginning");
+	relmap_clear(d->rels); /* its relations go with the reader */
+	progress_reset(&pr);
+	free(ris);
+	snapshot_close(r);
+	return rc;
+}
+
 /* ---- one session: connect, stream until stop, end or error -------------- */
 
 static int stream_loop(struct daemon *d, struct err *e)
@@ -702,6 +848,31 @@ static int run_session(struct daemon *d, struct err *e)
 		         d->utf8.policy == UTF8_FAIL ? "refused (--invalid-utf8=fail)"
 		                                     : "replaced with U+FFFD and warned about");
 
+	if (info.snapshot[0]) {
+		rc = run_snapshot(d, &info, e);
+		if (rc != 0 || d->cfg->snapshot == SNAPSHOT_INITIAL_ONLY) {
+			session_end(d); /* the temporary slot goes with it */
+			return rc < 0 ? -1 : 0;
+		}
+		if (!d->cfg->temporary_slot) {
+			/* The snapshot is complete and confirmed: only now does the
+			 * slot exist, so a start after a crash before this point
+			 * snapshots again instead of streaming without the rows. */
+			rc = catalog_copy_slot(d->cat, info.snapshot_slot, d->cfg->slot, e);
+			session_end(d);
+			if (rc < 0)
+				return -1;
+			log_info("replication slot created: %s, at the snapshot's consistent point",
+			         d->cfg->slot);
+			d->params.export_snapshot = false;
+			d->session_snapshotted = true;
+			return run_session(d, e);
+		}
+	}
+	if (d->params.export_snapshot && !d->session_snapshotted)
+		log_info("no snapshot: slot %s exists (a snapshot is taken only when pgstream "
+		         "creates the slot)", d->cfg->slot);
+	d->params.export_snapshot = false;
 	d->dec = pgoutput_new(info.proto_version);
 	if (d->dec == NULL) {
 		session_end(d);
@@ -836,6 +1007,8 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	            .streaming = cfg->streaming,
 	            .read_delay_us = cfg->read_delay_us,
 	            .read_hold = cfg->read_hold,
+	            .export_snapshot = cfg->snapshot != SNAPSHOT_NEVER,
+	            .snapshot_only = cfg->snapshot == SNAPSHOT_INITIAL_ONLY,
 	        },
 	};
 	int backoff = RECONNECT_INITIAL_MS;

@@ -14,6 +14,8 @@ const char *event_op_name(enum event_op op)
 		return "truncate";
 	case EVENT_MESSAGE:
 		return "message";
+	case EVENT_READ:
+		return "read";
 	}
 	return "unknown";
 }

@@ -21,6 +21,7 @@ enum event_op {
 	EVENT_DELETE,
 	EVENT_TRUNCATE,
 	EVENT_MESSAGE,
+	EVENT_READ, /* a row as a snapshot read it (no transaction) */
 };
 
 /* The transaction an event belongs to, from its BEGIN message. */
@@ -37,7 +38,7 @@ struct event {
 	const struct relinfo *rel;      /* row changes and truncate */
 	char old_kind;                  /* 'K', 'O' or 0: what oldtup holds */
 	const struct pgo_tuple *oldtup; /* UPDATE/DELETE, NULL if not sent */
-	const struct pgo_tuple *newtup; /* INSERT/UPDATE */
+	const struct pgo_tuple *newtup; /* INSERT/UPDATE/READ */
 	bool cascade;                   /* TRUNCATE */
 	bool restart_identity;          /* TRUNCATE */
 	bool transactional;             /* MESSAGE */

@@ -858,7 +858,10 @@ static void write_source(struct dbz_state *st, struct buf *out, const struct eve
 	put_str(out, st->opt.topic_prefix ? st->opt.topic_prefix : "pgstream");
 	/* The commit time; a non-transactional message has none: processing time. */
 	put_times(out, txn ? (txn->commit_time + PG_EPOCH_OFFSET_US) * 1000 : processed_ns);
-	buf_puts(out, ",\"snapshot\":\"false\",\"db\":");
+	/* Debezium marks the rows of a snapshot "true" ("last" on the final one,
+	 * which a stream of rows cannot know when it writes one). */
+	buf_puts(out, ev->op == EVENT_READ ? ",\"snapshot\":\"true\",\"db\":"
+	                                   : ",\"snapshot\":\"false\",\"db\":");
 	put_str(out, st->opt.database);
 	put_sequence(out, st->last_commit_lsn, ev->lsn);
 	if (ev->op == EVENT_MESSAGE) {
@@ -880,7 +883,7 @@ static void write_source(struct dbz_state *st, struct buf *out, const struct eve
 
 static const char OP_CODE[] = {
     [EVENT_INSERT] = 'c',   [EVENT_UPDATE] = 'u',  [EVENT_DELETE] = 'd',
-    [EVENT_TRUNCATE] = 't', [EVENT_MESSAGE] = 'm',
+    [EVENT_TRUNCATE] = 't', [EVENT_MESSAGE] = 'm', [EVENT_READ] = 'r',
 };
 
 static void dbz_write(void *state, struct buf *out, const struct event *ev)
@@ -889,9 +892,10 @@ static void dbz_write(void *state, struct buf *out, const struct event *ev)
 	int64_t processed = now_ns(st);
 
 	buf_putc(out, '{');
-	if (ev->op == EVENT_INSERT || ev->op == EVENT_UPDATE || ev->op == EVENT_DELETE) {
+	if (ev->op == EVENT_INSERT || ev->op == EVENT_UPDATE || ev->op == EVENT_DELETE ||
+	    ev->op == EVENT_READ) {
 		buf_puts(out, "\"before\":");
-		write_row(st, out, ev->rel, ev->op == EVENT_INSERT ? NULL : ev->oldtup,
+		write_row(st, out, ev->rel, ev->op == EVENT_INSERT || ev->op == EVENT_READ ? NULL : ev->oldtup,
 		          ev->old_kind == 'K');
 		buf_puts(out, ",\"after\":");
 		write_row(st, out, ev->rel, ev->op == EVENT_DELETE ? NULL : ev->newtup, false);

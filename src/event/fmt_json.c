@@ -136,7 +136,7 @@ static void json_change_members(struct buf *out, const struct event *ev)
 	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL};
 	bool toast = false;
 
-	if (ev->op != EVENT_INSERT && ev->oldtup != NULL)
+	if (ev->op != EVENT_INSERT && ev->op != EVENT_READ && ev->oldtup != NULL)
 		toast |= json_row_member(out, "old", &oldrow);
 	if (ev->op != EVENT_DELETE && ev->newtup != NULL)
 		toast |= json_row_member(out, "new", &newrow);
@@ -165,7 +165,7 @@ static void json_message_members(struct buf *out, const struct event *ev)
 static const struct lit OP_HEAD[] = {
     [EVENT_INSERT] = LIT("{\"op\":\"insert\""),   [EVENT_UPDATE] = LIT("{\"op\":\"update\""),
     [EVENT_DELETE] = LIT("{\"op\":\"delete\""),   [EVENT_TRUNCATE] = LIT("{\"op\":\"truncate\""),
-    [EVENT_MESSAGE] = LIT("{\"op\":\"message\""),
+    [EVENT_MESSAGE] = LIT("{\"op\":\"message\""), [EVENT_READ] = LIT("{\"op\":\"read\""),
 };
 
 static void json_write(void *state, struct buf *out, const struct event *ev)
@@ -185,6 +185,7 @@ static void json_write(void *state, struct buf *out, const struct event *ev)
 	case EVENT_INSERT:
 	case EVENT_UPDATE:
 	case EVENT_DELETE:
+	case EVENT_READ:
 		json_change_members(out, ev);
 		break;
 	case EVENT_TRUNCATE:

@@ -99,13 +99,14 @@ static void pretty_message(struct buf *out, const struct event *ev)
 
 static void pretty_write(void *state, struct buf *out, const struct event *ev)
 {
-	static const char *const TAGS[] = {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "MESSAGE"};
+	static const char *const TAGS[] = {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "MESSAGE", "READ"};
 	struct rowsel data = {ev->rel, NULL, NULL, ROW_ALL};
 
 	(void)state;
 	pretty_header(out, TAGS[ev->op], ev);
 	switch (ev->op) {
 	case EVENT_INSERT:
+	case EVENT_READ:
 		data.tup = ev->newtup;
 		buf_putc(out, '\n');
 		pretty_row(out, "data", &data);

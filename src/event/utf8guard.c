@@ -140,6 +140,7 @@ int utf8guard_check_event(struct utf8guard *g, const struct event *ev, struct er
 	case EVENT_INSERT:
 	case EVENT_UPDATE:
 	case EVENT_DELETE:
+	case EVENT_READ:
 		if (check_tuple(g, ev->rel->remote, ev->oldtup, ev->lsn, e) < 0)
 			return -1;
 		return check_tuple(g, ev->rel->remote, ev->newtup, ev->lsn, e);

@@ -222,6 +222,23 @@ int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, 
 	return n;
 }
 
+int catalog_copy_slot(struct catalog *cat, const char *src, const char *dst, struct err *e)
+{
+	const char *params[2] = {src, dst};
+	PGresult *res;
+	int rc = 0;
+
+	if (ensure_connected(cat, e) < 0)
+		return -1;
+	res = PQexecParams(cat->pg,
+	                   "SELECT pg_catalog.pg_copy_logical_replication_slot($1, $2, false)", 2,
+	                   NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = conn_result_error(cat->pg, res, e, "create the replication slot from the snapshot's");
+	PQclear(res);
+	return rc;
+}
+
 static bool all_ascii(const uint8_t *p, size_t len)
 {
 	for (size_t i = 0; i < len; i++)

@@ -67,6 +67,14 @@ int catalog_to_utf8(struct catalog *cat, const char *encoding, const uint8_t *in
  */
 int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, struct err *e);
 
+/*
+ * Make slot dst, permanent, a copy of slot src (pg_copy_logical_replication_slot):
+ * the same consistent point and the same WAL held, so a stream from dst
+ * starts exactly where a snapshot exported by src ends. Used once a
+ * snapshot is complete (pg/conn.h, export_snapshot). -1 with *e set.
+ */
+int catalog_copy_slot(struct catalog *cat, const char *src, const char *dst, struct err *e);
+
 /* Close the connection (kept closed until the next lookup), keeping the cache. */
 void catalog_disconnect(struct catalog *cat);
 

@@ -399,6 +399,40 @@ static int check_existing_slot(PGconn *pg, const struct conn_params *p, struct c
 	return rc;
 }
 
+/* A temporary slot exporting its snapshot (conn.h, export_snapshot). It
+ * goes with the connection: a snapshot cut short leaves no slot behind,
+ * and the next start makes a new one and snapshots again. The exported
+ * snapshot stays valid only until this connection's next command. */
+static int create_snapshot_slot(PGconn *pg, const struct conn_params *p, struct conn_info *info,
+                                struct err *e)
+{
+	char sql[256];
+	PGresult *res;
+
+	if (p->temporary_slot && !p->snapshot_only)
+		snprintf(info->snapshot_slot, sizeof info->snapshot_slot, "%s", p->slot);
+	else
+		snprintf(info->snapshot_slot, sizeof info->snapshot_slot, "%.54s_snapshot", p->slot);
+	snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT \"%s\" TEMPORARY LOGICAL pgoutput%s",
+	         info->snapshot_slot,
+	         info->server_version >= 150000 ? " (SNAPSHOT 'export')" : " EXPORT_SNAPSHOT");
+	res = run(pg, sql, "create replication slot for the snapshot", e);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 2) ||
+	    !lsn_parse(PQgetvalue(res, 0, 1), &info->consistent_lsn)) {
+		PQclear(res);
+		return err_set(e, "could not create replication slot for the snapshot: the server "
+		                  "exported no snapshot");
+	}
+	snprintf(info->snapshot, sizeof info->snapshot, "%s", PQgetvalue(res, 0, 2));
+	info->slot_confirmed_lsn = info->consistent_lsn;
+	log_info("replication slot created for the snapshot: %s (temporary), consistent point %s",
+	         info->snapshot_slot, PQgetvalue(res, 0, 1));
+	PQclear(res);
+	return 0;
+}
+
 static int ensure_slot(PGconn *pg, const struct conn_params *p, struct conn_info *info,
                        struct err *e)
 {
@@ -412,6 +446,8 @@ static int ensure_slot(PGconn *pg, const struct conn_params *p, struct conn_info
 		               "connection: changes made meanwhile cannot be streamed (use a "
 		               "permanent slot to survive reconnects)",
 		               p->slot);
+	if (p->snapshot_only)
+		return create_snapshot_slot(pg, p, info, e);
 	if (!p->temporary_slot) {
 		exists = check_existing_slot(pg, p, info, e);
 		if (exists < 0)
@@ -431,6 +467,8 @@ static int ensure_slot(PGconn *pg, const struct conn_params *p, struct conn_info
 			    "then start pgstream again to create a new slot",
 			    p->slot);
 	}
+	if (p->export_snapshot)
+		return create_snapshot_slot(pg, p, info, e);
 	snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT \"%s\" %sLOGICAL pgoutput%s", p->slot,
 	         p->temporary_slot ? "TEMPORARY " : "",
 	         info->server_version >= 150000 ? " (SNAPSHOT 'nothing')" : " NOEXPORT_SNAPSHOT");

@@ -26,6 +26,14 @@ struct conn_params {
 	bool temporary_slot;
 	bool create_publication;
 	bool slot_must_exist; /* set once streaming has started: never recreate */
+	/* A slot that does not exist yet is made for a snapshot: a temporary
+	 * one (snapshot_slot in conn_info) exporting the snapshot its
+	 * consistent point starts from, which the caller reads and then
+	 * copies to the permanent slot (catalog_copy_slot), so that the
+	 * permanent slot exists only once the snapshot is complete. With
+	 * temporary_slot the slot itself is made that way. */
+	bool export_snapshot;
+	bool snapshot_only; /* ... even if the slot exists: --snapshot initial_only */
 	bool streaming;       /* ask for in-progress transactions (protocol v2) */
 	int read_delay_us;    /* read pacing, see pg/pace.c */
 	bool read_hold;       /* --read-hold: the hold, see pg/pace.c */
@@ -42,6 +50,10 @@ struct conn_info {
 	char server_encoding[32];    /* the database's encoding, e.g. "UTF8", "LATIN1" */
 	char dbname[64];             /* the database connected to (NAMEDATALEN) */
 	char description[256];       /* redacted target for logs */
+	/* Set when the slot was made for a snapshot (export_snapshot). */
+	char snapshot[64];         /* the exported snapshot's name, "" if none */
+	char snapshot_slot[64];    /* the temporary slot that exported it */
+	uint64_t consistent_lsn;   /* where the stream continues the snapshot */
 };
 
 /*

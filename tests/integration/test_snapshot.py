@@ -1,0 +1,493 @@
+"""The initial snapshot (--snapshot): the rows already in the tables, read as
+of the slot's exported snapshot, then the stream from its consistent point,
+with neither a gap nor an overlap.
+
+The oracle of every test: replay the events (read, insert, update, delete,
+truncate) into a map per table keyed by primary key, and compare it with the
+table at the end. The table's side is rendered by pgstream's own stream: its
+rows are copied into a mirror table (same definition, same publication) and
+the mirror's INSERT events are the expected objects, so values and their
+JSON types are compared exactly as the stream writes them (test_values.py
+holds the stream to the JSON contract). A snapshot taken again after an
+interruption has a new consistent point, the lsn of its read events: the
+replay starts the tables afresh at each new one, as a consumer that keeps
+state must (rows it does not read again were deleted meanwhile).
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+import psycopg2
+
+from harness import Cluster, PgStream, lsn_int, lsn_str, wait_slot_inactive
+
+C = None
+
+
+def setUpModule():
+    global C
+    C = Cluster("wal_sender_timeout = 10s")
+
+
+def tearDownModule():
+    C.close()
+
+
+def slots():
+    return {r[0]: r[1] for r in C.sql("SELECT slot_name, temporary FROM pg_replication_slots")}
+
+
+def wait_no_slot(name, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if name not in slots():
+            return
+        time.sleep(0.05)
+    raise AssertionError("slot %s still exists: %s" % (name, slots()))
+
+
+def replay(runs, key_of):
+    """The tables' rows as the events of runs (each a list of events, in
+    order) leave them: {table: {key: new}}. key_of(table, row) -> key."""
+    state, snapshot_at = {}, None
+    for events in runs:
+        for ev in events:
+            op, table = ev["op"], ev.get("table")
+            if op == "read":
+                if ev["lsn"] != snapshot_at:  # a new snapshot: a full copy again
+                    snapshot_at = ev["lsn"]
+                    state = {}
+                state.setdefault(table, {})[key_of(table, ev["new"])] = ev["new"]
+            elif op in ("insert", "update"):
+                rows = state.setdefault(table, {})
+                if ev.get("old"):
+                    rows.pop(key_of(table, ev["old"]), None)
+                rows[key_of(table, ev["new"])] = ev["new"]
+            elif op == "delete":
+                state.setdefault(table, {}).pop(key_of(table, ev["old"]), None)
+            elif op == "truncate":
+                state[table] = {}
+    return state
+
+
+def stream_until_now(slot, pub, *args):
+    """Everything of slot up to the current WAL position."""
+    p = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), *args, slot=slot, pub=pub)
+    try:
+        assert p.run(timeout=300) == 0, p.stderr()
+        return p.events()
+    finally:
+        p.close()
+
+
+def expected_rows(tables, pub, key_of):
+    """{table: {key: new}} as the stream renders each table's rows now: copy
+    them into mirrors in pub and read the mirrors' INSERT events."""
+    slot = "oracle_" + pub
+    C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    try:
+        for t in tables:
+            C.sql('INSERT INTO "%s_mirror" SELECT * FROM "%s"' % (t, t))
+        events = stream_until_now(slot, pub)
+    finally:
+        C.sql("SELECT pg_drop_replication_slot(%s)", (slot,))
+        for t in tables:
+            C.sql('TRUNCATE "%s_mirror"' % t)
+    out = {t: {} for t in tables}
+    for ev in events:
+        if ev["op"] == "insert" and ev["table"].endswith("_mirror"):
+            t = ev["table"][: -len("_mirror")]
+            out[t][key_of(t, ev["new"])] = ev["new"]
+    return out
+
+
+def by_id(table, row):
+    return row["id"]
+
+
+class Writer:
+    """Inserts, updates and deletes of the same keys, in a thread, until
+    stopped; some transactions roll back."""
+
+    def __init__(self, table, keys):
+        self.table, self.keys = table, keys
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.txns = 0
+        self.error = None
+
+    def run(self):
+        try:
+            conn = psycopg2.connect(C.url())
+            rnd = random.Random(7)
+            while not self.stop_flag.is_set():
+                with conn, conn.cursor() as cur:
+                    for _ in range(rnd.randint(1, 5)):
+                        k = rnd.randint(1, self.keys)
+                        r = rnd.random()
+                        if r < 0.4:
+                            cur.execute('UPDATE "%s" SET v = v || %%s, n = n + 1 WHERE id = %%s'
+                                        % self.table, ("u", k))
+                        elif r < 0.7:
+                            cur.execute('DELETE FROM "%s" WHERE id = %%s' % self.table, (k,))
+                        else:
+                            cur.execute('INSERT INTO "%s" (id, v, n) VALUES (%%s, %%s, %%s) '
+                                        'ON CONFLICT (id) DO UPDATE SET v = excluded.v'
+                                        % self.table, (k, "w%d" % k, k))
+                    if rnd.random() < 0.1:
+                        conn.rollback()
+                        continue
+                self.txns += 1
+                time.sleep(0.001)
+            conn.close()
+        except Exception as exc:  # reported by stop()
+            self.error = exc
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join()
+        if self.error:
+            raise self.error
+        return self.txns
+
+
+WIDE_COLUMNS = """
+    id int PRIMARY KEY, v text, n numeric, f float8, r real, b bool, by bytea,
+    j jsonb, js json, ts timestamptz, tsn timestamp, d date, tm time, iv interval,
+    u uuid, arr int[], tarr text[], big text, inet inet, m money, pt point,
+    bits bit varying, xml xml, e mood, dom posint
+"""
+
+
+def create_table(name, columns, pub=None):
+    C.sql('CREATE TABLE "%s" (%s)' % (name, columns))
+    C.sql('CREATE TABLE "%s_mirror" (LIKE "%s" INCLUDING ALL)' % (name, name))
+
+
+class InitialSnapshot(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        C.sql("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')")
+        C.sql("CREATE DOMAIN posint AS int CHECK (VALUE > 0)")
+        create_table("empty", "id int PRIMARY KEY, v text")
+        create_table("one", "id int PRIMARY KEY, v text, n int")
+        C.sql("INSERT INTO one VALUES (1, 'only', 1)")
+        create_table("wide", WIDE_COLUMNS)
+        C.sql(r"""INSERT INTO wide SELECT g,
+              E'tab\there\nnewline\\backslash \\N "quote" \u00e9\u4e2d\U0001F600 ' || g,
+              g * 1.25, g / 3.0, 1.5, g % 2 = 0, E'\\x00ff10'::bytea || g::text::bytea,
+              '{"a": [1, 2, {"b": null}]}', '{"x" : 1}',
+              '2024-02-29 12:34:56.789+05', '2024-02-29 12:34:56', '2024-02-29', '23:59:59',
+              '1 year 2 mons 3 days 04:05:06', gen_random_uuid(),
+              ARRAY[g, NULL, -g], ARRAY['a,b', 'c"d', NULL, E'e\\f'],
+              CASE WHEN g = 3 THEN repeat(md5(g::text), 40000) END,
+              '10.0.0.1/8', 12.34, point(g, -g), B'10110', '<a>x</a>', 'happy', g
+              FROM generate_series(1, 50) g""")
+        C.sql("INSERT INTO wide (id) VALUES (1000)")  # every other column NULL
+        create_table("big", "id int PRIMARY KEY, v text, n int")
+        C.sql("INSERT INTO big SELECT g, 'row ' || g, g FROM generate_series(1, 1000000) g")
+        C.sql("CREATE PUBLICATION pub_all FOR ALL TABLES")
+
+    def test_snapshot_then_stream_under_writes(self):
+        writer = Writer("big", 5000).start()
+        wide_writer = Writer("one", 20).start()
+        time.sleep(0.3)  # writes before the snapshot, during it and after
+        p = PgStream(C, "--snapshot", "initial", "--snapshot-workers", "3",
+                     "--snapshot-chunk-pages", "128", "--status-interval", "0.5",
+                     slot="s_initial", pub="pub_all").start()
+        try:
+            p.wait_stderr("listening for changes...", timeout=240)
+            time.sleep(0.5)
+            txns = writer.stop() + wide_writer.stop()
+            C.sql("UPDATE wide SET v = 'changed after' WHERE id = 2")
+            C.sql("DELETE FROM wide WHERE id = 5")
+            C.sql("INSERT INTO empty VALUES (1, 'first')")
+            p.wait_for(lambda: any(e.get("table") == "empty" and e["op"] == "insert"
+                                   for e in p.events()[-5:]),
+                       timeout=120, what="the last write")
+            self.assertEqual(p.stop(), 0, p.stderr())
+            events, err = p.events(), p.stderr()
+        finally:
+            p.close()
+        tables = ["empty", "one", "wide", "big"]
+        rest = stream_until_now("s_initial", "pub_all")  # what was not acknowledged
+        got = replay([events, rest], by_id)
+        want = expected_rows(tables, "pub_all", by_id)
+        for t in tables:
+            self.assertEqual(got.get(t, {}), want[t], "table %s differs" % t)
+        reads = [e for e in events if e["op"] == "read"]
+        stream = [e for e in events if e["op"] != "read"]
+        self.assertGreater(txns, 0)
+        self.assertGreaterEqual(len(reads), 1000000 - 5000)
+        # The reads come first, all at the consistent point; every change
+        # after them is from a transaction committed after it.
+        self.assertEqual(events[: len(reads)], reads)
+        at = lsn_int(reads[0]["lsn"])
+        self.assertTrue(all(lsn_int(e["lsn"]) == at for e in reads))
+        self.assertTrue(all(lsn_int(e["commit_lsn"]) > at for e in stream if e.get("commit_lsn")))
+        self.assertIn("snapshot read %d rows of" % len(reads), err)
+        print("oracle: %d rows in %d tables checked; %d reads, %d changes, %d writer txns"
+              % (sum(len(v) for v in want.values()), len(tables), len(reads), len(stream), txns))
+
+    def test_value_rules_same_as_insert(self):
+        """A row read by the snapshot and the same row seen in an INSERT give
+        the same object."""
+        p = PgStream(C, "--snapshot", "initial_only", slot="s_values", pub="pub_all")
+        try:
+            self.assertEqual(p.run(timeout=240), 0, p.stderr())
+            reads = {e["new"]["id"]: e["new"] for e in p.events() if e["table"] == "wide"}
+        finally:
+            p.close()
+        want = expected_rows(["wide"], "pub_all", by_id)["wide"]
+        self.assertEqual(reads, want)
+        self.assertEqual(len(reads), C.value("SELECT count(*) FROM wide"))
+        self.assertEqual(len(reads[3]["big"]), 32 * 40000)  # a TOASTed value, whole
+
+    def test_initial_only_leaves_no_slot(self):
+        p = PgStream(C, "--snapshot", "initial_only", "--snapshot-workers", "4",
+                     slot="s_only", pub="pub_all")
+        try:
+            self.assertEqual(p.run(timeout=240), 0, p.stderr())
+            events = p.events()
+            self.assertTrue(all(e["op"] == "read" for e in events))
+            counts = {}
+            for e in events:
+                counts[e["table"]] = counts.get(e["table"], 0) + 1
+            for t in ("one", "wide", "big"):
+                self.assertEqual(counts.get(t, 0), C.value('SELECT count(*) FROM "%s"' % t), t)
+            self.assertNotIn("empty", counts)
+            self.assertIn("snapshot read", p.stderr())
+        finally:
+            p.close()
+        wait_no_slot("s_only_snapshot")
+        self.assertNotIn("s_only", slots())
+
+    def test_existing_slot_is_not_snapshotted(self):
+        C.sql("SELECT pg_create_logical_replication_slot('s_exists', 'pgoutput')")
+        try:
+            C.sql("INSERT INTO empty VALUES (77, 'after the slot')")
+            events = stream_until_now("s_exists", "pub_all", "--snapshot", "initial")
+            self.assertEqual([e["op"] for e in events if e.get("table") == "empty"], ["insert"])
+            self.assertFalse(any(e["op"] == "read" for e in events))
+        finally:
+            C.sql("DELETE FROM empty WHERE id = 77")
+            C.sql("SELECT pg_drop_replication_slot('s_exists')")
+
+    def test_debezium_read_events(self):
+        p = PgStream(C, "--snapshot", "initial_only", slot="s_dbz", pub="pub_all",
+                     fmt="debezium")
+        try:
+            self.assertEqual(p.run(timeout=240), 0, p.stderr())
+            one = [e for e in p.events() if e["source"]["table"] == "one"]
+        finally:
+            p.close()
+        self.assertTrue(one)
+        for e in one:
+            self.assertEqual(e["op"], "r")
+            self.assertIsNone(e["before"])
+            self.assertEqual(e["source"]["snapshot"], "true")
+
+
+class Interrupted(unittest.TestCase):
+    """A snapshot cut short is never taken for a finished one."""
+
+    @classmethod
+    def setUpClass(cls):
+        create_table("cut", "id int PRIMARY KEY, v text, n int")
+        C.sql("INSERT INTO cut SELECT g, 'row ' || g, g FROM generate_series(1, 300000) g")
+        C.sql("CREATE PUBLICATION pub_cut FOR TABLE cut, cut_mirror")
+
+    def check_after_cut(self, p, slot):
+        """After a run cut before the slot existed: the slot exists only if
+        the snapshot completed."""
+        wait_no_slot(slot + "_snapshot")
+        completed = "replication slot created: %s," % slot in p.stderr()
+        self.assertEqual(slot in slots(), completed, p.stderr())
+        if not completed:
+            self.assertNotIn("listening for changes", p.stderr())
+        return completed
+
+    def test_kill_9_at_random_moments(self):
+        """kill -9 during snapshots (a slot that completed is dropped so the
+        next run snapshots again) and during the stream that follows."""
+        slot, runs, kills, cut_mid, stream_kills = "s_cut", [], 0, 0, 0
+        writer = Writer("cut", 3000).start()
+        rnd = random.Random(11)
+        try:
+            while cut_mid < 4 or stream_kills < 2:
+                self.assertLess(kills, 40, "too few kills landed where wanted")
+                if slot in slots() and cut_mid < 4:
+                    wait_slot_inactive(C, slot)
+                    C.sql("SELECT pg_drop_replication_slot(%s)", (slot,))
+                snapshotting = slot not in slots()
+                p = PgStream(C, "--snapshot", "initial", "--snapshot-chunk-pages", "64",
+                             "--status-interval", "0.2", slot=slot, pub="pub_cut").start()
+                time.sleep(rnd.uniform(0.02, 0.4))
+                p.kill()
+                kills += 1
+                runs.append(p.events())
+                if snapshotting:
+                    cut_mid += not self.check_after_cut(p, slot)
+                else:
+                    stream_kills += 1
+                p.close()
+                if slot in slots():
+                    wait_slot_inactive(C, slot)
+        finally:
+            txns = writer.stop()
+        runs.append(stream_until_now(slot, "pub_cut", "--snapshot", "initial"))
+        got = replay(runs, by_id)
+        want = expected_rows(["cut"], "pub_cut", by_id)
+        self.assertEqual(got.get("cut", {}), want["cut"])
+        print("oracle: %d rows checked after %d kills -9 (%d during a snapshot, %d during "
+              "the stream; %d writer txns, %d events)"
+              % (len(want["cut"]), kills, cut_mid, stream_kills, txns,
+                 sum(len(r) for r in runs)))
+        C.sql("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+    def test_sigterm_during_snapshot(self):
+        slot = "s_term"
+        # A reader that does not read makes the snapshot wait for it.
+        p = subprocess.Popen(PgStream(C, "--snapshot", "initial", slot=slot,
+                                      pub="pub_cut").argv,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            p.stdout.read(1 << 16)
+            time.sleep(0.5)
+            p.send_signal(signal.SIGTERM)
+            p.stdout.read()  # what it buffered, until it exits
+            err = p.stderr.read().decode()
+            self.assertEqual(p.wait(timeout=60), 0, err)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            p.stdout.close()
+            p.stderr.close()
+        self.assertIn("snapshot interrupted", err)
+        self.assertNotIn("listening for changes", err)
+        wait_no_slot(slot + "_snapshot")
+        self.assertNotIn(slot, slots())
+
+    def test_sink_failure_during_snapshot(self):
+        slot = "s_epipe"
+        p = subprocess.Popen(PgStream(C, "--snapshot", "initial", slot=slot,
+                                      pub="pub_cut").argv,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdout.read(1 << 16)
+        p.stdout.close()  # the reader goes away mid-snapshot
+        err = p.stderr.read().decode()
+        p.stderr.close()
+        self.assertNotEqual(p.wait(timeout=60), 0, err)
+        self.assertEqual(len([l for l in err.splitlines() if l.startswith("pgstream:")]), 1, err)
+        wait_no_slot(slot + "_snapshot")
+        self.assertNotIn(slot, slots())
+
+    def test_lost_connection_during_snapshot(self):
+        slot = "s_lost"
+        p = PgStream(C, "--snapshot", "initial", "--snapshot-workers", "2", slot=slot,
+                     pub="pub_cut")
+        p.proc = subprocess.Popen(p.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            p.proc.stdout.read(1 << 16)  # the snapshot is under way, and waits for us
+            C.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                  "backend_type = 'client backend' AND query LIKE 'COPY %%'")
+            out = p.proc.stdout.read()
+            err = p.proc.stderr.read().decode()
+            self.assertEqual(p.proc.wait(timeout=60), 1, err)
+        finally:
+            p.proc.stdout.close()
+            p.proc.stderr.close()
+            p.close()
+        self.assertIn("pgstream: could not read the snapshot", err)
+        self.assertGreater(len(out), 0)
+        wait_no_slot(slot + "_snapshot")
+        self.assertNotIn(slot, slots())
+
+
+class Publications(unittest.TestCase):
+    """Only the columns and rows the publication sends are read."""
+
+    def test_column_list_and_row_filter(self):
+        create_table("filtered", "id int PRIMARY KEY, a text, secret text, n int")
+        C.sql("INSERT INTO filtered SELECT g, 'a' || g, 'hidden', g FROM generate_series(1, 1000) g")
+        C.sql("CREATE PUBLICATION pub_f FOR TABLE filtered (id, a, n) WHERE (id % 3 = 0), "
+              "filtered_mirror (id, a, n) WHERE (id % 3 = 0)")
+        p = PgStream(C, "--snapshot", "initial", "--snapshot-chunk-pages", "1",
+                     "--snapshot-workers", "2", slot="s_f", pub="pub_f").start()
+        try:
+            p.wait_stderr("listening for changes...", timeout=120)
+            C.sql("UPDATE filtered SET id = id + 10000 WHERE id <= 30")  # in and out of the filter
+            C.sql("UPDATE filtered SET a = 'changed' WHERE id BETWEEN 31 AND 60")
+            C.sql("INSERT INTO filtered VALUES (5000, 'new', 'hidden', 3)")
+            time.sleep(0.5)
+            self.assertEqual(p.stop(), 0, p.stderr())
+            events = p.events()
+        finally:
+            p.close()
+        rest = stream_until_now("s_f", "pub_f")
+        reads = [e for e in events if e["op"] == "read"]
+        self.assertEqual(len(reads), 333)
+        self.assertTrue(all(set(e["new"]) == {"id", "a", "n"} for e in reads))
+        got = replay([events, rest], by_id)
+        want = expected_rows(["filtered"], "pub_f", by_id)
+        self.assertEqual(got.get("filtered", {}), want["filtered"])
+        C.sql("SELECT pg_drop_replication_slot('s_f')")
+
+    def test_partitioned_table(self):
+        C.sql("CREATE TABLE parted (id int PRIMARY KEY, v text) PARTITION BY RANGE (id)")
+        C.sql("CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (1000)")
+        C.sql("CREATE TABLE parted_2 PARTITION OF parted FOR VALUES FROM (1000) TO (100000)")
+        C.sql("INSERT INTO parted SELECT g, 'p' || g FROM generate_series(1, 20000) g")
+        C.sql("CREATE PUBLICATION pub_root FOR TABLE parted WITH (publish_via_partition_root)")
+        C.sql("CREATE PUBLICATION pub_leaf FOR TABLE parted")
+        for pub, names in (("pub_root", {"parted": 20000}),
+                           ("pub_leaf", {"parted_1": 999, "parted_2": 19001})):
+            p = PgStream(C, "--snapshot", "initial_only", "--snapshot-chunk-pages", "8",
+                         slot="s_" + pub, pub=pub)
+            try:
+                self.assertEqual(p.run(timeout=120), 0, p.stderr())
+                counts = {}
+                for e in p.events():
+                    counts[e["table"]] = counts.get(e["table"], 0) + 1
+                self.assertEqual(counts, names, pub)
+            finally:
+                p.close()
+
+
+class BadRequests(unittest.TestCase):
+    def test_bad_values(self):
+        for args, mention in ((["--snapshot", "sometimes"], "--snapshot"),
+                              (["--snapshot", "initial", "--snapshot-workers", "0"],
+                               "--snapshot-workers"),
+                              (["--snapshot", "initial", "--start-lsn", "0/1"], "--start-lsn")):
+            p = PgStream(C, *args, slot="s_bad", pub="pub_all")
+            try:
+                self.assertEqual(p.run(timeout=30), 2, p.stderr())
+                lines = p.stderr().strip().splitlines()
+                self.assertEqual(len(lines), 1, lines)
+                self.assertIn(mention, lines[0])
+            finally:
+                p.close()
+
+    def test_missing_publication(self):
+        p = PgStream(C, "--snapshot", "initial", slot="s_nopub", pub="no_such_pub")
+        try:
+            self.assertNotEqual(p.run(timeout=30), 0)
+            self.assertIn('publication "no_such_pub" does not exist', p.stderr())
+        finally:
+            p.close()
+        self.assertNotIn("s_nopub", slots())
+
+
+if __name__ == "__main__":
+    unittest.main()
