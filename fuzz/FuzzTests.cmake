@@ -22,7 +22,7 @@ ExternalProject_Add(pgstream_fuzz
   BUILD_ALWAYS ON
   INSTALL_COMMAND "")
 
-foreach(target decoder json_value config)
+foreach(target decoder json_value config copytext)
   set(bin ${PGS_FUZZ_BUILD}/fuzz/fuzz_${target})
   add_test(NAME fuzz/${target}/replay
            COMMAND ${PROJECT_SOURCE_DIR}/fuzz/run.sh replay ${bin} ${target})

@@ -39,7 +39,8 @@ static const char *const VARS[] = {
     "STATUS_INTERVAL",  "RECONNECT_MAX_DELAY",
     "TEMPORARY_SLOT",   "CREATE_PUBLICATION",
     "TABLES",           "LOG_LEVEL",
-    "ENV_FILE",
+    "ENV_FILE",         "SNAPSHOT",
+    "SNAPSHOT_WORKERS", "SNAPSHOT_CHUNK_PAGES",
 };
 #define NVARS (sizeof VARS / sizeof VARS[0])
 

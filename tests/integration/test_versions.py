@@ -28,6 +28,7 @@ from harness import Cluster, PgStream, lsn_str
 
 import test_ops
 import test_resume
+import test_snapshot
 import test_streaming
 import test_values
 
@@ -59,8 +60,9 @@ def setUpModule():
     got = C.value("SHOW server_version_num")
     assert int(got) // 10000 == VERSION, "asked for %d, server is %s" % (VERSION, got)
     print("PostgreSQL %s" % C.value("SHOW server_version"), flush=True)
-    for mod in (test_ops, test_resume, test_streaming, test_values):
+    for mod in (test_ops, test_resume, test_snapshot, test_streaming, test_values):
         mod.C = C
+    test_snapshot.BIG_ROWS = 100000
     C.sql(test_values.VALS_TABLE)
     C.sql("CREATE TABLE big (id int PRIMARY KEY, v text, n int)")
     C.sql("CREATE TABLE small (id int PRIMARY KEY)")
@@ -127,6 +129,21 @@ class Resume(test_resume.Resume):
     # Covered on 15 by test_resume; not part of the matrix.
     test_slot_dropped_while_disconnected_is_an_error = None
     test_postgres_restarted_under_it = None
+
+
+class Snapshot(test_snapshot.InitialSnapshot):
+    pass
+
+
+class SnapshotInterrupted(test_snapshot.Interrupted):
+    # kill -9 and SIGTERM in the matrix; the sink and connection faults on 15.
+    test_sink_failure_during_snapshot = None
+    test_lost_connection_during_snapshot = None
+
+
+class SnapshotPublications(test_snapshot.Publications):
+    if VERSION < 15:
+        test_column_list_and_row_filter = None  # no column lists or row filters
 
 
 if VERSION >= 15:
