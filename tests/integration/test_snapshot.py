@@ -333,7 +333,7 @@ class Interrupted(unittest.TestCase):
                 snapshotting = slot not in slots()
                 p = PgStream(C, "--snapshot", "initial", "--snapshot-chunk-pages", "64",
                              "--status-interval", "0.2", slot=slot, pub="pub_cut").start()
-                time.sleep(rnd.uniform(0.02, 0.4))
+                time.sleep(rnd.uniform(0.02, 0.3))
                 p.kill()
                 kills += 1
                 runs.append(p.events())
