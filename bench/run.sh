@@ -7,6 +7,7 @@
 #   bash bench/run.sh --smoke        N=2000, 1 repetition: checks every contender saw
 #                                    every change (exit 1 if not); timings not checked
 #   bash bench/run.sh --profile      also callgrind + perf of pgstream on the workload
+#   bash bench/run.sh --snapshot [N] the snapshot benchmark (bench/snapshot.py)
 #   other options: bench/bench.py --help (--reps, --lat-rate, --no-latency, ...)
 #
 # Installs what it needs from Debian's packages, builds a Release pgstream in
@@ -53,4 +54,8 @@ fi
 export PGSTREAM_BIN
 
 # /usr/bin/python3: Debian's, which has psycopg2 (a pyenv python3 may not).
+if [ "${1:-}" = --snapshot ]; then  # the snapshot benchmark: bench/snapshot.py
+  shift
+  exec /usr/bin/python3 "$here/snapshot.py" "$@"
+fi
 exec /usr/bin/python3 "$here/bench.py" "$@"

@@ -310,13 +310,16 @@ class Interrupted(unittest.TestCase):
 
     def check_after_cut(self, p, slot):
         """After a run cut before the slot existed: the slot exists only if
-        the snapshot completed."""
+        the snapshot completed (every row confirmed by the sink; the kill
+        may still have come before the slot was made). Returns whether it
+        exists."""
         wait_no_slot(slot + "_snapshot")
-        completed = "replication slot created: %s," % slot in p.stderr()
-        self.assertEqual(slot in slots(), completed, p.stderr())
-        if not completed:
+        exists = slot in slots()
+        if exists:
+            self.assertIn("snapshot read", p.stderr())
+        else:
             self.assertNotIn("listening for changes", p.stderr())
-        return completed
+        return exists
 
     def test_kill_9_at_random_moments(self):
         """kill -9 during snapshots (a slot that completed is dropped so the
