@@ -73,7 +73,7 @@ def main():
             sql = f.read()
         insert = sql[sql.index("INSERT INTO bench_orders"):].split(";", 1)[0]
         server.sql(insert.replace(":n", str(args.n)))
-        server.sql("VACUUM ANALYZE bench_orders")
+        server.psql("-c", "VACUUM ANALYZE bench_orders")
         server.sql("DROP PUBLICATION IF EXISTS bench_snap")
         server.sql("CREATE PUBLICATION bench_snap FOR TABLE bench_orders")
         size = server.value("SELECT pg_size_pretty(pg_table_size('bench_orders'))")
