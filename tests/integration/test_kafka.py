@@ -338,6 +338,65 @@ class Operations(unittest.TestCase):
         STATS.checked += len(values) + len(fixed)
 
 
+class Snapshot(unittest.TestCase):
+    def test_snapshot_to_kafka(self):
+        """--snapshot initial into Kafka: each row once as a read event in its
+        table's topic, keyed by its primary key, then the stream; the
+        permanent slot appears only once every read was reported delivered,
+        so a kill -9 during the snapshot leaves none and the next start
+        snapshots again."""
+        C.sql("CREATE TABLE snap_k (id int PRIMARY KEY, v text)")
+        C.sql("INSERT INTO snap_k SELECT g, 'v' || g FROM generate_series(1, 5000) g")  # under the queue bound
+        K.create("snapk.public.snap_k")
+        # Slow brokers (every answer 3 s late): every row is read and
+        # queued well before the first delivery report.
+        for b in (1, 2, 3):
+            K.inject("rtt %d 3000" % b)
+        p = PgStream(C, "--snapshot", "initial", *kafka_args("snapk"), slot="s_snapk").start()
+        try:
+            p.wait_stderr("snapshot of 1 tables", timeout=60)
+            time.sleep(1.5)
+            self.assertIsNone(p.proc.poll(), p.stderr())
+            slots = [r[0] for r in C.sql("SELECT slot_name FROM pg_replication_slots")]
+            self.assertNotIn("s_snapk", slots, "the slot exists before Kafka has the rows")
+            p.kill()
+        finally:
+            for b in (1, 2, 3):
+                K.inject("rtt %d 0" % b)
+            p.close()
+        slots = [r[0] for r in C.sql("SELECT slot_name FROM pg_replication_slots")]
+        self.assertNotIn("s_snapk", slots)
+        p = PgStream(C, "--snapshot", "initial", *kafka_args("snapk"), slot="s_snapk").start()
+        try:
+            p.wait_stderr("listening for changes...", timeout=120)
+            C.sql("UPDATE snap_k SET v = 'after' WHERE id = 7")
+            end = C.current_lsn()
+            p.wait_for(lambda: C.slot_confirmed("s_snapk") >= end, timeout=60,
+                       what="the update acknowledged")
+            self.assertEqual(p.stop(), 0, p.stderr())
+        finally:
+            p.close()
+        msgs = K.read("snapk.public.snap_k")
+        reads = {}
+        for m in msgs:
+            ev = json.loads(m["payload"])
+            if ev["op"] == "read":
+                self.assertEqual(m["key"], '{"id":%d}' % ev["new"]["id"])
+                self.assertEqual(m["headers"].get("lsn"), ev["lsn"])
+                self.assertNotIn("commit_lsn", m["headers"])
+                reads.setdefault(ev["lsn"], {})[ev["new"]["id"]] = (m["partition"], ev["new"])
+        # The run that completed read every row once (the killed one may
+        # have sent some too, at its own consistent point).
+        last = reads[max(reads, key=lsn_int)]
+        self.assertEqual(len(last), 5000)
+        self.assertLessEqual(len(reads), 2)
+        ups = [json.loads(m["payload"]) for m in msgs if json.loads(m["payload"])["op"] == "update"]
+        self.assertEqual([u["new"] for u in ups], [{"id": 7, "v": "after"}])
+        # Same key, same partition: the update lands where its row's read did.
+        part = [m["partition"] for m in msgs if json.loads(m["payload"])["op"] == "update"][0]
+        self.assertEqual(last[7][0], part)
+
+
 class FullIdentity(unittest.TestCase):
     """REPLICA IDENTITY FULL: pgoutput flags every column as the key, so a
     key made of them would move a row between partitions as it changes.
