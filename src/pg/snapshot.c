@@ -324,8 +324,11 @@ static int load_tables(struct snapshot_reader *r, const struct snapshot_options 
 			goto fail;
 		if (rel->ncols > r->max_cols)
 			r->max_cols = rel->ncols;
+		/* One worker gains nothing from chunks, and the whole table's
+		 * COPY is the server's fastest read. */
 		per = chunk_pages_for(o, plan->pages);
-		tid_ranges = o->server_version >= TID_RANGE_SERVER_VERSION && plan->pages >= 2 * per;
+		tid_ranges = o->server_version >= TID_RANGE_SERVER_VERSION && plan->pages >= 2 * per &&
+		             (o->workers > 1 || o->chunk_pages);
 		if (plan_sql(pg, rel, relkind, !tid_ranges, plan, e) < 0)
 			goto fail;
 		if (!tid_ranges) {

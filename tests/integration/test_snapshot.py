@@ -16,9 +16,12 @@ state must (rows it does not read again were deleted meanwhile).
 
 import json
 import os
+import pty
 import random
+import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -381,6 +384,63 @@ class Interrupted(unittest.TestCase):
         self.assertNotIn("listening for changes", err)
         wait_no_slot(slot + "_snapshot")
         self.assertNotIn(slot, slots())
+
+    def slow_run(self, slot, stderr, seconds):
+        """A snapshot whose reader takes 64 kB every 0.25 s for seconds, then
+        SIGTERM; returns once pgstream exited 0."""
+        p = subprocess.Popen(PgStream(C, "--snapshot", "initial", "--snapshot-workers", "1",
+                                      slot=slot, pub="pub_cut").argv,
+                             stdout=subprocess.PIPE, stderr=stderr)
+        try:
+            deadline = time.time() + seconds
+            while time.time() < deadline:
+                p.stdout.read(1 << 16)
+                time.sleep(0.25)
+            p.send_signal(signal.SIGTERM)
+            p.stdout.read()
+            self.assertEqual(p.wait(timeout=60), 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            p.stdout.close()
+
+    def test_progress_lines(self):
+        """Not on a terminal: a line every 5 s, per table rows done and
+        estimated, rate and time left."""
+        C.sql("ANALYZE cut")
+        with tempfile.TemporaryFile() as err:
+            self.slow_run("s_progress", err, 6)
+            err.seek(0)
+            text = err.read().decode()
+        self.assertRegex(text, r"snapshot: 0 of 2 tables done, \d+ of ~300\d\d\d rows \(\d+%\), "
+                               r"\d+ rows/s, about \d+ s left")
+        self.assertRegex(text, r"snapshot of public.cut: \d+ of ~300\d\d\d rows, 0 of 1 chunks")
+        self.assertNotIn("\r", text)
+        wait_no_slot("s_progress_snapshot")
+
+    def test_progress_bar_on_a_terminal(self):
+        master, slave = pty.openpty()
+        try:
+            self.slow_run("s_bar", slave, 1.5)
+            os.close(slave)
+            slave = None
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 1 << 16)
+                except OSError:  # EIO: the terminal's other side is closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            if slave is not None:
+                os.close(slave)
+            os.close(master)
+        text = out.decode("utf-8", "replace")
+        bars = re.findall(r"\r\x1b\[Ksnapshot \[[#.]{24}\] 0/2 tables, (\d+) of ~", text)
+        self.assertGreaterEqual(len(bars), 2, text)
+        self.assertLess(int(bars[0]), int(bars[-1]))  # it moves
 
     def test_sink_failure_during_snapshot(self):
         slot = "s_epipe"
