@@ -17,13 +17,13 @@
 
 #include "pg/conn_int.h"
 #include "pg/copytext.h"
+#include "pg/pubtable.h"
 #include "util/buf.h"
 #include "util/log.h"
 
 /* ctid ranges are scanned by range from PostgreSQL 14 (TID Range Scan);
  * before that each chunk would scan the whole table. */
 #define TID_RANGE_SERVER_VERSION 140000
-#define COLUMN_LIST_SERVER_VERSION 150000
 /* Chunk sizes in pages (8 kB each by default) when not set: small enough
  * that every worker gets several, large enough that a chunk's query costs
  * nothing next to its rows. */
@@ -48,20 +48,14 @@ struct worker {
 	bool want_input;  /* waiting for the socket */
 };
 
-struct table_plan {
-	char *copy_whole; /* COPY of the whole table, or NULL: by query */
-	char *select;     /* "SELECT cols FROM [ONLY] t" */
-	char *filter;     /* the row filter, or NULL */
-	uint32_t pages;
-};
 
 struct snapshot_reader {
 	struct worker *workers;
 	int nworkers;
 	int turn;           /* the worker whose rows come next */
 	int rows_this_turn;
+	struct pubtable *pub; /* what the publication sends of each table */
 	struct snapshot_table *tables;
-	struct table_plan *plans;
 	size_t ntables;
 	struct chunk *chunks;
 	size_t nchunks, next_chunk;
@@ -72,19 +66,6 @@ struct snapshot_reader {
 };
 
 /* ---- connecting and listing the tables ---------------------------------- */
-
-static PGresult *exec(PGconn *pg, const char *sql, int nparams, const char *const *params,
-                      ExecStatusType want, const char *what, struct err *e)
-{
-	PGresult *res = PQexecParams(pg, sql, nparams, NULL, params, NULL, NULL, 0);
-
-	if (PQresultStatus(res) != want) {
-		conn_result_error(pg, res, e, what);
-		PQclear(res);
-		return NULL;
-	}
-	return res;
-}
 
 /* Commands without parameters, several at once. */
 static int run(PGconn *pg, const char *sql, const char *what, struct err *e)
@@ -120,134 +101,6 @@ static int connect_worker(struct worker *w, const struct snapshot_options *o, st
 	return 0;
 }
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-
-	return d ? memcpy(d, s, n) : NULL;
-}
-
-static char *dup_buf(struct buf *b)
-{
-	char *s = buf_ok(b) ? dup_str(b->data ? b->data : "") : NULL;
-
-	buf_reset(b);
-	return s;
-}
-
-/* The published tables, as of the snapshot. Pages are counted from the
- * files, not pg_class.relpages, which a table never vacuumed or analyzed
- * leaves at 0; a partitioned root's are its largest partition's, since its
- * chunks' ctid ranges apply to each partition. */
-static const char TABLES_SQL[] =
-    "SELECT c.oid, n.nspname, c.relname, c.relreplident, c.relkind, "
-    " (CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(max(pg_relation_size(t.relid)), 0) "
-    "   FROM pg_partition_tree(c.oid) t) ELSE pg_relation_size(c.oid) END) "
-    "   / current_setting('block_size')::int, "
-    " CASE WHEN c.relkind = 'p' THEN (SELECT sum(k.reltuples) FROM pg_partition_tree(c.oid) t "
-    "   JOIN pg_class k ON k.oid = t.relid WHERE k.relkind = 'r' AND k.reltuples > 0) "
-    "   ELSE c.reltuples END, "
-    " %s "
-    "FROM pg_publication_tables pt "
-    "JOIN pg_namespace n ON n.nspname = pt.schemaname "
-    "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename "
-    "WHERE pt.pubname = $1 ORDER BY 2, 3";
-
-/* The columns pgoutput's Relation message lists, with its key flags: the
- * replica identity's columns, every column under FULL. $2 is the column
- * list (NULL: every column but generated ones). */
-static const char COLUMNS_SQL[] =
-    "SELECT a.attname, a.atttypid, a.atttypmod, "
-    " c.relreplident = 'f' OR coalesce(a.attnum = ANY (i.indkey), false) "
-    "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-    "LEFT JOIN pg_index i ON i.indrelid = c.oid AND "
-    " ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident)) "
-    "WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped "
-    " AND CASE WHEN $2::name[] IS NULL THEN a.attgenerated = '' "
-    "      ELSE a.attname = ANY ($2::name[]) END "
-    "ORDER BY a.attnum";
-
-static int load_columns(PGconn *pg, struct relation *rel, const char *attnames, struct err *e)
-{
-	char oid[16];
-	const char *params[2] = {oid, attnames};
-	PGresult *res;
-	int n;
-
-	snprintf(oid, sizeof oid, "%u", rel->oid);
-	res = exec(pg, COLUMNS_SQL, 2, params, PGRES_TUPLES_OK, "list the snapshot's columns", e);
-	if (res == NULL)
-		return -1;
-	n = PQntuples(res);
-	if (n > UINT16_MAX) {
-		PQclear(res);
-		return err_set(e, "could not read table %s.%s: more columns than pgoutput can send",
-		               rel->nspname, rel->relname);
-	}
-	rel->cols = n ? calloc((size_t)n, sizeof *rel->cols) : NULL;
-	if (n && rel->cols == NULL) {
-		PQclear(res);
-		return err_set(e, "could not plan the snapshot: out of memory");
-	}
-	rel->ncols = (uint16_t)n;
-	for (int i = 0; i < n; i++) {
-		struct relcol *c = &rel->cols[i];
-
-		c->name = dup_str(PQgetvalue(res, i, 0));
-		c->typoid = (uint32_t)strtoul(PQgetvalue(res, i, 1), NULL, 10);
-		c->typmod = (int32_t)strtol(PQgetvalue(res, i, 2), NULL, 10);
-		c->flags = PQgetvalue(res, i, 3)[0] == 't' ? RELCACHE_COL_KEY : 0;
-		if (c->name == NULL) {
-			PQclear(res);
-			return err_set(e, "could not plan the snapshot: out of memory");
-		}
-	}
-	PQclear(res);
-	return 0;
-}
-
-/* The SQL that reads table t: "COPY t (cols) TO STDOUT" when one chunk
- * covers it unfiltered (the fastest path, no executor), else a SELECT that
- * each chunk completes with its ctid range. */
-static int plan_sql(PGconn *pg, const struct relation *rel, char relkind, bool whole,
-                    struct table_plan *plan, struct err *e)
-{
-	struct buf cols, sql;
-	char *nsp = PQescapeIdentifier(pg, rel->nspname, strlen(rel->nspname));
-	char *name = PQescapeIdentifier(pg, rel->relname, strlen(rel->relname));
-	bool ok = nsp && name;
-
-	buf_init(&cols, 0);
-	buf_init(&sql, 0);
-	for (uint16_t i = 0; ok && i < rel->ncols; i++) {
-		char *col = PQescapeIdentifier(pg, rel->cols[i].name, strlen(rel->cols[i].name));
-
-		ok = col != NULL;
-		if (ok)
-			buf_printf(&cols, "%s%s", i ? ", " : "", col);
-		PQfreemem(col);
-	}
-	if (ok && whole && relkind == 'r' && plan->filter == NULL && rel->ncols > 0) {
-		buf_printf(&sql, "COPY %s.%s (%s) TO STDOUT", nsp, name, cols.data);
-		plan->copy_whole = dup_buf(&sql);
-		ok = plan->copy_whole != NULL;
-	} else if (ok) {
-		/* ONLY: a table's inheritance children are published (and
-		 * listed) on their own; a partitioned root is read with its
-		 * partitions, as pgoutput sends their rows under its name. */
-		buf_printf(&sql, "SELECT %s FROM %s%s.%s", rel->ncols ? cols.data : "",
-		           relkind == 'p' ? "" : "ONLY ", nsp, name);
-		plan->select = dup_buf(&sql);
-		ok = plan->select != NULL;
-	}
-	buf_reset(&cols);
-	buf_reset(&sql);
-	PQfreemem(nsp);
-	PQfreemem(name);
-	return ok ? 0 : err_set(e, "could not plan the snapshot: out of memory");
-}
-
 static int add_chunk(struct snapshot_reader *r, size_t table, uint32_t from, uint32_t to,
                      size_t *cap)
 {
@@ -277,78 +130,40 @@ static uint32_t chunk_pages_for(const struct snapshot_options *o, uint32_t pages
 static int load_tables(struct snapshot_reader *r, const struct snapshot_options *o,
                        struct err *e)
 {
-	PGconn *pg = r->workers[0].pg;
-	char sql[sizeof TABLES_SQL + 64];
-	const char *params[1] = {o->publication};
-	PGresult *res;
 	size_t cap = 0;
-	int n;
 
-	snprintf(sql, sizeof sql, TABLES_SQL,
-	         o->server_version >= COLUMN_LIST_SERVER_VERSION ? "pt.attnames, pt.rowfilter"
-	                                                         : "NULL, NULL");
-	res = exec(pg, sql, 1, params, PGRES_TUPLES_OK, "list the publication's tables", e);
-	if (res == NULL)
+	if (pubtable_list(r->workers[0].pg, o->publication, o->server_version, NULL, NULL, &r->pub,
+	                  &r->ntables, e) < 0)
 		return -1;
-	n = PQntuples(res);
-	r->tables = n ? calloc((size_t)n, sizeof *r->tables) : NULL;
-	r->plans = n ? calloc((size_t)n, sizeof *r->plans) : NULL;
-	if (n && (r->tables == NULL || r->plans == NULL)) {
-		PQclear(res);
+	if (r->ntables && (r->tables = calloc(r->ntables, sizeof *r->tables)) == NULL)
 		return err_set(e, "could not plan the snapshot: out of memory");
-	}
-	for (int i = 0; i < n; i++) {
+	for (size_t i = 0; i < r->ntables; i++) {
+		const struct pubtable *pt = &r->pub[i];
 		struct snapshot_table *t = &r->tables[i];
-		struct table_plan *plan = &r->plans[i];
-		struct relation *rel = calloc(1, sizeof *rel);
-		char relkind = PQgetvalue(res, i, 4)[0];
-		double est = PQgetisnull(res, i, 6) ? -1 : strtod(PQgetvalue(res, i, 6), NULL);
-		uint32_t per;
-		bool tid_ranges;
-
-		r->ntables++;
-		t->rel = rel;
-		if (rel == NULL)
-			goto fail;
-		rel->oid = (uint32_t)strtoul(PQgetvalue(res, i, 0), NULL, 10);
-		rel->nspname = dup_str(PQgetvalue(res, i, 1));
-		rel->relname = dup_str(PQgetvalue(res, i, 2));
-		rel->replident = PQgetvalue(res, i, 3)[0];
-		plan->pages = (uint32_t)strtoul(PQgetvalue(res, i, 5), NULL, 10);
-		/* 0 rows in pg_class of a table with pages: never analyzed. */
-		t->rows_estimated = est > 0 || plan->pages == 0 ? (int64_t)(est > 0 ? est : 0) : -1;
-		if (!PQgetisnull(res, i, 8) && (plan->filter = dup_str(PQgetvalue(res, i, 8))) == NULL)
-			goto fail;
-		if (rel->nspname == NULL || rel->relname == NULL ||
-		    load_columns(pg, rel, PQgetisnull(res, i, 7) ? NULL : PQgetvalue(res, i, 7), e) < 0)
-			goto fail;
-		if (rel->ncols > r->max_cols)
-			r->max_cols = rel->ncols;
+		uint32_t per = chunk_pages_for(o, pt->pages);
 		/* One worker gains nothing from chunks, and the whole table's
 		 * COPY is the server's fastest read. */
-		per = chunk_pages_for(o, plan->pages);
-		tid_ranges = o->server_version >= TID_RANGE_SERVER_VERSION && plan->pages >= 2 * per &&
-		             (o->workers > 1 || o->chunk_pages);
-		if (plan_sql(pg, rel, relkind, !tid_ranges, plan, e) < 0)
-			goto fail;
+		bool tid_ranges = o->server_version >= TID_RANGE_SERVER_VERSION &&
+		                  pt->pages >= 2 * per && (o->workers > 1 || o->chunk_pages);
+
+		t->rel = pt->rel;
+		t->rows_estimated = pt->rows_estimated;
+		t->whole = !tid_ranges && pt->relkind == 'r' && pt->filter == NULL && pt->rel->ncols;
+		if (pt->rel->ncols > r->max_cols)
+			r->max_cols = pt->rel->ncols;
 		if (!tid_ranges) {
-			if (add_chunk(r, (size_t)i, 0, 0, &cap) < 0)
-				goto fail;
+			if (add_chunk(r, i, 0, 0, &cap) < 0)
+				return err_set(e, "could not plan the snapshot: out of memory");
 			continue;
 		}
 		/* The last chunk is open-ended: pages added since the count
 		 * (none in the snapshot, but the files may have grown) are
 		 * read too. */
-		for (uint32_t from = 0; from < plan->pages; from += per)
-			if (add_chunk(r, (size_t)i, from, from + per >= plan->pages ? 0 : from + per,
-			              &cap) < 0)
-				goto fail;
+		for (uint32_t from = 0; from < pt->pages; from += per)
+			if (add_chunk(r, i, from, from + per >= pt->pages ? 0 : from + per, &cap) < 0)
+				return err_set(e, "could not plan the snapshot: out of memory");
 	}
-	PQclear(res);
 	return 0;
-fail:
-	PQclear(res);
-	return e->msg[0] ? -1 : err_set(e, "could not plan the snapshot: out of memory");
 }
 
 struct snapshot_reader *snapshot_open(const struct snapshot_options *o, struct err *e)
@@ -386,16 +201,10 @@ void snapshot_close(struct snapshot_reader *r)
 		return;
 	for (int i = 0; i < r->nworkers; i++)
 		PQfinish(r->workers[i].pg); /* ends the read-only transaction */
-	for (size_t i = 0; i < r->ntables; i++) {
-		relation_free(r->tables[i].rel);
-		free(r->plans[i].copy_whole);
-		free(r->plans[i].select);
-		free(r->plans[i].filter);
-	}
+	pubtable_free(r->pub, r->ntables);
 	PQfreemem(r->row);
 	free(r->workers);
 	free(r->tables);
-	free(r->plans);
 	free(r->chunks);
 	free(r->vals);
 	free(r);
@@ -413,22 +222,25 @@ const struct snapshot_table *snapshot_table(const struct snapshot_reader *r, siz
 
 /* ---- copying ------------------------------------------------------------ */
 
+/* "COPY t (cols) TO STDOUT" when one chunk covers an unfiltered table (the
+ * fastest path, no executor), else a SELECT with the row filter and the
+ * chunk's ctid range. */
 static int send_chunk(struct snapshot_reader *r, struct worker *w, struct err *e)
 {
 	const struct chunk *c = &r->chunks[w->chunk];
-	const struct table_plan *plan = &r->plans[c->table];
+	const struct pubtable *pt = &r->pub[c->table];
 	struct buf sql;
 	int ok;
 
 	buf_init(&sql, 0);
-	if (plan->copy_whole) {
-		buf_puts(&sql, plan->copy_whole);
+	if (r->tables[c->table].whole) {
+		buf_printf(&sql, "COPY %s (%s) TO STDOUT", pt->from + strlen("ONLY "), pt->columns);
 	} else {
 		const char *and = " WHERE ";
 
-		buf_printf(&sql, "COPY (%s", plan->select);
-		if (plan->filter) {
-			buf_printf(&sql, "%s(%s)", and, plan->filter);
+		buf_printf(&sql, "COPY (SELECT %s FROM %s", pt->columns, pt->from);
+		if (pt->filter) {
+			buf_printf(&sql, "%s(%s)", and, pt->filter);
 			and = " AND ";
 		}
 		if (c->from_page || c->to_page)

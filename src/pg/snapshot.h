@@ -24,6 +24,7 @@
 #define PGSTREAM_SNAPSHOT_H
 
 #include <poll.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,11 +45,12 @@ struct snapshot_options {
 
 /* One published table and how far its copy has come. */
 struct snapshot_table {
-	struct relation *rel;  /* as pgoutput's Relation message would describe it */
+	const struct relation *rel; /* as pgoutput's Relation message would describe it */
 	int64_t rows_estimated; /* -1: unknown (never analyzed) */
 	int64_t rows_done;
 	uint32_t chunks;
 	uint32_t chunks_done;
+	bool whole; /* read by one COPY of the table itself */
 };
 
 struct snapshot_reader;
