@@ -32,6 +32,7 @@ enum opt_kind {
 	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
 	OPT_SNAPSHOT,
 	OPT_COUNT, /* a whole number, 0..MAX_COUNT; ranges are validate()'s */
+	OPT_LIST,  /* repeatable: appended as a line */
 };
 
 struct option_def {
@@ -82,6 +83,10 @@ static const struct option_def OPTIONS[] = {
      "connections copying the snapshot in parallel, 1-64 (default 2)"},
     {"snapshot-chunk-pages", "SNAPSHOT_CHUNK_PAGES", OPT_COUNT, F(snapshot_chunk_pages), "PAGES",
      "split tables into chunks of this many pages (default 0: by table size)"},
+    {"snapshot-chunk-rows", "SNAPSHOT_CHUNK_ROWS", OPT_COUNT, F(snapshot_chunk_rows), "N",
+     "on-demand snapshots: rows per chunk, 1-100000 (default 1024)"},
+    {"table", NULL, OPT_LIST, F(snapshot_tables), "SCHEMA.TABLE",
+     "pgstream snapshot: a table to snapshot while streaming, repeatable"},
     {"start-lsn", "START_LSN", OPT_LSN, F(start_lsn), "X/X",
      "start streaming at this LSN (default: where the slot stands)"},
     {"end-lsn", "END_LSN", OPT_LSN, F(end_lsn), "X/X",
@@ -275,6 +280,24 @@ static int add_properties(char **field, const char *value, const struct option_d
 	}
 }
 
+/* Append value as a line of the list *field. */
+static int add_line(char **field, const char *value, const struct option_def *opt, struct err *e)
+{
+	size_t old = *field ? strlen(*field) : 0, n = strlen(value);
+	char *list;
+
+	if (n == 0)
+		return err_set(e, "invalid value for --%s: must not be empty", opt->flag);
+	list = realloc(*field, old + n + 2);
+	if (list == NULL)
+		return err_set(e, "could not store %s: out of memory", opt->flag);
+	if (old > 0)
+		list[old++] = '\n';
+	memcpy(list + old, value, n + 1);
+	*field = list;
+	return 0;
+}
+
 /* Apply one textual value to the option's field. */
 static int apply_option(struct config *cfg, const struct option_def *opt, const char *value,
                         const char *source, struct err *e)
@@ -374,6 +397,8 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               "initial_only)",
 			               source, opt->flag, show(&sh, value));
 		return 0;
+	case OPT_LIST:
+		return add_line(field, value, opt, e);
 	case OPT_COUNT:
 		if (!parse_count(value, field))
 			return err_set(e, "invalid value for %s%s: \"%s\" (expected a whole number)",
@@ -595,6 +620,8 @@ static int validate(const struct config *cfg, struct err *e)
 		               "of life)");
 	if (cfg->tables && !cfg->create_publication)
 		return err_set(e, "invalid options: --tables needs --create-publication");
+	if (cfg->snapshot_chunk_rows < 1 || cfg->snapshot_chunk_rows > 100000)
+		return err_set(e, "invalid options: --snapshot-chunk-rows must be from 1 to 100000");
 	if (cfg->snapshot_workers < 1 || cfg->snapshot_workers > 64)
 		return err_set(e, "invalid options: --snapshot-workers must be from 1 to 64");
 	if (cfg->snapshot != SNAPSHOT_NEVER && cfg->start_lsn)
@@ -621,6 +648,7 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *e)
 	cfg->fsync = true;
 	cfg->kafka_tombstones = true;
 	cfg->snapshot_workers = 2;
+	cfg->snapshot_chunk_rows = 1024;
 
 	if (load_flags(cfg, &seen, argc, argv, e) < 0)
 		return -1;
@@ -642,6 +670,7 @@ static bool holds_string(enum opt_kind kind)
 	case OPT_FORMAT:
 	case OPT_SINK:
 	case OPT_PROPERTY:
+	case OPT_LIST:
 		return true;
 	default:
 		return false;
@@ -657,9 +686,20 @@ void config_reset(struct config *cfg)
 	memset(cfg, 0, sizeof *cfg);
 }
 
+int config_check_request(const struct config *cfg, bool request, struct err *e)
+{
+	if (request && cfg->snapshot_tables == NULL)
+		return err_set(e, "invalid options: pgstream snapshot needs --table SCHEMA.TABLE");
+	if (!request && cfg->snapshot_tables)
+		return err_set(e, "invalid options: --table is for pgstream snapshot (an on-demand "
+		                  "snapshot of a running pgstream)");
+	return 0;
+}
+
 void config_print_help(FILE *out)
 {
-	fprintf(out, "usage: pgstream [OPTIONS]\n\n"
+	fprintf(out, "usage: pgstream [OPTIONS]\n"
+	             "       pgstream snapshot --table SCHEMA.TABLE [OPTIONS]\n\n"
 	             "Stream every committed change of a PostgreSQL database as JSON events,\n"
 	             "read from a logical replication slot with the pgoutput plugin.\n\n"
 	             "Options (flags win over environment variables, which win over .env):\n");

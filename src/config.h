@@ -51,6 +51,8 @@ struct config {
 	enum snapshot_mode snapshot;   /* when the tables' existing rows are read */
 	int snapshot_workers;          /* connections copying the snapshot */
 	int snapshot_chunk_pages;      /* 0: chosen per table */
+	int snapshot_chunk_rows;       /* on-demand snapshots: rows per chunk */
+	char *snapshot_tables;         /* pgstream snapshot --table: names, one per line */
 	bool temporary_slot;
 	bool create_publication;
 	bool streaming; /* protocol v2 streaming of in-progress transactions */
@@ -67,6 +69,10 @@ struct config {
  */
 int config_load(struct config *cfg, int argc, char **argv, struct err *e);
 void config_reset(struct config *cfg);
+
+/* --table belongs to `pgstream snapshot` (request) and it needs one: -1
+ * with a message otherwise. */
+int config_check_request(const struct config *cfg, bool request, struct err *e);
 
 /* The usage text, generated from the option table. */
 void config_print_help(FILE *out);

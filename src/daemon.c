@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backfill.h"
 #include "checkpoint.h"
 #include "progress.h"
 #include "event/encoder.h"
@@ -62,6 +63,7 @@ struct daemon {
 
 	struct sink *sink;
 	struct catalog *cat;
+	struct backfill *bf; /* on-demand snapshots */
 	struct checkpoint cp;
 	uint64_t seq;            /* number of the last event handed to the sink */
 	uint64_t written_lsn;    /* highest WAL position processed */
@@ -177,6 +179,7 @@ static int handle_change(struct daemon *d, const struct pgo_msg *m, uint64_t lsn
 
 	if (map_change(m, lsn, current_txn(d), d->rels, &ev, e) < 0)
 		return -1;
+	backfill_on_change(d->bf, &ev);
 	return emit(d, &ev, e);
 }
 
@@ -185,11 +188,30 @@ static int handle_truncate(struct daemon *d, const struct pgo_msg *m, uint64_t l
 	for (uint32_t i = 0; i < m->u.truncate.nrels; i++) {
 		struct event ev;
 
-		if (map_truncate(m, i, lsn, current_txn(d), d->rels, &ev, e) < 0 ||
-		    emit(d, &ev, e) < 0)
+		if (map_truncate(m, i, lsn, current_txn(d), d->rels, &ev, e) < 0)
+			return -1;
+		backfill_on_change(d->bf, &ev);
+		if (emit(d, &ev, e) < 0)
 			return -1;
 	}
 	return 0;
+}
+
+/* The rows of an on-demand snapshot's chunk, at its high watermark (lsn),
+ * in the watermark's transaction. */
+static int emit_backfill(struct daemon *d, uint64_t lsn, struct err *e)
+{
+	struct pgo_tuple tup;
+	struct event ev = {.op = EVENT_READ, .lsn = lsn, .txn = current_txn(d), .newtup = &tup};
+
+	while (backfill_next_row(d->bf, &ev.rel, &tup)) {
+		/* A slow reader must not make a chunk grow memory. */
+		if (sink_blocked(d->sink) && wait_for_sink(d, e) < 0)
+			return -1;
+		if (emit(d, &ev, e) < 0)
+			return -1;
+	}
+	return backfill_chunk_done(d->bf, e);
 }
 
 static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e)
@@ -209,6 +231,14 @@ static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t ls
 			ev.content = (const uint8_t *)d->converted.data;
 			ev.content_len = (uint32_t)d->converted.len;
 		}
+	}
+	switch (backfill_on_message(d->bf, ev.prefix, ev.content, ev.content_len, lsn, e)) {
+	case -1:
+		return -1;
+	case BACKFILL_CONSUMED:
+		return 0;
+	case BACKFILL_EMIT:
+		return emit_backfill(d, lsn, e);
 	}
 	return emit(d, &ev, e);
 }
@@ -353,15 +383,15 @@ static int full_identity_key(struct daemon *d, struct relinfo *ri, struct err *e
  * columns text, loudly); then let the encoder derive what it needs once.
  * Fails only for names that are not UTF-8 under --invalid-utf8=fail, or
  * out of memory. */
-static struct relinfo *refine_relation(struct daemon *d, const struct relation *rel, uint64_t lsn,
-                                       struct err *e)
+static struct relinfo *refine_relation(struct daemon *d, struct relmap *map,
+                                       const struct relation *rel, uint64_t lsn, struct err *e)
 {
 	struct relinfo *ri;
 	struct err ce;
 
 	if (d->sql_ascii && utf8guard_check_relation(&d->utf8, rel, lsn, e) < 0)
 		return NULL;
-	ri = relmap_update(d->rels, rel);
+	ri = relmap_update(map, rel);
 	if (ri == NULL) {
 		err_set(e, "could not follow stream: out of memory");
 		return NULL;
@@ -392,7 +422,7 @@ static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, stru
 
 	if (rel == NULL)
 		return 0;
-	return refine_relation(d, rel, lsn, e) ? 0 : -1;
+	return refine_relation(d, d->rels, rel, lsn, e) ? 0 : -1;
 }
 
 /* One pgoutput message at WAL position lsn (its XLogData start). */
@@ -700,8 +730,8 @@ static int run_snapshot(struct daemon *d, const struct conn_info *info, struct e
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
-		if ((ris[i] = refine_relation(d, snapshot_table(r, i)->rel, info->consistent_lsn, e)) ==
-		    NULL)
+		if ((ris[i] = refine_relation(d, d->rels, snapshot_table(r, i)->rel,
+		                              info->consistent_lsn, e)) == NULL)
 			goto out;
 	lsn_format(info->consistent_lsn, at);
 	log_info("snapshot of %zu tables with %d workers, consistent with the stream from %s", n,
@@ -809,6 +839,7 @@ static int stream_loop(struct daemon *d, struct err *e)
 
 static void session_end(struct daemon *d)
 {
+	backfill_session_end(d->bf);
 	spool_set_reset(&d->spools); /* the server sends unfinished ones again */
 	catalog_disconnect(d->cat);
 	relmap_clear(d->rels); /* its relations go with the decoder */
@@ -873,6 +904,7 @@ static int run_session(struct daemon *d, struct err *e)
 		log_info("no snapshot: slot %s exists (a snapshot is taken only when pgstream "
 		         "creates the slot)", d->cfg->slot);
 	d->params.export_snapshot = false;
+	backfill_session_start(d->bf, info.server_version);
 	d->dec = pgoutput_new(info.proto_version);
 	if (d->dec == NULL) {
 		session_end(d);
@@ -983,6 +1015,19 @@ static struct sink_config sink_config_of(const struct config *cfg)
 	return scfg;
 }
 
+/* backfill.h's prepare hook: its tables' relations made ready as the
+ * stream's are. */
+static struct relinfo *prepare_backfill_relation(void *ctx, struct relmap *map,
+                                                 const struct relation *rel, struct err *e)
+{
+	return refine_relation(ctx, map, rel, 0, e);
+}
+
+int daemon_request_snapshot(const struct config *cfg, struct err *e)
+{
+	return backfill_request(cfg->database_url, cfg->slot, cfg->snapshot_tables, e);
+}
+
 int daemon_check_config(const struct config *cfg, struct err *e)
 {
 	struct sink_config scfg = sink_config_of(cfg);
@@ -1031,8 +1076,17 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	                    });
 	d.rels = relmap_new();
 	d.cat = catalog_new(cfg->database_url);
-	if (d.enc == NULL || d.rels == NULL || d.cat == NULL ||
+	d.bf = backfill_new(&(struct backfill_config){
+	    .database_url = cfg->database_url,
+	    .publication = cfg->publication,
+	    .slot = cfg->slot,
+	    .chunk_rows = cfg->snapshot_chunk_rows,
+	    .prepare = prepare_backfill_relation,
+	    .ctx = &d,
+	});
+	if (d.enc == NULL || d.rels == NULL || d.cat == NULL || d.bf == NULL ||
 	    checkpoint_init(&d.cp, CHECKPOINT_MARKS, 0) < 0) {
+		backfill_free(d.bf);
 		catalog_free(d.cat);
 		relmap_free(d.rels);
 		encoder_free(d.enc);
@@ -1087,6 +1141,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	buf_reset(&d.key);
 	buf_reset(&d.old_key);
 	checkpoint_reset(&d.cp);
+	backfill_free(d.bf);
 	catalog_free(d.cat);
 	relmap_free(d.rels);
 	encoder_free(d.enc);

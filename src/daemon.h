@@ -20,6 +20,10 @@
  * -1 with *e set: a bad configuration. */
 int daemon_check_config(const struct config *cfg, struct err *e);
 
+/* pgstream snapshot: write the request for an on-demand snapshot of
+ * cfg->snapshot_tables that the pgstream on cfg->slot takes (backfill.h). */
+int daemon_request_snapshot(const struct config *cfg, struct err *e);
+
 int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e);
 
 #endif

@@ -2,9 +2,11 @@
  * main.c — command line → config → daemon. The only place that exits.
  *
  * Exit status: 0 clean stop (signal or --end-lsn reached), 1 runtime error
- * (server, slot, sink), 2 bad usage or configuration.
+ * (server, slot, sink), 2 bad usage or configuration. `pgstream snapshot
+ * --table T` sends an on-demand snapshot request instead of streaming.
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,8 +45,17 @@ int main(int argc, char **argv)
 	struct config cfg;
 	struct err e = {0};
 	int status = 0;
+	/* pgstream snapshot --table T ...: ask the running pgstream for an
+	 * on-demand snapshot (backfill.h) and exit. */
+	bool request = argc > 1 && strcmp(argv[1], "snapshot") == 0;
 
-	if (config_load(&cfg, argc, argv, &e) < 0 || conn_check_url(cfg.database_url, &e) < 0 ||
+	if (request) {
+		argv[1] = argv[0];
+		argv++;
+		argc--;
+	}
+	if (config_load(&cfg, argc, argv, &e) < 0 ||
+	    (!cfg.help && !cfg.version && config_check_request(&cfg, request, &e) < 0) || conn_check_url(cfg.database_url, &e) < 0 ||
 	    (!cfg.help && !cfg.version && daemon_check_config(&cfg, &e) < 0)) {
 		fprintf(stderr, "pgstream: %s\n", e.msg);
 		config_reset(&cfg);
@@ -52,6 +63,11 @@ int main(int argc, char **argv)
 	}
 	if (cfg.help) {
 		config_print_help(stdout);
+	} else if (request) {
+		if (daemon_request_snapshot(&cfg, &e) < 0) {
+			fprintf(stderr, "pgstream: %s\n", e.msg);
+			status = 1;
+		}
 	} else if (cfg.version) {
 		printf("pgstream %s\n", PGSTREAM_VERSION);
 	} else {

@@ -28,6 +28,7 @@ import unittest
 
 import psycopg2
 
+import harness
 from harness import Cluster, PgStream, lsn_int, lsn_str, wait_slot_inactive
 
 C = None
@@ -64,7 +65,10 @@ def replay(runs, key_of):
         for ev in events:
             op, table = ev["op"], ev.get("table")
             if op == "read":
-                if ev["lsn"] != snapshot_at:  # a new snapshot: a full copy again
+                # An initial snapshot's rows belong to no transaction: a new
+                # one is a full copy again. An on-demand snapshot's belong to
+                # their high watermark's and are as new as the stream there.
+                if ev["commit_lsn"] is None and ev["lsn"] != snapshot_at:
                     snapshot_at = ev["lsn"]
                     state = {}
                 state.setdefault(table, {})[key_of(table, ev["new"])] = ev["new"]
@@ -476,6 +480,135 @@ class Interrupted(unittest.TestCase):
         self.assertGreater(len(out), 0)
         wait_no_slot(slot + "_snapshot")
         self.assertNotIn(slot, slots())
+
+
+def request(*args):
+    """pgstream snapshot ...: the request, written; returns its stdout."""
+    p = subprocess.run([harness.BIN, "snapshot", "--database-url", C.url(), "--env-file",
+                        "/dev/null", *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+class OnDemand(unittest.TestCase):
+    """Snapshots of chosen tables while streaming (DBLog's watermarks)."""
+
+    @classmethod
+    def setUpClass(cls):
+        create_table("od", "id int PRIMARY KEY, v text, n int")
+        C.sql("INSERT INTO od SELECT g, 'row ' || g, g FROM generate_series(1, 20000) g")
+        C.sql("CREATE TABLE od_nokey (v text)")
+        C.sql("CREATE PUBLICATION pub_od FOR TABLE od, od_mirror, od_nokey")
+
+    def stream(self, slot, *args):
+        return PgStream(C, "--status-interval", "0.2", "--snapshot-chunk-rows", "250", *args,
+                        slot=slot, pub="pub_od").start()
+
+    def test_under_writes_to_the_same_keys(self):
+        p = self.stream("s_od")
+        writer = None
+        try:
+            p.wait_stderr("listening for changes...")
+            writer = Writer("od", 20000).start()
+            time.sleep(0.3)
+            out = request("--table", "public.od", "--slot", "s_od")
+            self.assertIn("snapshot requested at", out)
+            p.wait_stderr("on-demand snapshot of public.od done", timeout=180)
+            time.sleep(0.3)
+            txns = writer.stop()
+            writer = None
+            C.sql("INSERT INTO od VALUES (99999, 'last', 0)")
+            p.wait_for(lambda: any(e.get("new", {}).get("id") == 99999 for e in p.events()[-3:]),
+                       timeout=60, what="the last insert")
+            self.assertEqual(p.stop(), 0, p.stderr())
+            events, err = p.events(), p.stderr()
+        finally:
+            if writer:
+                writer.stop()
+            p.close()
+        rest = stream_until_now("s_od", "pub_od")
+        got = replay([events, rest], by_id)
+        want = expected_rows(["od"], "pub_od", by_id)
+        self.assertEqual(got.get("od", {}), want["od"])
+        reads = [e for e in events if e["op"] == "read"]
+        self.assertTrue(all(e["commit_lsn"] for e in reads))
+        self.assertGreater(len(reads), 15000)
+        self.assertLessEqual(len(reads), 20000 + txns * 5)
+        self.assertFalse(any(e.get("prefix") == "pgstream-watermark" for e in events))
+        self.assertIn("on-demand snapshot of public.od requested at", err)
+        print("oracle: %d rows checked; %d reads, %d writer txns meanwhile"
+              % (len(want["od"]), len(reads), txns))
+        C.sql("SELECT pg_drop_replication_slot('s_od')")
+
+    def test_restart_takes_it_over(self):
+        p = self.stream("s_od_kill", "--snapshot-chunk-rows", "10")
+        runs = []
+        writer = Writer("od", 20000).start()
+        try:
+            p.wait_stderr("listening for changes...")
+            out = request("--table", "od", "--slot", "s_od_kill")
+            at = lsn_int(re.search(r"requested at (\S+):", out).group(1))
+            # Killed once the request is acknowledged (a restart does not
+            # see it again), with the snapshot under way.
+            p.wait_for(lambda: C.slot_confirmed("s_od_kill") > at, timeout=60,
+                       what="the request acknowledged")
+            p.kill()
+            self.assertNotIn("on-demand snapshot of public.od done", p.stderr())
+            runs.append(p.events())
+            p.close()
+            wait_slot_inactive(C, "s_od_kill")
+            p = self.stream("s_od_kill", "--snapshot-chunk-rows", "10")
+            p.wait_stderr("on-demand snapshot of public.od done", timeout=300)
+            self.assertIn("taken over from the stream's watermarks", p.stderr())
+        finally:
+            txns = writer.stop()
+            self.assertEqual(p.stop(), 0, p.stderr())
+            runs.append(p.events())
+            p.close()
+        runs.append(stream_until_now("s_od_kill", "pub_od"))
+        got = replay(runs, by_id)
+        want = expected_rows(["od"], "pub_od", by_id)
+        self.assertEqual(got.get("od", {}), want["od"])
+        reads = sum(e["op"] == "read" for r in runs for e in r)
+        # Taken over, not started again: far fewer than two copies.
+        self.assertLess(reads, 20000 * 1.6 + txns * 5)
+        print("oracle: %d rows checked after kill -9 mid-snapshot; %d reads, %d writer txns"
+              % (len(want["od"]), reads, txns))
+        C.sql("SELECT pg_drop_replication_slot('s_od_kill')")
+
+    def test_bad_requests_leave_the_stream_going(self):
+        p = self.stream("s_od_bad")
+        try:
+            p.wait_stderr("listening for changes...")
+            request("--table", "public.no_such_table", "--slot", "s_od_bad")
+            request("--table", "od_nokey", "--slot", "s_od_bad")
+            C.sql("SELECT pg_logical_emit_message(true, 'pgstream', '{\"snapshot\": [1')")
+            C.sql("SELECT pg_logical_emit_message(true, 'pgstream', '[\"od\"]')")
+            C.sql("SELECT pg_logical_emit_message(true, 'pgstream', "
+                  "'{\"snapshot\": [\"od\"], \"slot\": \"someone_else\"}')")
+            C.sql("INSERT INTO od_nokey VALUES ('still streaming')")
+            p.wait_for(lambda: any(e.get("table") == "od_nokey" for e in p.events()),
+                       timeout=60, what="the insert after the bad requests")
+            time.sleep(0.5)
+            self.assertEqual(p.stop(), 0, p.stderr())
+            err, events = p.stderr(), p.events()
+        finally:
+            p.close()
+        warnings = [l for l in err.splitlines() if l.startswith("warning:")]
+        self.assertEqual(len(warnings), 4, err)
+        self.assertIn('table public.no_such_table is not in publication "pub_od"', err)
+        self.assertIn("table public.od_nokey has no primary key", err)
+        self.assertIn("ignoring the snapshot signal at", err)
+        self.assertIn("not a JSON object", err)
+        self.assertFalse(any(e["op"] == "read" for e in events))
+        C.sql("SELECT pg_drop_replication_slot('s_od_bad')")
+
+    def test_request_command_needs_a_table(self):
+        p = subprocess.run([harness.BIN, "snapshot", "--database-url", C.url(), "--env-file",
+                            "/dev/null"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr.strip(),
+                         "pgstream: invalid options: pgstream snapshot needs --table SCHEMA.TABLE")
 
 
 class Publications(unittest.TestCase):

@@ -141,6 +141,21 @@ class SnapshotInterrupted(test_snapshot.Interrupted):
     test_lost_connection_during_snapshot = None
 
 
+if VERSION >= 14:
+    class SnapshotOnDemand(test_snapshot.OnDemand):
+        pass
+else:
+    class SnapshotOnDemand(unittest.TestCase):
+        def test_refused_before_14(self):
+            p = subprocess.run([harness.BIN, "snapshot", "--database-url", C.url(),
+                                "--env-file", "/dev/null", "--table", "public.x"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 1)
+            self.assertEqual(p.stderr.strip(),
+                             "pgstream: could not request a snapshot: on-demand snapshots need "
+                             "PostgreSQL 14 or newer (pgoutput sends logical messages from 14 on)")
+
+
 class SnapshotPublications(test_snapshot.Publications):
     if VERSION < 15:
         test_column_list_and_row_filter = None  # no column lists or row filters
