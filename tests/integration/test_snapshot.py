@@ -416,9 +416,9 @@ class Interrupted(unittest.TestCase):
             self.slow_run("s_progress", err, 6)
             err.seek(0)
             text = err.read().decode()
-        self.assertRegex(text, r"snapshot: 0 of 2 tables done, \d+ of ~300\d\d\d rows \(\d+%\), "
+        self.assertRegex(text, r"snapshot: 0 of 2 tables done, \d+ of ~\d+ rows \(\d+%\), "
                                r"\d+ rows/s, about \d+ s left")
-        self.assertRegex(text, r"snapshot of public.cut: \d+ of ~300\d\d\d rows, 0 of 1 chunks")
+        self.assertRegex(text, r"snapshot of public.cut: \d+ of ~\d+ rows, 0 of 1 chunks")
         self.assertNotIn("\r", text)
         wait_no_slot("s_progress_snapshot")
 
