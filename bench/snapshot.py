@@ -22,6 +22,7 @@ bench/results/snapshot-<timestamp>.json.
 """
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -52,11 +53,72 @@ def timed(argv, env=None):
             "stderr": text}
 
 
+def on_demand(server, binary, n, chunk_rows):
+    """An on-demand snapshot of bench_orders while pgstream streams, with a
+    writer committing 200 small transactions a second to another table:
+    the snapshot's rate (pgstream's own 'done' line) and the stream's
+    latency meanwhile (commit_time to the moment the event is read)."""
+    server.sql("DROP TABLE IF EXISTS bench_ticks")
+    server.sql("CREATE TABLE bench_ticks (id serial PRIMARY KEY, at timestamptz DEFAULT now())")
+    server.sql("ALTER PUBLICATION bench_snap ADD TABLE bench_ticks")
+    server.create_slot("bench_ondemand", "pgoutput")
+    p = subprocess.Popen([binary, "--database-url", server.tcp, "--publication", "bench_snap",
+                          "--slot", "bench_ondemand", "--format", "json", "--env-file", "/dev/null",
+                          "--snapshot-chunk-rows", str(chunk_rows)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stop = []
+    lat, reads = [], 0
+
+    def writer():
+        conn = server.connect()
+        with conn.cursor() as cur:
+            while not stop:
+                cur.execute("INSERT INTO bench_ticks DEFAULT VALUES")
+                time.sleep(0.005)
+        conn.close()
+
+    import threading
+    t = threading.Thread(target=writer)
+    try:
+        time.sleep(1)
+        t.start()
+        subprocess.run([binary, "snapshot", "--database-url", server.tcp, "--slot",
+                        "bench_ondemand", "--table", "public.bench_orders", "--env-file",
+                        "/dev/null"], check=True, stdout=subprocess.DEVNULL)
+        for line in p.stdout:
+            ev = json.loads(line)
+            if ev["op"] == "read":
+                reads += 1
+                if reads == n:
+                    break
+            elif ev["op"] == "insert" and ev["table"] == "bench_ticks" and reads > 0:
+                committed = datetime.datetime.fromisoformat(ev["commit_time"].replace("Z", "+00:00"))
+                lat.append(time.time() - committed.timestamp())
+    finally:
+        stop.append(1)
+        if t.is_alive():
+            t.join()
+        p.terminate()
+        err = p.communicate(timeout=60)[1].decode()
+        server.drop_slot("bench_ondemand")
+    m = re.search(r"done: (\d+) rows in (\d+) chunks, ([\d.]+) s", err)
+    if not m or reads != n:
+        bench.die("on-demand snapshot: %d reads of %d; stderr:\n%s" % (reads, n, err[-2000:]))
+    lat.sort()
+    secs = float(m.group(3))
+    return {"rows": int(m.group(1)), "chunks": int(m.group(2)), "seconds": secs,
+            "rows_per_s": int(m.group(1)) / secs if secs else None,
+            "latency_p50_ms": lat[len(lat) // 2] * 1000 if lat else None,
+            "latency_p99_ms": lat[int(len(lat) * 0.99)] * 1000 if lat else None,
+            "latency_samples": len(lat)}
+
+
 def main():
     ap = argparse.ArgumentParser(description="pgstream snapshot benchmark")
     ap.add_argument("n", nargs="?", type=int, default=1000000, help="rows in the table")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--workers", default="1,2,4")
+    ap.add_argument("--chunk-rows", type=int, default=1024, help="on-demand snapshot chunk")
     ap.add_argument("--smoke", action="store_true", help="N=20000, 1 repetition, counts only")
     ap.add_argument("--bin", default=os.environ.get("PGSTREAM_BIN"))
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
@@ -114,6 +176,12 @@ def main():
             print("%-12s %10.2f %12s %8.2fx %10.2f %7.1f MB"
                   % (name, m["wall"], "{:,.0f}".format(rate), rate / copy_rate, m["cpu"],
                      m["rss_kb"] / 1024))
+        od = on_demand(server, args.bin, args.n, args.chunk_rows)
+        print("\non-demand snapshot while streaming (chunks of %d rows): %d rows in %d chunks, "
+              "%.1f s, %s rows/s; stream latency meanwhile p50 %.1f ms, p99 %.1f ms (%d samples)"
+              % (args.chunk_rows, od["rows"], od["chunks"], od["seconds"],
+                 "{:,.0f}".format(od["rows_per_s"] or 0), od["latency_p50_ms"] or -1,
+                 od["latency_p99_ms"] or -1, od["latency_samples"]))
         one = med.get("pgstream/1")
         if one:
             print("\nparallel speedup: " + ", ".join(
@@ -123,7 +191,7 @@ def main():
         out = os.path.join(args.results, time.strftime("snapshot-%Y%m%dT%H%M%S.json"))
         with open(out, "w") as f:
             json.dump({"n": args.n, "reps": args.reps, "table_size": size, "runs": runs,
-                       "medians": med, "machine": bench.machine(server)}, f, indent=1)
+                       "medians": med, "on_demand": od, "machine": bench.machine(server)}, f, indent=1)
         bench.log("results in %s" % out)
     finally:
         server.close()
