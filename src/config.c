@@ -155,39 +155,26 @@ static bool parse_seconds(const char *s, int *out_ms)
 	return *out_ms > 0;
 }
 
-/* Microseconds, a whole number 0 <= us <= MAX_MICROS. */
+/* A whole number 0 <= n <= max, digits only. */
+static bool parse_whole(const char *s, long max, int *out)
+{
+	char *end;
+	long v;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end != '\0' || v > max)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* Microseconds of --read-delay-us. */
 #define MAX_MICROS 100000
-static bool parse_micros(const char *s, int *out)
-{
-	char *end;
-	long v;
-
-	if (!isdigit((unsigned char)*s))
-		return false;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || *end != '\0' || v > MAX_MICROS)
-		return false;
-	*out = (int)v;
-	return true;
-}
-
-/* A whole number 0 <= n <= MAX_COUNT. */
+/* Counts (workers, chunk sizes): their own ranges are validate()'s. */
 #define MAX_COUNT 1000000000
-static bool parse_count(const char *s, int *out)
-{
-	char *end;
-	long v;
-
-	if (!isdigit((unsigned char)*s))
-		return false;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || *end != '\0' || v > MAX_COUNT)
-		return false;
-	*out = (int)v;
-	return true;
-}
 
 /* Slot names: Postgres allows lower-case letters, digits and '_', 1..63. */
 static bool valid_slot_name(const char *s)
@@ -338,7 +325,7 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               source, opt->flag, show(&sh, value));
 		return 0;
 	case OPT_MICROS:
-		if (!parse_micros(value, field))
+		if (!parse_whole(value, MAX_MICROS, field))
 			return err_set(e,
 			               "invalid value for %s%s: \"%s\" (expected microseconds, "
 			               "a whole number from 0 to %d)",
@@ -400,7 +387,7 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 	case OPT_LIST:
 		return add_line(field, value, opt, e);
 	case OPT_COUNT:
-		if (!parse_count(value, field))
+		if (!parse_whole(value, MAX_COUNT, field))
 			return err_set(e, "invalid value for %s%s: \"%s\" (expected a whole number)",
 			               source, opt->flag, show(&sh, value));
 		return 0;
