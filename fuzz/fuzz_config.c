@@ -41,6 +41,7 @@ static const char *const VARS[] = {
     "TABLES",           "LOG_LEVEL",
     "ENV_FILE",         "SNAPSHOT",
     "SNAPSHOT_WORKERS", "SNAPSHOT_CHUNK_PAGES",
+    "SNAPSHOT_CHUNK_ROWS",
 };
 #define NVARS (sizeof VARS / sizeof VARS[0])
 

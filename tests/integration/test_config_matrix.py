@@ -31,6 +31,11 @@ INVALID = {
     "--tables": [""],
     "--log-level": ["", "verbose", "INFO1"],
     "--env-file": ["", "/nonexistent/dir/.env"],
+    "--snapshot": ["", "always", "INITIAL", "initial "],
+    "--snapshot-workers": ["", "0", "65", "-1", "two", "1.5"],
+    "--snapshot-chunk-pages": ["", "-1", "x", "1e3"],
+    "--snapshot-chunk-rows": ["", "0", "100001", "ten"],
+    "--table": [""],
 }
 
 ENV_NAMES = {
