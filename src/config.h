@@ -41,6 +41,12 @@ struct config {
 	int log_level;
 	enum utf8_policy invalid_utf8; /* SQL_ASCII databases: replace or fail */
 	int debezium_decimal;          /* enum encoder_decimal, for --format debezium */
+	char *include_tables;          /* comma lists of globs, event/filter.h */
+	char *exclude_tables;
+	char *exclude_columns;
+	char *mask_columns;
+	char *mask_secret; /* HMAC key of --mask-columns */
+	bool allow_key_filter;
 	bool temporary_slot;
 	bool create_publication;
 	bool streaming; /* protocol v2 streaming of in-progress transactions */

@@ -24,6 +24,7 @@
 
 #include "checkpoint.h"
 #include "event/encoder.h"
+#include "event/filter.h"
 #include "event/key.h"
 #include "event/map.h"
 #include "event/relinfo.h"
@@ -54,7 +55,8 @@ struct daemon {
 	struct conn_params params;
 	volatile sig_atomic_t *stop;
 	struct encoder *enc;
-	char dbname[64]; /* the encoder's options.database, filled on connecting */
+	struct filter filter; /* what of the events is emitted */
+	char dbname[64];      /* the encoder's options.database, filled on connecting */
 
 	struct sink *sink;
 	struct catalog *cat;
@@ -123,8 +125,12 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 	return sink_event_done(d->sink, ++d->seq, &rec, e);
 }
 
-static int emit(struct daemon *d, const struct event *ev, struct err *e)
+static int emit(struct daemon *d, struct event *ev, struct err *e)
 {
+	/* Dropped events are not numbered: the transaction's end is marked
+	 * all the same, so an excluded table's changes are acknowledged. */
+	if (!filter_event(&d->filter, ev))
+		return 0;
 	if (d->sql_ascii && utf8guard_check_event(&d->utf8, ev, e) < 0)
 		return -1;
 	encoder_write(d->enc, sink_buf(d->sink), ev);
@@ -361,6 +367,8 @@ static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, stru
 	ri = relmap_update(d->rels, rel);
 	if (ri == NULL)
 		return err_set(e, "could not follow stream: out of memory");
+	if (filter_table(&d->filter, ri))
+		return 0; /* none of its events is emitted: nothing to derive */
 	for (uint16_t i = 0; i < rel->ncols; i++) {
 		struct coltype *t = &ri->types[i];
 
@@ -375,7 +383,10 @@ static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, stru
 			break;
 		}
 	}
-	if (d->records && rel->replident == 'f' && full_identity_key(d, ri, e) < 0)
+	if ((d->records || filter_has_columns(&d->filter)) && rel->replident == 'f' &&
+	    full_identity_key(d, ri, e) < 0)
+		return -1;
+	if (filter_columns(&d->filter, ri, e) < 0)
 		return -1;
 	encoder_prepare_relation(d->enc, ri);
 	return 0;
@@ -673,6 +684,26 @@ static void session_end(struct daemon *d)
 	d->in_txn = false;
 }
 
+/* A pattern that matches nothing is most likely a typo: say so once, at
+ * the first start, against the publication's tables as they are then. */
+static void warn_unmatched(struct daemon *d)
+{
+	struct buf tables, columns;
+	struct err ce;
+
+	if (!filter_has_columns(&d->filter) && d->filter.include.n == 0 && d->filter.exclude.n == 0)
+		return;
+	buf_init(&tables, 0);
+	buf_init(&columns, 0);
+	if (catalog_publication_names(d->cat, d->cfg->publication, &tables, &columns, &ce) < 0)
+		log_warn("%s; the filter's patterns are not checked", ce.msg);
+	else
+		filter_warn_unmatched(&d->filter, tables.data, tables.len, columns.data,
+		                      columns.len);
+	buf_reset(&tables);
+	buf_reset(&columns);
+}
+
 static int run_session(struct daemon *d, struct err *e)
 {
 	struct conn_info info;
@@ -726,6 +757,8 @@ static int run_session(struct daemon *d, struct err *e)
 		session_end(d);
 		return -1;
 	}
+	if (!d->ever_streamed)
+		warn_unmatched(d);
 	d->ever_streamed = d->session_streamed = true;
 	d->params.slot_must_exist = true;
 	log_info("listening for changes...");
@@ -812,10 +845,27 @@ static struct sink_config sink_config_of(const struct config *cfg)
 	return scfg;
 }
 
+static struct filter_config filter_config_of(const struct config *cfg)
+{
+	return (struct filter_config){
+	    .include_tables = cfg->include_tables,
+	    .exclude_tables = cfg->exclude_tables,
+	    .exclude_columns = cfg->exclude_columns,
+	    .mask_columns = cfg->mask_columns,
+	    .mask_secret = cfg->mask_secret,
+	    .allow_key = cfg->allow_key_filter,
+	};
+}
+
 int daemon_check_config(const struct config *cfg, struct err *e)
 {
 	struct sink_config scfg = sink_config_of(cfg);
+	struct filter_config fcfg = filter_config_of(cfg);
+	struct filter f;
 
+	if (filter_init(&f, &fcfg, e) < 0)
+		return -1;
+	filter_reset(&f);
 	return sink_check_config(&scfg, e);
 }
 
@@ -838,17 +888,22 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	            .read_hold = cfg->read_hold,
 	        },
 	};
+	struct filter_config fcfg = filter_config_of(cfg);
 	int backoff = RECONNECT_INITIAL_MS;
 	int busy_waited_ms = 0;
 	int rc;
 
+	if (filter_init(&d.filter, &fcfg, e) < 0)
+		return -1;
 	utf8guard_init(&d.utf8, cfg->invalid_utf8);
 	buf_init(&d.converted, 0);
 	buf_init(&d.key, 0);
 	buf_init(&d.old_key, 0);
 	d.sink = sink_open(&scfg, e);
-	if (d.sink == NULL)
+	if (d.sink == NULL) {
+		filter_reset(&d.filter);
 		return -1;
+	}
 	d.records = sink_wants_records(d.sink);
 	d.enc = encoder_new(pick_format(cfg),
 	                    &(struct encoder_options){
@@ -864,6 +919,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		relmap_free(d.rels);
 		encoder_free(d.enc);
 		sink_close(d.sink);
+		filter_reset(&d.filter);
 		return err_set(e, "could not start: out of memory");
 	}
 	for (;;) {
@@ -918,6 +974,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	relmap_free(d.rels);
 	encoder_free(d.enc);
 	sink_close(d.sink);
+	filter_reset(&d.filter);
 	log_peak_memory(&d);
 	return rc;
 }

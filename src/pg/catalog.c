@@ -222,6 +222,51 @@ int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, 
 	return n;
 }
 
+int catalog_publication_names(struct catalog *cat, const char *pub, struct buf *tables,
+                              struct buf *columns, struct err *e)
+{
+	/* pg_publication_tables exists on every version streamed (13+); the
+	 * columns are the table's, whatever a column list publishes. */
+	static const char SQL[] =
+	    "SELECT t.schemaname || '.' || t.tablename, a.attname "
+	    "FROM pg_catalog.pg_publication_tables t "
+	    "JOIN pg_catalog.pg_namespace n ON n.nspname = t.schemaname "
+	    "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename "
+	    "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+	    "AND NOT a.attisdropped WHERE t.pubname = $1 ORDER BY 1, a.attnum";
+	const char *params[1] = {pub};
+	const char *last = NULL;
+	PGresult *res;
+
+	buf_clear(tables);
+	buf_clear(columns);
+	if (ensure_connected(cat, e) < 0)
+		return -1;
+	res = PQexecParams(cat->pg, SQL, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		int rc = conn_result_error(cat->pg, res, e, "list the publication's tables");
+
+		PQclear(res);
+		return rc;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *table = PQgetvalue(res, i, 0);
+
+		if (last == NULL || strcmp(last, table) != 0)
+			buf_append(tables, table, strlen(table) + 1);
+		last = table;
+		if (PQgetisnull(res, i, 1))
+			continue;
+		buf_puts(columns, table);
+		buf_putc(columns, '.');
+		buf_append(columns, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1) + 1);
+	}
+	PQclear(res);
+	if (!buf_ok(tables) || !buf_ok(columns))
+		return err_set(e, "could not list the publication's tables: out of memory");
+	return 0;
+}
+
 static bool all_ascii(const uint8_t *p, size_t len)
 {
 	for (size_t i = 0; i < len; i++)

@@ -67,6 +67,16 @@ int catalog_to_utf8(struct catalog *cat, const char *encoding, const uint8_t *in
  */
 int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, struct err *e);
 
+/*
+ * The tables of publication pub as "schema.table" strings, each followed
+ * by a NUL, in tables, and their columns as "schema.table.column" strings
+ * in columns (both cleared first): what the filter's patterns are checked
+ * against at start (event/filter.h). -1 with *e set when the catalog
+ * cannot be asked.
+ */
+int catalog_publication_names(struct catalog *cat, const char *pub, struct buf *tables,
+                              struct buf *columns, struct err *e);
+
 /* Close the connection (kept closed until the next lookup), keeping the cache. */
 void catalog_disconnect(struct catalog *cat);
 

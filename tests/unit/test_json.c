@@ -678,8 +678,8 @@ static struct relation items = {16390, "billing", "Order Items", 'f', 4, items_c
 /* What the daemon derives from them (relmap_update: each column its own
  * type), without the encoder's cache: check_event adds it. */
 static struct coltype users_types[5], items_types[4];
-static struct relinfo users_ri = {&users, users_types, NULL, NULL, NULL};
-static struct relinfo items_ri = {&items, items_types, NULL, NULL, NULL};
+static struct relinfo users_ri = {.remote = &users, .types = users_types};
+static struct relinfo items_ri = {.remote = &items, .types = items_types};
 
 static const struct event_txn txn = {745, 0x16C75500, 0};
 
@@ -1082,7 +1082,7 @@ static void test_event_hostile_names(void **state)
 	};
 	static struct relation rel = {1, "s\tx", "t\"=1", 'd', 2, cols};
 	static struct coltype types[] = {{25, false}, {114, false}};
-	static struct relinfo ri = {&rel, types, NULL, NULL, NULL};
+	static struct relinfo ri = {.remote = &rel, .types = types};
 	static const struct pgo_value vals[] = {TXT("v\x01\xff"), TXT("[1,\n2]")};
 	static const struct pgo_tuple tup = {2, vals};
 	struct event_txn t = txn_at();
@@ -1190,7 +1190,7 @@ static void test_keys(void **state)
 	static struct relcol nokey_cols[] = {{"a", 23, -1, 0}, {"b", 25, -1, 0}};
 	static struct relation nokey = {1, "public", "log", 'd', 2, nokey_cols};
 	static struct coltype nokey_types[] = {{23, false}, {25, false}};
-	static struct relinfo nokey_ri = {&nokey, nokey_types, NULL, NULL, NULL};
+	static struct relinfo nokey_ri = {.remote = &nokey, .types = nokey_types};
 	static const struct pgo_value nokeyv[] = {TXT("1"), TXT("x")};
 	static const struct pgo_tuple nokeyt = {2, nokeyv};
 	struct event_txn t = txn_at();
