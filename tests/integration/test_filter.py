@@ -166,6 +166,28 @@ class Filters(unittest.TestCase):
         self.assertEqual(evs[0]["after"]["total"], mac("99.99"))
 
 
+class ServerSide(unittest.TestCase):
+    def test_publication_column_list_and_row_filter(self):
+        # What the README recommends where it suffices (PostgreSQL 15+):
+        # the server leaves columns and rows out, and pgstream's filters
+        # combine with it.
+        C.sql("CREATE PUBLICATION pub_cols FOR TABLE users (id, email, name) WHERE (id > 100)")
+        new_slot("srv")
+        C.sql("INSERT INTO users VALUES (100, 'lo@x', 'p', 'Lo')")
+        C.sql("INSERT INTO users VALUES (101, 'hi@x', 'p', 'Hi')")
+        C.sql("INSERT INTO skip_me VALUES (500, 'not published')")
+        p = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), "--mask-columns",
+                     "public.users.email", slot="srv", pub="pub_cols",
+                     env={"MASK_SECRET": SECRET})
+        try:
+            self.assertEqual(p.run(), 0, p.stderr())
+            self.assertEqual([e["new"] for e in p.events()],
+                             [{"id": 101, "email": mac("hi@x"), "name": "Hi"}])
+        finally:
+            p.close()
+        C.sql("DELETE FROM users WHERE id IN (100, 101)")
+
+
 class Acknowledged(unittest.TestCase):
     def test_excluded_transactions_are_acknowledged(self):
         new_slot("f_ack")
