@@ -73,6 +73,8 @@ static const struct option_def OPTIONS[] = {
      "the HMAC key of --mask-columns (set it in the environment or .env, not as a flag)"},
     {"allow-key-filter", "ALLOW_KEY_FILTER", OPT_BOOL, F(allow_key_filter), NULL,
      "let --exclude-columns/--mask-columns touch key columns (refused by default)"},
+    {"tx-events", "TX_EVENTS", OPT_BOOL, F(tx_events), NULL,
+     "a begin and a commit event (with its event count) around each transaction's events"},
     {"kafka-brokers", "KAFKA_BROKERS", OPT_STRING, F(kafka_brokers), "HOST:PORT,...",
      "with --sink kafka: bootstrap brokers"},
     {"topic-prefix", "TOPIC_PREFIX", OPT_STRING, F(topic_prefix), "PREFIX",
@@ -544,6 +546,9 @@ static int validate_sink(const struct config *cfg, struct err *e)
 	if (kafka && cfg->kafka_brokers == NULL)
 		return err_set(e, "invalid options: --sink kafka needs --kafka-brokers "
 		                  "HOST:PORT,... (or KAFKA_BROKERS)");
+	if (kafka && cfg->tx_events)
+		return err_set(e, "invalid options: --tx-events cannot be used with --sink kafka "
+		                  "yet (it has no topic for transaction events)");
 	if (kafka && cfg->format && strcmp(cfg->format, "json") != 0)
 		return err_set(e, "invalid options: --sink kafka sends --format json, not %s",
 		               cfg->format);

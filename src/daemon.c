@@ -27,6 +27,7 @@
 #include "event/filter.h"
 #include "event/key.h"
 #include "event/map.h"
+#include "event/txmeta.h"
 #include "event/relinfo.h"
 #include "event/utf8guard.h"
 #include "pg/catalog.h"
@@ -78,6 +79,12 @@ struct daemon {
 	bool convert_messages; /* ... neither that nor UTF8: message content is converted */
 	bool in_txn;
 	struct event_txn txn;
+	/* --tx-events: the transaction's BEGIN position, whether its begin
+	 * event is out (sent before its first event, so a transaction of which
+	 * nothing is emitted has neither), and its counts. */
+	uint64_t txn_begin_lsn;
+	bool txn_opened;
+	struct txmeta txmeta;
 	bool reached_end;
 	bool reply_now;
 	/* Streamed transactions not yet committed or aborted (--streaming). */
@@ -125,6 +132,25 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 	return sink_event_done(d->sink, ++d->seq, &rec, e);
 }
 
+/* Encode ev into the sink and number it. */
+static int emit_one(struct daemon *d, const struct event *ev, struct err *e)
+{
+	encoder_write(d->enc, sink_buf(d->sink), ev);
+	if (d->records)
+		return emit_routed(d, ev, e);
+	return sink_event_done(d->sink, ++d->seq, NULL, e);
+}
+
+/* --tx-events: the begin event before a transaction's first event. */
+static int open_txn(struct daemon *d, struct err *e)
+{
+	struct event begin = {.op = EVENT_BEGIN, .lsn = d->txn_begin_lsn, .txn = &d->txn};
+
+	d->txn_opened = true;
+	txmeta_begin(&d->txmeta);
+	return emit_one(d, &begin, e);
+}
+
 static int emit(struct daemon *d, struct event *ev, struct err *e)
 {
 	/* Dropped events are not numbered: the transaction's end is marked
@@ -133,10 +159,13 @@ static int emit(struct daemon *d, struct event *ev, struct err *e)
 		return 0;
 	if (d->sql_ascii && utf8guard_check_event(&d->utf8, ev, e) < 0)
 		return -1;
-	encoder_write(d->enc, sink_buf(d->sink), ev);
-	if (d->records)
-		return emit_routed(d, ev, e);
-	return sink_event_done(d->sink, ++d->seq, NULL, e);
+	if (d->cfg->tx_events && ev->txn) {
+		if (!d->txn_opened && open_txn(d, e) < 0)
+			return -1;
+		if (ev->op != EVENT_MESSAGE && txmeta_number(&d->txmeta, ev) < 0)
+			return err_set(e, "could not follow stream: out of memory");
+	}
+	return emit_one(d, ev, e);
 }
 
 /* Make the sink durable and release what it confirmed. */
@@ -217,13 +246,16 @@ static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t ls
 /* A transaction's events begin (at BEGIN, or at a streamed transaction's
  * commit). False if it committed after --end-lsn: it is not ours, and the
  * run ends instead. */
-static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64_t commit_time)
+static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64_t commit_time,
+                      uint64_t lsn)
 {
 	if (d->cfg->end_lsn && commit_lsn > d->cfg->end_lsn) {
 		d->reached_end = true;
 		return false;
 	}
 	d->in_txn = true;
+	d->txn_begin_lsn = lsn;
+	d->txn_opened = false;
 	d->txn.xid = xid;
 	d->txn.commit_lsn = commit_lsn;
 	d->txn.commit_time = commit_time;
@@ -232,8 +264,16 @@ static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64
 
 /* The transaction's events are all out: its end may be acknowledged once
  * they are confirmed. Reaching --end-lsn ends the run. */
-static int end_txn(struct daemon *d, uint64_t end_lsn, struct err *e)
+static int end_txn(struct daemon *d, uint64_t end_lsn, uint64_t lsn, struct err *e)
 {
+	if (d->txn_opened) {
+		struct event commit = {
+		    .op = EVENT_COMMIT, .lsn = lsn, .txn = &d->txn, .tx = &d->txmeta};
+
+		d->txn_opened = false;
+		if (emit_one(d, &commit, e) < 0)
+			return -1;
+	}
 	d->in_txn = false;
 	if (mark(d, end_lsn, e) < 0)
 		return -1;
@@ -266,7 +306,7 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 
 /* The streamed transaction committed: emit what was spooled, as one
  * transaction, exactly as if it had been sent at commit. */
-static int stream_commit(struct daemon *d, const struct pgo_msg *m, struct err *e)
+static int stream_commit(struct daemon *d, const struct pgo_msg *m, uint64_t at, struct err *e)
 {
 	struct spool *sp = spool_set_find(&d->spools, m->u.stream_commit.xid);
 	const uint8_t *msg;
@@ -278,7 +318,7 @@ static int stream_commit(struct daemon *d, const struct pgo_msg *m, struct err *
 		return err_set(e, "could not follow stream: commit of unknown transaction %u",
 		               m->u.stream_commit.xid);
 	if (!begin_txn(d, m->u.stream_commit.xid, m->u.stream_commit.commit_lsn,
-	               m->u.stream_commit.commit_time))
+	               m->u.stream_commit.commit_time, at))
 		return 0;
 	if (spool_rewind(sp, e) < 0)
 		return -1;
@@ -295,7 +335,7 @@ static int stream_commit(struct daemon *d, const struct pgo_msg *m, struct err *
 	if (rc < 0)
 		return -1;
 	spool_set_drop(&d->spools, sp);
-	return end_txn(d, m->u.stream_commit.end_lsn, e);
+	return end_txn(d, m->u.stream_commit.end_lsn, at, e);
 }
 
 static int stream_abort(struct daemon *d, const struct pgo_msg *m, struct err *e)
@@ -399,10 +439,10 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 
 	switch (m->type) {
 	case PGO_BEGIN:
-		begin_txn(d, m->u.begin.xid, m->u.begin.final_lsn, m->u.begin.commit_time);
+		begin_txn(d, m->u.begin.xid, m->u.begin.final_lsn, m->u.begin.commit_time, lsn);
 		return 0;
 	case PGO_COMMIT:
-		return end_txn(d, m->u.commit.end_lsn, e);
+		return end_txn(d, m->u.commit.end_lsn, lsn, e);
 	case PGO_INSERT:
 	case PGO_UPDATE:
 	case PGO_DELETE:
@@ -426,7 +466,7 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 		spool_set_stop(&d->spools);
 		return 0;
 	case PGO_STREAM_COMMIT:
-		return stream_commit(d, m, e);
+		return stream_commit(d, m, lsn, e);
 	case PGO_STREAM_ABORT:
 		return stream_abort(d, m, e);
 	default:
@@ -682,6 +722,7 @@ static void session_end(struct daemon *d)
 	conn_close(d->conn);
 	d->conn = NULL;
 	d->in_txn = false;
+	d->txn_opened = false; /* the server sends the transaction again, begin and all */
 }
 
 /* A pattern that matches nothing is most likely a typo: say so once, at
@@ -896,6 +937,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	if (filter_init(&d.filter, &fcfg, e) < 0)
 		return -1;
 	utf8guard_init(&d.utf8, cfg->invalid_utf8);
+	txmeta_init(&d.txmeta);
 	buf_init(&d.converted, 0);
 	buf_init(&d.key, 0);
 	buf_init(&d.old_key, 0);
@@ -975,6 +1017,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	encoder_free(d.enc);
 	sink_close(d.sink);
 	filter_reset(&d.filter);
+	txmeta_reset(&d.txmeta);
 	log_peak_memory(&d);
 	return rc;
 }

@@ -14,6 +14,10 @@ const char *event_op_name(enum event_op op)
 		return "truncate";
 	case EVENT_MESSAGE:
 		return "message";
+	case EVENT_BEGIN:
+		return "begin";
+	case EVENT_COMMIT:
+		return "commit";
 	}
 	return "unknown";
 }

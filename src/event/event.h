@@ -15,12 +15,17 @@
 #include "event/relinfo.h"
 #include "pg/pgoutput.h"
 
+struct txmeta;
+
 enum event_op {
 	EVENT_INSERT,
 	EVENT_UPDATE,
 	EVENT_DELETE,
 	EVENT_TRUNCATE,
 	EVENT_MESSAGE,
+	/* --tx-events: around a transaction's events (event/txmeta.h) */
+	EVENT_BEGIN,
+	EVENT_COMMIT,
 };
 
 /* The transaction an event belongs to, from its BEGIN message. */
@@ -44,6 +49,11 @@ struct event {
 	const char *prefix;             /* MESSAGE, NUL-terminated */
 	const uint8_t *content;         /* MESSAGE */
 	uint32_t content_len;           /* MESSAGE */
+	/* --tx-events: a row change's or TRUNCATE's place among its
+	 * transaction's numbered events and among its table's (from 1; 0:
+	 * not numbered), and a COMMIT's counts (event/txmeta.h). */
+	uint64_t tx_order, tx_table_order;
+	const struct txmeta *tx;
 };
 
 const char *event_op_name(enum event_op op); /* "insert", ... */

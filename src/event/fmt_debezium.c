@@ -28,6 +28,7 @@
 #include "event/jstring.h"
 #include "event/pgarray.h"
 #include "event/row.h"
+#include "event/txmeta.h"
 #include "event/value.h"
 #include "util/lsn.h"
 
@@ -883,10 +884,71 @@ static const char OP_CODE[] = {
     [EVENT_TRUNCATE] = 't', [EVENT_MESSAGE] = 'm',
 };
 
+/* "xid:lsn", Debezium's transaction id for PostgreSQL: the transaction
+ * and the LSN of the event that names it (PostgresTransactionMonitor). */
+static void put_tx_id(struct buf *out, const struct event *ev)
+{
+	buf_putc(out, '"');
+	put_u64(out, ev->txn ? ev->txn->xid : 0);
+	buf_putc(out, ':');
+	put_u64(out, ev->lsn);
+	buf_putc(out, '"');
+}
+
+/* --tx-events: Debezium's transaction metadata values (the BEGIN and END
+ * records of its <prefix>.transaction topic), fields in its schema's
+ * order: status, id, event_count, data_collections, ts_ms (commit time). */
+static void dbz_write_tx(struct buf *out, const struct event *ev)
+{
+	buf_puts(out, ev->op == EVENT_BEGIN ? "{\"status\":\"BEGIN\",\"id\":"
+	                                    : "{\"status\":\"END\",\"id\":");
+	put_tx_id(out, ev);
+	if (ev->op == EVENT_BEGIN || ev->tx == NULL) {
+		buf_puts(out, ",\"event_count\":null,\"data_collections\":null");
+	} else {
+		buf_puts(out, ",\"event_count\":");
+		put_u64(out, ev->tx->count);
+		buf_puts(out, ",\"data_collections\":[");
+		for (size_t i = 0; i < ev->tx->n; i++) {
+			buf_puts(out, i ? ",{\"data_collection\":" : "{\"data_collection\":");
+			put_str(out, txmeta_table_name(ev->tx, i));
+			buf_puts(out, ",\"event_count\":");
+			put_u64(out, ev->tx->tables[i].count);
+			buf_putc(out, '}');
+		}
+		buf_putc(out, ']');
+	}
+	buf_puts(out, ",\"ts_ms\":");
+	put_i64(out, ev->txn ? (ev->txn->commit_time + PG_EPOCH_OFFSET_US) / 1000 : 0);
+	buf_puts(out, "}\n");
+}
+
+/* The envelope's transaction block: null unless --tx-events numbered ev. */
+static void put_tx_block(struct buf *out, const struct event *ev)
+{
+	if (ev->tx_order == 0) {
+		buf_puts(out, ",\"transaction\":null");
+		return;
+	}
+	buf_puts(out, ",\"transaction\":{\"id\":");
+	put_tx_id(out, ev);
+	buf_puts(out, ",\"total_order\":");
+	put_u64(out, ev->tx_order);
+	buf_puts(out, ",\"data_collection_order\":");
+	put_u64(out, ev->tx_table_order);
+	buf_putc(out, '}');
+}
+
 static void dbz_write(void *state, struct buf *out, const struct event *ev)
 {
 	struct dbz_state *st = state;
-	int64_t processed = now_ns(st);
+	int64_t processed;
+
+	if (ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT) {
+		dbz_write_tx(out, ev);
+		return;
+	}
+	processed = now_ns(st);
 
 	buf_putc(out, '{');
 	if (ev->op == EVENT_INSERT || ev->op == EVENT_UPDATE || ev->op == EVENT_DELETE) {
@@ -909,7 +971,7 @@ static void dbz_write(void *state, struct buf *out, const struct event *ev)
 		json_write_base64(out, ev->content, ev->content_len);
 		buf_putc(out, '}');
 	} else {
-		buf_puts(out, ",\"transaction\":null");
+		put_tx_block(out, ev);
 	}
 	buf_puts(out, "}\n");
 }

@@ -15,6 +15,7 @@
 #include "event/encoder_int.h"
 #include "event/jstring.h"
 #include "event/row.h"
+#include "event/txmeta.h"
 #include "util/lsn.h"
 
 /* The transaction fragment: 94 bytes at most (format_txn). */
@@ -161,6 +162,44 @@ static void json_message_members(struct buf *out, const struct event *ev)
 	}
 }
 
+static void json_u64(struct buf *out, uint64_t v)
+{
+	char digits[20];
+	size_t n = 0;
+
+	do {
+		digits[sizeof digits - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_append(out, digits + sizeof digits - n, n);
+}
+
+/* --tx-events: {"op":"begin",..} and {"op":"commit",..,"events":N,
+ * "tables":{"schema.table":N,..}} around a transaction's events. */
+static void json_write_tx(struct json_state *st, struct buf *out, const struct event *ev)
+{
+	buf_puts(out, ev->op == EVENT_BEGIN ? "{\"op\":\"begin\"" : "{\"op\":\"commit\"");
+	json_lsn_member(out, "lsn", ev->lsn);
+	json_txn_members(st, out, ev->txn);
+	if (ev->op == EVENT_COMMIT && ev->tx) {
+		json_key(out, "events");
+		json_u64(out, ev->tx->count);
+		json_key(out, "tables");
+		buf_putc(out, '{');
+		for (size_t i = 0; i < ev->tx->n; i++) {
+			const char *name = txmeta_table_name(ev->tx, i);
+
+			if (i)
+				buf_putc(out, ',');
+			json_write_string(out, name, strlen(name));
+			buf_putc(out, ':');
+			json_u64(out, ev->tx->tables[i].count);
+		}
+		buf_putc(out, '}');
+	}
+	buf_puts(out, "}\n");
+}
+
 /* '{"op":"insert"' and its siblings, indexed by enum event_op. */
 static const struct lit OP_HEAD[] = {
     [EVENT_INSERT] = LIT("{\"op\":\"insert\""),   [EVENT_UPDATE] = LIT("{\"op\":\"update\""),
@@ -170,6 +209,10 @@ static const struct lit OP_HEAD[] = {
 
 static void json_write(void *state, struct buf *out, const struct event *ev)
 {
+	if (ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT) {
+		json_write_tx(state, out, ev);
+		return;
+	}
 	buf_append(out, OP_HEAD[ev->op].s, OP_HEAD[ev->op].n);
 	if (ev->op != EVENT_MESSAGE) {
 		const struct rowcache *rc = row_cache(ev->rel);
@@ -181,6 +224,10 @@ static void json_write(void *state, struct buf *out, const struct event *ev)
 	}
 	json_lsn_member(out, "lsn", ev->lsn);
 	json_txn_members(state, out, ev->txn);
+	if (ev->tx_order) {
+		json_key(out, "tx_order");
+		json_u64(out, ev->tx_order);
+	}
 	switch (ev->op) {
 	case EVENT_INSERT:
 	case EVENT_UPDATE:
@@ -194,6 +241,9 @@ static void json_write(void *state, struct buf *out, const struct event *ev)
 	case EVENT_MESSAGE:
 		json_message_members(out, ev);
 		break;
+	case EVENT_BEGIN:
+	case EVENT_COMMIT:
+		break; /* json_write_tx */
 	}
 	buf_puts(out, "}\n");
 }

@@ -12,6 +12,7 @@
 #include "event/encoder_int.h"
 #include "event/jstring.h"
 #include "event/row.h"
+#include "event/txmeta.h"
 #include "util/lsn.h"
 
 /* A name in a header line: raw when it is one visible word, else quoted so
@@ -97,12 +98,30 @@ static void pretty_message(struct buf *out, const struct event *ev)
 	buf_putc(out, '\n');
 }
 
+/* --tx-events: "[BEGIN] xid=745 lsn=0/16C752F8" and "[COMMIT] xid=745
+ * events=3 lsn=0/16C75500". */
+static void pretty_tx(struct buf *out, const struct event *ev)
+{
+	char lsn[LSN_STR_MAX];
+
+	lsn_format(ev->lsn, lsn);
+	buf_printf(out, "[%s] xid=%u", ev->op == EVENT_BEGIN ? "BEGIN" : "COMMIT",
+	           ev->txn ? (unsigned)ev->txn->xid : 0u);
+	if (ev->op == EVENT_COMMIT && ev->tx)
+		buf_printf(out, " events=%llu", (unsigned long long)ev->tx->count);
+	buf_printf(out, " lsn=%s\n", lsn);
+}
+
 static void pretty_write(void *state, struct buf *out, const struct event *ev)
 {
 	static const char *const TAGS[] = {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "MESSAGE"};
 	struct rowsel data = {ev->rel, NULL, NULL, ROW_ALL};
 
 	(void)state;
+	if (ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT) {
+		pretty_tx(out, ev);
+		return;
+	}
 	pretty_header(out, TAGS[ev->op], ev);
 	switch (ev->op) {
 	case EVENT_INSERT:
@@ -128,6 +147,9 @@ static void pretty_write(void *state, struct buf *out, const struct event *ev)
 		buf_putc(out, '\n');
 		pretty_message(out, ev);
 		break;
+	case EVENT_BEGIN:
+	case EVENT_COMMIT:
+		break; /* pretty_tx */
 	}
 }
 
