@@ -29,6 +29,7 @@ enum opt_kind {
 	OPT_UTF8POLICY,
 	OPT_SINK,
 	OPT_DECIMAL,
+	OPT_TIMEFORMAT,
 	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
 };
 
@@ -73,6 +74,8 @@ static const struct option_def OPTIONS[] = {
      "the HMAC key of --mask-columns (set it in the environment or .env, not as a flag)"},
     {"allow-key-filter", "ALLOW_KEY_FILTER", OPT_BOOL, F(allow_key_filter), NULL,
      "let --exclude-columns/--mask-columns touch key columns (refused by default)"},
+    {"time-format", "TIME_FORMAT", OPT_TIMEFORMAT, F(postgres_times), "rfc3339|postgres",
+     "json and pretty: dates and times in RFC 3339 (default) or as Postgres prints them"},
     {"tx-events", "TX_EVENTS", OPT_BOOL, F(tx_events), NULL,
      "a begin and a commit event (with its event count) around each transaction's events"},
     {"kafka-brokers", "KAFKA_BROKERS", OPT_STRING, F(kafka_brokers), "HOST:PORT,...",
@@ -345,6 +348,16 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			    e,
 			    "invalid value for %s%s: \"%s\" (expected precise, string or "
 			    "double)",
+			    source, opt->flag, show(&sh, value));
+		return 0;
+	case OPT_TIMEFORMAT:
+		if (strcmp(value, "rfc3339") == 0)
+			cfg->postgres_times = false;
+		else if (strcmp(value, "postgres") == 0)
+			cfg->postgres_times = true;
+		else
+			return err_set(
+			    e, "invalid value for %s%s: \"%s\" (expected rfc3339 or postgres)",
 			    source, opt->flag, show(&sh, value));
 		return 0;
 	case OPT_PROPERTY:

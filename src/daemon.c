@@ -116,11 +116,11 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 	}
 	buf_clear(&d->key);
 	buf_clear(&d->old_key);
-	if (key_write(&d->key, ev)) {
+	if (key_write(&d->key, ev, d->cfg->postgres_times)) {
 		rec.key = d->key.data;
 		rec.key_len = d->key.len;
 	}
-	if (key_write_old(&d->old_key, ev, rec.key, rec.key_len)) {
+	if (key_write_old(&d->old_key, ev, rec.key, rec.key_len, d->cfg->postgres_times)) {
 		rec.old_key = d->old_key.data;
 		rec.old_key_len = d->old_key.len;
 	}
@@ -952,6 +952,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	                        .topic_prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
 	                        .database = d.dbname,
 	                        .decimal = cfg->debezium_decimal,
+	                        .postgres_times = cfg->postgres_times,
 	                    });
 	d.rels = relmap_new();
 	d.cat = catalog_new(cfg->database_url);

@@ -39,6 +39,9 @@ struct encoder_options {
 	 * caller fills the string it points to then. NULL: "". */
 	const char *database;
 	enum encoder_decimal decimal;
+	/* json and pretty: --time-format postgres, dates and times as
+	 * Postgres prints them instead of RFC 3339 (event/rfc3339.h). */
+	bool postgres_times;
 	/* The envelope's ts_ms/ts_us/ts_ns: Debezium's processing time.
 	 * NULL: the real-time clock; tests fix it. Nanoseconds since 1970. */
 	int64_t (*clock_ns)(void);

@@ -767,7 +767,8 @@ static void write_column(struct dbz_state *st, struct buf *out, const struct rel
 	/* A domain's values are its base type's (event/relinfo.h). */
 	uint32_t oid =
 	    ri->types && !ri->types[i].array && ri->types[i].base ? ri->types[i].base : col->typoid;
-	struct valtype vt = valtype_for_oid(col->typoid);
+	/* Values no rule converts stay Postgres's text, times included. */
+	struct valtype vt = valtype_with_times(valtype_for_oid(col->typoid), true);
 
 	if (v->kind == 'u') {
 		buf_puts(out, UNAVAILABLE);

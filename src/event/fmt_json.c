@@ -28,6 +28,7 @@ struct json_state {
 	int64_t commit_time;
 	size_t len; /* 0: nothing cached */
 	char txn[TXN_JSON_MAX];
+	bool pg_times; /* --time-format postgres */
 };
 
 /* ,"key": */
@@ -130,11 +131,12 @@ static void json_unchanged_toast(struct buf *out, const struct event *ev)
 		buf_putc(out, ']');
 }
 
-static void json_change_members(struct buf *out, const struct event *ev)
+static void json_change_members(const struct json_state *st, struct buf *out,
+                                const struct event *ev)
 {
-	struct rowsel oldrow = {ev->rel, ev->oldtup, NULL,
-	                        ev->old_kind == 'K' ? ROW_KEYS : ROW_ALL};
-	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL};
+	struct rowsel oldrow = {ev->rel, ev->oldtup, NULL, ev->old_kind == 'K' ? ROW_KEYS : ROW_ALL,
+	                        st->pg_times};
+	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL, st->pg_times};
 	bool toast = false;
 
 	if (ev->op != EVENT_INSERT && ev->oldtup != NULL)
@@ -232,7 +234,7 @@ static void json_write(void *state, struct buf *out, const struct event *ev)
 	case EVENT_INSERT:
 	case EVENT_UPDATE:
 	case EVENT_DELETE:
-		json_change_members(out, ev);
+		json_change_members(state, out, ev);
 		break;
 	case EVENT_TRUNCATE:
 		json_bool_member(out, "cascade", ev->cascade);
@@ -248,15 +250,24 @@ static void json_write(void *state, struct buf *out, const struct event *ev)
 	buf_puts(out, "}\n");
 }
 
+static void json_init(void *state, const struct encoder_options *opt)
+{
+	struct json_state *st = state;
+
+	st->pg_times = opt->postgres_times;
+}
+
 static void json_prepare_relation(void *state, struct relinfo *ri)
 {
-	(void)state;
-	row_prepare(ri);
+	const struct json_state *st = state;
+
+	row_prepare(ri, st->pg_times);
 }
 
 const struct encoder_ops ENCODER_JSON = {
     .name = "json",
     .state_size = sizeof(struct json_state),
+    .init = json_init,
     .prepare_relation = json_prepare_relation,
     .write = json_write,
 };

@@ -64,13 +64,13 @@ static void pretty_row(struct buf *out, const char *label, const struct rowsel *
 
 /* With the whole old row, show only what changed; otherwise show the key
  * (as sent, or taken from the new row) and the whole new row. */
-static void pretty_update(struct buf *out, const struct event *ev)
+static void pretty_update(struct buf *out, const struct event *ev, bool pg_times)
 {
-	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL};
-	struct rowsel key = {ev->rel, ev->newtup, NULL, ROW_KEYS};
+	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL, pg_times};
+	struct rowsel key = {ev->rel, ev->newtup, NULL, ROW_KEYS, pg_times};
 
 	if (ev->old_kind == 'O' && ev->oldtup != NULL && ev->newtup != NULL) {
-		struct rowsel oldrow = {ev->rel, ev->oldtup, ev->newtup, ROW_CHANGED};
+		struct rowsel oldrow = {ev->rel, ev->oldtup, ev->newtup, ROW_CHANGED, pg_times};
 
 		newrow.other = ev->oldtup;
 		newrow.filter = ROW_CHANGED;
@@ -112,12 +112,24 @@ static void pretty_tx(struct buf *out, const struct event *ev)
 	buf_printf(out, " lsn=%s\n", lsn);
 }
 
+/* The format's state: its one option. */
+struct pretty_state {
+	bool pg_times; /* --time-format postgres */
+};
+
+static void pretty_init(void *state, const struct encoder_options *opt)
+{
+	struct pretty_state *st = state;
+
+	st->pg_times = opt->postgres_times;
+}
+
 static void pretty_write(void *state, struct buf *out, const struct event *ev)
 {
 	static const char *const TAGS[] = {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "MESSAGE"};
-	struct rowsel data = {ev->rel, NULL, NULL, ROW_ALL};
+	const struct pretty_state *st = state;
+	struct rowsel data = {ev->rel, NULL, NULL, ROW_ALL, st->pg_times};
 
-	(void)state;
 	if (ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT) {
 		pretty_tx(out, ev);
 		return;
@@ -131,7 +143,7 @@ static void pretty_write(void *state, struct buf *out, const struct event *ev)
 		break;
 	case EVENT_UPDATE:
 		buf_putc(out, '\n');
-		pretty_update(out, ev);
+		pretty_update(out, ev, st->pg_times);
 		break;
 	case EVENT_DELETE:
 		data.tup = ev->oldtup;
@@ -155,13 +167,15 @@ static void pretty_write(void *state, struct buf *out, const struct event *ev)
 
 static void pretty_prepare_relation(void *state, struct relinfo *ri)
 {
-	(void)state;
-	row_prepare(ri);
+	const struct pretty_state *st = state;
+
+	row_prepare(ri, st->pg_times);
 }
 
 const struct encoder_ops ENCODER_PRETTY = {
     .name = "pretty",
-    .state_size = 0,
+    .state_size = sizeof(struct pretty_state),
+    .init = pretty_init,
     .prepare_relation = pretty_prepare_relation,
     .write = pretty_write,
 };

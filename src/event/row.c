@@ -79,8 +79,9 @@ bool row_write(struct buf *out, const struct rowsel *rs, const struct row_style 
 		if (rc) {
 			json_write_column(out, &rc->vt[i], &rs->tup->cols[i]);
 		} else {
-			struct valtype vt =
-			    valtype_for_base(rs->rel->types[i].base, rs->rel->types[i].array);
+			struct valtype vt = valtype_with_times(
+			    valtype_for_base(rs->rel->types[i].base, rs->rel->types[i].array),
+			    rs->pg_times);
 
 			json_write_column(out, &vt, &rs->tup->cols[i]);
 		}
@@ -134,7 +135,7 @@ const struct rowcache *row_cache(const struct relinfo *ri)
 	return ri->enc_free == rowcache_free ? ri->enc_data : NULL;
 }
 
-void row_prepare(struct relinfo *ri)
+void row_prepare(struct relinfo *ri, bool pg_times)
 {
 	const struct relation *rel = ri->remote;
 	struct rowcache *rc;
@@ -160,7 +161,8 @@ void row_prepare(struct relinfo *ri)
 	row_relation_members(&b, rel);
 	rc->head.s = render_copy(&b, &rc->head.n);
 	for (uint16_t i = 0; i < rel->ncols; i++) {
-		rc->vt[i] = valtype_for_base(ri->types[i].base, ri->types[i].array);
+		rc->vt[i] = valtype_with_times(
+		    valtype_for_base(ri->types[i].base, ri->types[i].array), pg_times);
 		json_write_string(&b, rel->cols[i].name, strlen(rel->cols[i].name));
 		buf_putc(&b, ':');
 		rc->keys[i].s = render_copy(&b, &rc->keys[i].n);

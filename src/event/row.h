@@ -36,6 +36,7 @@ struct rowsel {
 	const struct pgo_tuple *tup;
 	const struct pgo_tuple *other; /* ROW_CHANGED: the tuple compared with */
 	enum row_filter filter;
+	bool pg_times; /* --time-format postgres (valtype_with_times) */
 };
 
 /* A piece of punctuation with its length: row_write runs per column. */
@@ -78,9 +79,10 @@ struct rowcache {
 	} * keys, head; /* head: row_relation_members' text */
 };
 
-/* Build ri's cache (once: a cache already there is kept). On allocation
- * failure there is none, which only costs speed. */
-void row_prepare(struct relinfo *ri);
+/* Build ri's cache (once: a cache already there is kept), its renderings
+ * with times as pg_times says. On allocation failure there is none, which
+ * only costs speed. */
+void row_prepare(struct relinfo *ri, bool pg_times);
 
 /* ri's cache, or NULL. */
 const struct rowcache *row_cache(const struct relinfo *ri);

@@ -19,6 +19,12 @@ enum valkind {
 	VK_NUMBER,     /* digits as a JSON number; non-finite words as strings */
 	VK_JSON,       /* json/jsonb text embedded as is */
 	VK_ARRAY,      /* Postgres array literal → (nested) JSON array of elem */
+	/* Dates and times: RFC 3339 strings (event/rfc3339.h), or Postgres's
+	 * text as VK_STRING under --time-format postgres (valtype_with_times). */
+	VK_DATE,
+	VK_TIMESTAMP,
+	VK_TIMESTAMPTZ,
+	VK_TIMETZ,
 };
 
 struct valtype {
@@ -38,5 +44,9 @@ struct valtype valtype_array_of(struct valtype elem);
  * base (a domain over it), or, with array, like an array of them (an array
  * of such a domain): see event/relinfo.h's struct coltype. */
 struct valtype valtype_for_base(uint32_t base, bool array);
+
+/* vt, its date and time kinds (its elements' too) made VK_STRING when
+ * postgres (--time-format postgres: times as Postgres prints them). */
+struct valtype valtype_with_times(struct valtype vt, bool postgres);
 
 #endif

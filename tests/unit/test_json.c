@@ -135,8 +135,8 @@ static void assert_vt(uint32_t oid, int kind, int elem, char delim)
 static void test_valtype_scalars(void **state)
 {
 	static const uint32_t numbers[] = {20, 21, 23, 26, 700, 701, 1700};
-	static const uint32_t strings[] = {25,   1043, 1042, 19,   18,  17,  1082, 1114, 1184,
-	                                   1083, 1266, 1186, 2950, 869, 650, 829,  0,    99999};
+	static const uint32_t strings[] = {25,   1043, 1042, 19,  18,  17, 1083,
+	                                   1186, 2950, 869,  650, 829, 0,  99999};
 
 	(void)state;
 	assert_vt(16, VK_BOOL, 0, ',');
@@ -146,6 +146,16 @@ static void test_valtype_scalars(void **state)
 	assert_vt(3802, VK_JSON, 0, ',');
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
 		assert_vt(strings[i], VK_STRING, 0, ',');
+	/* RFC 3339 unless --time-format postgres (time is one already) */
+	assert_vt(1082, VK_DATE, 0, ',');
+	assert_vt(1114, VK_TIMESTAMP, 0, ',');
+	assert_vt(1184, VK_TIMESTAMPTZ, 0, ',');
+	assert_vt(1266, VK_TIMETZ, 0, ',');
+	assert_int_equal(valtype_with_times(vt_of(1184), true).kind, VK_STRING);
+	assert_int_equal(valtype_with_times(vt_of(1184), false).kind, VK_TIMESTAMPTZ);
+	assert_int_equal(valtype_with_times(vt_of(1185), true).elem, VK_STRING);
+	assert_int_equal(valtype_with_times(vt_of(1185), true).kind, VK_ARRAY);
+	assert_int_equal(valtype_with_times(vt_of(23), true).kind, VK_NUMBER);
 }
 
 static void test_valtype_arrays(void **state)
@@ -154,12 +164,13 @@ static void test_valtype_arrays(void **state)
 		uint32_t oid;
 		int elem;
 	} typed[] = {
-	    {1000, VK_BOOL},   {1005, VK_NUMBER}, {1007, VK_NUMBER}, {1016, VK_NUMBER},
-	    {1028, VK_NUMBER}, {1021, VK_NUMBER}, {1022, VK_NUMBER}, {1231, VK_NUMBER},
-	    {199, VK_JSON},    {3807, VK_JSON},
+	    {1000, VK_BOOL},        {1005, VK_NUMBER}, {1007, VK_NUMBER}, {1016, VK_NUMBER},
+	    {1028, VK_NUMBER},      {1021, VK_NUMBER}, {1022, VK_NUMBER}, {1231, VK_NUMBER},
+	    {199, VK_JSON},         {3807, VK_JSON},   {1182, VK_DATE},   {1115, VK_TIMESTAMP},
+	    {1185, VK_TIMESTAMPTZ}, {1270, VK_TIMETZ},
 	};
-	static const uint32_t text[] = {1009, 1015, 1014, 1003, 1002, 1001, 1182, 1115, 1185,
-	                                1183, 1270, 1187, 2951, 1041, 651,  1040, 143,  3905};
+	static const uint32_t text[] = {1009, 1015, 1014, 1003, 1002, 1001, 1183,
+	                                1187, 2951, 1041, 651,  1040, 143,  3905};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof typed / sizeof typed[0]; i++)
@@ -379,7 +390,8 @@ static void test_value_string_kind(void **state)
 {
 	(void)state;
 	check_value(vt_of(25), "plain \"text\"\n", "\"plain \\\"text\\\"\\n\"");
-	check_value(vt_of(1184), "2026-11-24 14:30:00+00", "\"2026-11-24 14:30:00+00\"");
+	check_value(valtype_with_times(vt_of(1184), true), "2026-11-24 14:30:00+00",
+	            "\"2026-11-24 14:30:00+00\"");
 	check_value(vt_of(2950), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
 	            "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"");
 	check_value(vt_of(25), "42", "\"42\""); /* text stays text */
@@ -488,7 +500,46 @@ static void test_array_text(void **state)
 	check_value(vt, "{\"\\\\\"}", "[\"\\\\\"]");
 	check_value(vt_of(2951), "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
 	            "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]");
-	check_value(vt_of(1185), "{\"2026-11-24 14:30:00+00\"}", "[\"2026-11-24 14:30:00+00\"]");
+	check_value(vt_of(1185), "{\"2026-11-24 14:30:00+00\"}", "[\"2026-11-24T14:30:00Z\"]");
+	check_value(valtype_with_times(vt_of(1185), true), "{\"2026-11-24 14:30:00+00\"}",
+	            "[\"2026-11-24 14:30:00+00\"]");
+}
+
+/* Postgres's ISO output (DateStyle=ISO, TimeZone=UTC, as the connection
+ * sets them) and RFC 3339 (section 5.6), written out by hand. */
+static void test_value_rfc3339(void **state)
+{
+	(void)state;
+	check_value(vt_of(1184), "2026-12-01 18:50:07.573885+00",
+	            "\"2026-12-01T18:50:07.573885Z\"");
+	check_value(vt_of(1184), "2026-12-01 18:50:07+00", "\"2026-12-01T18:50:07Z\"");
+	check_value(vt_of(1184), "2026-12-01 18:50:07.5+05:30", "\"2026-12-01T18:50:07.5+05:30\"");
+	check_value(vt_of(1184), "2026-12-01 18:50:07-08", "\"2026-12-01T18:50:07-08:00\"");
+	check_value(vt_of(1114), "2026-12-01 18:50:07.573885", "\"2026-12-01T18:50:07.573885\"");
+	check_value(vt_of(1082), "2026-12-01", "\"2026-12-01\"");
+	check_value(vt_of(1266), "18:50:07.573885+02", "\"18:50:07.573885+02:00\"");
+	check_value(vt_of(1266), "18:50:07+00", "\"18:50:07Z\"");
+	check_value(vt_of(1266), "18:50:07-03:30", "\"18:50:07-03:30\"");
+	/* The documented forms RFC 3339 has no word for. */
+	check_value(vt_of(1184), "infinity", "\"infinity\"");
+	check_value(vt_of(1114), "-infinity", "\"-infinity\"");
+	check_value(vt_of(1082), "0044-03-15 BC", "\"-0043-03-15\"");
+	check_value(vt_of(1082), "0001-01-01 BC", "\"0000-01-01\"");
+	check_value(vt_of(1184), "4713-11-24 00:00:00+00 BC", "\"-4712-11-24T00:00:00Z\"");
+	check_value(vt_of(1114), "294276-12-31 23:59:59.999999",
+	            "\"294276-12-31T23:59:59.999999\"");
+	check_value(vt_of(1082), "10000-01-01", "\"10000-01-01\"");
+	/* An offset in seconds (a historical zone's) cannot be written: as is. */
+	check_value(vt_of(1266), "12:00:00+05:53:28", "\"12:00:00+05:53:28\"");
+	check_value(vt_of(1184), "1850-01-01 00:00:00+00:19:32",
+	            "\"1850-01-01 00:00:00+00:19:32\"");
+	/* Not what Postgres prints: the text as it is. */
+	check_value(vt_of(1082), "2026-1-01", "\"2026-1-01\"");
+	check_value(vt_of(1114), "2026-12-01T18:50:07", "\"2026-12-01T18:50:07\"");
+	check_value(vt_of(1114), "2026-12-01 18:50:07.", "\"2026-12-01 18:50:07.\"");
+	check_value(vt_of(1184), "2026-12-01 18:50:07", "\"2026-12-01 18:50:07\"");
+	check_value(vt_of(1266), "18:50:07", "\"18:50:07\"");
+	check_value(vt_of(1082), "", "\"\"");
 }
 
 static void test_array_nested(void **state)
@@ -1150,13 +1201,13 @@ static void check_keys(const struct event *ev, const char *want, const char *wan
 			prepared = *ev->rel;
 			prepared.enc_data = NULL;
 			prepared.enc_free = NULL;
-			row_prepare(&prepared);
+			row_prepare(&prepared, false);
 			pev.rel = &prepared;
 		}
 		buf_init(&k, 0);
 		buf_init(&old, 0);
-		has = key_write(&k, &pev);
-		has_old = key_write_old(&old, &pev, has ? k.data : NULL, k.len);
+		has = key_write(&k, &pev, false);
+		has_old = key_write_old(&old, &pev, has ? k.data : NULL, k.len, false);
 		if (want == NULL) {
 			assert_false(has);
 			assert_int_equal(k.len, 0);
@@ -1256,6 +1307,7 @@ int main(void)
 	    cmocka_unit_test(test_value_json_deep),
 	    cmocka_unit_test(test_array_numbers),
 	    cmocka_unit_test(test_array_bools),
+	    cmocka_unit_test(test_value_rfc3339),
 	    cmocka_unit_test(test_array_text),
 	    cmocka_unit_test(test_array_nested),
 	    cmocka_unit_test(test_array_dimensions),
