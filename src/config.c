@@ -30,6 +30,8 @@ enum opt_kind {
 	OPT_SINK,
 	OPT_DECIMAL,
 	OPT_TIMEFORMAT,
+	OPT_NUMERIC,
+	OPT_TOAST,
 	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
 };
 
@@ -76,6 +78,13 @@ static const struct option_def OPTIONS[] = {
      "let --exclude-columns/--mask-columns touch key columns (refused by default)"},
     {"time-format", "TIME_FORMAT", OPT_TIMEFORMAT, F(postgres_times), "rfc3339|postgres",
      "json and pretty: dates and times in RFC 3339 (default) or as Postgres prints them"},
+    {"numeric", "NUMERIC", OPT_NUMERIC, F(numeric_strings), "number|string",
+     "json and pretty: numerics as JSON numbers of their exact digits (default) or strings"},
+    {"unchanged-toast", "UNCHANGED_TOAST", OPT_TOAST, F(unchanged_toast), "omit|placeholder",
+     "an unchanged TOAST value: left out (json, pretty) or the placeholder (debezium)"},
+    {"unavailable-value-placeholder", "UNAVAILABLE_VALUE_PLACEHOLDER", OPT_STRING,
+     F(toast_placeholder), "TEXT",
+     "the placeholder of --unchanged-toast (default __debezium_unavailable_value)"},
     {"tx-events", "TX_EVENTS", OPT_BOOL, F(tx_events), NULL,
      "a begin and a commit event (with its event count) around each transaction's events"},
     {"kafka-brokers", "KAFKA_BROKERS", OPT_STRING, F(kafka_brokers), "HOST:PORT,...",
@@ -358,6 +367,26 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 		else
 			return err_set(
 			    e, "invalid value for %s%s: \"%s\" (expected rfc3339 or postgres)",
+			    source, opt->flag, show(&sh, value));
+		return 0;
+	case OPT_NUMERIC:
+		if (strcmp(value, "number") == 0)
+			cfg->numeric_strings = false;
+		else if (strcmp(value, "string") == 0)
+			cfg->numeric_strings = true;
+		else
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected number or string)",
+			               source, opt->flag, show(&sh, value));
+		return 0;
+	case OPT_TOAST:
+		if (strcmp(value, "omit") == 0)
+			cfg->unchanged_toast = ENCODER_TOAST_OMIT;
+		else if (strcmp(value, "placeholder") == 0)
+			cfg->unchanged_toast = ENCODER_TOAST_PLACEHOLDER;
+		else
+			return err_set(
+			    e, "invalid value for %s%s: \"%s\" (expected omit or placeholder)",
 			    source, opt->flag, show(&sh, value));
 		return 0;
 	case OPT_PROPERTY:

@@ -47,8 +47,11 @@ struct config {
 	char *mask_columns;
 	char *mask_secret; /* HMAC key of --mask-columns */
 	bool allow_key_filter;
-	bool tx_events;      /* begin and commit events, changes numbered */
-	bool postgres_times; /* --time-format postgres */
+	bool tx_events;       /* begin and commit events, changes numbered */
+	bool postgres_times;  /* --time-format postgres */
+	bool numeric_strings; /* --numeric string */
+	int unchanged_toast;  /* enum encoder_toast */
+	char *toast_placeholder;
 	bool temporary_slot;
 	bool create_publication;
 	bool streaming; /* protocol v2 streaming of in-progress transactions */

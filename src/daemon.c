@@ -62,13 +62,14 @@ struct daemon {
 	struct sink *sink;
 	struct catalog *cat;
 	struct checkpoint cp;
-	uint64_t seq;            /* number of the last event handed to the sink */
-	uint64_t written_lsn;    /* highest WAL position processed */
-	uint64_t reported_flush; /* last flush LSN sent to the server */
-	struct utf8guard utf8;   /* SQL_ASCII databases only (utf8guard.h) */
-	struct buf converted;    /* message content converted to UTF-8 */
-	bool records;            /* the sink routes by table and key (Kafka) */
-	struct buf key, old_key; /* ... the current event's keys */
+	uint64_t seq;             /* number of the last event handed to the sink */
+	uint64_t written_lsn;     /* highest WAL position processed */
+	uint64_t reported_flush;  /* last flush LSN sent to the server */
+	struct utf8guard utf8;    /* SQL_ASCII databases only (utf8guard.h) */
+	struct buf converted;     /* message content converted to UTF-8 */
+	bool records;             /* the sink routes by table and key (Kafka) */
+	struct buf key, old_key;  /* ... the current event's keys */
+	struct row_opts key_opts; /* ... rendered as the events' values */
 
 	/* Per session. */
 	struct pg_conn *conn;
@@ -116,11 +117,11 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 	}
 	buf_clear(&d->key);
 	buf_clear(&d->old_key);
-	if (key_write(&d->key, ev, d->cfg->postgres_times)) {
+	if (key_write(&d->key, ev, &d->key_opts)) {
 		rec.key = d->key.data;
 		rec.key_len = d->key.len;
 	}
-	if (key_write_old(&d->old_key, ev, rec.key, rec.key_len, d->cfg->postgres_times)) {
+	if (key_write_old(&d->old_key, ev, rec.key, rec.key_len, &d->key_opts)) {
 		rec.old_key = d->old_key.data;
 		rec.old_key_len = d->old_key.len;
 	}
@@ -947,13 +948,20 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		return -1;
 	}
 	d.records = sink_wants_records(d.sink);
-	d.enc = encoder_new(pick_format(cfg),
-	                    &(struct encoder_options){
-	                        .topic_prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
-	                        .database = d.dbname,
-	                        .decimal = cfg->debezium_decimal,
-	                        .postgres_times = cfg->postgres_times,
-	                    });
+	struct encoder_options eopt = {
+	    .topic_prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
+	    .database = d.dbname,
+	    .decimal = cfg->debezium_decimal,
+	    .postgres_times = cfg->postgres_times,
+	    .numeric_strings = cfg->numeric_strings,
+	    .toast = cfg->unchanged_toast,
+	    .placeholder = cfg->toast_placeholder,
+	};
+
+	d.enc = encoder_new(pick_format(cfg), &eopt);
+	/* Kafka keys are json's: its options, and a key column is never an
+	 * unchanged TOAST value in the tuple the key is taken from (key.h). */
+	d.key_opts = encoder_row_opts(&eopt, false);
 	d.rels = relmap_new();
 	d.cat = catalog_new(cfg->database_url);
 	if (d.enc == NULL || d.rels == NULL || d.cat == NULL ||

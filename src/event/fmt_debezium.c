@@ -32,9 +32,6 @@
 #include "event/value.h"
 #include "util/lsn.h"
 
-/* What Debezium writes for a value it was not sent (unavailable.value.placeholder). */
-#define UNAVAILABLE "\"__debezium_unavailable_value\""
-
 /* Type OIDs (pg_type.dat). */
 enum {
 	OID_BOOL = 16,
@@ -768,10 +765,12 @@ static void write_column(struct dbz_state *st, struct buf *out, const struct rel
 	uint32_t oid =
 	    ri->types && !ri->types[i].array && ri->types[i].base ? ri->types[i].base : col->typoid;
 	/* Values no rule converts stay Postgres's text, times included. */
-	struct valtype vt = valtype_with_times(valtype_for_oid(col->typoid), true);
+	struct valtype vt = valtype_adjust(valtype_for_oid(col->typoid), true, false);
 
 	if (v->kind == 'u') {
-		buf_puts(out, UNAVAILABLE);
+		/* What Debezium writes for a value it was not sent
+		 * (unavailable.value.placeholder, --unavailable-value-placeholder). */
+		put_str(out, st->opt.placeholder ? st->opt.placeholder : ENCODER_PLACEHOLDER);
 		return;
 	}
 	if (v->kind != 't' || coincides(oid)) {
@@ -799,6 +798,8 @@ static void write_row(struct dbz_state *st, struct buf *out, const struct relinf
 			continue;
 		if (keys_only && tup->cols[i].kind == 'n')
 			continue; /* a key tuple's other columns are nulls pgoutput fills in */
+		if (tup->cols[i].kind == 'u' && st->opt.toast == ENCODER_TOAST_OMIT)
+			continue; /* --unchanged-toast omit */
 		if (!first)
 			buf_putc(out, ',');
 		first = false;

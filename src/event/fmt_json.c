@@ -28,7 +28,7 @@ struct json_state {
 	int64_t commit_time;
 	size_t len; /* 0: nothing cached */
 	char txn[TXN_JSON_MAX];
-	bool pg_times; /* --time-format postgres */
+	struct row_opts rows; /* from the encoder's options */
 };
 
 /* ,"key": */
@@ -135,8 +135,8 @@ static void json_change_members(const struct json_state *st, struct buf *out,
                                 const struct event *ev)
 {
 	struct rowsel oldrow = {ev->rel, ev->oldtup, NULL, ev->old_kind == 'K' ? ROW_KEYS : ROW_ALL,
-	                        st->pg_times};
-	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL, st->pg_times};
+	                        &st->rows};
+	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL, &st->rows};
 	bool toast = false;
 
 	if (ev->op != EVENT_INSERT && ev->oldtup != NULL)
@@ -254,14 +254,14 @@ static void json_init(void *state, const struct encoder_options *opt)
 {
 	struct json_state *st = state;
 
-	st->pg_times = opt->postgres_times;
+	st->rows = encoder_row_opts(opt, false);
 }
 
 static void json_prepare_relation(void *state, struct relinfo *ri)
 {
 	const struct json_state *st = state;
 
-	row_prepare(ri, st->pg_times);
+	row_prepare(ri, &st->rows);
 }
 
 const struct encoder_ops ENCODER_JSON = {

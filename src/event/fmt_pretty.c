@@ -64,13 +64,13 @@ static void pretty_row(struct buf *out, const char *label, const struct rowsel *
 
 /* With the whole old row, show only what changed; otherwise show the key
  * (as sent, or taken from the new row) and the whole new row. */
-static void pretty_update(struct buf *out, const struct event *ev, bool pg_times)
+static void pretty_update(struct buf *out, const struct event *ev, const struct row_opts *opt)
 {
-	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL, pg_times};
-	struct rowsel key = {ev->rel, ev->newtup, NULL, ROW_KEYS, pg_times};
+	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL, opt};
+	struct rowsel key = {ev->rel, ev->newtup, NULL, ROW_KEYS, opt};
 
 	if (ev->old_kind == 'O' && ev->oldtup != NULL && ev->newtup != NULL) {
-		struct rowsel oldrow = {ev->rel, ev->oldtup, ev->newtup, ROW_CHANGED, pg_times};
+		struct rowsel oldrow = {ev->rel, ev->oldtup, ev->newtup, ROW_CHANGED, opt};
 
 		newrow.other = ev->oldtup;
 		newrow.filter = ROW_CHANGED;
@@ -112,23 +112,23 @@ static void pretty_tx(struct buf *out, const struct event *ev)
 	buf_printf(out, " lsn=%s\n", lsn);
 }
 
-/* The format's state: its one option. */
+/* The format's state: its options. */
 struct pretty_state {
-	bool pg_times; /* --time-format postgres */
+	struct row_opts rows;
 };
 
 static void pretty_init(void *state, const struct encoder_options *opt)
 {
 	struct pretty_state *st = state;
 
-	st->pg_times = opt->postgres_times;
+	st->rows = encoder_row_opts(opt, false);
 }
 
 static void pretty_write(void *state, struct buf *out, const struct event *ev)
 {
 	static const char *const TAGS[] = {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "MESSAGE"};
 	const struct pretty_state *st = state;
-	struct rowsel data = {ev->rel, NULL, NULL, ROW_ALL, st->pg_times};
+	struct rowsel data = {ev->rel, NULL, NULL, ROW_ALL, &st->rows};
 
 	if (ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT) {
 		pretty_tx(out, ev);
@@ -143,7 +143,7 @@ static void pretty_write(void *state, struct buf *out, const struct event *ev)
 		break;
 	case EVENT_UPDATE:
 		buf_putc(out, '\n');
-		pretty_update(out, ev, st->pg_times);
+		pretty_update(out, ev, &st->rows);
 		break;
 	case EVENT_DELETE:
 		data.tup = ev->oldtup;
@@ -169,7 +169,7 @@ static void pretty_prepare_relation(void *state, struct relinfo *ri)
 {
 	const struct pretty_state *st = state;
 
-	row_prepare(ri, st->pg_times);
+	row_prepare(ri, &st->rows);
 }
 
 const struct encoder_ops ENCODER_PRETTY = {

@@ -30,7 +30,7 @@ static const struct {
     SCALAR(26, VK_NUMBER),              /* oid */
     SCALAR(700, VK_NUMBER),             /* float4 */
     SCALAR(701, VK_NUMBER),             /* float8 */
-    SCALAR(1700, VK_NUMBER),            /* numeric */
+    SCALAR(1700, VK_DECIMAL),           /* numeric */
     SCALAR(114, VK_JSON),               /* json */
     SCALAR(3802, VK_JSON),              /* jsonb */
     {603, {VK_STRING, VK_STRING, ';'}}, /* box: "(1,1),(0,0)" holds commas */
@@ -47,7 +47,7 @@ static const struct {
     ARRAY(1028, VK_NUMBER),             /* _oid */
     ARRAY(1021, VK_NUMBER),             /* _float4 */
     ARRAY(1022, VK_NUMBER),             /* _float8 */
-    ARRAY(1231, VK_NUMBER),             /* _numeric */
+    ARRAY(1231, VK_DECIMAL),            /* _numeric */
     ARRAY(199, VK_JSON),                /* _json */
     ARRAY(3807, VK_JSON),               /* _jsonb */
     {1020, {VK_ARRAY, VK_STRING, ';'}}, /* _box */
@@ -158,16 +158,18 @@ struct valtype valtype_for_base(uint32_t base, bool array)
 	return valtype_array_of(inner);
 }
 
-static uint8_t without_times(uint8_t kind)
+static uint8_t adjust(uint8_t kind, bool pg_times, bool numeric_strings)
 {
-	return kind >= VK_DATE && kind <= VK_TIMETZ ? VK_STRING : kind;
+	if (pg_times && kind >= VK_DATE && kind <= VK_TIMETZ)
+		return VK_STRING;
+	if (numeric_strings && kind == VK_DECIMAL)
+		return VK_STRING;
+	return kind;
 }
 
-struct valtype valtype_with_times(struct valtype vt, bool postgres)
+struct valtype valtype_adjust(struct valtype vt, bool pg_times, bool numeric_strings)
 {
-	if (postgres) {
-		vt.kind = without_times(vt.kind);
-		vt.elem = without_times(vt.elem);
-	}
+	vt.kind = adjust(vt.kind, pg_times, numeric_strings);
+	vt.elem = adjust(vt.elem, pg_times, numeric_strings);
 	return vt;
 }

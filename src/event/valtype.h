@@ -19,6 +19,7 @@ enum valkind {
 	VK_NUMBER,     /* digits as a JSON number; non-finite words as strings */
 	VK_JSON,       /* json/jsonb text embedded as is */
 	VK_ARRAY,      /* Postgres array literal → (nested) JSON array of elem */
+	VK_DECIMAL,    /* numeric: as VK_NUMBER, or a string under --numeric string */
 	/* Dates and times: RFC 3339 strings (event/rfc3339.h), or Postgres's
 	 * text as VK_STRING under --time-format postgres (valtype_with_times). */
 	VK_DATE,
@@ -45,8 +46,9 @@ struct valtype valtype_array_of(struct valtype elem);
  * of such a domain): see event/relinfo.h's struct coltype. */
 struct valtype valtype_for_base(uint32_t base, bool array);
 
-/* vt, its date and time kinds (its elements' too) made VK_STRING when
- * postgres (--time-format postgres: times as Postgres prints them). */
-struct valtype valtype_with_times(struct valtype vt, bool postgres);
+/* vt as the options want it, its elements' kind too: date and time kinds
+ * made VK_STRING when pg_times (--time-format postgres: as Postgres prints
+ * them), VK_DECIMAL made VK_STRING when numeric_strings (--numeric string). */
+struct valtype valtype_adjust(struct valtype vt, bool pg_times, bool numeric_strings);
 
 #endif

@@ -58,6 +58,7 @@ void json_write_value(struct buf *out, const struct valtype *vt, const char *s, 
 		}
 		break;
 	case VK_NUMBER:
+	case VK_DECIMAL:
 		/* Verbatim digits: a double would round numeric and int8. NaN and
 		 * the infinities are not JSON numbers and fall through. */
 		if (json_number_valid(s, len)) {

@@ -134,7 +134,7 @@ static void assert_vt(uint32_t oid, int kind, int elem, char delim)
 
 static void test_valtype_scalars(void **state)
 {
-	static const uint32_t numbers[] = {20, 21, 23, 26, 700, 701, 1700};
+	static const uint32_t numbers[] = {20, 21, 23, 26, 700, 701};
 	static const uint32_t strings[] = {25,   1043, 1042, 19,  18,  17, 1083,
 	                                   1186, 2950, 869,  650, 829, 0,  99999};
 
@@ -142,6 +142,7 @@ static void test_valtype_scalars(void **state)
 	assert_vt(16, VK_BOOL, 0, ',');
 	for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
 		assert_vt(numbers[i], VK_NUMBER, 0, ',');
+	assert_vt(1700, VK_DECIMAL, 0, ',');
 	assert_vt(114, VK_JSON, 0, ',');
 	assert_vt(3802, VK_JSON, 0, ',');
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
@@ -151,11 +152,16 @@ static void test_valtype_scalars(void **state)
 	assert_vt(1114, VK_TIMESTAMP, 0, ',');
 	assert_vt(1184, VK_TIMESTAMPTZ, 0, ',');
 	assert_vt(1266, VK_TIMETZ, 0, ',');
-	assert_int_equal(valtype_with_times(vt_of(1184), true).kind, VK_STRING);
-	assert_int_equal(valtype_with_times(vt_of(1184), false).kind, VK_TIMESTAMPTZ);
-	assert_int_equal(valtype_with_times(vt_of(1185), true).elem, VK_STRING);
-	assert_int_equal(valtype_with_times(vt_of(1185), true).kind, VK_ARRAY);
-	assert_int_equal(valtype_with_times(vt_of(23), true).kind, VK_NUMBER);
+	assert_int_equal(valtype_adjust(vt_of(1184), true, false).kind, VK_STRING);
+	assert_int_equal(valtype_adjust(vt_of(1184), false, false).kind, VK_TIMESTAMPTZ);
+	assert_int_equal(valtype_adjust(vt_of(1185), true, false).elem, VK_STRING);
+	assert_int_equal(valtype_adjust(vt_of(1185), true, false).kind, VK_ARRAY);
+	assert_int_equal(valtype_adjust(vt_of(23), true, false).kind, VK_NUMBER);
+	/* --numeric string: numeric only (int8 and floats stay numbers) */
+	assert_int_equal(valtype_adjust(vt_of(1700), false, true).kind, VK_STRING);
+	assert_int_equal(valtype_adjust(vt_of(1231), false, true).elem, VK_STRING);
+	assert_int_equal(valtype_adjust(vt_of(20), false, true).kind, VK_NUMBER);
+	assert_int_equal(valtype_adjust(vt_of(1184), false, true).kind, VK_TIMESTAMPTZ);
 }
 
 static void test_valtype_arrays(void **state)
@@ -165,7 +171,7 @@ static void test_valtype_arrays(void **state)
 		int elem;
 	} typed[] = {
 	    {1000, VK_BOOL},        {1005, VK_NUMBER}, {1007, VK_NUMBER}, {1016, VK_NUMBER},
-	    {1028, VK_NUMBER},      {1021, VK_NUMBER}, {1022, VK_NUMBER}, {1231, VK_NUMBER},
+	    {1028, VK_NUMBER},      {1021, VK_NUMBER}, {1022, VK_NUMBER}, {1231, VK_DECIMAL},
 	    {199, VK_JSON},         {3807, VK_JSON},   {1182, VK_DATE},   {1115, VK_TIMESTAMP},
 	    {1185, VK_TIMESTAMPTZ}, {1270, VK_TIMETZ},
 	};
@@ -390,7 +396,7 @@ static void test_value_string_kind(void **state)
 {
 	(void)state;
 	check_value(vt_of(25), "plain \"text\"\n", "\"plain \\\"text\\\"\\n\"");
-	check_value(valtype_with_times(vt_of(1184), true), "2026-11-24 14:30:00+00",
+	check_value(valtype_adjust(vt_of(1184), true, false), "2026-11-24 14:30:00+00",
 	            "\"2026-11-24 14:30:00+00\"");
 	check_value(vt_of(2950), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
 	            "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"");
@@ -501,7 +507,7 @@ static void test_array_text(void **state)
 	check_value(vt_of(2951), "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
 	            "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]");
 	check_value(vt_of(1185), "{\"2026-11-24 14:30:00+00\"}", "[\"2026-11-24T14:30:00Z\"]");
-	check_value(valtype_with_times(vt_of(1185), true), "{\"2026-11-24 14:30:00+00\"}",
+	check_value(valtype_adjust(vt_of(1185), true, false), "{\"2026-11-24 14:30:00+00\"}",
 	            "[\"2026-11-24 14:30:00+00\"]");
 }
 
