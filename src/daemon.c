@@ -355,8 +355,9 @@ static int stream_abort(struct daemon *d, const struct pgo_msg *m, struct err *e
 /* Under REPLICA IDENTITY FULL pgoutput flags every column as the key, so a
  * key made of them changes with every update and moves the row between
  * partitions: key such a table by its primary key (or replica identity
- * index) from the catalog instead. Without either, or when the catalog
- * cannot be asked (warned), the whole row stays the key. */
+ * index) from the catalog instead. The same key says which columns the
+ * filter protects and when debezium sees a key change. Without either, or
+ * when the catalog cannot be asked (warned), the whole row stays the key. */
 static int full_identity_key(struct daemon *d, struct relinfo *ri, struct err *e)
 {
 	const struct relation *rel = ri->remote;
@@ -367,8 +368,8 @@ static int full_identity_key(struct daemon *d, struct relinfo *ri, struct err *e
 	buf_init(&names, 0);
 	n = catalog_primary_key(d->cat, rel->oid, &names, &ce);
 	if (n < 0)
-		log_warn("%s; the Kafka key of %s.%s (REPLICA IDENTITY FULL) is the whole row",
-		         ce.msg, rel->nspname, rel->relname);
+		log_warn("%s; the key of %s.%s (REPLICA IDENTITY FULL) is the whole row", ce.msg,
+		         rel->nspname, rel->relname);
 	if (n > 0 && rel->ncols > 0 && (ri->key = calloc(rel->ncols, sizeof *ri->key)) == NULL) {
 		buf_reset(&names);
 		return err_set(e, "could not follow stream: out of memory");
@@ -424,8 +425,7 @@ static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, stru
 			break;
 		}
 	}
-	if ((d->records || filter_has_columns(&d->filter)) && rel->replident == 'f' &&
-	    full_identity_key(d, ri, e) < 0)
+	if (rel->replident == 'f' && full_identity_key(d, ri, e) < 0)
 		return -1;
 	if (filter_columns(&d->filter, ri, e) < 0)
 		return -1;

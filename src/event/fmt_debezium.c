@@ -941,29 +941,48 @@ static void put_tx_block(struct buf *out, const struct event *ev)
 	buf_putc(out, '}');
 }
 
-static void dbz_write(void *state, struct buf *out, const struct event *ev)
+/* Whether UPDATE ev changed its row's key (the replica identity's
+ * columns; under REPLICA IDENTITY FULL the primary key the daemon found,
+ * none without one): the connector then writes the update as a delete of
+ * the old row and a create of the new one (RelationalChangeRecordEmitter's
+ * primary key update). An unchanged TOAST key value is unchanged. */
+static bool key_changed(const struct event *ev)
 {
-	struct dbz_state *st = state;
-	int64_t processed;
+	const struct relinfo *ri = ev->rel;
+	const struct pgo_tuple *o = ev->oldtup, *n = ev->newtup;
 
-	if (ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT) {
-		dbz_write_tx(out, ev);
-		return;
+	if (ev->op != EVENT_UPDATE || o == NULL || n == NULL ||
+	    (ri->remote->replident == 'f' && ri->key == NULL))
+		return false;
+	for (uint16_t i = 0; i < ri->remote->ncols && i < o->ncols && i < n->ncols; i++) {
+		const struct pgo_value *a = &o->cols[i], *b = &n->cols[i];
+
+		if (!relinfo_is_key(ri, i) || a->kind == 'u' || b->kind == 'u')
+			continue;
+		if (a->kind != b->kind || a->len != b->len ||
+		    (a->len && memcmp(a->data, b->data, a->len) != 0))
+			return true;
 	}
-	processed = now_ns(st);
+	return false;
+}
 
+/* One change event of ev as op: ev's own, or the delete and the create
+ * a key change is written as. */
+static void dbz_write_change(struct dbz_state *st, struct buf *out, const struct event *ev,
+                             enum event_op op, int64_t processed)
+{
 	buf_putc(out, '{');
-	if (ev->op == EVENT_INSERT || ev->op == EVENT_UPDATE || ev->op == EVENT_DELETE) {
+	if (op == EVENT_INSERT || op == EVENT_UPDATE || op == EVENT_DELETE) {
 		buf_puts(out, "\"before\":");
-		write_row(st, out, ev->rel, ev->op == EVENT_INSERT ? NULL : ev->oldtup,
+		write_row(st, out, ev->rel, op == EVENT_INSERT ? NULL : ev->oldtup,
 		          ev->old_kind == 'K');
 		buf_puts(out, ",\"after\":");
-		write_row(st, out, ev->rel, ev->op == EVENT_DELETE ? NULL : ev->newtup, false);
+		write_row(st, out, ev->rel, op == EVENT_DELETE ? NULL : ev->newtup, false);
 		buf_putc(out, ',');
 	}
 	write_source(st, out, ev, processed);
 	buf_puts(out, ",\"op\":\"");
-	buf_putc(out, OP_CODE[ev->op]);
+	buf_putc(out, OP_CODE[op]);
 	buf_putc(out, '"');
 	put_times(out, processed);
 	if (ev->op == EVENT_MESSAGE) {
@@ -976,6 +995,24 @@ static void dbz_write(void *state, struct buf *out, const struct event *ev)
 		put_tx_block(out, ev);
 	}
 	buf_puts(out, "}\n");
+}
+
+static void dbz_write(void *state, struct buf *out, const struct event *ev)
+{
+	struct dbz_state *st = state;
+	int64_t processed;
+
+	if (ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT) {
+		dbz_write_tx(out, ev);
+		return;
+	}
+	processed = now_ns(st);
+	if (key_changed(ev)) {
+		dbz_write_change(st, out, ev, EVENT_DELETE, processed);
+		dbz_write_change(st, out, ev, EVENT_INSERT, processed);
+		return;
+	}
+	dbz_write_change(st, out, ev, ev->op, processed);
 }
 
 const struct encoder_ops ENCODER_DEBEZIUM = {

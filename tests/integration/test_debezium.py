@@ -151,12 +151,17 @@ class DocumentationEvents(unittest.TestCase):
             in_txn("SELECT pg_logical_emit_message(true, 'foo', 'bar')"),
         ]
         C.sql("SELECT pg_logical_emit_message(false, 'foo', '\\x6267f2'::bytea)")
-        cls.dbz, cls.json = run_both("dbz_doc", "json_doc")
+        cls.raw, cls.json = run_both("dbz_doc", "json_doc")
+        # The key change (the third statement) is a delete and a create, as
+        # the connector writes it; without the delete, the events line up
+        # with the json format's one by one.
+        cls.keychange = cls.raw[2:4]
+        cls.dbz = cls.raw[:2] + cls.raw[3:]
 
     def test_count_and_order_of_keys(self):
-        self.assertEqual(len(self.dbz), 8)
+        self.assertEqual(len(self.raw), 9)
         self.assertEqual(len(self.json), 8)
-        for e in self.dbz:
+        for e in self.raw:
             if e["op"] in "cudt":
                 want = CHANGE_KEYS if e["op"] != "t" else CHANGE_KEYS[2:]
                 self.assertEqual(list(e), want)
@@ -179,12 +184,18 @@ class DocumentationEvents(unittest.TestCase):
         self.assertEqual(e["after"]["first_name"], "Anne Marie")
 
     def test_update_key_changed(self):
-        # pgoutput sends the old key: before holds it, as the doc's example.
-        e = self.dbz[2]
-        self.assertEqual(e["op"], "u")
-        self.assertEqual(e["before"], {"id": 1})
-        self.assertEqual(e["after"], {"id": 2, "first_name": "Anne Marie",
+        # A primary key update: the connector's delete of the old key (the
+        # key pgoutput sends) and create of the new row, one source.
+        d, c = self.keychange
+        self.assertEqual((d["op"], c["op"]), ("d", "c"))
+        self.assertEqual(d["before"], {"id": 1})
+        self.assertIsNone(d["after"])
+        self.assertIsNone(c["before"])
+        self.assertEqual(c["after"], {"id": 2, "first_name": "Anne Marie",
                                       "last_name": "Kretchmar", "email": "annek@noanswer.org"})
+        self.assertEqual(d["source"], c["source"])
+        self.assertEqual(self.json[2]["op"], "update")
+        self.assertEqual(d["source"]["lsn"], lsn_int(self.json[2]["lsn"]))
 
     def test_delete(self):
         e = self.dbz[3]
@@ -393,6 +404,34 @@ class Values(unittest.TestCase):
         last = self.modes[None][-1]
         self.assertEqual(last["i2"], 7)
         self.assertEqual(last["t"], "__debezium_unavailable_value")
+
+
+class KeyChanges(unittest.TestCase):
+    """REPLICA IDENTITY FULL: the old row is whole; the key is the primary
+    key (from the catalog), so only its change is a delete and a create."""
+
+    def test_full_identity(self):
+        C.sql("CREATE TABLE kfull (id int PRIMARY KEY, v text)")
+        C.sql("ALTER TABLE kfull REPLICA IDENTITY FULL")
+        C.sql("SELECT pg_create_logical_replication_slot('dbz_kfull', 'pgoutput')")
+        C.sql("INSERT INTO kfull VALUES (1, 'a')")
+        C.sql("UPDATE kfull SET v = 'b' WHERE id = 1")
+        C.sql("UPDATE kfull SET id = 2 WHERE id = 1")
+        p = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), "--tx-events", slot="dbz_kfull",
+                     fmt="debezium")
+        try:
+            self.assertEqual(p.run(), 0, p.stderr())
+            evs = [e for e in p.events() if "op" in e]
+        finally:
+            p.close()
+        self.assertEqual([e["op"] for e in evs], ["c", "u", "d", "c"])
+        self.assertEqual((evs[1]["before"], evs[1]["after"]),
+                         ({"id": 1, "v": "a"}, {"id": 1, "v": "b"}))
+        self.assertEqual((evs[2]["before"], evs[2]["after"]), ({"id": 1, "v": "b"}, None))
+        self.assertEqual((evs[3]["before"], evs[3]["after"]), (None, {"id": 2, "v": "b"}))
+        # One change of the WAL: the two halves share its place in the transaction.
+        self.assertEqual(evs[2]["transaction"], evs[3]["transaction"])
+        self.assertEqual(evs[3]["transaction"]["total_order"], 1)
 
 
 class Options(unittest.TestCase):

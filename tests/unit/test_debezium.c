@@ -127,9 +127,36 @@ static void test_update(void **state)
 	                   .oldtup = &key_tup,
 	                   .newtup = &marie_tup};
 
+	static const struct pgo_value same[] = {TXT("2"), NUL, NUL, NUL};
+	static const struct pgo_tuple same_tup = {4, same};
+	struct encoder *enc = new_encoder(ENCODER_DECIMAL_PRECISE);
+	struct buf b;
+	char *nl;
+
 	(void)state;
+	/* The key changed (1 to 2): as the connector, a delete of the old row
+	 * and a create of the new one, two lines for the one change. */
+	buf_init(&b, 0);
+	encoder_write(enc, &b, &ev);
+	assert_string_equal(
+	    b.data, "{\"before\":{\"id\":1},\"after\":null," SOURCE(
+	                SEQ0("24023200"), "public", "customers", ",\"txId\":556", "24023200")
+	                TAIL("d") ",\"transaction\":null}\n"
+	                          "{\"before\":null,\"after\":{\"id\":2,\"first_name\":\"Anne "
+	                          "Marie\","
+	                          "\"last_name\":\"Kretchmar\",\"email\":\"__debezium_unavailable_"
+	                          "value\"}," SOURCE(SEQ0("24023200"), "public", "customers",
+	                                             ",\"txId\":556", "24023200")
+	                              TAIL("c") ",\"transaction\":null}\n");
+	nl = strchr(b.data, '\n');
+	assert_true(jsoncheck_line(b.data, (size_t)(nl + 1 - b.data)));
+	assert_true(jsoncheck_line(nl + 1, b.len - (size_t)(nl + 1 - b.data)));
+	buf_reset(&b);
+	encoder_free(enc);
+	/* An old key tuple with the same key: an update. */
+	ev.oldtup = &same_tup;
 	check(&ev,
-	      "{\"before\":{\"id\":1},\"after\":{\"id\":2,\"first_name\":\"Anne Marie\","
+	      "{\"before\":{\"id\":2},\"after\":{\"id\":2,\"first_name\":\"Anne Marie\","
 	      "\"last_name\":\"Kretchmar\",\"email\":\"__debezium_unavailable_value\"}," SOURCE(
 	          SEQ0("24023200"), "public", "customers", ",\"txId\":556", "24023200")
 	          TAIL("u") ",\"transaction\":null}\n");
