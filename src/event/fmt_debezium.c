@@ -25,6 +25,7 @@
 
 #include "event/binary.h"
 #include "event/encoder_int.h"
+#include "event/jscan.h"
 #include "event/jstring.h"
 #include "event/pgarray.h"
 #include "event/row.h"
@@ -76,6 +77,7 @@ enum {
 	OID_TIMESTAMPTZARR = 1185,
 	OID_TIMETZARR = 1270,
 	OID_JSONBARR = 3807,
+	OID_POINT = 600,
 };
 
 struct dbz_state {
@@ -729,6 +731,62 @@ static void write_elem(void *ctx, struct buf *out, const char *s, size_t n)
 		json_write_string(out, s, n);
 }
 
+/* A coordinate of a point: its digits as a JSON number (NaN and the
+ * infinities as strings, as the float columns), and its double. */
+static bool put_coord(struct buf *out, const char *s, size_t len, double *v)
+{
+	char z[64];
+	char *end;
+
+	if (len == 0 || len >= sizeof z)
+		return false;
+	memcpy(z, s, len);
+	z[len] = '\0';
+	*v = strtod(z, &end);
+	if (end != z + len)
+		return false;
+	if (json_number_valid(s, len))
+		buf_append(out, s, len);
+	else
+		json_write_string(out, s, len);
+	return true;
+}
+
+/* point "(x,y)" as the connector's io.debezium.data.geometry.Point:
+ * {"x":..,"y":..,"wkb":..,"srid":null}, wkb the OGC well-known binary of
+ * the point (byte order 1, type 1 little-endian, x and y as little-endian
+ * doubles), base64. */
+static bool write_point(struct buf *out, const char *s, size_t len)
+{
+	const char *comma = len > 2 ? memchr(s, ',', len) : NULL;
+	size_t mark = out->len;
+	uint8_t wkb[21] = {1, 1, 0, 0, 0};
+	double xy[2];
+
+	if (comma == NULL || s[0] != '(' || s[len - 1] != ')')
+		return false;
+	buf_puts(out, "{\"x\":");
+	if (!put_coord(out, s + 1, (size_t)(comma - s - 1), &xy[0]))
+		goto bad;
+	buf_puts(out, ",\"y\":");
+	if (!put_coord(out, comma + 1, (size_t)(s + len - 1 - comma - 1), &xy[1]))
+		goto bad;
+	for (int k = 0; k < 2; k++) {
+		uint64_t bits;
+
+		memcpy(&bits, &xy[k], sizeof bits);
+		for (int b = 0; b < 8; b++)
+			wkb[5 + 8 * k + b] = (uint8_t)(bits >> (8 * b));
+	}
+	buf_puts(out, ",\"wkb\":");
+	json_write_base64(out, wkb, sizeof wkb);
+	buf_puts(out, ",\"srid\":null}");
+	return true;
+bad:
+	buf_truncate(out, mark);
+	return false;
+}
+
 /* One column's value; false if the text is not what the type promises. */
 static bool write_converted(struct dbz_state *st, struct buf *out, const struct relcol *col,
                             uint32_t oid, const char *s, size_t len)
@@ -757,6 +815,8 @@ static bool write_converted(struct dbz_state *st, struct buf *out, const struct 
 	case OID_JSONB: /* io.debezium.data.Json is a string */
 		json_write_string(out, s, len);
 		return true;
+	case OID_POINT:
+		return write_point(out, s, len);
 	}
 	if (converted_elem(oid)) {
 		struct elem_ctx c = {st, col, converted_elem(oid)};

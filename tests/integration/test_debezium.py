@@ -12,6 +12,7 @@ pgstream's other, independently written rendering of them."""
 import base64
 import datetime
 import json
+import struct
 import unittest
 
 from harness import Cluster, PgStream, lsn_int, lsn_str
@@ -404,6 +405,29 @@ class Values(unittest.TestCase):
         last = self.modes[None][-1]
         self.assertEqual(last["i2"], 7)
         self.assertEqual(last["t"], "__debezium_unavailable_value")
+
+
+class Points(unittest.TestCase):
+    def test_point(self):
+        # io.debezium.data.geometry.Point; wkb made here with struct from the
+        # coordinates the server prints.
+        C.sql("CREATE TABLE pts (id int PRIMARY KEY, p point)")
+        C.sql("SELECT pg_create_logical_replication_slot('dbz_pts', 'pgoutput')")
+        C.sql("INSERT INTO pts VALUES (1, '(1.5,-2.25)'), (2, '(-0,1e300)'), (3, NULL),"
+              " (4, '(0.1,3)')")
+        p = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), slot="dbz_pts", fmt="debezium")
+        try:
+            self.assertEqual(p.run(), 0, p.stderr())
+            got = {e["after"]["id"]: e["after"]["p"] for e in p.events()}
+        finally:
+            p.close()
+        for i in (1, 2, 4):
+            text = C.value("SELECT p::text FROM pts WHERE id = %s", (i,))
+            x, y = (float(v) for v in text.strip("()").split(","))
+            wkb = base64.b64encode(struct.pack("<BIdd", 1, 1, x, y)).decode()
+            self.assertEqual(got[i], {"x": x, "y": y, "wkb": wkb, "srid": None})
+            self.assertEqual(list(got[i]), ["x", "y", "wkb", "srid"])
+        self.assertIsNone(got[3])
 
 
 class KeyChanges(unittest.TestCase):

@@ -493,6 +493,24 @@ static void test_values_special(void **state)
 	check_value(1186, -1, "3 fortnights", "\"3 fortnights\"");
 }
 
+/* point as io.debezium.data.geometry.Point; the wkb values are Python's
+ * base64.b64encode(struct.pack("<BIdd", 1, 1, x, y)). */
+static void test_values_point(void **state)
+{
+	(void)state;
+	check_value(600, -1, "(1,2)",
+	            "{\"x\":1,\"y\":2,\"wkb\":\"AQEAAAAAAAAAAADwPwAAAAAAAABA\",\"srid\":null}");
+	check_value(
+	    600, -1, "(1.5,-2.25)",
+	    "{\"x\":1.5,\"y\":-2.25,\"wkb\":\"AQEAAAAAAAAAAAD4PwAAAAAAAALA\",\"srid\":null}");
+	check_value(600, -1, "(NaN,Infinity)",
+	            "{\"x\":\"NaN\",\"y\":\"Infinity\",\"wkb\":\"AQEAAAAAAAAAAAD4fwAAAAAAAPB/"
+	            "\",\"srid\":null}");
+	check_value(600, -1, "(1,2", "\"(1,2\""); /* not a point: as text */
+	check_value(600, -1, "(1;2)", "\"(1;2)\"");
+	check_value(600, -1, "(x,2)", "\"(x,2)\"");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -512,6 +530,7 @@ int main(void)
 	    cmocka_unit_test(test_values_bits),
 	    cmocka_unit_test(test_values_arrays),
 	    cmocka_unit_test(test_values_special),
+	    cmocka_unit_test(test_values_point),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
