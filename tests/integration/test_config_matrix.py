@@ -31,12 +31,25 @@ INVALID = {
     "--tables": [""],
     "--log-level": ["", "verbose", "INFO1"],
     "--env-file": ["", "/nonexistent/dir/.env"],
+    "--include-tables": ["", "users", "public.a,,public.b", " , "],
+    "--exclude-tables": ["", "nodot"],
+    "--exclude-columns": ["", "table.column", "public.t.c,"],
+    "--mask-columns": ["", "a.b"],
+    "--mask-secret": [""],
+    "--allow-key-filter": ["maybe"],
+    "--time-format": ["", "iso", "RFC3339"],
+    "--numeric": ["", "float", "String"],
+    "--unchanged-toast": ["", "drop", "null"],
+    "--unavailable-value-placeholder": [""],
+    "--tx-events": ["sometimes"],
 }
 
 ENV_NAMES = {
     "--slot": "SLOT_NAME", "--format": "FORMAT", "--start-lsn": "START_LSN",
     "--status-interval": "STATUS_INTERVAL", "--log-level": "LOG_LEVEL",
     "--fsync": "FSYNC", "--streaming": "STREAMING",
+    "--time-format": "TIME_FORMAT", "--numeric": "NUMERIC", "--unchanged-toast": "UNCHANGED_TOAST",
+    "--tx-events": "TX_EVENTS",
 }
 
 
