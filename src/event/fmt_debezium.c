@@ -78,6 +78,7 @@ enum {
 	OID_TIMETZARR = 1270,
 	OID_JSONBARR = 3807,
 	OID_POINT = 600,
+	OID_MONEY = 790,
 };
 
 struct dbz_state {
@@ -731,6 +732,31 @@ static void write_elem(void *ctx, struct buf *out, const char *s, size_t n)
 		json_write_string(out, s, n);
 }
 
+/* money as the connector's Decimal of money.fraction.digits (2) places,
+ * under --debezium-decimal as numeric: the connection fixes lc_monetary=C
+ * (pg/conn.c), so the text is "$1,234.56" or "-$1,234.56". */
+static bool write_money(struct buf *out, const char *s, size_t len, enum encoder_decimal mode)
+{
+	char d[40];
+	size_t n = 0, i = 0;
+
+	if (i < len && s[i] == '-')
+		d[n++] = s[i++];
+	if (i >= len || s[i++] != '$' || i >= len || s[i] < '0' || s[i] > '9')
+		return false;
+	for (; i < len && n + 1 < sizeof d; i++) {
+		if (s[i] == ',')
+			continue;
+		if ((s[i] < '0' || s[i] > '9') && s[i] != '.')
+			return false;
+		d[n++] = s[i];
+	}
+	if (i < len)
+		return false;
+	/* typmod of numeric(19,2): VARHDRSZ + (precision << 16 | scale) */
+	return write_numeric(out, d, n, 4 + (19 << 16 | 2), mode);
+}
+
 /* A coordinate of a point: its digits as a JSON number (NaN and the
  * infinities as strings, as the float columns), and its double. */
 static bool put_coord(struct buf *out, const char *s, size_t len, double *v)
@@ -817,6 +843,8 @@ static bool write_converted(struct dbz_state *st, struct buf *out, const struct 
 		return true;
 	case OID_POINT:
 		return write_point(out, s, len);
+	case OID_MONEY:
+		return write_money(out, s, len, st->opt.decimal);
 	}
 	if (converted_elem(oid)) {
 		struct elem_ctx c = {st, col, converted_elem(oid)};

@@ -27,10 +27,10 @@
 #include "util/lsn.h"
 
 /* Settings that shape the text output of values, so events never depend on
- * the server's or the role's defaults. */
+ * the server's or the role's defaults (lc_monetary=C: money as $1,234.56). */
 #define SESSION_OPTIONS                                                                            \
 	"-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC "                              \
-	"-c extra_float_digits=3 -c bytea_output=hex"
+	"-c extra_float_digits=3 -c bytea_output=hex -c lc_monetary=C"
 
 #define MIN_SERVER_VERSION       100000 /* logical replication protocol: PG 10 */
 #define MESSAGES_SERVER_VERSION  140000 /* pgoutput 'messages' option: PG 14 */

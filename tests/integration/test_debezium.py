@@ -430,6 +430,41 @@ class Points(unittest.TestCase):
         self.assertIsNone(got[3])
 
 
+class Money(unittest.TestCase):
+    def test_money(self):
+        # A Decimal of 2 places in each --debezium-decimal mode, the json
+        # format's text unchanged; expected values from the server's own
+        # numeric of the column (money::numeric).
+        C.sql("CREATE TABLE cash (id int PRIMARY KEY, m money)")
+        for s in ("dbz_cash", "dbz_cash_s", "dbz_cash_d", "json_cash"):
+            C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (s,))
+        C.sql("INSERT INTO cash VALUES (1, 1234.56), (2, -0.5), (3, 92233720368547758.07),"
+              " (4, NULL)")
+        end = lsn_str(C.current_lsn())
+        got = {}
+        for slot, fmt, args in (("dbz_cash", "debezium", ()),
+                                ("dbz_cash_s", "debezium", ("--debezium-decimal", "string")),
+                                ("dbz_cash_d", "debezium", ("--debezium-decimal", "double")),
+                                ("json_cash", "json", ())):
+            p = PgStream(C, "--end-lsn", end, *args, slot=slot, fmt=fmt)
+            try:
+                self.assertEqual(p.run(), 0, p.stderr())
+                rows = [e.get("after") or e.get("new") for e in p.events()]
+                got[slot] = {r["id"]: r["m"] for r in rows}
+            finally:
+                p.close()
+        for i in (1, 2, 3):
+            exact = C.value("SELECT m::numeric::text FROM cash WHERE id = %s", (i,))
+            unscaled = int(exact.replace(".", ""))
+            self.assertEqual(got["dbz_cash"][i], unscaled_b64(unscaled))
+            self.assertEqual(got["dbz_cash_s"][i], exact)
+            self.assertEqual(got["dbz_cash_d"][i], float(exact))
+            self.assertEqual(got["json_cash"][i], C.value("SELECT m::text FROM cash WHERE id = %s",
+                                                          (i,)))
+        self.assertEqual(got["json_cash"][1], "$1,234.56")
+        self.assertIsNone(got["dbz_cash"][4])
+
+
 class KeyChanges(unittest.TestCase):
     """REPLICA IDENTITY FULL: the old row is whole; the key is the primary
     key (from the catalog), so only its change is a delete and a create."""

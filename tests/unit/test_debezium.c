@@ -493,6 +493,22 @@ static void test_values_special(void **state)
 	check_value(1186, -1, "3 fortnights", "\"3 fortnights\"");
 }
 
+/* money as a Decimal of 2 places (money.fraction.digits), from the text
+ * lc_monetary=C gives; unscaled values' base64 from Python's int.to_bytes. */
+static void test_values_money(void **state)
+{
+	(void)state;
+	check_value(790, -1, "$1,234.56", "\"AeJA\"");
+	check_value(790, -1, "-$1,234.56", "\"/h3A\"");
+	check_value(790, -1, "$0.00", "\"AA==\"");
+	check_value(790, -1, "$92,233,720,368,547,758.07", "\"f/////////8=\"");
+	check_value(790, -1, "-$92,233,720,368,547,758.08", "\"gAAAAAAAAAA=\"");
+	check_value_mode(ENCODER_DECIMAL_STRING, 790, -1, "-$1,234.56", "\"-1234.56\"");
+	check_value_mode(ENCODER_DECIMAL_DOUBLE, 790, -1, "$1,234.56", "1234.56");
+	check_value(790, -1, "1.234,56 EUR", "\"1.234,56 EUR\""); /* another locale's: as text */
+	check_value(790, -1, "$", "\"$\"");
+}
+
 /* point as io.debezium.data.geometry.Point; the wkb values are Python's
  * base64.b64encode(struct.pack("<BIdd", 1, 1, x, y)). */
 static void test_values_point(void **state)
@@ -531,6 +547,7 @@ int main(void)
 	    cmocka_unit_test(test_values_arrays),
 	    cmocka_unit_test(test_values_special),
 	    cmocka_unit_test(test_values_point),
+	    cmocka_unit_test(test_values_money),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
