@@ -413,9 +413,15 @@ static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, stru
 		return 0; /* none of its events is emitted: nothing to derive */
 	for (uint16_t i = 0; i < rel->ncols; i++) {
 		struct coltype *t = &ri->types[i];
+		const char *name;
 
 		if (t->base < CATALOG_FIRST_USER_OID)
 			continue;
+		name = relcache_type_name(pgoutput_relcache(d->dec), t->base);
+		if (name && strlen(name) > 7 && strcmp(name + strlen(name) - 7, ".hstore") == 0) {
+			*t = (struct coltype){COLTYPE_HSTORE, false};
+			continue;
+		}
 		if (catalog_type_base(d->cat, t->base, &t->base, &t->array, &ce) < 0) {
 			log_warn("%s; user-defined types of %s.%s are emitted as strings", ce.msg,
 			         rel->nspname, rel->relname);

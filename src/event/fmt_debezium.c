@@ -757,6 +757,89 @@ static bool write_money(struct buf *out, const char *s, size_t len, enum encoder
 	return write_numeric(out, d, n, 4 + (19 << 16 | 2), mode);
 }
 
+/* One hstore key or value, s[0..n) with hstore's escapes (\\x is x), as
+ * a JSON string inside a JSON string: its quotes and backslashes escaped
+ * twice. */
+static void put_hstore_text(struct buf *out, const char *s, size_t n)
+{
+	buf_puts(out, "\\\"");
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\\' && i + 1 < n)
+			c = (unsigned char)s[++i];
+		if (c == '"' || c == '\\') {
+			buf_puts(out, "\\\\\\"); /* the inner escape's backslash escaped, then c's own */
+			buf_putc(out, (char)c);
+		} else if (c < 0x20) {
+			char u[8];
+
+			snprintf(u, sizeof u, "\\\\u%04x", c);
+			buf_puts(out, u);
+		} else {
+			buf_putc(out, (char)c);
+		}
+	}
+	buf_puts(out, "\\\"");
+}
+
+/* A quoted hstore item at s[*i..len): its text's bounds, past the quote. */
+static bool hstore_item(const char *s, size_t len, size_t *i, size_t *start, size_t *n)
+{
+	if (*i >= len || s[*i] != '"')
+		return false;
+	*start = ++*i;
+	while (*i < len && s[*i] != '"')
+		*i += s[*i] == '\\' ? 2 : 1;
+	if (*i >= len)
+		return false;
+	*n = *i - *start;
+	++*i;
+	return true;
+}
+
+/* hstore as the connector's default hstore.handling.mode=json: a JSON
+ * string of the object, {"key":"value","other":null}. hstore prints
+ * "key"=>"value", "other"=>NULL. */
+static bool write_hstore(struct buf *out, const char *s, size_t len)
+{
+	size_t mark = out->len, i = 0;
+	bool first = true;
+
+	buf_puts(out, "\"{");
+	while (i < len) {
+		size_t ks, kn, vs, vn;
+
+		if (!first) {
+			if (i + 1 >= len || s[i] != ',' || s[i + 1] != ' ')
+				goto bad;
+			i += 2;
+		}
+		if (!hstore_item(s, len, &i, &ks, &kn) || i + 2 > len || s[i] != '=' ||
+		    s[i + 1] != '>')
+			goto bad;
+		i += 2;
+		if (!first)
+			buf_putc(out, ',');
+		first = false;
+		put_hstore_text(out, s + ks, kn);
+		buf_putc(out, ':');
+		if (len - i >= 4 && memcmp(s + i, "NULL", 4) == 0) {
+			buf_puts(out, "null");
+			i += 4;
+		} else if (hstore_item(s, len, &i, &vs, &vn)) {
+			put_hstore_text(out, s + vs, vn);
+		} else {
+			goto bad;
+		}
+	}
+	buf_puts(out, "}\"");
+	return true;
+bad:
+	buf_truncate(out, mark);
+	return false;
+}
+
 /* A coordinate of a point: its digits as a JSON number (NaN and the
  * infinities as strings, as the float columns), and its double. */
 static bool put_coord(struct buf *out, const char *s, size_t len, double *v)
@@ -845,6 +928,8 @@ static bool write_converted(struct dbz_state *st, struct buf *out, const struct 
 		return write_point(out, s, len);
 	case OID_MONEY:
 		return write_money(out, s, len, st->opt.decimal);
+	case COLTYPE_HSTORE:
+		return write_hstore(out, s, len);
 	}
 	if (converted_elem(oid)) {
 		struct elem_ctx c = {st, col, converted_elem(oid)};

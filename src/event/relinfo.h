@@ -32,6 +32,11 @@ struct coltype {
 	bool array;
 };
 
+/* The base of an hstore column: an extension's type, whose OID differs
+ * from database to database, known by its name (the Type message's). Text
+ * to every format but debezium, which writes it as the connector does. */
+#define COLTYPE_HSTORE UINT32_MAX
+
 struct relinfo {
 	const struct relation *remote; /* borrowed, see above */
 	struct coltype *types;         /* remote->ncols entries */

@@ -465,6 +465,41 @@ class Money(unittest.TestCase):
         self.assertIsNone(got["dbz_cash"][4])
 
 
+class Hstore(unittest.TestCase):
+    def test_hstore_json(self):
+        # hstore.handling.mode=json: a JSON string of the map, which is
+        # what the server's hstore_to_json makes of the same value.
+        C.sql("CREATE EXTENSION hstore")
+        C.sql("CREATE TABLE hs (id int PRIMARY KEY, h hstore)")
+        for s in ("dbz_hs", "json_hs"):
+            C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (s,))
+        C.sql("""INSERT INTO hs VALUES (1, 'a=>1, b=>NULL'),
+                 (2, hstore(ARRAY['q"uote', E'back\\\\slash', E'tab\\there', 'é'],
+                            ARRAY['x', 'y', E'line\\nbreak', 'ü'])),
+                 (3, ''), (4, NULL)""")
+        end = lsn_str(C.current_lsn())
+        got = {}
+        for slot, fmt in (("dbz_hs", "debezium"), ("json_hs", "json")):
+            p = PgStream(C, "--end-lsn", end, slot=slot, fmt=fmt)
+            try:
+                self.assertEqual(p.run(), 0, p.stderr())
+                got[fmt] = {(e.get("after") or e.get("new"))["id"]:
+                            (e.get("after") or e.get("new"))["h"] for e in p.events()}
+            finally:
+                p.close()
+        for i in (1, 2, 3):
+            want = json.loads(C.value("SELECT hstore_to_json(h)::text FROM hs WHERE id = %s",
+                                      (i,)))
+            self.assertIsInstance(got["debezium"][i], str)
+            self.assertEqual(json.loads(got["debezium"][i]), want)
+            # json keeps hstore's text, as before.
+            self.assertEqual(got["json"][i], C.value("SELECT h::text FROM hs WHERE id = %s", (i,)))
+        self.assertEqual(json.loads(got["debezium"][1]), {"a": "1", "b": None})
+        self.assertEqual(json.loads(got["debezium"][2]),
+                         {'q"uote': "x", "back\\slash": "y", "tab\there": "line\nbreak", "é": "ü"})
+        self.assertIsNone(got["debezium"][4])
+
+
 class KeyChanges(unittest.TestCase):
     """REPLICA IDENTITY FULL: the old row is whole; the key is the primary
     key (from the catalog), so only its change is a delete and a create."""

@@ -493,6 +493,27 @@ static void test_values_special(void **state)
 	check_value(1186, -1, "3 fortnights", "\"3 fortnights\"");
 }
 
+/* hstore as hstore.handling.mode=json: a JSON string of the object. The
+ * expected strings are Python's json.dumps(json.dumps(obj)) of the map the
+ * hstore text holds; text hstore never prints is kept as it is. */
+static void test_values_hstore(void **state)
+{
+	(void)state;
+	check_value(COLTYPE_HSTORE, -1, "\"a\"=>\"1\", \"b\"=>NULL",
+	            "\"{\\\"a\\\":\\\"1\\\",\\\"b\\\":null}\"");
+	check_value(COLTYPE_HSTORE, -1, "\"q\\\"uote\"=>\"back\\\\slash\", \"\"=>\"\"",
+	            "\"{\\\"q\\\\\\\"uote\\\":\\\"back\\\\\\\\slash\\\",\\\"\\\":\\\"\\\"}\"");
+	check_value(COLTYPE_HSTORE, -1, "", "\"{}\"");
+	check_value(COLTYPE_HSTORE, -1, "\"é\"=>\"ü\"", "\"{\\\"é\\\":\\\"ü\\\"}\"");
+	check_value(COLTYPE_HSTORE, -1, "\"a\"=>", "\"\\\"a\\\"=>\"");
+	check_value(COLTYPE_HSTORE, -1, "\"a\"=>\"1\",", "\"\\\"a\\\"=>\\\"1\\\",\"");
+	check_value(COLTYPE_HSTORE, -1, "\"a\"=>\"1\" \"b\"=>\"2\"",
+	            "\"\\\"a\\\"=>\\\"1\\\" \\\"b\\\"=>\\\"2\\\"\"");
+	check_value(COLTYPE_HSTORE, -1, "a=>1", "\"a=>1\"");
+	check_value(COLTYPE_HSTORE, -1, "\"a\"->\"1\"", "\"\\\"a\\\"->\\\"1\\\"\"");
+	check_value(COLTYPE_HSTORE, -1, "\"a\"=>NUL", "\"\\\"a\\\"=>NUL\"");
+}
+
 /* money as a Decimal of 2 places (money.fraction.digits), from the text
  * lc_monetary=C gives; unscaled values' base64 from Python's int.to_bytes. */
 static void test_values_money(void **state)
@@ -548,6 +569,7 @@ int main(void)
 	    cmocka_unit_test(test_values_special),
 	    cmocka_unit_test(test_values_point),
 	    cmocka_unit_test(test_values_money),
+	    cmocka_unit_test(test_values_hstore),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
