@@ -769,7 +769,8 @@ static void put_hstore_text(struct buf *out, const char *s, size_t n)
 		if (c == '\\' && i + 1 < n)
 			c = (unsigned char)s[++i];
 		if (c == '"' || c == '\\') {
-			buf_puts(out, "\\\\\\"); /* the inner escape's backslash escaped, then c's own */
+			/* the inner escape's backslash, escaped; then c's own */
+			buf_puts(out, "\\\\\\");
 			buf_putc(out, (char)c);
 		} else if (c < 0x20) {
 			char u[8];
