@@ -30,6 +30,8 @@ enum opt_kind {
 	OPT_SINK,
 	OPT_DECIMAL,
 	OPT_TIMEFORMAT,
+	OPT_TIMEPRECISION,
+	OPT_INTERVAL,
 	OPT_NUMERIC,
 	OPT_TOAST,
 	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
@@ -64,6 +66,12 @@ static const struct option_def OPTIONS[] = {
     {"debezium-decimal", "DEBEZIUM_DECIMAL", OPT_DECIMAL, F(debezium_decimal),
      "precise|string|double",
      "with --format debezium: NUMERIC as Debezium's decimal.handling.mode (default precise)"},
+    {"debezium-time-precision", "DEBEZIUM_TIME_PRECISION", OPT_TIMEPRECISION,
+     F(debezium_connect_times), "adaptive|connect",
+     "with --format debezium: Debezium's time.precision.mode (default adaptive)"},
+    {"debezium-interval", "DEBEZIUM_INTERVAL", OPT_INTERVAL, F(debezium_interval_iso),
+     "numeric|string",
+     "with --format debezium: Debezium's interval.handling.mode (default numeric)"},
     {"include-tables", "INCLUDE_TABLES", OPT_STRING, F(include_tables), "S.T,...",
      "emit only these tables' events (globs: public.*,app.order?)"},
     {"exclude-tables", "EXCLUDE_TABLES", OPT_STRING, F(exclude_tables), "S.T,...",
@@ -367,6 +375,26 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 		else
 			return err_set(
 			    e, "invalid value for %s%s: \"%s\" (expected rfc3339 or postgres)",
+			    source, opt->flag, show(&sh, value));
+		return 0;
+	case OPT_TIMEPRECISION:
+		if (strcmp(value, "adaptive") == 0)
+			cfg->debezium_connect_times = false;
+		else if (strcmp(value, "connect") == 0)
+			cfg->debezium_connect_times = true;
+		else
+			return err_set(
+			    e, "invalid value for %s%s: \"%s\" (expected adaptive or connect)",
+			    source, opt->flag, show(&sh, value));
+		return 0;
+	case OPT_INTERVAL:
+		if (strcmp(value, "numeric") == 0)
+			cfg->debezium_interval_iso = false;
+		else if (strcmp(value, "string") == 0)
+			cfg->debezium_interval_iso = true;
+		else
+			return err_set(
+			    e, "invalid value for %s%s: \"%s\" (expected numeric or string)",
 			    source, opt->flag, show(&sh, value));
 		return 0;
 	case OPT_NUMERIC:

@@ -41,6 +41,8 @@ struct config {
 	int log_level;
 	enum utf8_policy invalid_utf8; /* SQL_ASCII databases: replace or fail */
 	int debezium_decimal;          /* enum encoder_decimal, for --format debezium */
+	bool debezium_connect_times;   /* --debezium-time-precision connect */
+	bool debezium_interval_iso;    /* --debezium-interval string */
 	char *include_tables;          /* comma lists of globs, event/filter.h */
 	char *exclude_tables;
 	char *exclude_columns;

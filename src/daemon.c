@@ -958,6 +958,8 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	    .topic_prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
 	    .database = d.dbname,
 	    .decimal = cfg->debezium_decimal,
+	    .connect_times = cfg->debezium_connect_times,
+	    .interval_iso = cfg->debezium_interval_iso,
 	    .postgres_times = cfg->postgres_times,
 	    .numeric_strings = cfg->numeric_strings,
 	    .toast = cfg->unchanged_toast,

@@ -47,6 +47,12 @@ struct encoder_options {
 	 * caller fills the string it points to then. NULL: "". */
 	const char *database;
 	enum encoder_decimal decimal;
+	/* --debezium-time-precision connect (time.precision.mode=connect):
+	 * time and timestamp in milliseconds whatever their precision;
+	 * --debezium-interval string (interval.handling.mode=string):
+	 * intervals as ISO 8601 durations. */
+	bool connect_times;
+	bool interval_iso;
 	/* json and pretty: --time-format postgres, dates and times as
 	 * Postgres prints them instead of RFC 3339 (event/rfc3339.h); and
 	 * --numeric string, numerics as JSON strings. */

@@ -376,13 +376,67 @@ static bool write_timetz(struct buf *out, const char *s, size_t len)
 	return true;
 }
 
+/* The exact value of d cut to 6 decimals, in millionths: Java's
+ * new BigDecimal(d).setScale(6, RoundingMode.DOWN), which
+ * Interval.toIsoString applies to PGInterval's double seconds (so
+ * 1.000001 s, whose double is just below, is 1 s there too). */
+static int64_t micros_down(double d)
+{
+	int e;
+	double m = frexp(fabs(d), &e);
+	uint64_t mant = (uint64_t)ldexp(m, 53);
+	unsigned __int128 v = (unsigned __int128)mant * 1000000u;
+
+	e -= 53; /* |d| = mant * 2^e exactly */
+	if (e >= 0)
+		v = e < 64 ? v << e : 0;
+	else
+		v = -e < 128 ? v >> -e : 0;
+	return d < 0 ? -(int64_t)v : (int64_t)v;
+}
+
+/* interval.handling.mode=string: Interval.toIsoString's
+ * "P<y>Y<m>M<d>DT<h>H<m>M<s>S", every field written, the seconds' zeros
+ * stripped ("6.78", "0", "-1.5"). */
+static void put_interval_iso(struct buf *out, int64_t years, int64_t months, int64_t days,
+                             int64_t h, int64_t mi, double secs)
+{
+	int64_t us = micros_down(secs), whole = us / 1000000, frac = us % 1000000;
+	char f[8];
+	int w = 6;
+
+	buf_puts(out, "\"P");
+	put_i64(out, years);
+	buf_putc(out, 'Y');
+	put_i64(out, months);
+	buf_putc(out, 'M');
+	put_i64(out, days);
+	buf_puts(out, "DT");
+	put_i64(out, h);
+	buf_putc(out, 'H');
+	put_i64(out, mi);
+	buf_putc(out, 'M');
+	if (us < 0 && whole == 0)
+		buf_putc(out, '-'); /* -0.5: no whole part to carry the sign */
+	put_i64(out, whole);
+	if (frac) {
+		frac = frac < 0 ? -frac : frac;
+		for (; frac % 10 == 0; w--)
+			frac /= 10;
+		snprintf(f, sizeof f, ".%0*d", w, (int)frac);
+		buf_puts(out, f);
+	}
+	buf_puts(out, "S\"");
+}
+
 /*
  * interval: io.debezium.time.MicroDuration, computed as Debezium's
  * MicroDuration.durationMicros does from PGInterval's fields, in doubles
- * with 365.25/12 days a month, truncated. The text is IntervalStyle
- * postgres: "[N year[s]] [N mon[s]] [N day[s]] [-]HH:MM:SS[.f]".
+ * with 365.25/12 days a month, truncated; or, with iso, Debezium's
+ * io.debezium.time.Interval string. The text is IntervalStyle postgres:
+ * "[N year[s]] [N mon[s]] [N day[s]] [-]HH:MM:SS[.f]".
  */
-static bool write_interval(struct buf *out, const char *s, size_t len)
+static bool write_interval(struct buf *out, const char *s, size_t len, bool iso)
 {
 	int64_t years = 0, months = 0, days = 0, h = 0, mi = 0, sec = 0, frac = 0, v;
 	size_t i = 0;
@@ -422,6 +476,11 @@ static bool write_interval(struct buf *out, const char *s, size_t len)
 			days = sign * v;
 		else
 			return false;
+	}
+	if (iso) {
+		/* PGInterval's getSeconds(): whole seconds plus micros / 1e6 */
+		put_interval_iso(out, years, months, days, h, mi, (double)sec + (double)frac / 1e6);
+		return true;
 	}
 	double ndays = (double)(int32_t)(years * 12 + months) * (365.25 / 12.0) + (double)days;
 	double nsecs =
@@ -906,16 +965,16 @@ static bool write_converted(struct dbz_state *st, struct buf *out, const struct 
 		return write_numeric(out, s, len, col->typmod, st->opt.decimal);
 	case OID_DATE:
 		return write_date(out, s, len);
-	case OID_TIME:
-		return write_time(out, s, len, col->typmod);
+	case OID_TIME: /* time.precision.mode=connect: milliseconds, as TIME(3)'s */
+		return write_time(out, s, len, st->opt.connect_times ? 3 : col->typmod);
 	case OID_TIMETZ:
 		return write_timetz(out, s, len);
 	case OID_TIMESTAMP:
-		return write_timestamp(out, s, len, col->typmod);
+		return write_timestamp(out, s, len, st->opt.connect_times ? 3 : col->typmod);
 	case OID_TIMESTAMPTZ:
 		return write_timestamptz(out, s, len, col->typmod);
 	case OID_INTERVAL:
-		return write_interval(out, s, len);
+		return write_interval(out, s, len, st->opt.interval_iso);
 	case OID_BYTEA:
 		return write_bytea(out, s, len);
 	case OID_BIT:

@@ -42,6 +42,8 @@ INVALID = {
     "--unchanged-toast": ["", "drop", "null"],
     "--unavailable-value-placeholder": [""],
     "--tx-events": ["sometimes"],
+    "--debezium-time-precision": ["", "micro", "Connect"],
+    "--debezium-interval": ["", "iso"],
 }
 
 ENV_NAMES = {

@@ -11,6 +11,7 @@ pgstream's other, independently written rendering of them."""
 
 import base64
 import datetime
+import decimal
 import json
 import struct
 import unittest
@@ -498,6 +499,47 @@ class Hstore(unittest.TestCase):
         self.assertEqual(json.loads(got["debezium"][2]),
                          {'q"uote': "x", "back\\slash": "y", "tab\there": "line\nbreak", "é": "ü"})
         self.assertIsNone(got["debezium"][4])
+
+
+class TimeAndIntervalModes(unittest.TestCase):
+    """--debezium-time-precision connect and --debezium-interval string;
+    expected values from the server's own fields (extract) and Python's
+    datetime and Decimal, as Debezium computes them."""
+
+    def test_modes(self):
+        C.sql("CREATE TABLE tmodes (id int PRIMARY KEY, t time, ts timestamp, iv interval)")
+        C.sql("SELECT pg_create_logical_replication_slot('dbz_tmodes', 'pgoutput')")
+        C.sql("""INSERT INTO tmodes VALUES
+                 (1, '04:05:06.789123', '2018-06-20 15:13:16.945104',
+                  '1 year 2 mons 3 days 04:05:06.78'),
+                 (2, '00:00:00', '1969-12-31 23:59:59.999999', '-1 mons -00:00:01.5'),
+                 (3, '23:59:59.999999', '2026-01-01 00:00:00', '00:00:01.000001')""")
+        p = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), "--debezium-time-precision",
+                     "connect", "--debezium-interval", "string", slot="dbz_tmodes",
+                     fmt="debezium")
+        try:
+            self.assertEqual(p.run(), 0, p.stderr())
+            got = {e["after"]["id"]: e["after"] for e in p.events()}
+        finally:
+            p.close()
+        for i in (1, 2, 3):
+            t, ts = C.sql("SELECT t::text, ts::text FROM tmodes WHERE id = %s", (i,))[0]
+            tt = datetime.time.fromisoformat(t)
+            self.assertEqual(got[i]["t"], ((tt.hour * 60 + tt.minute) * 60 + tt.second) * 1000
+                             + tt.microsecond // 1000)
+            self.assertEqual(got[i]["ts"], (datetime.datetime.fromisoformat(ts) - EPOCH)
+                             // datetime.timedelta(milliseconds=1))
+            y, mo, d, h, mi, sec = C.sql(
+                "SELECT extract(year FROM iv)::int, extract(month FROM iv)::int,"
+                " extract(day FROM iv)::int, extract(hour FROM iv)::int,"
+                " extract(minute FROM iv)::int, extract(second FROM iv)::text"
+                " FROM tmodes WHERE id = %s", (i,))[0]
+            secs = decimal.Decimal(float(sec)).quantize(decimal.Decimal("0.000001"),
+                                                        rounding=decimal.ROUND_DOWN)
+            secs = format(secs.normalize(), "f")
+            self.assertEqual(got[i]["iv"], "P%dY%dM%dDT%dH%dM%sS" % (y, mo, d, h, mi, secs))
+        self.assertEqual(got[1]["iv"], "P1Y2M3DT4H5M6.78S")
+        self.assertEqual(got[3]["iv"], "P0Y0M0DT0H0M1S")  # Debezium's double: 1.000001 is 1
 
 
 class KeyChanges(unittest.TestCase):

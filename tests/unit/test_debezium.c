@@ -45,6 +45,10 @@ static struct relinfo cust_ri = {.remote = &cust, .types = cust_types};
  * 1795530600123456 µs after 1970-01-01 (+946684800000000). */
 static const struct event_txn txn = {556, 24023128, INT64_C(848845800123456)};
 
+/* --debezium-time-precision connect and --debezium-interval string, for
+ * the tests of those modes (off otherwise). */
+static bool connect_times, interval_iso;
+
 static struct encoder *new_encoder(enum encoder_decimal mode)
 {
 	struct encoder_options opt = {
@@ -52,6 +56,8 @@ static struct encoder *new_encoder(enum encoder_decimal mode)
 	    .database = "postgres",
 	    .decimal = mode,
 	    .clock_ns = fixed_clock,
+	    .connect_times = connect_times,
+	    .interval_iso = interval_iso,
 	};
 	struct encoder *enc = encoder_new("debezium", &opt);
 
@@ -411,6 +417,39 @@ static void test_values_interval(void **state)
 	check_value(1186, -1, "-1 days +00:00:01", "-86399000000");
 }
 
+/* interval.handling.mode=string: Interval.toIsoString of PGInterval's
+ * fields, seconds as new BigDecimal(double).setScale(6, DOWN) with zeros
+ * stripped (Python: Decimal(s).quantize(Decimal("0.000001"), ROUND_DOWN)
+ * .normalize(): 1.000001 is 1 there, its double being just below). */
+static void test_values_interval_string(void **state)
+{
+	(void)state;
+	interval_iso = true;
+	check_value(1186, -1, "1 year 2 mons 3 days 04:05:06.78", "\"P1Y2M3DT4H5M6.78S\"");
+	check_value(1186, -1, "00:00:00", "\"P0Y0M0DT0H0M0S\"");
+	check_value(1186, -1, "-1 years -02:03:04.5", "\"P-1Y0M0DT-2H-3M-4.5S\"");
+	check_value(1186, -1, "1 day", "\"P0Y0M1DT0H0M0S\"");
+	check_value(1186, -1, "00:00:01.000001", "\"P0Y0M0DT0H0M1S\"");
+	check_value(1186, -1, "00:00:59.999999", "\"P0Y0M0DT0H0M59.999999S\"");
+	check_value(1186, -1, "-00:00:00.5", "\"P0Y0M0DT0H0M-0.5S\"");
+	check_value(1186, -1, "3 fortnights", "\"3 fortnights\""); /* not an interval's text */
+	interval_iso = false;
+}
+
+/* time.precision.mode=connect: time and timestamp in milliseconds whatever
+ * their precision (Python: datetime differences // timedelta(ms=1)). */
+static void test_values_connect_times(void **state)
+{
+	(void)state;
+	connect_times = true;
+	check_value(1083, -1, "04:05:06.789123", "14706789");
+	check_value(1114, -1, "2018-06-20 15:13:16.945104", "1529507596945");
+	check_value(1114, -1, "1969-12-31 23:59:59.999999", "-1");
+	check_value(1082, -1, "2026-11-24", "20781"); /* date: days, as adaptive */
+	connect_times = false;
+	check_value(1083, -1, "04:05:06.789123", "14706789123"); /* adaptive: micros */
+}
+
 /* Decimal: base64 of BigInteger.toByteArray() of the unscaled value,
  * from Python: n.to_bytes(((n if n >= 0 else ~n).bit_length() // 8 + 1),
  * 'big', signed=True). */
@@ -562,6 +601,8 @@ int main(void)
 	    cmocka_unit_test(test_values_json_bytea),
 	    cmocka_unit_test(test_values_time),
 	    cmocka_unit_test(test_values_interval),
+	    cmocka_unit_test(test_values_interval_string),
+	    cmocka_unit_test(test_values_connect_times),
 	    cmocka_unit_test(test_values_numeric_precise),
 	    cmocka_unit_test(test_values_numeric_modes),
 	    cmocka_unit_test(test_values_bits),
