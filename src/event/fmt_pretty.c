@@ -126,7 +126,11 @@ static void pretty_init(void *state, const struct encoder_options *opt)
 
 static void pretty_write(void *state, struct buf *out, const struct event *ev)
 {
-	static const char *const TAGS[] = {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "MESSAGE"};
+	/* By op, whatever the enum's order (begin and commit are pretty_tx's). */
+	static const char *const TAGS[] = {
+	    [EVENT_INSERT] = "INSERT",     [EVENT_UPDATE] = "UPDATE",   [EVENT_DELETE] = "DELETE",
+	    [EVENT_TRUNCATE] = "TRUNCATE", [EVENT_MESSAGE] = "MESSAGE",
+	};
 	const struct pretty_state *st = state;
 	struct rowsel data = {ev->rel, NULL, NULL, ROW_ALL, &st->rows};
 
