@@ -19,6 +19,7 @@
 
 #include "event/event.h"
 #include "event/encoder.h"
+#include "event/txmeta.h"
 #include "event/jstring.h"
 #include "event/key.h"
 #include "event/relinfo.h"
@@ -812,6 +813,72 @@ static const struct pgo_value row1[] = {
 };
 static const struct pgo_tuple tup1 = {5, row1};
 
+/* --tx-events: txmeta numbers the changes of a transaction over more
+ * tables than its first allocation holds (8), and the boundaries carry its
+ * counts, in the order the tables were first touched. */
+static void test_tx_events(void **state)
+{
+	static struct relation rels[10];
+	static struct relinfo ris[10];
+	static char names[10][8];
+	struct event_txn t = txn_at();
+	struct txmeta tm;
+	struct event ev;
+	struct buf want;
+
+	(void)state;
+	txmeta_init(&tm);
+	txmeta_begin(&tm);
+	for (int r = 0; r < 10; r++) {
+		snprintf(names[r], sizeof names[r], "t%d", r);
+		rels[r] =
+		    (struct relation){(uint32_t)(20000 + r), "public", names[r], 'd', 0, NULL};
+		ris[r] = (struct relinfo){.remote = &rels[r]};
+	}
+	for (int k = 0; k < 12; k++) { /* t0..t9, then t0 and t5 again */
+		int r = k < 10 ? k : (k == 10 ? 0 : 5);
+
+		ev = (struct event){.op = EVENT_INSERT, .txn = &t, .rel = &ris[r]};
+		assert_int_equal(txmeta_number(&tm, &ev), 0);
+		assert_int_equal(ev.tx_order, (uint64_t)k + 1);
+		assert_int_equal(ev.tx_table_order, k < 10 ? 1 : 2);
+	}
+	ev = (struct event){.op = EVENT_BEGIN, .lsn = 0x16C752F8, .txn = &t};
+	check_event(&ev, FORMAT_JSON,
+	            "{\"op\":\"begin\",\"lsn\":\"0/16C752F8\",\"commit_lsn\":\"0/16C75500\","
+	            "\"xid\":745,\"commit_time\":\"2026-11-24T14:30:00.123456Z\"}\n");
+	check_event(&ev, FORMAT_PRETTY, "[BEGIN] xid=745 lsn=0/16C752F8\n");
+	ev = (struct event){.op = EVENT_COMMIT, .lsn = 0x16C75530, .txn = &t, .tx = &tm};
+	buf_init(&want, 0);
+	buf_puts(&want,
+	         "{\"op\":\"commit\",\"lsn\":\"0/16C75530\",\"commit_lsn\":\"0/16C75500\","
+	         "\"xid\":745,\"commit_time\":\"2026-11-24T14:30:00.123456Z\",\"events\":12,"
+	         "\"tables\":{\"public.t0\":2,\"public.t1\":1,\"public.t2\":1,\"public.t3\":1,"
+	         "\"public.t4\":1,\"public.t5\":2,\"public.t6\":1,\"public.t7\":1,"
+	         "\"public.t8\":1,\"public.t9\":1}}\n");
+	check_event(&ev, FORMAT_JSON, want.data);
+	check_event(&ev, FORMAT_PRETTY, "[COMMIT] xid=745 events=12 lsn=0/16C75530\n");
+	buf_reset(&want);
+	/* A new transaction counts from zero again. */
+	txmeta_begin(&tm);
+	ev = (struct event){.op = EVENT_DELETE, .txn = &t, .rel = &ris[3]};
+	assert_int_equal(txmeta_number(&tm, &ev), 0);
+	assert_int_equal(ev.tx_order, 1);
+	assert_int_equal(tm.n, 1);
+	/* A numbered change carries its place after the transaction's members. */
+	ev = (struct event){.op = EVENT_INSERT,
+	                    .lsn = 0x16C752F8,
+	                    .txn = &t,
+	                    .rel = &users_ri,
+	                    .newtup = &tup1,
+	                    .tx_order = 3};
+	check_event(&ev, FORMAT_JSON,
+	            HDR("insert") ",\"tx_order\":3,\"new\":{\"id\":1,\"name\":\"Mujib\","
+	                          "\"email\":\"m@example.com\",\"tags\":[\"a\",\"b c\"],"
+	                          "\"meta\":{\"k\": [1, 2]}}}\n");
+	txmeta_reset(&tm);
+}
+
 static void test_event_insert(void **state)
 {
 	struct event_txn t = txn_at();
@@ -1324,6 +1391,7 @@ int main(void)
 	    cmocka_unit_test(test_buf_limit),
 	    cmocka_unit_test(test_random_values_valid),
 	    cmocka_unit_test(test_random_utf8),
+	    cmocka_unit_test(test_tx_events),
 	    cmocka_unit_test(test_event_insert),
 	    cmocka_unit_test(test_event_insert_nulls),
 	    cmocka_unit_test(test_event_update_no_old),
