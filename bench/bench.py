@@ -85,11 +85,17 @@ CONTENDERS = {
     "g": ("pgoutput", "pg_recvlogical pgoutput binary > /dev/null"),
     "h": ("pgoutput", "pgstream --read-hold=false > /dev/null"),
     "k": ("pgoutput", "pgstream --sink kafka (mock, read back)"),
+    "m": ("pgoutput", "pgstream --format debezium > /dev/null"),
+    "n": ("pgoutput", "pgstream, 1 column excluded, 1 masked > /dev/null"),
+    "t": ("pgoutput", "pgstream --tx-events > /dev/null"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
 PGSTREAM_ARGS = {"c": (), "e": ("--streaming",), "f": ("--read-delay-us=0",),
-                 "h": ("--read-hold=false",)}
+                 "h": ("--read-hold=false",), "m": ("--format", "debezium"),
+                 "n": ("--exclude-columns", "public.bench_orders.meta", "--mask-columns",
+                       "public.bench_orders.email", "--mask-secret", "bench"),
+                 "t": ("--tx-events",)}
 
 
 def log(msg):
@@ -345,6 +351,8 @@ def count_lines(path, needles):
 
 WAL2JSON_CHANGES = (b'"action":"I"', b'"action":"U"', b'"action":"D"')
 PGSTREAM_CHANGES = (b'"op":"insert"', b'"op":"update"', b'"op":"delete"')
+DEBEZIUM_CHANGES = (b'"op":"c"', b'"op":"u"', b'"op":"d"')
+TX_BOUNDARIES = (b'"op":"begin"', b'"op":"commit"')
 
 
 # --------------------------------------------------------------------------
@@ -539,7 +547,7 @@ class Bench:
             r = self.timed(self.pgstream(conninfo, slot, *PGSTREAM_ARGS[base]), slot,
                            stdout_path=out if smoke else None)
             if smoke:
-                r["seen"] = count_lines(out, PGSTREAM_CHANGES)
+                r["seen"] = count_lines(out, DEBEZIUM_CHANGES if base == "m" else PGSTREAM_CHANGES)
         elif base == "k":
             r = self.run_kafka(slot)
         else:  # d: to a file on disk, fsync before every acknowledgement
@@ -548,6 +556,8 @@ class Bench:
         m = re.search(r"exiting after (\d+) events, peak RSS (-?\d+) kB", r.get("stderr", ""))
         if m:
             r["pgstream_events"], r["pgstream_vmhwm_kb"] = int(m.group(1)), int(m.group(2))
+            if name == "t" and smoke:  # its begin and commit events are events too
+                r["pgstream_events"] -= count_lines(out, TX_BOUNDARIES)
         m = re.search(r"connection received (\d+) bytes in (\d+) TCP segments", r.get("stderr", ""))
         if m:  # how the walsender's sends arrived: coalesced (kB) or one message each
             r["tcp_segment_bytes"] = int(m.group(1)) / int(m.group(2))

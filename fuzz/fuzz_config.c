@@ -32,15 +32,24 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 /* Every variable config.c reads; cleared before each run. */
 static const char *const VARS[] = {
-    "DATABASE_URL",     "SLOT_NAME",
-    "PUBLICATION_NAME", "FORMAT",
-    "OUTPUT",           "FSYNC",
-    "START_LSN",        "END_LSN",
-    "STATUS_INTERVAL",  "RECONNECT_MAX_DELAY",
-    "TEMPORARY_SLOT",   "CREATE_PUBLICATION",
-    "TABLES",           "LOG_LEVEL",
-    "ENV_FILE",         "SNAPSHOT",
-    "SNAPSHOT_WORKERS", "SNAPSHOT_CHUNK_PAGES",
+    "DATABASE_URL",
+    "SLOT_NAME",
+    "PUBLICATION_NAME",
+    "FORMAT",
+    "OUTPUT",
+    "FSYNC",
+    "START_LSN",
+    "END_LSN",
+    "STATUS_INTERVAL",
+    "RECONNECT_MAX_DELAY",
+    "TEMPORARY_SLOT",
+    "CREATE_PUBLICATION",
+    "TABLES",
+    "LOG_LEVEL",
+    "ENV_FILE",
+    "SNAPSHOT",
+    "SNAPSHOT_WORKERS",
+    "SNAPSHOT_CHUNK_PAGES",
     "SNAPSHOT_CHUNK_ROWS",
 };
 #define NVARS (sizeof VARS / sizeof VARS[0])

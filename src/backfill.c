@@ -40,10 +40,10 @@ struct backfill {
 	char *low, *high; /* the current chunk's watermarks, as written */
 	bool window;      /* the stream is between them */
 	struct backfill_chunk chunk;
-	bool *gone;        /* per row: a change took it out */
-	uint32_t *slots;   /* key hash table: row index + 1, 0 empty */
-	uint32_t nslots;   /* a power of two, at least twice the rows */
-	int emit_next;     /* next row to emit after the high watermark */
+	bool *gone;      /* per row: a change took it out */
+	uint32_t *slots; /* key hash table: row index + 1, 0 empty */
+	uint32_t nslots; /* a power of two, at least twice the rows */
+	int emit_next;   /* next row to emit after the high watermark */
 	int64_t rows_done, started_ms;
 
 	/* Where the key columns are in the stream's relation of the table. */
@@ -72,8 +72,8 @@ static void new_run(struct backfill *bf)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	snprintf(bf->run, sizeof bf->run, "%lx.%lx", (unsigned long)ts.tv_sec ^ (unsigned long)clock(),
-	         (unsigned long)ts.tv_nsec);
+	snprintf(bf->run, sizeof bf->run, "%lx.%lx",
+	         (unsigned long)ts.tv_sec ^ (unsigned long)clock(), (unsigned long)ts.tv_nsec);
 }
 
 struct backfill *backfill_new(const struct backfill_config *cfg)
@@ -368,7 +368,8 @@ static int start_table(struct backfill *bf, const char *name, char **after, uint
 {
 	struct backfill_table *t;
 	struct err why;
-	int rc = backfill_table_open(bf->bc, bf->cfg.publication, bf->server_version, name, &t, &why);
+	int rc =
+	    backfill_table_open(bf->bc, bf->cfg.publication, bf->server_version, name, &t, &why);
 
 	if (rc <= 0 || (after && t->npk != nafter)) {
 		free_keys(after, nafter);
@@ -439,7 +440,8 @@ int backfill_chunk_done(struct backfill *bf, struct err *e)
 	if (bf->chunk.nrows < bf->cfg.chunk_rows) {
 		log_info("on-demand snapshot of %s.%s done: %lld rows in %llu chunks, %.1f s",
 		         bf->t->rel->nspname, bf->t->rel->relname, (long long)bf->rows_done,
-		         (unsigned long long)bf->chunk_no, (double)(now_ms() - bf->started_ms) / 1000);
+		         (unsigned long long)bf->chunk_no,
+		         (double)(now_ms() - bf->started_ms) / 1000);
 		drop_table(bf);
 		return next_table(bf, e);
 	}
@@ -532,7 +534,8 @@ static int on_request(struct backfill *bf, const uint8_t *content, uint32_t len,
 		if (rc == 0) {
 			log_warn("on-demand snapshot of %s refused: %s", bf->queue[i], why.msg);
 			free(bf->queue[i]);
-			memmove(bf->queue + i, bf->queue + i + 1, (bf->nqueue - i - 1) * sizeof *bf->queue);
+			memmove(bf->queue + i, bf->queue + i + 1,
+			        (bf->nqueue - i - 1) * sizeof *bf->queue);
 			bf->nqueue--;
 			continue;
 		}
@@ -640,8 +643,7 @@ int backfill_on_message(struct backfill *bf, const char *prefix, const uint8_t *
 	return BACKFILL_CONSUMED;
 }
 
-int backfill_request(const char *database_url, const char *slot, const char *tables,
-                     struct err *e)
+int backfill_request(const char *database_url, const char *slot, const char *tables, struct err *e)
 {
 	struct backfill_conn *bc = backfill_conn_new(database_url);
 	struct buf b;
@@ -671,8 +673,9 @@ int backfill_request(const char *database_url, const char *slot, const char *tab
 	else if (n == 0)
 		rc = err_set(e, "invalid options: pgstream snapshot needs --table SCHEMA.TABLE");
 	else if ((rc = backfill_server_version(bc, e)) >= 0 && rc < 140000)
-		rc = err_set(e, "could not request a snapshot: on-demand snapshots need PostgreSQL 14 "
-		                "or newer (pgoutput sends logical messages from 14 on)");
+		rc = err_set(e,
+		             "could not request a snapshot: on-demand snapshots need PostgreSQL 14 "
+		             "or newer (pgoutput sends logical messages from 14 on)");
 	else if (rc >= 0)
 		rc = backfill_emit(bc, BACKFILL_REQUEST_PREFIX, b.data, &lsn, e);
 	if (rc == 0) {

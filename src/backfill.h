@@ -48,7 +48,7 @@ struct backfill_config {
 struct backfill;
 
 struct backfill *backfill_new(const struct backfill_config *cfg); /* NULL: out of memory */
-void backfill_free(struct backfill *bf);                           /* accepts NULL */
+void backfill_free(struct backfill *bf);                          /* accepts NULL */
 
 /* A replication session starts (server_version for the catalog queries)
  * or ends: a chunk in flight is forgotten, to be taken over again from
@@ -80,7 +80,6 @@ int backfill_chunk_done(struct backfill *bf, struct err *e);
 
 /* The request `pgstream snapshot --table ...` sends: tables is a list of
  * names separated by ',' or newlines. Prints where it was written. */
-int backfill_request(const char *database_url, const char *slot, const char *tables,
-                     struct err *e);
+int backfill_request(const char *database_url, const char *slot, const char *tables, struct err *e);
 
 #endif

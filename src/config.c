@@ -29,6 +29,11 @@ enum opt_kind {
 	OPT_UTF8POLICY,
 	OPT_SINK,
 	OPT_DECIMAL,
+	OPT_TIMEFORMAT,
+	OPT_TIMEPRECISION,
+	OPT_INTERVAL,
+	OPT_NUMERIC,
+	OPT_TOAST,
 	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
 	OPT_SNAPSHOT,
 	OPT_COUNT, /* a whole number, 0..MAX_COUNT; ranges are validate()'s */
@@ -64,6 +69,35 @@ static const struct option_def OPTIONS[] = {
     {"debezium-decimal", "DEBEZIUM_DECIMAL", OPT_DECIMAL, F(debezium_decimal),
      "precise|string|double",
      "with --format debezium: NUMERIC as Debezium's decimal.handling.mode (default precise)"},
+    {"debezium-time-precision", "DEBEZIUM_TIME_PRECISION", OPT_TIMEPRECISION,
+     F(debezium_connect_times), "adaptive|connect",
+     "with --format debezium: Debezium's time.precision.mode (default adaptive)"},
+    {"debezium-interval", "DEBEZIUM_INTERVAL", OPT_INTERVAL, F(debezium_interval_iso),
+     "numeric|string",
+     "with --format debezium: Debezium's interval.handling.mode (default numeric)"},
+    {"include-tables", "INCLUDE_TABLES", OPT_STRING, F(include_tables), "S.T,...",
+     "emit only these tables' events (globs: public.*,app.order?)"},
+    {"exclude-tables", "EXCLUDE_TABLES", OPT_STRING, F(exclude_tables), "S.T,...",
+     "emit none of these tables' events (globs; wins over --include-tables)"},
+    {"exclude-columns", "EXCLUDE_COLUMNS", OPT_STRING, F(exclude_columns), "S.T.C,...",
+     "leave these columns out of events (globs: *.*.password)"},
+    {"mask-columns", "MASK_COLUMNS", OPT_STRING, F(mask_columns), "S.T.C,...",
+     "replace these columns' values by HMAC-SHA-256(MASK_SECRET, value) in hex"},
+    {"mask-secret", "MASK_SECRET", OPT_STRING, F(mask_secret), "SECRET",
+     "the HMAC key of --mask-columns (set it in the environment or .env, not as a flag)"},
+    {"allow-key-filter", "ALLOW_KEY_FILTER", OPT_BOOL, F(allow_key_filter), NULL,
+     "let --exclude-columns/--mask-columns touch key columns (refused by default)"},
+    {"time-format", "TIME_FORMAT", OPT_TIMEFORMAT, F(postgres_times), "rfc3339|postgres",
+     "json and pretty: dates and times in RFC 3339 (default) or as Postgres prints them"},
+    {"numeric", "NUMERIC", OPT_NUMERIC, F(numeric_strings), "number|string",
+     "json and pretty: numerics as JSON numbers of their exact digits (default) or strings"},
+    {"unchanged-toast", "UNCHANGED_TOAST", OPT_TOAST, F(unchanged_toast), "omit|placeholder",
+     "an unchanged TOAST value: left out (json, pretty) or the placeholder (debezium)"},
+    {"unavailable-value-placeholder", "UNAVAILABLE_VALUE_PLACEHOLDER", OPT_STRING,
+     F(toast_placeholder), "TEXT",
+     "the placeholder of --unchanged-toast (default __debezium_unavailable_value)"},
+    {"tx-events", "TX_EVENTS", OPT_BOOL, F(tx_events), NULL,
+     "a begin and a commit event (with its event count) around each transaction's events"},
     {"kafka-brokers", "KAFKA_BROKERS", OPT_STRING, F(kafka_brokers), "HOST:PORT,...",
      "with --sink kafka: bootstrap brokers"},
     {"topic-prefix", "TOPIC_PREFIX", OPT_STRING, F(topic_prefix), "PREFIX",
@@ -369,6 +403,56 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			    "double)",
 			    source, opt->flag, show(&sh, value));
 		return 0;
+	case OPT_TIMEFORMAT:
+		if (strcmp(value, "rfc3339") == 0)
+			cfg->postgres_times = false;
+		else if (strcmp(value, "postgres") == 0)
+			cfg->postgres_times = true;
+		else
+			return err_set(
+			    e, "invalid value for %s%s: \"%s\" (expected rfc3339 or postgres)",
+			    source, opt->flag, show(&sh, value));
+		return 0;
+	case OPT_TIMEPRECISION:
+		if (strcmp(value, "adaptive") == 0)
+			cfg->debezium_connect_times = false;
+		else if (strcmp(value, "connect") == 0)
+			cfg->debezium_connect_times = true;
+		else
+			return err_set(
+			    e, "invalid value for %s%s: \"%s\" (expected adaptive or connect)",
+			    source, opt->flag, show(&sh, value));
+		return 0;
+	case OPT_INTERVAL:
+		if (strcmp(value, "numeric") == 0)
+			cfg->debezium_interval_iso = false;
+		else if (strcmp(value, "string") == 0)
+			cfg->debezium_interval_iso = true;
+		else
+			return err_set(
+			    e, "invalid value for %s%s: \"%s\" (expected numeric or string)",
+			    source, opt->flag, show(&sh, value));
+		return 0;
+	case OPT_NUMERIC:
+		if (strcmp(value, "number") == 0)
+			cfg->numeric_strings = false;
+		else if (strcmp(value, "string") == 0)
+			cfg->numeric_strings = true;
+		else
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected number or string)",
+			               source, opt->flag, show(&sh, value));
+		return 0;
+	case OPT_TOAST:
+		if (strcmp(value, "omit") == 0)
+			cfg->unchanged_toast = ENCODER_TOAST_OMIT;
+		else if (strcmp(value, "placeholder") == 0)
+			cfg->unchanged_toast = ENCODER_TOAST_PLACEHOLDER;
+		else
+			return err_set(
+			    e, "invalid value for %s%s: \"%s\" (expected omit or placeholder)",
+			    source, opt->flag, show(&sh, value));
+		return 0;
 	case OPT_PROPERTY:
 		return add_properties(field, value, opt, source, e);
 	case OPT_SNAPSHOT:
@@ -388,7 +472,8 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 		return add_line(field, value, opt, e);
 	case OPT_COUNT:
 		if (!parse_whole(value, MAX_COUNT, field))
-			return err_set(e, "invalid value for %s%s: \"%s\" (expected a whole number)",
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected a whole number)",
 			               source, opt->flag, show(&sh, value));
 		return 0;
 	case OPT_LOGLEVEL:
@@ -588,6 +673,9 @@ static int validate_sink(const struct config *cfg, struct err *e)
 	if (kafka && cfg->kafka_brokers == NULL)
 		return err_set(e, "invalid options: --sink kafka needs --kafka-brokers "
 		                  "HOST:PORT,... (or KAFKA_BROKERS)");
+	if (kafka && cfg->tx_events)
+		return err_set(e, "invalid options: --tx-events cannot be used with --sink kafka "
+		                  "yet (it has no topic for transaction events)");
 	if (kafka && cfg->format && strcmp(cfg->format, "json") != 0)
 		return err_set(e, "invalid options: --sink kafka sends --format json, not %s",
 		               cfg->format);
@@ -608,7 +696,8 @@ static int validate(const struct config *cfg, struct err *e)
 	if (cfg->tables && !cfg->create_publication)
 		return err_set(e, "invalid options: --tables needs --create-publication");
 	if (cfg->snapshot_chunk_rows < 1 || cfg->snapshot_chunk_rows > 100000)
-		return err_set(e, "invalid options: --snapshot-chunk-rows must be from 1 to 100000");
+		return err_set(e,
+		               "invalid options: --snapshot-chunk-rows must be from 1 to 100000");
 	if (cfg->snapshot_workers < 1 || cfg->snapshot_workers > 64)
 		return err_set(e, "invalid options: --snapshot-workers must be from 1 to 64");
 	if (cfg->snapshot != SNAPSHOT_NEVER && cfg->start_lsn)

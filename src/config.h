@@ -53,6 +53,19 @@ struct config {
 	int snapshot_chunk_pages;      /* 0: chosen per table */
 	int snapshot_chunk_rows;       /* on-demand snapshots: rows per chunk */
 	char *snapshot_tables;         /* pgstream snapshot --table: names, one per line */
+	bool debezium_connect_times;   /* --debezium-time-precision connect */
+	bool debezium_interval_iso;    /* --debezium-interval string */
+	char *include_tables;          /* comma lists of globs, event/filter.h */
+	char *exclude_tables;
+	char *exclude_columns;
+	char *mask_columns;
+	char *mask_secret; /* HMAC key of --mask-columns */
+	bool allow_key_filter;
+	bool tx_events;       /* begin and commit events, changes numbered */
+	bool postgres_times;  /* --time-format postgres */
+	bool numeric_strings; /* --numeric string */
+	int unchanged_toast;  /* enum encoder_toast */
+	char *toast_placeholder;
 	bool temporary_slot;
 	bool create_publication;
 	bool streaming; /* protocol v2 streaming of in-progress transactions */

@@ -28,8 +28,10 @@
 #include "checkpoint.h"
 #include "progress.h"
 #include "event/encoder.h"
+#include "event/filter.h"
 #include "event/key.h"
 #include "event/map.h"
+#include "event/txmeta.h"
 #include "event/relinfo.h"
 #include "event/utf8guard.h"
 #include "pg/catalog.h"
@@ -59,19 +61,21 @@ struct daemon {
 	struct conn_params params;
 	volatile sig_atomic_t *stop;
 	struct encoder *enc;
-	char dbname[64]; /* the encoder's options.database, filled on connecting */
+	struct filter filter; /* what of the events is emitted */
+	char dbname[64];      /* the encoder's options.database, filled on connecting */
 
 	struct sink *sink;
 	struct catalog *cat;
 	struct backfill *bf; /* on-demand snapshots */
 	struct checkpoint cp;
-	uint64_t seq;            /* number of the last event handed to the sink */
-	uint64_t written_lsn;    /* highest WAL position processed */
-	uint64_t reported_flush; /* last flush LSN sent to the server */
-	struct utf8guard utf8;   /* SQL_ASCII databases only (utf8guard.h) */
-	struct buf converted;    /* message content converted to UTF-8 */
-	bool records;            /* the sink routes by table and key (Kafka) */
-	struct buf key, old_key; /* ... the current event's keys */
+	uint64_t seq;             /* number of the last event handed to the sink */
+	uint64_t written_lsn;     /* highest WAL position processed */
+	uint64_t reported_flush;  /* last flush LSN sent to the server */
+	struct utf8guard utf8;    /* SQL_ASCII databases only (utf8guard.h) */
+	struct buf converted;     /* message content converted to UTF-8 */
+	bool records;             /* the sink routes by table and key (Kafka) */
+	struct buf key, old_key;  /* ... the current event's keys */
+	struct row_opts key_opts; /* ... rendered as the events' values */
 
 	/* Per session. */
 	struct pg_conn *conn;
@@ -82,6 +86,12 @@ struct daemon {
 	bool convert_messages; /* ... neither that nor UTF8: message content is converted */
 	bool in_txn;
 	struct event_txn txn;
+	/* --tx-events: the transaction's BEGIN position, whether its begin
+	 * event is out (sent before its first event, so a transaction of which
+	 * nothing is emitted has neither), and its counts. */
+	uint64_t txn_begin_lsn;
+	bool txn_opened;
+	struct txmeta txmeta;
 	bool reached_end;
 	bool reply_now;
 	/* Streamed transactions not yet committed or aborted (--streaming). */
@@ -89,8 +99,8 @@ struct daemon {
 	int64_t next_status_ms;
 	int64_t last_recv_ms; /* when the server was last heard from */
 
-	bool ever_streamed;    /* some session reached START_REPLICATION */
-	bool session_streamed; /* the last session did */
+	bool ever_streamed;       /* some session reached START_REPLICATION */
+	bool session_streamed;    /* the last session did */
 	bool session_snapshotted; /* the slot was made from our snapshot */
 };
 
@@ -114,11 +124,11 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 	}
 	buf_clear(&d->key);
 	buf_clear(&d->old_key);
-	if (key_write(&d->key, ev)) {
+	if (key_write(&d->key, ev, &d->key_opts)) {
 		rec.key = d->key.data;
 		rec.key_len = d->key.len;
 	}
-	if (key_write_old(&d->old_key, ev, rec.key, rec.key_len)) {
+	if (key_write_old(&d->old_key, ev, rec.key, rec.key_len, &d->key_opts)) {
 		rec.old_key = d->old_key.data;
 		rec.old_key_len = d->old_key.len;
 	}
@@ -130,14 +140,40 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 	return sink_event_done(d->sink, ++d->seq, &rec, e);
 }
 
-static int emit(struct daemon *d, const struct event *ev, struct err *e)
+/* Encode ev into the sink and number it. */
+static int emit_one(struct daemon *d, const struct event *ev, struct err *e)
 {
-	if (d->sql_ascii && utf8guard_check_event(&d->utf8, ev, e) < 0)
-		return -1;
 	encoder_write(d->enc, sink_buf(d->sink), ev);
 	if (d->records)
 		return emit_routed(d, ev, e);
 	return sink_event_done(d->sink, ++d->seq, NULL, e);
+}
+
+/* --tx-events: the begin event before a transaction's first event. */
+static int open_txn(struct daemon *d, struct err *e)
+{
+	struct event begin = {.op = EVENT_BEGIN, .lsn = d->txn_begin_lsn, .txn = &d->txn};
+
+	d->txn_opened = true;
+	txmeta_begin(&d->txmeta);
+	return emit_one(d, &begin, e);
+}
+
+static int emit(struct daemon *d, struct event *ev, struct err *e)
+{
+	/* Dropped events are not numbered: the transaction's end is marked
+	 * all the same, so an excluded table's changes are acknowledged. */
+	if (!filter_event(&d->filter, ev))
+		return 0;
+	if (d->sql_ascii && utf8guard_check_event(&d->utf8, ev, e) < 0)
+		return -1;
+	if (d->cfg->tx_events && ev->txn) {
+		if (!d->txn_opened && open_txn(d, e) < 0)
+			return -1;
+		if (ev->op != EVENT_MESSAGE && txmeta_number(&d->txmeta, ev) < 0)
+			return err_set(e, "could not follow stream: out of memory");
+	}
+	return emit_one(d, ev, e);
 }
 
 /* Make the sink durable and release what it confirmed. */
@@ -246,13 +282,16 @@ static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t ls
 /* A transaction's events begin (at BEGIN, or at a streamed transaction's
  * commit). False if it committed after --end-lsn: it is not ours, and the
  * run ends instead. */
-static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64_t commit_time)
+static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64_t commit_time,
+                      uint64_t lsn)
 {
 	if (d->cfg->end_lsn && commit_lsn > d->cfg->end_lsn) {
 		d->reached_end = true;
 		return false;
 	}
 	d->in_txn = true;
+	d->txn_begin_lsn = lsn;
+	d->txn_opened = false;
 	d->txn.xid = xid;
 	d->txn.commit_lsn = commit_lsn;
 	d->txn.commit_time = commit_time;
@@ -261,8 +300,16 @@ static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64
 
 /* The transaction's events are all out: its end may be acknowledged once
  * they are confirmed. Reaching --end-lsn ends the run. */
-static int end_txn(struct daemon *d, uint64_t end_lsn, struct err *e)
+static int end_txn(struct daemon *d, uint64_t end_lsn, uint64_t lsn, struct err *e)
 {
+	if (d->txn_opened) {
+		struct event commit = {
+		    .op = EVENT_COMMIT, .lsn = lsn, .txn = &d->txn, .tx = &d->txmeta};
+
+		d->txn_opened = false;
+		if (emit_one(d, &commit, e) < 0)
+			return -1;
+	}
 	d->in_txn = false;
 	if (mark(d, end_lsn, e) < 0)
 		return -1;
@@ -295,7 +342,7 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 
 /* The streamed transaction committed: emit what was spooled, as one
  * transaction, exactly as if it had been sent at commit. */
-static int stream_commit(struct daemon *d, const struct pgo_msg *m, struct err *e)
+static int stream_commit(struct daemon *d, const struct pgo_msg *m, uint64_t at, struct err *e)
 {
 	struct spool *sp = spool_set_find(&d->spools, m->u.stream_commit.xid);
 	const uint8_t *msg;
@@ -307,7 +354,7 @@ static int stream_commit(struct daemon *d, const struct pgo_msg *m, struct err *
 		return err_set(e, "could not follow stream: commit of unknown transaction %u",
 		               m->u.stream_commit.xid);
 	if (!begin_txn(d, m->u.stream_commit.xid, m->u.stream_commit.commit_lsn,
-	               m->u.stream_commit.commit_time))
+	               m->u.stream_commit.commit_time, at))
 		return 0;
 	if (spool_rewind(sp, e) < 0)
 		return -1;
@@ -324,7 +371,7 @@ static int stream_commit(struct daemon *d, const struct pgo_msg *m, struct err *
 	if (rc < 0)
 		return -1;
 	spool_set_drop(&d->spools, sp);
-	return end_txn(d, m->u.stream_commit.end_lsn, e);
+	return end_txn(d, m->u.stream_commit.end_lsn, at, e);
 }
 
 static int stream_abort(struct daemon *d, const struct pgo_msg *m, struct err *e)
@@ -343,8 +390,9 @@ static int stream_abort(struct daemon *d, const struct pgo_msg *m, struct err *e
 /* Under REPLICA IDENTITY FULL pgoutput flags every column as the key, so a
  * key made of them changes with every update and moves the row between
  * partitions: key such a table by its primary key (or replica identity
- * index) from the catalog instead. Without either, or when the catalog
- * cannot be asked (warned), the whole row stays the key. */
+ * index) from the catalog instead. The same key says which columns the
+ * filter protects and when debezium sees a key change. Without either, or
+ * when the catalog cannot be asked (warned), the whole row stays the key. */
 static int full_identity_key(struct daemon *d, struct relinfo *ri, struct err *e)
 {
 	const struct relation *rel = ri->remote;
@@ -355,8 +403,8 @@ static int full_identity_key(struct daemon *d, struct relinfo *ri, struct err *e
 	buf_init(&names, 0);
 	n = catalog_primary_key(d->cat, rel->oid, &names, &ce);
 	if (n < 0)
-		log_warn("%s; the Kafka key of %s.%s (REPLICA IDENTITY FULL) is the whole row",
-		         ce.msg, rel->nspname, rel->relname);
+		log_warn("%s; the key of %s.%s (REPLICA IDENTITY FULL) is the whole row", ce.msg,
+		         rel->nspname, rel->relname);
 	if (n > 0 && rel->ncols > 0 && (ri->key = calloc(rel->ncols, sizeof *ri->key)) == NULL) {
 		buf_reset(&names);
 		return err_set(e, "could not follow stream: out of memory");
@@ -388,6 +436,7 @@ static struct relinfo *refine_relation(struct daemon *d, struct relmap *map,
 {
 	struct relinfo *ri;
 	struct err ce;
+	char typname[200];
 
 	if (d->sql_ascii && utf8guard_check_relation(&d->utf8, rel, lsn, e) < 0)
 		return NULL;
@@ -396,11 +445,23 @@ static struct relinfo *refine_relation(struct daemon *d, struct relmap *map,
 		err_set(e, "could not follow stream: out of memory");
 		return NULL;
 	}
+	if (filter_table(&d->filter, ri))
+		return ri; /* none of its events is emitted: nothing to derive */
 	for (uint16_t i = 0; i < rel->ncols; i++) {
 		struct coltype *t = &ri->types[i];
+		const char *name;
 
 		if (t->base < CATALOG_FIRST_USER_OID)
 			continue;
+		/* A snapshot's relation comes without Type messages: ask. */
+		name = d->dec ? relcache_type_name(pgoutput_relcache(d->dec), t->base) : NULL;
+		if (name == NULL &&
+		    catalog_type_name(d->cat, t->base, typname, sizeof typname, &ce) == 0)
+			name = typname;
+		if (name && strlen(name) > 7 && strcmp(name + strlen(name) - 7, ".hstore") == 0) {
+			*t = (struct coltype){COLTYPE_HSTORE, false};
+			continue;
+		}
 		if (catalog_type_base(d->cat, t->base, &t->base, &t->array, &ce) < 0) {
 			log_warn("%s; user-defined types of %s.%s are emitted as strings", ce.msg,
 			         rel->nspname, rel->relname);
@@ -410,7 +471,9 @@ static struct relinfo *refine_relation(struct daemon *d, struct relmap *map,
 			break;
 		}
 	}
-	if (d->records && rel->replident == 'f' && full_identity_key(d, ri, e) < 0)
+	if (rel->replident == 'f' && full_identity_key(d, ri, e) < 0)
+		return NULL;
+	if (filter_columns(&d->filter, ri, e) < 0)
 		return NULL;
 	encoder_prepare_relation(d->enc, ri);
 	return ri;
@@ -432,10 +495,10 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 
 	switch (m->type) {
 	case PGO_BEGIN:
-		begin_txn(d, m->u.begin.xid, m->u.begin.final_lsn, m->u.begin.commit_time);
+		begin_txn(d, m->u.begin.xid, m->u.begin.final_lsn, m->u.begin.commit_time, lsn);
 		return 0;
 	case PGO_COMMIT:
-		return end_txn(d, m->u.commit.end_lsn, e);
+		return end_txn(d, m->u.commit.end_lsn, lsn, e);
 	case PGO_INSERT:
 	case PGO_UPDATE:
 	case PGO_DELETE:
@@ -459,7 +522,7 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 		spool_set_stop(&d->spools);
 		return 0;
 	case PGO_STREAM_COMMIT:
-		return stream_commit(d, m, e);
+		return stream_commit(d, m, lsn, e);
 	case PGO_STREAM_ABORT:
 		return stream_abort(d, m, e);
 	default:
@@ -756,8 +819,10 @@ static int run_snapshot(struct daemon *d, const struct conn_info *info, struct e
 		if (step == SNAPSHOT_DONE)
 			break;
 		if (step == SNAPSHOT_ROW) {
-			struct event ev = {
-			    .op = EVENT_READ, .lsn = info->consistent_lsn, .rel = ris[t], .newtup = &tup};
+			struct event ev = {.op = EVENT_READ,
+			                   .lsn = info->consistent_lsn,
+			                   .rel = ris[t],
+			                   .newtup = &tup};
 
 			if (emit(d, &ev, e) < 0)
 				goto out;
@@ -848,6 +913,27 @@ static void session_end(struct daemon *d)
 	conn_close(d->conn);
 	d->conn = NULL;
 	d->in_txn = false;
+	d->txn_opened = false; /* the server sends the transaction again, begin and all */
+}
+
+/* A pattern that matches nothing is most likely a typo: say so once, at
+ * the first start, against the publication's tables as they are then. */
+static void warn_unmatched(struct daemon *d)
+{
+	struct buf tables, columns;
+	struct err ce;
+
+	if (!filter_has_columns(&d->filter) && d->filter.include.n == 0 && d->filter.exclude.n == 0)
+		return;
+	buf_init(&tables, 0);
+	buf_init(&columns, 0);
+	if (catalog_publication_names(d->cat, d->cfg->publication, &tables, &columns, &ce) < 0)
+		log_warn("%s; the filter's patterns are not checked", ce.msg);
+	else
+		filter_warn_unmatched(&d->filter, tables.data, tables.len, columns.data,
+		                      columns.len);
+	buf_reset(&tables);
+	buf_reset(&columns);
 }
 
 static int run_session(struct daemon *d, struct err *e)
@@ -902,7 +988,8 @@ static int run_session(struct daemon *d, struct err *e)
 	}
 	if (d->params.export_snapshot && !d->session_snapshotted)
 		log_info("no snapshot: slot %s exists (a snapshot is taken only when pgstream "
-		         "creates the slot)", d->cfg->slot);
+		         "creates the slot)",
+		         d->cfg->slot);
 	d->params.export_snapshot = false;
 	backfill_session_start(d->bf, info.server_version);
 	d->dec = pgoutput_new(info.proto_version);
@@ -929,6 +1016,8 @@ static int run_session(struct daemon *d, struct err *e)
 		session_end(d);
 		return -1;
 	}
+	if (!d->ever_streamed)
+		warn_unmatched(d);
 	d->ever_streamed = d->session_streamed = true;
 	d->params.slot_must_exist = true;
 	log_info("listening for changes...");
@@ -1028,10 +1117,27 @@ int daemon_request_snapshot(const struct config *cfg, struct err *e)
 	return backfill_request(cfg->database_url, cfg->slot, cfg->snapshot_tables, e);
 }
 
+static struct filter_config filter_config_of(const struct config *cfg)
+{
+	return (struct filter_config){
+	    .include_tables = cfg->include_tables,
+	    .exclude_tables = cfg->exclude_tables,
+	    .exclude_columns = cfg->exclude_columns,
+	    .mask_columns = cfg->mask_columns,
+	    .mask_secret = cfg->mask_secret,
+	    .allow_key = cfg->allow_key_filter,
+	};
+}
+
 int daemon_check_config(const struct config *cfg, struct err *e)
 {
 	struct sink_config scfg = sink_config_of(cfg);
+	struct filter_config fcfg = filter_config_of(cfg);
+	struct filter f;
 
+	if (filter_init(&f, &fcfg, e) < 0)
+		return -1;
+	filter_reset(&f);
 	return sink_check_config(&scfg, e);
 }
 
@@ -1056,24 +1162,40 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	            .snapshot_only = cfg->snapshot == SNAPSHOT_INITIAL_ONLY,
 	        },
 	};
+	struct filter_config fcfg = filter_config_of(cfg);
 	int backoff = RECONNECT_INITIAL_MS;
 	int busy_waited_ms = 0;
 	int rc;
 
+	if (filter_init(&d.filter, &fcfg, e) < 0)
+		return -1;
 	utf8guard_init(&d.utf8, cfg->invalid_utf8);
+	txmeta_init(&d.txmeta);
 	buf_init(&d.converted, 0);
 	buf_init(&d.key, 0);
 	buf_init(&d.old_key, 0);
 	d.sink = sink_open(&scfg, e);
-	if (d.sink == NULL)
+	if (d.sink == NULL) {
+		filter_reset(&d.filter);
 		return -1;
+	}
 	d.records = sink_wants_records(d.sink);
-	d.enc = encoder_new(pick_format(cfg),
-	                    &(struct encoder_options){
-	                        .topic_prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
-	                        .database = d.dbname,
-	                        .decimal = cfg->debezium_decimal,
-	                    });
+	struct encoder_options eopt = {
+	    .topic_prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
+	    .database = d.dbname,
+	    .decimal = cfg->debezium_decimal,
+	    .connect_times = cfg->debezium_connect_times,
+	    .interval_iso = cfg->debezium_interval_iso,
+	    .postgres_times = cfg->postgres_times,
+	    .numeric_strings = cfg->numeric_strings,
+	    .toast = cfg->unchanged_toast,
+	    .placeholder = cfg->toast_placeholder,
+	};
+
+	d.enc = encoder_new(pick_format(cfg), &eopt);
+	/* Kafka keys are json's: its options, and a key column is never an
+	 * unchanged TOAST value in the tuple the key is taken from (key.h). */
+	d.key_opts = encoder_row_opts(&eopt, false);
 	d.rels = relmap_new();
 	d.cat = catalog_new(cfg->database_url);
 	d.bf = backfill_new(&(struct backfill_config){
@@ -1091,6 +1213,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		relmap_free(d.rels);
 		encoder_free(d.enc);
 		sink_close(d.sink);
+		filter_reset(&d.filter);
 		return err_set(e, "could not start: out of memory");
 	}
 	for (;;) {
@@ -1146,6 +1269,8 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	relmap_free(d.rels);
 	encoder_free(d.enc);
 	sink_close(d.sink);
+	filter_reset(&d.filter);
+	txmeta_reset(&d.txmeta);
 	log_peak_memory(&d);
 	return rc;
 }

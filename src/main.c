@@ -55,7 +55,8 @@ int main(int argc, char **argv)
 		argc--;
 	}
 	if (config_load(&cfg, argc, argv, &e) < 0 ||
-	    (!cfg.help && !cfg.version && config_check_request(&cfg, request, &e) < 0) || conn_check_url(cfg.database_url, &e) < 0 ||
+	    (!cfg.help && !cfg.version && config_check_request(&cfg, request, &e) < 0) ||
+	    conn_check_url(cfg.database_url, &e) < 0 ||
 	    (!cfg.help && !cfg.version && daemon_check_config(&cfg, &e) < 0)) {
 		fprintf(stderr, "pgstream: %s\n", e.msg);
 		config_reset(&cfg);

@@ -14,7 +14,7 @@
 
 #define TTY_INTERVAL_MS 250
 #define LOG_INTERVAL_MS 5000
-#define BAR_WIDTH 24
+#define BAR_WIDTH       24
 
 int progress_init(struct progress *p, const struct snapshot_reader *r, bool tty, int64_t now_ms)
 {
@@ -80,7 +80,8 @@ static void describe(char *out, size_t len, struct totals s, int64_t elapsed_ms)
 		         (int)(s.done * 100 / s.expected > 100 ? 100 : s.done * 100 / s.expected),
 		         rate, left < 0 ? "? " : "about ", left < 0 ? 0 : left);
 	} else {
-		snprintf(out, len, "%lld rows (total not known: tables never analyzed), %.0f rows/s",
+		snprintf(out, len,
+		         "%lld rows (total not known: tables never analyzed), %.0f rows/s",
 		         (long long)s.done, rate);
 	}
 }
@@ -114,8 +115,8 @@ static void draw_bar(struct progress *p, struct totals s, const char *what)
 	for (int i = 0; i < BAR_WIDTH; i++)
 		bar[i] = i < filled ? '#' : '.';
 	bar[BAR_WIDTH] = '\0';
-	fprintf(stderr, "\r\033[Ksnapshot [%s] %zu/%zu tables, %s", bar, s.tables_done,
-	        p->ntables, what);
+	fprintf(stderr, "\r\033[Ksnapshot [%s] %zu/%zu tables, %s", bar, s.tables_done, p->ntables,
+	        what);
 	fflush(stderr);
 	p->drawn = true;
 }
@@ -157,6 +158,7 @@ void progress_update(struct progress *p, const struct snapshot_reader *r, int64_
 			         (long long)t->rows_estimated, t->chunks_done, t->chunks);
 		else
 			log_info("snapshot of %s.%s: %lld rows, %u of %u chunks", t->rel->nspname,
-			         t->rel->relname, (long long)t->rows_done, t->chunks_done, t->chunks);
+			         t->rel->relname, (long long)t->rows_done, t->chunks_done,
+			         t->chunks);
 	}
 }

@@ -17,10 +17,10 @@
 struct progress {
 	bool tty;
 	int64_t started_ms;
-	int64_t next_ms;   /* next report */
-	bool *reported;    /* per table: its "done" line was written */
+	int64_t next_ms; /* next report */
+	bool *reported;  /* per table: its "done" line was written */
 	size_t ntables;
-	bool drawn;        /* a bar is on the terminal's last line */
+	bool drawn; /* a bar is on the terminal's last line */
 };
 
 /* -1 on allocation failure. tty: stderr is a terminal. */

@@ -22,6 +22,20 @@ static const struct encoder_ops *find(const char *name)
 	return NULL;
 }
 
+struct row_opts encoder_row_opts(const struct encoder_options *opt, bool placeholder_default)
+{
+	bool placeholder = opt->toast == ENCODER_TOAST_PLACEHOLDER ||
+	                   (opt->toast == ENCODER_TOAST_DEFAULT && placeholder_default);
+
+	return (struct row_opts){
+	    .pg_times = opt->postgres_times,
+	    .numeric_strings = opt->numeric_strings,
+	    .toast_text = !placeholder       ? NULL
+	                  : opt->placeholder ? opt->placeholder
+	                                     : ENCODER_PLACEHOLDER,
+	};
+}
+
 bool encoder_known(const char *name)
 {
 	return find(name) != NULL;

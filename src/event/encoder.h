@@ -17,6 +17,7 @@
 
 #include "event/event.h"
 #include "event/relinfo.h"
+#include "event/row.h"
 #include "util/buf.h"
 
 /* The formats, as the help text lists them. */
@@ -31,7 +32,14 @@ enum encoder_decimal {
 	ENCODER_DECIMAL_DOUBLE,      /* a JSON number through a double */
 };
 
-/* What a format needs beyond the events; json and pretty use none of it. */
+/* --unchanged-toast */
+enum encoder_toast {
+	ENCODER_TOAST_DEFAULT = 0,
+	ENCODER_TOAST_OMIT,
+	ENCODER_TOAST_PLACEHOLDER,
+};
+
+/* What a format needs beyond the events. */
 struct encoder_options {
 	const char *topic_prefix; /* debezium source.name; NULL: "pgstream" */
 	/* debezium source.db, borrowed and read at every event: the database
@@ -39,10 +47,34 @@ struct encoder_options {
 	 * caller fills the string it points to then. NULL: "". */
 	const char *database;
 	enum encoder_decimal decimal;
+	/* --debezium-time-precision connect (time.precision.mode=connect):
+	 * time and timestamp in milliseconds whatever their precision;
+	 * --debezium-interval string (interval.handling.mode=string):
+	 * intervals as ISO 8601 durations. */
+	bool connect_times;
+	bool interval_iso;
+	/* json and pretty: --time-format postgres, dates and times as
+	 * Postgres prints them instead of RFC 3339 (event/rfc3339.h); and
+	 * --numeric string, numerics as JSON strings. */
+	bool postgres_times;
+	bool numeric_strings;
+	/* An unchanged TOAST value (--unchanged-toast): left out, or written
+	 * as placeholder (NULL: "__debezium_unavailable_value"); DEFAULT is
+	 * the format's own (json and pretty omit, debezium writes it). */
+	enum encoder_toast toast;
+	const char *placeholder;
 	/* The envelope's ts_ms/ts_us/ts_ns: Debezium's processing time.
 	 * NULL: the real-time clock; tests fix it. Nanoseconds since 1970. */
 	int64_t (*clock_ns)(void);
 };
+
+/* The placeholder of an unchanged TOAST value, Debezium's by default. */
+#define ENCODER_PLACEHOLDER "__debezium_unavailable_value"
+
+/* The row options (event/row.h) opt asks for; an unchanged TOAST value is
+ * written as the placeholder by default when placeholder_default. The
+ * daemon makes the event keys' from the same options. */
+struct row_opts encoder_row_opts(const struct encoder_options *opt, bool placeholder_default);
 
 /* Whether name is a format. */
 bool encoder_known(const char *name);

@@ -16,6 +16,10 @@ const char *event_op_name(enum event_op op)
 		return "message";
 	case EVENT_READ:
 		return "read";
+	case EVENT_BEGIN:
+		return "begin";
+	case EVENT_COMMIT:
+		return "commit";
 	}
 	return "unknown";
 }

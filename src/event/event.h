@@ -15,6 +15,8 @@
 #include "event/relinfo.h"
 #include "pg/pgoutput.h"
 
+struct txmeta;
+
 enum event_op {
 	EVENT_INSERT,
 	EVENT_UPDATE,
@@ -22,6 +24,9 @@ enum event_op {
 	EVENT_TRUNCATE,
 	EVENT_MESSAGE,
 	EVENT_READ, /* a row as a snapshot read it (no transaction) */
+	/* --tx-events: around a transaction's events (event/txmeta.h) */
+	EVENT_BEGIN,
+	EVENT_COMMIT,
 };
 
 /* The transaction an event belongs to, from its BEGIN message. */
@@ -45,6 +50,11 @@ struct event {
 	const char *prefix;             /* MESSAGE, NUL-terminated */
 	const uint8_t *content;         /* MESSAGE */
 	uint32_t content_len;           /* MESSAGE */
+	/* --tx-events: a row change's or TRUNCATE's place among its
+	 * transaction's numbered events and among its table's (from 1; 0:
+	 * not numbered), and a COMMIT's counts (event/txmeta.h). */
+	uint64_t tx_order, tx_table_order;
+	const struct txmeta *tx;
 };
 
 const char *event_op_name(enum event_op op); /* "insert", ... */

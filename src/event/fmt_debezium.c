@@ -25,14 +25,13 @@
 
 #include "event/binary.h"
 #include "event/encoder_int.h"
+#include "event/jscan.h"
 #include "event/jstring.h"
 #include "event/pgarray.h"
 #include "event/row.h"
+#include "event/txmeta.h"
 #include "event/value.h"
 #include "util/lsn.h"
-
-/* What Debezium writes for a value it was not sent (unavailable.value.placeholder). */
-#define UNAVAILABLE "\"__debezium_unavailable_value\""
 
 /* Type OIDs (pg_type.dat). */
 enum {
@@ -78,6 +77,8 @@ enum {
 	OID_TIMESTAMPTZARR = 1185,
 	OID_TIMETZARR = 1270,
 	OID_JSONBARR = 3807,
+	OID_POINT = 600,
+	OID_MONEY = 790,
 };
 
 struct dbz_state {
@@ -95,20 +96,29 @@ static void dbz_init(void *state, const struct encoder_options *opt)
 	st->opt = *opt;
 }
 
-static void put_i64(struct buf *out, int64_t v)
-{
-	char s[24];
-	int n = snprintf(s, sizeof s, "%lld", (long long)v);
-
-	buf_append(out, s, (size_t)n);
-}
-
+/* The envelope's numbers (times, LSNs, ids: about ten an event) without
+ * snprintf, which parsed its format for each and was most of what this
+ * format cost beyond the json one (bench contender m). */
 static void put_u64(struct buf *out, uint64_t v)
 {
-	char s[24];
-	int n = snprintf(s, sizeof s, "%llu", (unsigned long long)v);
+	char s[20];
+	size_t n = 0;
 
-	buf_append(out, s, (size_t)n);
+	do {
+		s[sizeof s - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_append(out, s + sizeof s - n, n);
+}
+
+static void put_i64(struct buf *out, int64_t v)
+{
+	if (v < 0) {
+		buf_putc(out, '-');
+		put_u64(out, (uint64_t)0 - (uint64_t)v);
+		return;
+	}
+	put_u64(out, (uint64_t)v);
 }
 
 static void put_str(struct buf *out, const char *s)
@@ -366,13 +376,67 @@ static bool write_timetz(struct buf *out, const char *s, size_t len)
 	return true;
 }
 
+/* The exact value of d cut to 6 decimals, in millionths: Java's
+ * new BigDecimal(d).setScale(6, RoundingMode.DOWN), which
+ * Interval.toIsoString applies to PGInterval's double seconds (so
+ * 1.000001 s, whose double is just below, is 1 s there too). */
+static int64_t micros_down(double d)
+{
+	int e;
+	double m = frexp(fabs(d), &e);
+	uint64_t mant = (uint64_t)ldexp(m, 53);
+	unsigned __int128 v = (unsigned __int128)mant * 1000000u;
+
+	e -= 53; /* |d| = mant * 2^e exactly */
+	if (e >= 0)
+		v = e < 64 ? v << e : 0;
+	else
+		v = -e < 128 ? v >> -e : 0;
+	return d < 0 ? -(int64_t)v : (int64_t)v;
+}
+
+/* interval.handling.mode=string: Interval.toIsoString's
+ * "P<y>Y<m>M<d>DT<h>H<m>M<s>S", every field written, the seconds' zeros
+ * stripped ("6.78", "0", "-1.5"). */
+static void put_interval_iso(struct buf *out, int64_t years, int64_t months, int64_t days,
+                             int64_t h, int64_t mi, double secs)
+{
+	int64_t us = micros_down(secs), whole = us / 1000000, frac = us % 1000000;
+	char f[8];
+	int w = 6;
+
+	buf_puts(out, "\"P");
+	put_i64(out, years);
+	buf_putc(out, 'Y');
+	put_i64(out, months);
+	buf_putc(out, 'M');
+	put_i64(out, days);
+	buf_puts(out, "DT");
+	put_i64(out, h);
+	buf_putc(out, 'H');
+	put_i64(out, mi);
+	buf_putc(out, 'M');
+	if (us < 0 && whole == 0)
+		buf_putc(out, '-'); /* -0.5: no whole part to carry the sign */
+	put_i64(out, whole);
+	if (frac) {
+		frac = frac < 0 ? -frac : frac;
+		for (; frac % 10 == 0; w--)
+			frac /= 10;
+		snprintf(f, sizeof f, ".%0*d", w, (int)frac);
+		buf_puts(out, f);
+	}
+	buf_puts(out, "S\"");
+}
+
 /*
  * interval: io.debezium.time.MicroDuration, computed as Debezium's
  * MicroDuration.durationMicros does from PGInterval's fields, in doubles
- * with 365.25/12 days a month, truncated. The text is IntervalStyle
- * postgres: "[N year[s]] [N mon[s]] [N day[s]] [-]HH:MM:SS[.f]".
+ * with 365.25/12 days a month, truncated; or, with iso, Debezium's
+ * io.debezium.time.Interval string. The text is IntervalStyle postgres:
+ * "[N year[s]] [N mon[s]] [N day[s]] [-]HH:MM:SS[.f]".
  */
-static bool write_interval(struct buf *out, const char *s, size_t len)
+static bool write_interval(struct buf *out, const char *s, size_t len, bool iso)
 {
 	int64_t years = 0, months = 0, days = 0, h = 0, mi = 0, sec = 0, frac = 0, v;
 	size_t i = 0;
@@ -412,6 +476,11 @@ static bool write_interval(struct buf *out, const char *s, size_t len)
 			days = sign * v;
 		else
 			return false;
+	}
+	if (iso) {
+		/* PGInterval's getSeconds(): whole seconds plus micros / 1e6 */
+		put_interval_iso(out, years, months, days, h, mi, (double)sec + (double)frac / 1e6);
+		return true;
 	}
 	double ndays = (double)(int32_t)(years * 12 + months) * (365.25 / 12.0) + (double)days;
 	double nsecs =
@@ -722,6 +791,171 @@ static void write_elem(void *ctx, struct buf *out, const char *s, size_t n)
 		json_write_string(out, s, n);
 }
 
+/* money as the connector's Decimal of money.fraction.digits (2) places,
+ * under --debezium-decimal as numeric: the connection fixes lc_monetary=C
+ * (pg/conn.c), so the text is "$1,234.56" or "-$1,234.56". */
+static bool write_money(struct buf *out, const char *s, size_t len, enum encoder_decimal mode)
+{
+	char d[40];
+	size_t n = 0, i = 0;
+
+	if (i < len && s[i] == '-')
+		d[n++] = s[i++];
+	if (i >= len || s[i++] != '$' || i >= len || s[i] < '0' || s[i] > '9')
+		return false;
+	for (; i < len && n + 1 < sizeof d; i++) {
+		if (s[i] == ',')
+			continue;
+		if ((s[i] < '0' || s[i] > '9') && s[i] != '.')
+			return false;
+		d[n++] = s[i];
+	}
+	if (i < len)
+		return false;
+	/* typmod of numeric(19,2): VARHDRSZ + (precision << 16 | scale) */
+	return write_numeric(out, d, n, 4 + (19 << 16 | 2), mode);
+}
+
+/* One hstore key or value, s[0..n) with hstore's escapes (\\x is x), as
+ * a JSON string inside a JSON string: its quotes and backslashes escaped
+ * twice. */
+static void put_hstore_text(struct buf *out, const char *s, size_t n)
+{
+	buf_puts(out, "\\\"");
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\\' && i + 1 < n)
+			c = (unsigned char)s[++i];
+		if (c == '"' || c == '\\') {
+			/* the inner escape's backslash, escaped; then c's own */
+			buf_puts(out, "\\\\\\");
+			buf_putc(out, (char)c);
+		} else if (c < 0x20) {
+			char u[8];
+
+			snprintf(u, sizeof u, "\\\\u%04x", c);
+			buf_puts(out, u);
+		} else {
+			buf_putc(out, (char)c);
+		}
+	}
+	buf_puts(out, "\\\"");
+}
+
+/* A quoted hstore item at s[*i..len): its text's bounds, past the quote. */
+static bool hstore_item(const char *s, size_t len, size_t *i, size_t *start, size_t *n)
+{
+	if (*i >= len || s[*i] != '"')
+		return false;
+	*start = ++*i;
+	while (*i < len && s[*i] != '"')
+		*i += s[*i] == '\\' ? 2 : 1;
+	if (*i >= len)
+		return false;
+	*n = *i - *start;
+	++*i;
+	return true;
+}
+
+/* hstore as the connector's default hstore.handling.mode=json: a JSON
+ * string of the object, {"key":"value","other":null}. hstore prints
+ * "key"=>"value", "other"=>NULL. */
+static bool write_hstore(struct buf *out, const char *s, size_t len)
+{
+	size_t mark = out->len, i = 0;
+	bool first = true;
+
+	buf_puts(out, "\"{");
+	while (i < len) {
+		size_t ks, kn, vs, vn;
+
+		if (!first) {
+			if (i + 1 >= len || s[i] != ',' || s[i + 1] != ' ')
+				goto bad;
+			i += 2;
+		}
+		if (!hstore_item(s, len, &i, &ks, &kn) || i + 2 > len || s[i] != '=' ||
+		    s[i + 1] != '>')
+			goto bad;
+		i += 2;
+		if (!first)
+			buf_putc(out, ',');
+		first = false;
+		put_hstore_text(out, s + ks, kn);
+		buf_putc(out, ':');
+		if (len - i >= 4 && memcmp(s + i, "NULL", 4) == 0) {
+			buf_puts(out, "null");
+			i += 4;
+		} else if (hstore_item(s, len, &i, &vs, &vn)) {
+			put_hstore_text(out, s + vs, vn);
+		} else {
+			goto bad;
+		}
+	}
+	buf_puts(out, "}\"");
+	return true;
+bad:
+	buf_truncate(out, mark);
+	return false;
+}
+
+/* A coordinate of a point: its digits as a JSON number (NaN and the
+ * infinities as strings, as the float columns), and its double. */
+static bool put_coord(struct buf *out, const char *s, size_t len, double *v)
+{
+	char z[64];
+	char *end;
+
+	if (len == 0 || len >= sizeof z)
+		return false;
+	memcpy(z, s, len);
+	z[len] = '\0';
+	*v = strtod(z, &end);
+	if (end != z + len)
+		return false;
+	if (json_number_valid(s, len))
+		buf_append(out, s, len);
+	else
+		json_write_string(out, s, len);
+	return true;
+}
+
+/* point "(x,y)" as the connector's io.debezium.data.geometry.Point:
+ * {"x":..,"y":..,"wkb":..,"srid":null}, wkb the OGC well-known binary of
+ * the point (byte order 1, type 1 little-endian, x and y as little-endian
+ * doubles), base64. */
+static bool write_point(struct buf *out, const char *s, size_t len)
+{
+	const char *comma = len > 2 ? memchr(s, ',', len) : NULL;
+	size_t mark = out->len;
+	uint8_t wkb[21] = {1, 1, 0, 0, 0};
+	double xy[2];
+
+	if (comma == NULL || s[0] != '(' || s[len - 1] != ')')
+		return false;
+	buf_puts(out, "{\"x\":");
+	if (!put_coord(out, s + 1, (size_t)(comma - s - 1), &xy[0]))
+		goto bad;
+	buf_puts(out, ",\"y\":");
+	if (!put_coord(out, comma + 1, (size_t)(s + len - 1 - comma - 1), &xy[1]))
+		goto bad;
+	for (int k = 0; k < 2; k++) {
+		uint64_t bits;
+
+		memcpy(&bits, &xy[k], sizeof bits);
+		for (int b = 0; b < 8; b++)
+			wkb[5 + 8 * k + b] = (uint8_t)(bits >> (8 * b));
+	}
+	buf_puts(out, ",\"wkb\":");
+	json_write_base64(out, wkb, sizeof wkb);
+	buf_puts(out, ",\"srid\":null}");
+	return true;
+bad:
+	buf_truncate(out, mark);
+	return false;
+}
+
 /* One column's value; false if the text is not what the type promises. */
 static bool write_converted(struct dbz_state *st, struct buf *out, const struct relcol *col,
                             uint32_t oid, const char *s, size_t len)
@@ -731,16 +965,16 @@ static bool write_converted(struct dbz_state *st, struct buf *out, const struct 
 		return write_numeric(out, s, len, col->typmod, st->opt.decimal);
 	case OID_DATE:
 		return write_date(out, s, len);
-	case OID_TIME:
-		return write_time(out, s, len, col->typmod);
+	case OID_TIME: /* time.precision.mode=connect: milliseconds, as TIME(3)'s */
+		return write_time(out, s, len, st->opt.connect_times ? 3 : col->typmod);
 	case OID_TIMETZ:
 		return write_timetz(out, s, len);
 	case OID_TIMESTAMP:
-		return write_timestamp(out, s, len, col->typmod);
+		return write_timestamp(out, s, len, st->opt.connect_times ? 3 : col->typmod);
 	case OID_TIMESTAMPTZ:
 		return write_timestamptz(out, s, len, col->typmod);
 	case OID_INTERVAL:
-		return write_interval(out, s, len);
+		return write_interval(out, s, len, st->opt.interval_iso);
 	case OID_BYTEA:
 		return write_bytea(out, s, len);
 	case OID_BIT:
@@ -750,6 +984,12 @@ static bool write_converted(struct dbz_state *st, struct buf *out, const struct 
 	case OID_JSONB: /* io.debezium.data.Json is a string */
 		json_write_string(out, s, len);
 		return true;
+	case OID_POINT:
+		return write_point(out, s, len);
+	case OID_MONEY:
+		return write_money(out, s, len, st->opt.decimal);
+	case COLTYPE_HSTORE:
+		return write_hstore(out, s, len);
 	}
 	if (converted_elem(oid)) {
 		struct elem_ctx c = {st, col, converted_elem(oid)};
@@ -766,10 +1006,13 @@ static void write_column(struct dbz_state *st, struct buf *out, const struct rel
 	/* A domain's values are its base type's (event/relinfo.h). */
 	uint32_t oid =
 	    ri->types && !ri->types[i].array && ri->types[i].base ? ri->types[i].base : col->typoid;
-	struct valtype vt = valtype_for_oid(col->typoid);
+	/* Values no rule converts stay Postgres's text, times included. */
+	struct valtype vt = valtype_adjust(valtype_for_oid(col->typoid), true, false);
 
 	if (v->kind == 'u') {
-		buf_puts(out, UNAVAILABLE);
+		/* What Debezium writes for a value it was not sent
+		 * (unavailable.value.placeholder, --unavailable-value-placeholder). */
+		put_str(out, st->opt.placeholder ? st->opt.placeholder : ENCODER_PLACEHOLDER);
 		return;
 	}
 	if (v->kind != 't' || coincides(oid)) {
@@ -797,6 +1040,8 @@ static void write_row(struct dbz_state *st, struct buf *out, const struct relinf
 			continue;
 		if (keys_only && tup->cols[i].kind == 'n')
 			continue; /* a key tuple's other columns are nulls pgoutput fills in */
+		if (tup->cols[i].kind == 'u' && st->opt.toast == ENCODER_TOAST_OMIT)
+			continue; /* --unchanged-toast omit */
 		if (!first)
 			buf_putc(out, ',');
 		first = false;
@@ -886,24 +1131,104 @@ static const char OP_CODE[] = {
     [EVENT_TRUNCATE] = 't', [EVENT_MESSAGE] = 'm', [EVENT_READ] = 'r',
 };
 
-static void dbz_write(void *state, struct buf *out, const struct event *ev)
+/* "xid:lsn", Debezium's transaction id for PostgreSQL: the transaction
+ * and the LSN of the event that names it (PostgresTransactionMonitor). */
+static void put_tx_id(struct buf *out, const struct event *ev)
 {
-	struct dbz_state *st = state;
-	int64_t processed = now_ns(st);
+	buf_putc(out, '"');
+	put_u64(out, ev->txn ? ev->txn->xid : 0);
+	buf_putc(out, ':');
+	put_u64(out, ev->lsn);
+	buf_putc(out, '"');
+}
 
+/* --tx-events: Debezium's transaction metadata values (the BEGIN and END
+ * records of its <prefix>.transaction topic), fields in its schema's
+ * order: status, id, event_count, data_collections, ts_ms (commit time). */
+static void dbz_write_tx(struct buf *out, const struct event *ev)
+{
+	buf_puts(out, ev->op == EVENT_BEGIN ? "{\"status\":\"BEGIN\",\"id\":"
+	                                    : "{\"status\":\"END\",\"id\":");
+	put_tx_id(out, ev);
+	if (ev->op == EVENT_BEGIN || ev->tx == NULL) {
+		buf_puts(out, ",\"event_count\":null,\"data_collections\":null");
+	} else {
+		buf_puts(out, ",\"event_count\":");
+		put_u64(out, ev->tx->count);
+		buf_puts(out, ",\"data_collections\":[");
+		for (size_t i = 0; i < ev->tx->n; i++) {
+			buf_puts(out, i ? ",{\"data_collection\":" : "{\"data_collection\":");
+			put_str(out, txmeta_table_name(ev->tx, i));
+			buf_puts(out, ",\"event_count\":");
+			put_u64(out, ev->tx->tables[i].count);
+			buf_putc(out, '}');
+		}
+		buf_putc(out, ']');
+	}
+	buf_puts(out, ",\"ts_ms\":");
+	put_i64(out, ev->txn ? (ev->txn->commit_time + PG_EPOCH_OFFSET_US) / 1000 : 0);
+	buf_puts(out, "}\n");
+}
+
+/* The envelope's transaction block: null unless --tx-events numbered ev. */
+static void put_tx_block(struct buf *out, const struct event *ev)
+{
+	if (ev->tx_order == 0) {
+		buf_puts(out, ",\"transaction\":null");
+		return;
+	}
+	buf_puts(out, ",\"transaction\":{\"id\":");
+	put_tx_id(out, ev);
+	buf_puts(out, ",\"total_order\":");
+	put_u64(out, ev->tx_order);
+	buf_puts(out, ",\"data_collection_order\":");
+	put_u64(out, ev->tx_table_order);
+	buf_putc(out, '}');
+}
+
+/* Whether UPDATE ev changed its row's key (the replica identity's
+ * columns; under REPLICA IDENTITY FULL the primary key the daemon found,
+ * none without one): the connector then writes the update as a delete of
+ * the old row and a create of the new one (RelationalChangeRecordEmitter's
+ * primary key update). An unchanged TOAST key value is unchanged. */
+static bool key_changed(const struct event *ev)
+{
+	const struct relinfo *ri = ev->rel;
+	const struct pgo_tuple *o = ev->oldtup, *n = ev->newtup;
+
+	if (ev->op != EVENT_UPDATE || o == NULL || n == NULL ||
+	    (ri->remote->replident == 'f' && ri->key == NULL))
+		return false;
+	for (uint16_t i = 0; i < ri->remote->ncols && i < o->ncols && i < n->ncols; i++) {
+		const struct pgo_value *a = &o->cols[i], *b = &n->cols[i];
+
+		if (!relinfo_is_key(ri, i) || a->kind == 'u' || b->kind == 'u')
+			continue;
+		if (a->kind != b->kind || a->len != b->len ||
+		    (a->len && memcmp(a->data, b->data, a->len) != 0))
+			return true;
+	}
+	return false;
+}
+
+/* One change event of ev as op: ev's own, or the delete and the create
+ * a key change is written as. */
+static void dbz_write_change(struct dbz_state *st, struct buf *out, const struct event *ev,
+                             enum event_op op, int64_t processed)
+{
 	buf_putc(out, '{');
-	if (ev->op == EVENT_INSERT || ev->op == EVENT_UPDATE || ev->op == EVENT_DELETE ||
-	    ev->op == EVENT_READ) {
+	if (op == EVENT_INSERT || op == EVENT_UPDATE || op == EVENT_DELETE || op == EVENT_READ) {
 		buf_puts(out, "\"before\":");
-		write_row(st, out, ev->rel, ev->op == EVENT_INSERT || ev->op == EVENT_READ ? NULL : ev->oldtup,
+		write_row(st, out, ev->rel,
+		          op == EVENT_INSERT || op == EVENT_READ ? NULL : ev->oldtup,
 		          ev->old_kind == 'K');
 		buf_puts(out, ",\"after\":");
-		write_row(st, out, ev->rel, ev->op == EVENT_DELETE ? NULL : ev->newtup, false);
+		write_row(st, out, ev->rel, op == EVENT_DELETE ? NULL : ev->newtup, false);
 		buf_putc(out, ',');
 	}
 	write_source(st, out, ev, processed);
 	buf_puts(out, ",\"op\":\"");
-	buf_putc(out, OP_CODE[ev->op]);
+	buf_putc(out, OP_CODE[op]);
 	buf_putc(out, '"');
 	put_times(out, processed);
 	if (ev->op == EVENT_MESSAGE) {
@@ -913,9 +1238,27 @@ static void dbz_write(void *state, struct buf *out, const struct event *ev)
 		json_write_base64(out, ev->content, ev->content_len);
 		buf_putc(out, '}');
 	} else {
-		buf_puts(out, ",\"transaction\":null");
+		put_tx_block(out, ev);
 	}
 	buf_puts(out, "}\n");
+}
+
+static void dbz_write(void *state, struct buf *out, const struct event *ev)
+{
+	struct dbz_state *st = state;
+	int64_t processed;
+
+	if (ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT) {
+		dbz_write_tx(out, ev);
+		return;
+	}
+	processed = now_ns(st);
+	if (key_changed(ev)) {
+		dbz_write_change(st, out, ev, EVENT_DELETE, processed);
+		dbz_write_change(st, out, ev, EVENT_INSERT, processed);
+		return;
+	}
+	dbz_write_change(st, out, ev, ev->op, processed);
 }
 
 const struct encoder_ops ENCODER_DEBEZIUM = {

@@ -15,6 +15,7 @@
 #include "event/encoder_int.h"
 #include "event/jstring.h"
 #include "event/row.h"
+#include "event/txmeta.h"
 #include "util/lsn.h"
 
 /* The transaction fragment: 94 bytes at most (format_txn). */
@@ -27,6 +28,7 @@ struct json_state {
 	int64_t commit_time;
 	size_t len; /* 0: nothing cached */
 	char txn[TXN_JSON_MAX];
+	struct row_opts rows; /* from the encoder's options */
 };
 
 /* ,"key": */
@@ -129,11 +131,12 @@ static void json_unchanged_toast(struct buf *out, const struct event *ev)
 		buf_putc(out, ']');
 }
 
-static void json_change_members(struct buf *out, const struct event *ev)
+static void json_change_members(const struct json_state *st, struct buf *out,
+                                const struct event *ev)
 {
-	struct rowsel oldrow = {ev->rel, ev->oldtup, NULL,
-	                        ev->old_kind == 'K' ? ROW_KEYS : ROW_ALL};
-	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL};
+	struct rowsel oldrow = {ev->rel, ev->oldtup, NULL, ev->old_kind == 'K' ? ROW_KEYS : ROW_ALL,
+	                        &st->rows};
+	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL, &st->rows};
 	bool toast = false;
 
 	if (ev->op != EVENT_INSERT && ev->op != EVENT_READ && ev->oldtup != NULL)
@@ -161,6 +164,44 @@ static void json_message_members(struct buf *out, const struct event *ev)
 	}
 }
 
+static void json_u64(struct buf *out, uint64_t v)
+{
+	char digits[20];
+	size_t n = 0;
+
+	do {
+		digits[sizeof digits - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_append(out, digits + sizeof digits - n, n);
+}
+
+/* --tx-events: {"op":"begin",..} and {"op":"commit",..,"events":N,
+ * "tables":{"schema.table":N,..}} around a transaction's events. */
+static void json_write_tx(struct json_state *st, struct buf *out, const struct event *ev)
+{
+	buf_puts(out, ev->op == EVENT_BEGIN ? "{\"op\":\"begin\"" : "{\"op\":\"commit\"");
+	json_lsn_member(out, "lsn", ev->lsn);
+	json_txn_members(st, out, ev->txn);
+	if (ev->op == EVENT_COMMIT && ev->tx) {
+		json_key(out, "events");
+		json_u64(out, ev->tx->count);
+		json_key(out, "tables");
+		buf_putc(out, '{');
+		for (size_t i = 0; i < ev->tx->n; i++) {
+			const char *name = txmeta_table_name(ev->tx, i);
+
+			if (i)
+				buf_putc(out, ',');
+			json_write_string(out, name, strlen(name));
+			buf_putc(out, ':');
+			json_u64(out, ev->tx->tables[i].count);
+		}
+		buf_putc(out, '}');
+	}
+	buf_puts(out, "}\n");
+}
+
 /* '{"op":"insert"' and its siblings, indexed by enum event_op. */
 static const struct lit OP_HEAD[] = {
     [EVENT_INSERT] = LIT("{\"op\":\"insert\""),   [EVENT_UPDATE] = LIT("{\"op\":\"update\""),
@@ -170,6 +211,10 @@ static const struct lit OP_HEAD[] = {
 
 static void json_write(void *state, struct buf *out, const struct event *ev)
 {
+	if (ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT) {
+		json_write_tx(state, out, ev);
+		return;
+	}
 	buf_append(out, OP_HEAD[ev->op].s, OP_HEAD[ev->op].n);
 	if (ev->op != EVENT_MESSAGE) {
 		const struct rowcache *rc = row_cache(ev->rel);
@@ -181,12 +226,16 @@ static void json_write(void *state, struct buf *out, const struct event *ev)
 	}
 	json_lsn_member(out, "lsn", ev->lsn);
 	json_txn_members(state, out, ev->txn);
+	if (ev->tx_order) {
+		json_key(out, "tx_order");
+		json_u64(out, ev->tx_order);
+	}
 	switch (ev->op) {
 	case EVENT_INSERT:
 	case EVENT_UPDATE:
 	case EVENT_DELETE:
 	case EVENT_READ:
-		json_change_members(out, ev);
+		json_change_members(state, out, ev);
 		break;
 	case EVENT_TRUNCATE:
 		json_bool_member(out, "cascade", ev->cascade);
@@ -195,19 +244,31 @@ static void json_write(void *state, struct buf *out, const struct event *ev)
 	case EVENT_MESSAGE:
 		json_message_members(out, ev);
 		break;
+	case EVENT_BEGIN:
+	case EVENT_COMMIT:
+		break; /* json_write_tx */
 	}
 	buf_puts(out, "}\n");
 }
 
+static void json_init(void *state, const struct encoder_options *opt)
+{
+	struct json_state *st = state;
+
+	st->rows = encoder_row_opts(opt, false);
+}
+
 static void json_prepare_relation(void *state, struct relinfo *ri)
 {
-	(void)state;
-	row_prepare(ri);
+	const struct json_state *st = state;
+
+	row_prepare(ri, &st->rows);
 }
 
 const struct encoder_ops ENCODER_JSON = {
     .name = "json",
     .state_size = sizeof(struct json_state),
+    .init = json_init,
     .prepare_relation = json_prepare_relation,
     .write = json_write,
 };

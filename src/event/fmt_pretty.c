@@ -12,6 +12,7 @@
 #include "event/encoder_int.h"
 #include "event/jstring.h"
 #include "event/row.h"
+#include "event/txmeta.h"
 #include "util/lsn.h"
 
 /* A name in a header line: raw when it is one visible word, else quoted so
@@ -63,13 +64,13 @@ static void pretty_row(struct buf *out, const char *label, const struct rowsel *
 
 /* With the whole old row, show only what changed; otherwise show the key
  * (as sent, or taken from the new row) and the whole new row. */
-static void pretty_update(struct buf *out, const struct event *ev)
+static void pretty_update(struct buf *out, const struct event *ev, const struct row_opts *opt)
 {
-	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL};
-	struct rowsel key = {ev->rel, ev->newtup, NULL, ROW_KEYS};
+	struct rowsel newrow = {ev->rel, ev->newtup, NULL, ROW_ALL, opt};
+	struct rowsel key = {ev->rel, ev->newtup, NULL, ROW_KEYS, opt};
 
 	if (ev->old_kind == 'O' && ev->oldtup != NULL && ev->newtup != NULL) {
-		struct rowsel oldrow = {ev->rel, ev->oldtup, ev->newtup, ROW_CHANGED};
+		struct rowsel oldrow = {ev->rel, ev->oldtup, ev->newtup, ROW_CHANGED, opt};
 
 		newrow.other = ev->oldtup;
 		newrow.filter = ROW_CHANGED;
@@ -97,12 +98,46 @@ static void pretty_message(struct buf *out, const struct event *ev)
 	buf_putc(out, '\n');
 }
 
+/* --tx-events: "[BEGIN] xid=745 lsn=0/16C752F8" and "[COMMIT] xid=745
+ * events=3 lsn=0/16C75500". */
+static void pretty_tx(struct buf *out, const struct event *ev)
+{
+	char lsn[LSN_STR_MAX];
+
+	lsn_format(ev->lsn, lsn);
+	buf_printf(out, "[%s] xid=%u", ev->op == EVENT_BEGIN ? "BEGIN" : "COMMIT",
+	           ev->txn ? (unsigned)ev->txn->xid : 0u);
+	if (ev->op == EVENT_COMMIT && ev->tx)
+		buf_printf(out, " events=%llu", (unsigned long long)ev->tx->count);
+	buf_printf(out, " lsn=%s\n", lsn);
+}
+
+/* The format's state: its options. */
+struct pretty_state {
+	struct row_opts rows;
+};
+
+static void pretty_init(void *state, const struct encoder_options *opt)
+{
+	struct pretty_state *st = state;
+
+	st->rows = encoder_row_opts(opt, false);
+}
+
 static void pretty_write(void *state, struct buf *out, const struct event *ev)
 {
-	static const char *const TAGS[] = {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "MESSAGE", "READ"};
-	struct rowsel data = {ev->rel, NULL, NULL, ROW_ALL};
+	/* By op, whatever the enum's order (begin and commit are pretty_tx's). */
+	static const char *const TAGS[] = {
+	    [EVENT_INSERT] = "INSERT",     [EVENT_UPDATE] = "UPDATE",   [EVENT_DELETE] = "DELETE",
+	    [EVENT_TRUNCATE] = "TRUNCATE", [EVENT_MESSAGE] = "MESSAGE", [EVENT_READ] = "READ",
+	};
+	const struct pretty_state *st = state;
+	struct rowsel data = {ev->rel, NULL, NULL, ROW_ALL, &st->rows};
 
-	(void)state;
+	if (ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT) {
+		pretty_tx(out, ev);
+		return;
+	}
 	pretty_header(out, TAGS[ev->op], ev);
 	switch (ev->op) {
 	case EVENT_INSERT:
@@ -113,7 +148,7 @@ static void pretty_write(void *state, struct buf *out, const struct event *ev)
 		break;
 	case EVENT_UPDATE:
 		buf_putc(out, '\n');
-		pretty_update(out, ev);
+		pretty_update(out, ev, &st->rows);
 		break;
 	case EVENT_DELETE:
 		data.tup = ev->oldtup;
@@ -129,18 +164,23 @@ static void pretty_write(void *state, struct buf *out, const struct event *ev)
 		buf_putc(out, '\n');
 		pretty_message(out, ev);
 		break;
+	case EVENT_BEGIN:
+	case EVENT_COMMIT:
+		break; /* pretty_tx */
 	}
 }
 
 static void pretty_prepare_relation(void *state, struct relinfo *ri)
 {
-	(void)state;
-	row_prepare(ri);
+	const struct pretty_state *st = state;
+
+	row_prepare(ri, &st->rows);
 }
 
 const struct encoder_ops ENCODER_PRETTY = {
     .name = "pretty",
-    .state_size = 0,
+    .state_size = sizeof(struct pretty_state),
+    .init = pretty_init,
     .prepare_relation = pretty_prepare_relation,
     .write = pretty_write,
 };

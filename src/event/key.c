@@ -24,14 +24,15 @@ static bool key_toasted(const struct relinfo *rel, const struct pgo_tuple *tup)
 	return false;
 }
 
-static void write_row_key(struct buf *out, const struct relinfo *rel, const struct pgo_tuple *tup)
+static void write_row_key(struct buf *out, const struct relinfo *rel, const struct pgo_tuple *tup,
+                          const struct row_opts *opt)
 {
-	struct rowsel rs = {rel, tup, NULL, ROW_ROUTE};
+	struct rowsel rs = {rel, tup, NULL, ROW_ROUTE, opt};
 
 	row_write(out, &rs, &ROW_COMPACT);
 }
 
-bool key_write(struct buf *out, const struct event *ev)
+bool key_write(struct buf *out, const struct event *ev, const struct row_opts *opt)
 {
 	const struct pgo_tuple *tup;
 
@@ -56,17 +57,18 @@ bool key_write(struct buf *out, const struct event *ev)
 	}
 	if (tup == NULL || !has_key_columns(ev->rel))
 		return false;
-	write_row_key(out, ev->rel, tup);
+	write_row_key(out, ev->rel, tup, opt);
 	return true;
 }
 
-bool key_write_old(struct buf *out, const struct event *ev, const char *key, size_t key_len)
+bool key_write_old(struct buf *out, const struct event *ev, const char *key, size_t key_len,
+                   const struct row_opts *opt)
 {
 	size_t start = out->len;
 
 	if (ev->op != EVENT_UPDATE || ev->oldtup == NULL || !has_key_columns(ev->rel))
 		return false;
-	write_row_key(out, ev->rel, ev->oldtup);
+	write_row_key(out, ev->rel, ev->oldtup, opt);
 	if (key != NULL && out->len - start == key_len &&
 	    memcmp(out->data + start, key, key_len) == 0) {
 		buf_truncate(out, start);

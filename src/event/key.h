@@ -18,16 +18,19 @@
 #include <stddef.h>
 
 #include "event/event.h"
+#include "event/row.h"
 #include "util/buf.h"
 
-/* Append ev's key to out. Returns false, appending nothing, when it has
- * none. */
-bool key_write(struct buf *out, const struct event *ev);
+/* Append ev's key to out, its values rendered as opt says (the event's
+ * own options; NULL: the defaults). Returns false, appending nothing, when
+ * it has none. */
+bool key_write(struct buf *out, const struct event *ev, const struct row_opts *opt);
 
 /* An UPDATE whose old tuple Postgres sent (the key changed, or REPLICA
  * IDENTITY FULL): append the old row's key to out and return true when it
  * differs from key[0..key_len) (the new one, from key_write; NULL if none).
  * Otherwise append nothing and return false. */
-bool key_write_old(struct buf *out, const struct event *ev, const char *key, size_t key_len);
+bool key_write_old(struct buf *out, const struct event *ev, const char *key, size_t key_len,
+                   const struct row_opts *opt);
 
 #endif

@@ -20,6 +20,11 @@ static void relinfo_free(void *p)
 		ri->enc_free(ri->enc_data);
 	free(ri->types);
 	free(ri->key);
+	if (ri->view)
+		free(ri->view->cols);
+	free(ri->view);
+	free(ri->src);
+	free(ri->masked);
 	free(ri);
 }
 

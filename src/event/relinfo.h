@@ -32,6 +32,11 @@ struct coltype {
 	bool array;
 };
 
+/* The base of an hstore column: an extension's type, whose OID differs
+ * from database to database, known by its name (the Type message's). Text
+ * to every format but debezium, which writes it as the connector does. */
+#define COLTYPE_HSTORE UINT32_MAX
+
 struct relinfo {
 	const struct relation *remote; /* borrowed, see above */
 	struct coltype *types;         /* remote->ncols entries */
@@ -45,6 +50,17 @@ struct relinfo {
 	 * flags, to their primary key's, so that a row keeps one key (and
 	 * one Kafka partition) while its other columns change. */
 	bool *key;
+	/* What the filter (event/filter.h) decided, when the Relation message
+	 * arrived: no event of an excluded table is emitted; a table with
+	 * excluded or masked columns has a view, which remote then points to
+	 * (its cols owned here, their names and the relation's borrowed like
+	 * remote's), with types and key compacted to it: view column j is
+	 * column src[j] of the tuples pgoutput sends, replaced by its keyed
+	 * hash when masked[j]. All freed with the entry. */
+	bool excluded;
+	struct relation *view;
+	uint16_t *src;
+	bool *masked;
 };
 
 /* Whether column i is one of the event key's columns (see key above). */

@@ -55,12 +55,20 @@ bool row_write(struct buf *out, const struct rowsel *rs, const struct row_style 
 	const struct relcol *cols = rs->rel->remote->cols;
 	const struct rowcache *rc = row_cache(rs->rel);
 	uint16_t n = rs->tup ? row_ncols(rs->rel->remote, rs->tup) : 0;
+	/* A whole row shows an unchanged TOAST column as the placeholder, if
+	 * the options name one; the other selections leave it out. */
+	const char *placeholder = rs->opt && rs->filter == ROW_ALL ? rs->opt->toast_text : NULL;
 	bool empty = true, toast = false;
 
 	buf_putc(out, '{');
 	for (uint16_t i = 0; i < n; i++) {
-		if (!rowsel_includes(rs, i)) {
-			toast |= row_is_toast(rs->tup, i);
+		bool unsent = row_is_toast(rs->tup, i);
+
+		if (unsent) {
+			toast = true;
+			if (placeholder == NULL)
+				continue;
+		} else if (!rowsel_includes(rs, i)) {
 			continue;
 		}
 		if (rc && rc->keys[i].s && st == &ROW_COMPACT) {
@@ -76,11 +84,14 @@ bool row_write(struct buf *out, const struct rowsel *rs, const struct row_style 
 			json_write_string(out, cols[i].name, strlen(cols[i].name));
 			buf_append(out, st->colon.s, st->colon.n);
 		}
-		if (rc) {
+		if (unsent) {
+			json_write_string(out, placeholder, strlen(placeholder));
+		} else if (rc) {
 			json_write_column(out, &rc->vt[i], &rs->tup->cols[i]);
 		} else {
-			struct valtype vt =
-			    valtype_for_base(rs->rel->types[i].base, rs->rel->types[i].array);
+			struct valtype vt = valtype_adjust(
+			    valtype_for_base(rs->rel->types[i].base, rs->rel->types[i].array),
+			    rs->opt && rs->opt->pg_times, rs->opt && rs->opt->numeric_strings);
 
 			json_write_column(out, &vt, &rs->tup->cols[i]);
 		}
@@ -134,7 +145,7 @@ const struct rowcache *row_cache(const struct relinfo *ri)
 	return ri->enc_free == rowcache_free ? ri->enc_data : NULL;
 }
 
-void row_prepare(struct relinfo *ri)
+void row_prepare(struct relinfo *ri, const struct row_opts *opt)
 {
 	const struct relation *rel = ri->remote;
 	struct rowcache *rc;
@@ -160,7 +171,8 @@ void row_prepare(struct relinfo *ri)
 	row_relation_members(&b, rel);
 	rc->head.s = render_copy(&b, &rc->head.n);
 	for (uint16_t i = 0; i < rel->ncols; i++) {
-		rc->vt[i] = valtype_for_base(ri->types[i].base, ri->types[i].array);
+		rc->vt[i] = valtype_adjust(valtype_for_base(ri->types[i].base, ri->types[i].array),
+		                           opt && opt->pg_times, opt && opt->numeric_strings);
 		json_write_string(&b, rel->cols[i].name, strlen(rel->cols[i].name));
 		buf_putc(&b, ':');
 		rc->keys[i].s = render_copy(&b, &rc->keys[i].n);

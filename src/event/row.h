@@ -3,8 +3,9 @@
  * are laid out (struct row_style), and what is escaped once per relation.
  *
  * Both text formats build their rows here. A column whose value was not
- * sent (an unchanged TOAST value) is never shown, not even as null; the
- * writer says whether there was one, for the formats that list them.
+ * sent (an unchanged TOAST value) is never shown as null: it is left out,
+ * or written as the placeholder text the options name; the writer says
+ * whether there was one, for the formats that list them.
  *
  * The per-relation cache (struct rowcache) holds each column's rendering,
  * its escaped '"name":' and the relation's escaped ',"schema":..,"table":..'
@@ -24,6 +25,14 @@
 #include "pg/pgoutput.h"
 #include "util/buf.h"
 
+/* What the options change in rows (json and pretty values, event keys). */
+struct row_opts {
+	bool pg_times;          /* --time-format postgres */
+	bool numeric_strings;   /* --numeric string */
+	const char *toast_text; /* --unchanged-toast placeholder: the value written
+	                         * for an unchanged TOAST column; NULL: left out */
+};
+
 enum row_filter {
 	ROW_ALL,     /* every column that was sent */
 	ROW_KEYS,    /* replica identity columns only */
@@ -36,6 +45,7 @@ struct rowsel {
 	const struct pgo_tuple *tup;
 	const struct pgo_tuple *other; /* ROW_CHANGED: the tuple compared with */
 	enum row_filter filter;
+	const struct row_opts *opt; /* NULL: the defaults */
 };
 
 /* A piece of punctuation with its length: row_write runs per column. */
@@ -78,9 +88,10 @@ struct rowcache {
 	} * keys, head; /* head: row_relation_members' text */
 };
 
-/* Build ri's cache (once: a cache already there is kept). On allocation
- * failure there is none, which only costs speed. */
-void row_prepare(struct relinfo *ri);
+/* Build ri's cache (once: a cache already there is kept), its renderings
+ * as opt says (NULL: the defaults). On allocation failure there is none,
+ * which only costs speed. */
+void row_prepare(struct relinfo *ri, const struct row_opts *opt);
 
 /* ri's cache, or NULL. */
 const struct rowcache *row_cache(const struct relinfo *ri);

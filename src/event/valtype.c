@@ -30,10 +30,14 @@ static const struct {
     SCALAR(26, VK_NUMBER),              /* oid */
     SCALAR(700, VK_NUMBER),             /* float4 */
     SCALAR(701, VK_NUMBER),             /* float8 */
-    SCALAR(1700, VK_NUMBER),            /* numeric */
+    SCALAR(1700, VK_DECIMAL),           /* numeric */
     SCALAR(114, VK_JSON),               /* json */
     SCALAR(3802, VK_JSON),              /* jsonb */
     {603, {VK_STRING, VK_STRING, ';'}}, /* box: "(1,1),(0,0)" holds commas */
+    SCALAR(1082, VK_DATE),              /* date */
+    SCALAR(1114, VK_TIMESTAMP),         /* timestamp */
+    SCALAR(1184, VK_TIMESTAMPTZ),       /* timestamptz */
+    SCALAR(1266, VK_TIMETZ),            /* timetz */
 
     /* arrays of typed elements */
     ARRAY(1000, VK_BOOL),               /* _bool */
@@ -43,10 +47,14 @@ static const struct {
     ARRAY(1028, VK_NUMBER),             /* _oid */
     ARRAY(1021, VK_NUMBER),             /* _float4 */
     ARRAY(1022, VK_NUMBER),             /* _float8 */
-    ARRAY(1231, VK_NUMBER),             /* _numeric */
+    ARRAY(1231, VK_DECIMAL),            /* _numeric */
     ARRAY(199, VK_JSON),                /* _json */
     ARRAY(3807, VK_JSON),               /* _jsonb */
     {1020, {VK_ARRAY, VK_STRING, ';'}}, /* _box */
+    ARRAY(1182, VK_DATE),               /* _date */
+    ARRAY(1115, VK_TIMESTAMP),          /* _timestamp */
+    ARRAY(1185, VK_TIMESTAMPTZ),        /* _timestamptz */
+    ARRAY(1270, VK_TIMETZ),             /* _timetz */
 
     /* arrays whose elements render as strings */
     TEXTARRAY(143),  /* _xml */
@@ -75,13 +83,9 @@ static const struct {
     TEXTARRAY(1034), /* _aclitem */
     TEXTARRAY(1040), /* _macaddr */
     TEXTARRAY(1041), /* _inet */
-    TEXTARRAY(1115), /* _timestamp */
-    TEXTARRAY(1182), /* _date */
     TEXTARRAY(1183), /* _time */
-    TEXTARRAY(1185), /* _timestamptz */
     TEXTARRAY(1187), /* _interval */
     TEXTARRAY(1263), /* _cstring */
-    TEXTARRAY(1270), /* _timetz */
     TEXTARRAY(1561), /* _bit */
     TEXTARRAY(1563), /* _varbit */
     TEXTARRAY(2201), /* _refcursor */
@@ -152,4 +156,20 @@ struct valtype valtype_for_base(uint32_t base, bool array)
 	if (inner.kind == VK_ARRAY)
 		return valtype_for_oid(0);
 	return valtype_array_of(inner);
+}
+
+static uint8_t adjust(uint8_t kind, bool pg_times, bool numeric_strings)
+{
+	if (pg_times && kind >= VK_DATE && kind <= VK_TIMETZ)
+		return VK_STRING;
+	if (numeric_strings && kind == VK_DECIMAL)
+		return VK_STRING;
+	return kind;
+}
+
+struct valtype valtype_adjust(struct valtype vt, bool pg_times, bool numeric_strings)
+{
+	vt.kind = adjust(vt.kind, pg_times, numeric_strings);
+	vt.elem = adjust(vt.elem, pg_times, numeric_strings);
+	return vt;
 }

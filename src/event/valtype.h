@@ -19,6 +19,13 @@ enum valkind {
 	VK_NUMBER,     /* digits as a JSON number; non-finite words as strings */
 	VK_JSON,       /* json/jsonb text embedded as is */
 	VK_ARRAY,      /* Postgres array literal → (nested) JSON array of elem */
+	VK_DECIMAL,    /* numeric: as VK_NUMBER, or a string under --numeric string */
+	/* Dates and times: RFC 3339 strings (event/rfc3339.h), or Postgres's
+	 * text as VK_STRING under --time-format postgres (valtype_with_times). */
+	VK_DATE,
+	VK_TIMESTAMP,
+	VK_TIMESTAMPTZ,
+	VK_TIMETZ,
 };
 
 struct valtype {
@@ -38,5 +45,10 @@ struct valtype valtype_array_of(struct valtype elem);
  * base (a domain over it), or, with array, like an array of them (an array
  * of such a domain): see event/relinfo.h's struct coltype. */
 struct valtype valtype_for_base(uint32_t base, bool array);
+
+/* vt as the options want it, its elements' kind too: date and time kinds
+ * made VK_STRING when pg_times (--time-format postgres: as Postgres prints
+ * them), VK_DECIMAL made VK_STRING when numeric_strings (--numeric string). */
+struct valtype valtype_adjust(struct valtype vt, bool pg_times, bool numeric_strings);
 
 #endif

@@ -9,6 +9,7 @@
 #include "event/jscan.h"
 #include "event/jstring.h"
 #include "event/pgarray.h"
+#include "event/rfc3339.h"
 
 /* Copy valid json text. Raw \n \r \t cannot occur inside a valid JSON string,
  * so every one of them is insignificant whitespace: a space keeps the text
@@ -57,6 +58,7 @@ void json_write_value(struct buf *out, const struct valtype *vt, const char *s, 
 		}
 		break;
 	case VK_NUMBER:
+	case VK_DECIMAL:
 		/* Verbatim digits: a double would round numeric and int8. NaN and
 		 * the infinities are not JSON numbers and fall through. */
 		if (json_number_valid(s, len)) {
@@ -75,6 +77,13 @@ void json_write_value(struct buf *out, const struct valtype *vt, const char *s, 
 		break;
 	case VK_ARRAY:
 		if (write_array(out, vt, s, len))
+			return;
+		break;
+	case VK_DATE:
+	case VK_TIMESTAMP:
+	case VK_TIMESTAMPTZ:
+	case VK_TIMETZ:
+		if (rfc3339_write(out, vt->kind, s, len))
 			return;
 		break;
 	}

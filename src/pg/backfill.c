@@ -206,7 +206,8 @@ static int load_key(struct backfill_conn *bc, struct backfill_table *t, struct b
 			k++;
 		if (k == t->rel->ncols) {
 			PQfreemem(q);
-			err_set(e, "primary key column \"%s\" of %s.%s is not published (column list)",
+			err_set(e,
+			        "primary key column \"%s\" of %s.%s is not published (column list)",
 			        name, t->rel->nspname, t->rel->relname);
 			rc = 0;
 			break;

@@ -183,6 +183,31 @@ int catalog_type_base(struct catalog *cat, uint32_t oid, uint32_t *base, bool *a
 	return 0;
 }
 
+int catalog_type_name(struct catalog *cat, uint32_t oid, char *out, size_t outlen, struct err *e)
+{
+	char oidtext[16];
+	const char *params[1] = {oidtext};
+	PGresult *res;
+
+	if (ensure_connected(cat, e) < 0)
+		return -1;
+	snprintf(oidtext, sizeof oidtext, "%u", oid);
+	res = PQexecParams(
+	    cat->pg,
+	    "SELECT n.nspname || '.' || t.typname FROM pg_catalog.pg_type t "
+	    "JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = $1",
+	    1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		int rc = conn_result_error(cat->pg, res, e, "look up a type's name");
+
+		PQclear(res);
+		return rc;
+	}
+	snprintf(out, outlen, "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+	PQclear(res);
+	return 0;
+}
+
 int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, struct err *e)
 {
 	/* The primary key first; an index's columns in its own order. An
@@ -234,9 +259,55 @@ int catalog_copy_slot(struct catalog *cat, const char *src, const char *dst, str
 	                   "SELECT pg_catalog.pg_copy_logical_replication_slot($1, $2, false)", 2,
 	                   NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		rc = conn_result_error(cat->pg, res, e, "create the replication slot from the snapshot's");
+		rc = conn_result_error(cat->pg, res, e,
+		                       "create the replication slot from the snapshot's");
 	PQclear(res);
 	return rc;
+}
+
+int catalog_publication_names(struct catalog *cat, const char *pub, struct buf *tables,
+                              struct buf *columns, struct err *e)
+{
+	/* pg_publication_tables exists on every version streamed (13+); the
+	 * columns are the table's, whatever a column list publishes. */
+	static const char SQL[] =
+	    "SELECT t.schemaname || '.' || t.tablename, a.attname "
+	    "FROM pg_catalog.pg_publication_tables t "
+	    "JOIN pg_catalog.pg_namespace n ON n.nspname = t.schemaname "
+	    "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename "
+	    "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+	    "AND NOT a.attisdropped WHERE t.pubname = $1 ORDER BY 1, a.attnum";
+	const char *params[1] = {pub};
+	const char *last = NULL;
+	PGresult *res;
+
+	buf_clear(tables);
+	buf_clear(columns);
+	if (ensure_connected(cat, e) < 0)
+		return -1;
+	res = PQexecParams(cat->pg, SQL, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		int rc = conn_result_error(cat->pg, res, e, "list the publication's tables");
+
+		PQclear(res);
+		return rc;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *table = PQgetvalue(res, i, 0);
+
+		if (last == NULL || strcmp(last, table) != 0)
+			buf_append(tables, table, strlen(table) + 1);
+		last = table;
+		if (PQgetisnull(res, i, 1))
+			continue;
+		buf_puts(columns, table);
+		buf_putc(columns, '.');
+		buf_append(columns, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1) + 1);
+	}
+	PQclear(res);
+	if (!buf_ok(tables) || !buf_ok(columns))
+		return err_set(e, "could not list the publication's tables: out of memory");
+	return 0;
 }
 
 static bool all_ascii(const uint8_t *p, size_t len)

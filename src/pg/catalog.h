@@ -75,6 +75,21 @@ int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, 
  */
 int catalog_copy_slot(struct catalog *cat, const char *src, const char *dst, struct err *e);
 
+/*
+ * The tables of publication pub as "schema.table" strings, each followed
+ * by a NUL, in tables, and their columns as "schema.table.column" strings
+ * in columns (both cleared first): what the filter's patterns are checked
+ * against at start (event/filter.h). -1 with *e set when the catalog
+ * cannot be asked.
+ */
+int catalog_publication_names(struct catalog *cat, const char *pub, struct buf *tables,
+                              struct buf *columns, struct err *e);
+
+/* The qualified name ("schema.name") of type oid into out, for a relation
+ * that came without the stream's Type messages (a snapshot's). -1 with
+ * *e set when the catalog cannot be asked. */
+int catalog_type_name(struct catalog *cat, uint32_t oid, char *out, size_t outlen, struct err *e);
+
 /* Close the connection (kept closed until the next lookup), keeping the cache. */
 void catalog_disconnect(struct catalog *cat);
 

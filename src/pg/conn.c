@@ -27,10 +27,10 @@
 #include "util/lsn.h"
 
 /* Settings that shape the text output of values, so events never depend on
- * the server's or the role's defaults. */
+ * the server's or the role's defaults (lc_monetary=C: money as $1,234.56). */
 #define SESSION_OPTIONS                                                                            \
 	"-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC "                              \
-	"-c extra_float_digits=3 -c bytea_output=hex"
+	"-c extra_float_digits=3 -c bytea_output=hex -c lc_monetary=C"
 
 #define MIN_SERVER_VERSION       100000 /* logical replication protocol: PG 10 */
 #define MESSAGES_SERVER_VERSION  140000 /* pgoutput 'messages' option: PG 14 */
@@ -412,7 +412,8 @@ static int create_snapshot_slot(PGconn *pg, const struct conn_params *p, struct 
 	if (p->temporary_slot && !p->snapshot_only)
 		snprintf(info->snapshot_slot, sizeof info->snapshot_slot, "%s", p->slot);
 	else
-		snprintf(info->snapshot_slot, sizeof info->snapshot_slot, "%.54s_snapshot", p->slot);
+		snprintf(info->snapshot_slot, sizeof info->snapshot_slot, "%.54s_snapshot",
+		         p->slot);
 	snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT \"%s\" TEMPORARY LOGICAL pgoutput%s",
 	         info->snapshot_slot,
 	         info->server_version >= 150000 ? " (SNAPSHOT 'export')" : " EXPORT_SNAPSHOT");

@@ -34,9 +34,9 @@ struct conn_params {
 	 * temporary_slot the slot itself is made that way. */
 	bool export_snapshot;
 	bool snapshot_only; /* ... even if the slot exists: --snapshot initial_only */
-	bool streaming;       /* ask for in-progress transactions (protocol v2) */
-	int read_delay_us;    /* read pacing, see pg/pace.c */
-	bool read_hold;       /* --read-hold: the hold, see pg/pace.c */
+	bool streaming;     /* ask for in-progress transactions (protocol v2) */
+	int read_delay_us;  /* read pacing, see pg/pace.c */
+	bool read_hold;     /* --read-hold: the hold, see pg/pace.c */
 };
 
 /* What the server told us while setting up. */
@@ -51,9 +51,9 @@ struct conn_info {
 	char dbname[64];             /* the database connected to (NAMEDATALEN) */
 	char description[256];       /* redacted target for logs */
 	/* Set when the slot was made for a snapshot (export_snapshot). */
-	char snapshot[64];         /* the exported snapshot's name, "" if none */
-	char snapshot_slot[64];    /* the temporary slot that exported it */
-	uint64_t consistent_lsn;   /* where the stream continues the snapshot */
+	char snapshot[64];       /* the exported snapshot's name, "" if none */
+	char snapshot_slot[64];  /* the temporary slot that exported it */
+	uint64_t consistent_lsn; /* where the stream continues the snapshot */
 };
 
 /*

@@ -69,7 +69,8 @@ static size_t unescape(char *field, size_t len)
 			if (c >= '0' && c <= '7') {
 				int v = c - '0';
 
-				for (int k = 0; k < 2 && r < len && field[r] >= '0' && field[r] <= '7'; k++)
+				for (int k = 0;
+				     k < 2 && r < len && field[r] >= '0' && field[r] <= '7'; k++)
 					v = v * 8 + (field[r++] - '0');
 				c = (char)(v & 0xff);
 			}
@@ -88,20 +89,26 @@ int copytext_split(char *row, size_t len, struct pgo_value *vals, uint16_t ncols
 	if (len > 0 && row[len - 1] == '\n')
 		len--;
 	if (ncols == 0)
-		return len == 0 ? 0 : err_set(e, "could not read snapshot row: data for a table with no columns");
+		return len == 0
+		           ? 0
+		           : err_set(
+		                 e,
+		                 "could not read snapshot row: data for a table with no columns");
 	for (size_t i = 0;; i++) {
 		bool end = i == len;
 
 		if (!end && row[i] == '\\') {
 			i++; /* an escaped character is never a delimiter */
 			if (i == len)
-				return err_set(e, "could not read snapshot row: it ends in a backslash");
+				return err_set(
+				    e, "could not read snapshot row: it ends in a backslash");
 			continue;
 		}
 		if (!end && row[i] != '\t')
 			continue;
 		if (n == ncols)
-			return err_set(e, "could not read snapshot row: more than %u columns", ncols);
+			return err_set(e, "could not read snapshot row: more than %u columns",
+			               ncols);
 		if (i - start == 2 && row[start] == '\\' && row[start + 1] == 'N') {
 			vals[n] = (struct pgo_value){.kind = PGO_COL_NULL};
 		} else {

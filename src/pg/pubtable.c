@@ -140,9 +140,8 @@ static int sql_pieces(PGconn *pg, struct pubtable *t, struct err *e)
 	return ok ? 0 : err_set(e, "could not list the published tables: out of memory");
 }
 
-int pubtable_list(PGconn *pg, const char *publication, int server_version,
-                  const char *only_schema, const char *only_table, struct pubtable **out,
-                  size_t *n, struct err *e)
+int pubtable_list(PGconn *pg, const char *publication, int server_version, const char *only_schema,
+                  const char *only_table, struct pubtable **out, size_t *n, struct err *e)
 {
 	char sql[sizeof TABLES_SQL + 64];
 	const char *params[3] = {publication, only_table ? only_schema : NULL, only_table};
@@ -186,7 +185,8 @@ int pubtable_list(PGconn *pg, const char *publication, int server_version,
 		if (!PQgetisnull(res, i, 8) && (t->filter = dup_str(PQgetvalue(res, i, 8))) == NULL)
 			goto fail;
 		if (rel->nspname == NULL || rel->relname == NULL ||
-		    load_columns(pg, rel, PQgetisnull(res, i, 7) ? NULL : PQgetvalue(res, i, 7), e) < 0 ||
+		    load_columns(pg, rel, PQgetisnull(res, i, 7) ? NULL : PQgetvalue(res, i, 7),
+		                 e) < 0 ||
 		    sql_pieces(pg, t, e) < 0)
 			goto fail;
 	}

@@ -37,9 +37,8 @@ struct pubtable {
  * schema.table when only_table is set (*n is then 0 if the publication does
  * not have it). *out is NULL when *n is 0. -1 with *e set on failure.
  */
-int pubtable_list(PGconn *pg, const char *publication, int server_version,
-                  const char *only_schema, const char *only_table, struct pubtable **out,
-                  size_t *n, struct err *e);
+int pubtable_list(PGconn *pg, const char *publication, int server_version, const char *only_schema,
+                  const char *only_table, struct pubtable **out, size_t *n, struct err *e);
 
 void pubtable_free(struct pubtable *t, size_t n); /* accepts NULL */
 

@@ -27,8 +27,8 @@
 /* Chunk sizes in pages (8 kB each by default) when not set: small enough
  * that every worker gets several, large enough that a chunk's query costs
  * nothing next to its rows. */
-#define CHUNK_PAGES_MIN 1024
-#define CHUNK_PAGES_MAX 16384
+#define CHUNK_PAGES_MIN   1024
+#define CHUNK_PAGES_MAX   16384
 #define CHUNKS_PER_WORKER 4
 /* Rows taken from one worker before the next one's turn. */
 #define ROWS_PER_TURN 256
@@ -44,15 +44,14 @@ enum worker_state { W_IDLE, W_STARTING, W_COPYING, W_ENDING, W_DONE };
 struct worker {
 	PGconn *pg;
 	enum worker_state state;
-	size_t chunk;     /* the chunk being copied */
-	bool want_input;  /* waiting for the socket */
+	size_t chunk;    /* the chunk being copied */
+	bool want_input; /* waiting for the socket */
 };
-
 
 struct snapshot_reader {
 	struct worker *workers;
 	int nworkers;
-	int turn;           /* the worker whose rows come next */
+	int turn; /* the worker whose rows come next */
 	int rows_this_turn;
 	struct pubtable *pub; /* what the publication sends of each table */
 	struct snapshot_table *tables;
@@ -127,8 +126,7 @@ static uint32_t chunk_pages_for(const struct snapshot_options *o, uint32_t pages
 	return n < CHUNK_PAGES_MIN ? CHUNK_PAGES_MIN : n > CHUNK_PAGES_MAX ? CHUNK_PAGES_MAX : n;
 }
 
-static int load_tables(struct snapshot_reader *r, const struct snapshot_options *o,
-                       struct err *e)
+static int load_tables(struct snapshot_reader *r, const struct snapshot_options *o, struct err *e)
 {
 	size_t cap = 0;
 
@@ -148,7 +146,8 @@ static int load_tables(struct snapshot_reader *r, const struct snapshot_options 
 
 		t->rel = pt->rel;
 		t->rows_estimated = pt->rows_estimated;
-		t->whole = !tid_ranges && pt->relkind == 'r' && pt->filter == NULL && pt->rel->ncols;
+		t->whole =
+		    !tid_ranges && pt->relkind == 'r' && pt->filter == NULL && pt->rel->ncols;
 		if (pt->rel->ncols > r->max_cols)
 			r->max_cols = pt->rel->ncols;
 		if (!tid_ranges) {
@@ -160,7 +159,8 @@ static int load_tables(struct snapshot_reader *r, const struct snapshot_options 
 		 * (none in the snapshot, but the files may have grown) are
 		 * read too. */
 		for (uint32_t from = 0; from < pt->pages; from += per)
-			if (add_chunk(r, i, from, from + per >= pt->pages ? 0 : from + per, &cap) < 0)
+			if (add_chunk(r, i, from, from + per >= pt->pages ? 0 : from + per, &cap) <
+			    0)
 				return err_set(e, "could not plan the snapshot: out of memory");
 	}
 	return 0;
@@ -326,8 +326,7 @@ static int step(struct snapshot_reader *r, struct worker *w, struct err *e)
 	}
 }
 
-int snapshot_next(struct snapshot_reader *r, size_t *table, struct pgo_tuple *tup,
-                  struct err *e)
+int snapshot_next(struct snapshot_reader *r, size_t *table, struct pgo_tuple *tup, struct err *e)
 {
 	int done = 0;
 
@@ -368,7 +367,8 @@ int snapshot_pollfds(const struct snapshot_reader *r, struct pollfd *fds, int ma
 
 	for (int i = 0; i < r->nworkers && n < max; i++)
 		if (r->workers[i].want_input)
-			fds[n++] = (struct pollfd){.fd = PQsocket(r->workers[i].pg), .events = POLLIN};
+			fds[n++] =
+			    (struct pollfd){.fd = PQsocket(r->workers[i].pg), .events = POLLIN};
 	return n;
 }
 

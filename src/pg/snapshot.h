@@ -46,7 +46,7 @@ struct snapshot_options {
 /* One published table and how far its copy has come. */
 struct snapshot_table {
 	const struct relation *rel; /* as pgoutput's Relation message would describe it */
-	int64_t rows_estimated; /* -1: unknown (never analyzed) */
+	int64_t rows_estimated;     /* -1: unknown (never analyzed) */
 	int64_t rows_done;
 	uint32_t chunks;
 	uint32_t chunks_done;
@@ -72,8 +72,7 @@ enum snapshot_step {
 /* The next row: its table's index and its values, which stay valid until
  * the next call. -1 with *e set on failure (e->kind ERR_TRANSIENT for a
  * lost connection). */
-int snapshot_next(struct snapshot_reader *r, size_t *table, struct pgo_tuple *tup,
-                  struct err *e);
+int snapshot_next(struct snapshot_reader *r, size_t *table, struct pgo_tuple *tup, struct err *e);
 
 /* The sockets of the workers waiting for data, into fds (room for max);
  * returns their number. */

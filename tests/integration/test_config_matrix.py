@@ -36,12 +36,27 @@ INVALID = {
     "--snapshot-chunk-pages": ["", "-1", "x", "1e3"],
     "--snapshot-chunk-rows": ["", "0", "100001", "ten"],
     "--table": [""],
+    "--include-tables": ["", "users", "public.a,,public.b", " , "],
+    "--exclude-tables": ["", "nodot"],
+    "--exclude-columns": ["", "table.column", "public.t.c,"],
+    "--mask-columns": ["", "a.b"],
+    "--mask-secret": [""],
+    "--allow-key-filter": ["maybe"],
+    "--time-format": ["", "iso", "RFC3339"],
+    "--numeric": ["", "float", "String"],
+    "--unchanged-toast": ["", "drop", "null"],
+    "--unavailable-value-placeholder": [""],
+    "--tx-events": ["sometimes"],
+    "--debezium-time-precision": ["", "micro", "Connect"],
+    "--debezium-interval": ["", "iso"],
 }
 
 ENV_NAMES = {
     "--slot": "SLOT_NAME", "--format": "FORMAT", "--start-lsn": "START_LSN",
     "--status-interval": "STATUS_INTERVAL", "--log-level": "LOG_LEVEL",
     "--fsync": "FSYNC", "--streaming": "STREAMING",
+    "--time-format": "TIME_FORMAT", "--numeric": "NUMERIC", "--unchanged-toast": "UNCHANGED_TOAST",
+    "--tx-events": "TX_EVENTS",
 }
 
 

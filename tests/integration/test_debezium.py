@@ -11,7 +11,9 @@ pgstream's other, independently written rendering of them."""
 
 import base64
 import datetime
+import decimal
 import json
+import struct
 import unittest
 
 from harness import Cluster, PgStream, lsn_int, lsn_str
@@ -151,12 +153,17 @@ class DocumentationEvents(unittest.TestCase):
             in_txn("SELECT pg_logical_emit_message(true, 'foo', 'bar')"),
         ]
         C.sql("SELECT pg_logical_emit_message(false, 'foo', '\\x6267f2'::bytea)")
-        cls.dbz, cls.json = run_both("dbz_doc", "json_doc")
+        cls.raw, cls.json = run_both("dbz_doc", "json_doc")
+        # The key change (the third statement) is a delete and a create, as
+        # the connector writes it; without the delete, the events line up
+        # with the json format's one by one.
+        cls.keychange = cls.raw[2:4]
+        cls.dbz = cls.raw[:2] + cls.raw[3:]
 
     def test_count_and_order_of_keys(self):
-        self.assertEqual(len(self.dbz), 8)
+        self.assertEqual(len(self.raw), 9)
         self.assertEqual(len(self.json), 8)
-        for e in self.dbz:
+        for e in self.raw:
             if e["op"] in "cudt":
                 want = CHANGE_KEYS if e["op"] != "t" else CHANGE_KEYS[2:]
                 self.assertEqual(list(e), want)
@@ -179,12 +186,18 @@ class DocumentationEvents(unittest.TestCase):
         self.assertEqual(e["after"]["first_name"], "Anne Marie")
 
     def test_update_key_changed(self):
-        # pgoutput sends the old key: before holds it, as the doc's example.
-        e = self.dbz[2]
-        self.assertEqual(e["op"], "u")
-        self.assertEqual(e["before"], {"id": 1})
-        self.assertEqual(e["after"], {"id": 2, "first_name": "Anne Marie",
+        # A primary key update: the connector's delete of the old key (the
+        # key pgoutput sends) and create of the new row, one source.
+        d, c = self.keychange
+        self.assertEqual((d["op"], c["op"]), ("d", "c"))
+        self.assertEqual(d["before"], {"id": 1})
+        self.assertIsNone(d["after"])
+        self.assertIsNone(c["before"])
+        self.assertEqual(c["after"], {"id": 2, "first_name": "Anne Marie",
                                       "last_name": "Kretchmar", "email": "annek@noanswer.org"})
+        self.assertEqual(d["source"], c["source"])
+        self.assertEqual(self.json[2]["op"], "update")
+        self.assertEqual(d["source"]["lsn"], lsn_int(self.json[2]["lsn"]))
 
     def test_delete(self):
         e = self.dbz[3]
@@ -393,6 +406,168 @@ class Values(unittest.TestCase):
         last = self.modes[None][-1]
         self.assertEqual(last["i2"], 7)
         self.assertEqual(last["t"], "__debezium_unavailable_value")
+
+
+class Points(unittest.TestCase):
+    def test_point(self):
+        # io.debezium.data.geometry.Point; wkb made here with struct from the
+        # coordinates the server prints.
+        C.sql("CREATE TABLE pts (id int PRIMARY KEY, p point)")
+        C.sql("SELECT pg_create_logical_replication_slot('dbz_pts', 'pgoutput')")
+        C.sql("INSERT INTO pts VALUES (1, '(1.5,-2.25)'), (2, '(-0,1e300)'), (3, NULL),"
+              " (4, '(0.1,3)')")
+        p = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), slot="dbz_pts", fmt="debezium")
+        try:
+            self.assertEqual(p.run(), 0, p.stderr())
+            got = {e["after"]["id"]: e["after"]["p"] for e in p.events()}
+        finally:
+            p.close()
+        for i in (1, 2, 4):
+            text = C.value("SELECT p::text FROM pts WHERE id = %s", (i,))
+            x, y = (float(v) for v in text.strip("()").split(","))
+            wkb = base64.b64encode(struct.pack("<BIdd", 1, 1, x, y)).decode()
+            self.assertEqual(got[i], {"x": x, "y": y, "wkb": wkb, "srid": None})
+            self.assertEqual(list(got[i]), ["x", "y", "wkb", "srid"])
+        self.assertIsNone(got[3])
+
+
+class Money(unittest.TestCase):
+    def test_money(self):
+        # A Decimal of 2 places in each --debezium-decimal mode, the json
+        # format's text unchanged; expected values from the server's own
+        # numeric of the column (money::numeric).
+        C.sql("CREATE TABLE cash (id int PRIMARY KEY, m money)")
+        for s in ("dbz_cash", "dbz_cash_s", "dbz_cash_d", "json_cash"):
+            C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (s,))
+        C.sql("INSERT INTO cash VALUES (1, 1234.56), (2, -0.5), (3, 92233720368547758.07),"
+              " (4, NULL)")
+        end = lsn_str(C.current_lsn())
+        got = {}
+        for slot, fmt, args in (("dbz_cash", "debezium", ()),
+                                ("dbz_cash_s", "debezium", ("--debezium-decimal", "string")),
+                                ("dbz_cash_d", "debezium", ("--debezium-decimal", "double")),
+                                ("json_cash", "json", ())):
+            p = PgStream(C, "--end-lsn", end, *args, slot=slot, fmt=fmt)
+            try:
+                self.assertEqual(p.run(), 0, p.stderr())
+                rows = [e.get("after") or e.get("new") for e in p.events()]
+                got[slot] = {r["id"]: r["m"] for r in rows}
+            finally:
+                p.close()
+        for i in (1, 2, 3):
+            exact = C.value("SELECT m::numeric::text FROM cash WHERE id = %s", (i,))
+            unscaled = int(exact.replace(".", ""))
+            self.assertEqual(got["dbz_cash"][i], unscaled_b64(unscaled))
+            self.assertEqual(got["dbz_cash_s"][i], exact)
+            self.assertEqual(got["dbz_cash_d"][i], float(exact))
+            self.assertEqual(got["json_cash"][i], C.value("SELECT m::text FROM cash WHERE id = %s",
+                                                          (i,)))
+        self.assertEqual(got["json_cash"][1], "$1,234.56")
+        self.assertIsNone(got["dbz_cash"][4])
+
+
+class Hstore(unittest.TestCase):
+    def test_hstore_json(self):
+        # hstore.handling.mode=json: a JSON string of the map, which is
+        # what the server's hstore_to_json makes of the same value.
+        C.sql("CREATE EXTENSION hstore")
+        C.sql("CREATE TABLE hs (id int PRIMARY KEY, h hstore)")
+        for s in ("dbz_hs", "json_hs"):
+            C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (s,))
+        C.sql("""INSERT INTO hs VALUES (1, 'a=>1, b=>NULL'),
+                 (2, hstore(ARRAY['q"uote', E'back\\\\slash', E'tab\\there', 'é'],
+                            ARRAY['x', 'y', E'line\\nbreak', 'ü'])),
+                 (3, ''), (4, NULL)""")
+        end = lsn_str(C.current_lsn())
+        got = {}
+        for slot, fmt in (("dbz_hs", "debezium"), ("json_hs", "json")):
+            p = PgStream(C, "--end-lsn", end, slot=slot, fmt=fmt)
+            try:
+                self.assertEqual(p.run(), 0, p.stderr())
+                got[fmt] = {(e.get("after") or e.get("new"))["id"]:
+                            (e.get("after") or e.get("new"))["h"] for e in p.events()}
+            finally:
+                p.close()
+        for i in (1, 2, 3):
+            want = json.loads(C.value("SELECT hstore_to_json(h)::text FROM hs WHERE id = %s",
+                                      (i,)))
+            self.assertIsInstance(got["debezium"][i], str)
+            self.assertEqual(json.loads(got["debezium"][i]), want)
+            # json keeps hstore's text, as before.
+            self.assertEqual(got["json"][i], C.value("SELECT h::text FROM hs WHERE id = %s", (i,)))
+        self.assertEqual(json.loads(got["debezium"][1]), {"a": "1", "b": None})
+        self.assertEqual(json.loads(got["debezium"][2]),
+                         {'q"uote': "x", "back\\slash": "y", "tab\there": "line\nbreak", "é": "ü"})
+        self.assertIsNone(got["debezium"][4])
+
+
+class TimeAndIntervalModes(unittest.TestCase):
+    """--debezium-time-precision connect and --debezium-interval string;
+    expected values from the server's own fields (extract) and Python's
+    datetime and Decimal, as Debezium computes them."""
+
+    def test_modes(self):
+        C.sql("CREATE TABLE tmodes (id int PRIMARY KEY, t time, ts timestamp, iv interval)")
+        C.sql("SELECT pg_create_logical_replication_slot('dbz_tmodes', 'pgoutput')")
+        C.sql("""INSERT INTO tmodes VALUES
+                 (1, '04:05:06.789123', '2018-06-20 15:13:16.945104',
+                  '1 year 2 mons 3 days 04:05:06.78'),
+                 (2, '00:00:00', '1969-12-31 23:59:59.999999', '-1 mons -00:00:01.5'),
+                 (3, '23:59:59.999999', '2026-01-01 00:00:00', '00:00:01.000001')""")
+        p = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), "--debezium-time-precision",
+                     "connect", "--debezium-interval", "string", slot="dbz_tmodes",
+                     fmt="debezium")
+        try:
+            self.assertEqual(p.run(), 0, p.stderr())
+            got = {e["after"]["id"]: e["after"] for e in p.events()}
+        finally:
+            p.close()
+        for i in (1, 2, 3):
+            t, ts = C.sql("SELECT t::text, ts::text FROM tmodes WHERE id = %s", (i,))[0]
+            tt = datetime.time.fromisoformat(t)
+            self.assertEqual(got[i]["t"], ((tt.hour * 60 + tt.minute) * 60 + tt.second) * 1000
+                             + tt.microsecond // 1000)
+            self.assertEqual(got[i]["ts"], (datetime.datetime.fromisoformat(ts) - EPOCH)
+                             // datetime.timedelta(milliseconds=1))
+            y, mo, d, h, mi, sec = C.sql(
+                "SELECT extract(year FROM iv)::int, extract(month FROM iv)::int,"
+                " extract(day FROM iv)::int, extract(hour FROM iv)::int,"
+                " extract(minute FROM iv)::int, extract(second FROM iv)::text"
+                " FROM tmodes WHERE id = %s", (i,))[0]
+            secs = decimal.Decimal(float(sec)).quantize(decimal.Decimal("0.000001"),
+                                                        rounding=decimal.ROUND_DOWN)
+            secs = format(secs.normalize(), "f")
+            self.assertEqual(got[i]["iv"], "P%dY%dM%dDT%dH%dM%sS" % (y, mo, d, h, mi, secs))
+        self.assertEqual(got[1]["iv"], "P1Y2M3DT4H5M6.78S")
+        self.assertEqual(got[3]["iv"], "P0Y0M0DT0H0M1S")  # Debezium's double: 1.000001 is 1
+
+
+class KeyChanges(unittest.TestCase):
+    """REPLICA IDENTITY FULL: the old row is whole; the key is the primary
+    key (from the catalog), so only its change is a delete and a create."""
+
+    def test_full_identity(self):
+        C.sql("CREATE TABLE kfull (id int PRIMARY KEY, v text)")
+        C.sql("ALTER TABLE kfull REPLICA IDENTITY FULL")
+        C.sql("SELECT pg_create_logical_replication_slot('dbz_kfull', 'pgoutput')")
+        C.sql("INSERT INTO kfull VALUES (1, 'a')")
+        C.sql("UPDATE kfull SET v = 'b' WHERE id = 1")
+        C.sql("UPDATE kfull SET id = 2 WHERE id = 1")
+        p = PgStream(C, "--end-lsn", lsn_str(C.current_lsn()), "--tx-events", slot="dbz_kfull",
+                     fmt="debezium")
+        try:
+            self.assertEqual(p.run(), 0, p.stderr())
+            evs = [e for e in p.events() if "op" in e]
+        finally:
+            p.close()
+        self.assertEqual([e["op"] for e in evs], ["c", "u", "d", "c"])
+        self.assertEqual((evs[1]["before"], evs[1]["after"]),
+                         ({"id": 1, "v": "a"}, {"id": 1, "v": "b"}))
+        self.assertEqual((evs[2]["before"], evs[2]["after"]), ({"id": 1, "v": "b"}, None))
+        self.assertEqual((evs[3]["before"], evs[3]["after"]), (None, {"id": 2, "v": "b"}))
+        # One change of the WAL: the two halves share its place in the transaction.
+        self.assertEqual(evs[2]["transaction"], evs[3]["transaction"])
+        self.assertEqual(evs[3]["transaction"]["total_order"], 1)
 
 
 class Options(unittest.TestCase):

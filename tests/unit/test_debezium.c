@@ -45,6 +45,10 @@ static struct relinfo cust_ri = {.remote = &cust, .types = cust_types};
  * 1795530600123456 µs after 1970-01-01 (+946684800000000). */
 static const struct event_txn txn = {556, 24023128, INT64_C(848845800123456)};
 
+/* --debezium-time-precision connect and --debezium-interval string, for
+ * the tests of those modes (off otherwise). */
+static bool connect_times, interval_iso;
+
 static struct encoder *new_encoder(enum encoder_decimal mode)
 {
 	struct encoder_options opt = {
@@ -52,6 +56,8 @@ static struct encoder *new_encoder(enum encoder_decimal mode)
 	    .database = "postgres",
 	    .decimal = mode,
 	    .clock_ns = fixed_clock,
+	    .connect_times = connect_times,
+	    .interval_iso = interval_iso,
 	};
 	struct encoder *enc = encoder_new("debezium", &opt);
 
@@ -127,9 +133,36 @@ static void test_update(void **state)
 	                   .oldtup = &key_tup,
 	                   .newtup = &marie_tup};
 
+	static const struct pgo_value same[] = {TXT("2"), NUL, NUL, NUL};
+	static const struct pgo_tuple same_tup = {4, same};
+	struct encoder *enc = new_encoder(ENCODER_DECIMAL_PRECISE);
+	struct buf b;
+	char *nl;
+
 	(void)state;
+	/* The key changed (1 to 2): as the connector, a delete of the old row
+	 * and a create of the new one, two lines for the one change. */
+	buf_init(&b, 0);
+	encoder_write(enc, &b, &ev);
+	assert_string_equal(
+	    b.data, "{\"before\":{\"id\":1},\"after\":null," SOURCE(
+	                SEQ0("24023200"), "public", "customers", ",\"txId\":556", "24023200")
+	                TAIL("d") ",\"transaction\":null}\n"
+	                          "{\"before\":null,\"after\":{\"id\":2,\"first_name\":\"Anne "
+	                          "Marie\","
+	                          "\"last_name\":\"Kretchmar\",\"email\":\"__debezium_unavailable_"
+	                          "value\"}," SOURCE(SEQ0("24023200"), "public", "customers",
+	                                             ",\"txId\":556", "24023200")
+	                              TAIL("c") ",\"transaction\":null}\n");
+	nl = strchr(b.data, '\n');
+	assert_true(jsoncheck_line(b.data, (size_t)(nl + 1 - b.data)));
+	assert_true(jsoncheck_line(nl + 1, b.len - (size_t)(nl + 1 - b.data)));
+	buf_reset(&b);
+	encoder_free(enc);
+	/* An old key tuple with the same key: an update. */
+	ev.oldtup = &same_tup;
 	check(&ev,
-	      "{\"before\":{\"id\":1},\"after\":{\"id\":2,\"first_name\":\"Anne Marie\","
+	      "{\"before\":{\"id\":2},\"after\":{\"id\":2,\"first_name\":\"Anne Marie\","
 	      "\"last_name\":\"Kretchmar\",\"email\":\"__debezium_unavailable_value\"}," SOURCE(
 	          SEQ0("24023200"), "public", "customers", ",\"txId\":556", "24023200")
 	          TAIL("u") ",\"transaction\":null}\n");
@@ -384,6 +417,39 @@ static void test_values_interval(void **state)
 	check_value(1186, -1, "-1 days +00:00:01", "-86399000000");
 }
 
+/* interval.handling.mode=string: Interval.toIsoString of PGInterval's
+ * fields, seconds as new BigDecimal(double).setScale(6, DOWN) with zeros
+ * stripped (Python: Decimal(s).quantize(Decimal("0.000001"), ROUND_DOWN)
+ * .normalize(): 1.000001 is 1 there, its double being just below). */
+static void test_values_interval_string(void **state)
+{
+	(void)state;
+	interval_iso = true;
+	check_value(1186, -1, "1 year 2 mons 3 days 04:05:06.78", "\"P1Y2M3DT4H5M6.78S\"");
+	check_value(1186, -1, "00:00:00", "\"P0Y0M0DT0H0M0S\"");
+	check_value(1186, -1, "-1 years -02:03:04.5", "\"P-1Y0M0DT-2H-3M-4.5S\"");
+	check_value(1186, -1, "1 day", "\"P0Y0M1DT0H0M0S\"");
+	check_value(1186, -1, "00:00:01.000001", "\"P0Y0M0DT0H0M1S\"");
+	check_value(1186, -1, "00:00:59.999999", "\"P0Y0M0DT0H0M59.999999S\"");
+	check_value(1186, -1, "-00:00:00.5", "\"P0Y0M0DT0H0M-0.5S\"");
+	check_value(1186, -1, "3 fortnights", "\"3 fortnights\""); /* not an interval's text */
+	interval_iso = false;
+}
+
+/* time.precision.mode=connect: time and timestamp in milliseconds whatever
+ * their precision (Python: datetime differences // timedelta(ms=1)). */
+static void test_values_connect_times(void **state)
+{
+	(void)state;
+	connect_times = true;
+	check_value(1083, -1, "04:05:06.789123", "14706789");
+	check_value(1114, -1, "2018-06-20 15:13:16.945104", "1529507596945");
+	check_value(1114, -1, "1969-12-31 23:59:59.999999", "-1");
+	check_value(1082, -1, "2026-11-24", "20781"); /* date: days, as adaptive */
+	connect_times = false;
+	check_value(1083, -1, "04:05:06.789123", "14706789123"); /* adaptive: micros */
+}
+
 /* Decimal: base64 of BigInteger.toByteArray() of the unscaled value,
  * from Python: n.to_bytes(((n if n >= 0 else ~n).bit_length() // 8 + 1),
  * 'big', signed=True). */
@@ -466,6 +532,61 @@ static void test_values_special(void **state)
 	check_value(1186, -1, "3 fortnights", "\"3 fortnights\"");
 }
 
+/* hstore as hstore.handling.mode=json: a JSON string of the object. The
+ * expected strings are Python's json.dumps(json.dumps(obj)) of the map the
+ * hstore text holds; text hstore never prints is kept as it is. */
+static void test_values_hstore(void **state)
+{
+	(void)state;
+	check_value(COLTYPE_HSTORE, -1, "\"a\"=>\"1\", \"b\"=>NULL",
+	            "\"{\\\"a\\\":\\\"1\\\",\\\"b\\\":null}\"");
+	check_value(COLTYPE_HSTORE, -1, "\"q\\\"uote\"=>\"back\\\\slash\", \"\"=>\"\"",
+	            "\"{\\\"q\\\\\\\"uote\\\":\\\"back\\\\\\\\slash\\\",\\\"\\\":\\\"\\\"}\"");
+	check_value(COLTYPE_HSTORE, -1, "", "\"{}\"");
+	check_value(COLTYPE_HSTORE, -1, "\"é\"=>\"ü\"", "\"{\\\"é\\\":\\\"ü\\\"}\"");
+	check_value(COLTYPE_HSTORE, -1, "\"a\"=>", "\"\\\"a\\\"=>\"");
+	check_value(COLTYPE_HSTORE, -1, "\"a\"=>\"1\",", "\"\\\"a\\\"=>\\\"1\\\",\"");
+	check_value(COLTYPE_HSTORE, -1, "\"a\"=>\"1\" \"b\"=>\"2\"",
+	            "\"\\\"a\\\"=>\\\"1\\\" \\\"b\\\"=>\\\"2\\\"\"");
+	check_value(COLTYPE_HSTORE, -1, "a=>1", "\"a=>1\"");
+	check_value(COLTYPE_HSTORE, -1, "\"a\"->\"1\"", "\"\\\"a\\\"->\\\"1\\\"\"");
+	check_value(COLTYPE_HSTORE, -1, "\"a\"=>NUL", "\"\\\"a\\\"=>NUL\"");
+}
+
+/* money as a Decimal of 2 places (money.fraction.digits), from the text
+ * lc_monetary=C gives; unscaled values' base64 from Python's int.to_bytes. */
+static void test_values_money(void **state)
+{
+	(void)state;
+	check_value(790, -1, "$1,234.56", "\"AeJA\"");
+	check_value(790, -1, "-$1,234.56", "\"/h3A\"");
+	check_value(790, -1, "$0.00", "\"AA==\"");
+	check_value(790, -1, "$92,233,720,368,547,758.07", "\"f/////////8=\"");
+	check_value(790, -1, "-$92,233,720,368,547,758.08", "\"gAAAAAAAAAA=\"");
+	check_value_mode(ENCODER_DECIMAL_STRING, 790, -1, "-$1,234.56", "\"-1234.56\"");
+	check_value_mode(ENCODER_DECIMAL_DOUBLE, 790, -1, "$1,234.56", "1234.56");
+	check_value(790, -1, "1.234,56 EUR", "\"1.234,56 EUR\""); /* another locale's: as text */
+	check_value(790, -1, "$", "\"$\"");
+}
+
+/* point as io.debezium.data.geometry.Point; the wkb values are Python's
+ * base64.b64encode(struct.pack("<BIdd", 1, 1, x, y)). */
+static void test_values_point(void **state)
+{
+	(void)state;
+	check_value(600, -1, "(1,2)",
+	            "{\"x\":1,\"y\":2,\"wkb\":\"AQEAAAAAAAAAAADwPwAAAAAAAABA\",\"srid\":null}");
+	check_value(
+	    600, -1, "(1.5,-2.25)",
+	    "{\"x\":1.5,\"y\":-2.25,\"wkb\":\"AQEAAAAAAAAAAAD4PwAAAAAAAALA\",\"srid\":null}");
+	check_value(600, -1, "(NaN,Infinity)",
+	            "{\"x\":\"NaN\",\"y\":\"Infinity\",\"wkb\":\"AQEAAAAAAAAAAAD4fwAAAAAAAPB/"
+	            "\",\"srid\":null}");
+	check_value(600, -1, "(1,2", "\"(1,2\""); /* not a point: as text */
+	check_value(600, -1, "(1;2)", "\"(1;2)\"");
+	check_value(600, -1, "(x,2)", "\"(x,2)\"");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,11 +601,16 @@ int main(void)
 	    cmocka_unit_test(test_values_json_bytea),
 	    cmocka_unit_test(test_values_time),
 	    cmocka_unit_test(test_values_interval),
+	    cmocka_unit_test(test_values_interval_string),
+	    cmocka_unit_test(test_values_connect_times),
 	    cmocka_unit_test(test_values_numeric_precise),
 	    cmocka_unit_test(test_values_numeric_modes),
 	    cmocka_unit_test(test_values_bits),
 	    cmocka_unit_test(test_values_arrays),
 	    cmocka_unit_test(test_values_special),
+	    cmocka_unit_test(test_values_point),
+	    cmocka_unit_test(test_values_money),
+	    cmocka_unit_test(test_values_hstore),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,6 +19,7 @@
 
 #include "event/event.h"
 #include "event/encoder.h"
+#include "event/txmeta.h"
 #include "event/jstring.h"
 #include "event/key.h"
 #include "event/relinfo.h"
@@ -134,18 +135,34 @@ static void assert_vt(uint32_t oid, int kind, int elem, char delim)
 
 static void test_valtype_scalars(void **state)
 {
-	static const uint32_t numbers[] = {20, 21, 23, 26, 700, 701, 1700};
-	static const uint32_t strings[] = {25,   1043, 1042, 19,   18,  17,  1082, 1114, 1184,
-	                                   1083, 1266, 1186, 2950, 869, 650, 829,  0,    99999};
+	static const uint32_t numbers[] = {20, 21, 23, 26, 700, 701};
+	static const uint32_t strings[] = {25,   1043, 1042, 19,  18,  17, 1083,
+	                                   1186, 2950, 869,  650, 829, 0,  99999};
 
 	(void)state;
 	assert_vt(16, VK_BOOL, 0, ',');
 	for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
 		assert_vt(numbers[i], VK_NUMBER, 0, ',');
+	assert_vt(1700, VK_DECIMAL, 0, ',');
 	assert_vt(114, VK_JSON, 0, ',');
 	assert_vt(3802, VK_JSON, 0, ',');
 	for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
 		assert_vt(strings[i], VK_STRING, 0, ',');
+	/* RFC 3339 unless --time-format postgres (time is one already) */
+	assert_vt(1082, VK_DATE, 0, ',');
+	assert_vt(1114, VK_TIMESTAMP, 0, ',');
+	assert_vt(1184, VK_TIMESTAMPTZ, 0, ',');
+	assert_vt(1266, VK_TIMETZ, 0, ',');
+	assert_int_equal(valtype_adjust(vt_of(1184), true, false).kind, VK_STRING);
+	assert_int_equal(valtype_adjust(vt_of(1184), false, false).kind, VK_TIMESTAMPTZ);
+	assert_int_equal(valtype_adjust(vt_of(1185), true, false).elem, VK_STRING);
+	assert_int_equal(valtype_adjust(vt_of(1185), true, false).kind, VK_ARRAY);
+	assert_int_equal(valtype_adjust(vt_of(23), true, false).kind, VK_NUMBER);
+	/* --numeric string: numeric only (int8 and floats stay numbers) */
+	assert_int_equal(valtype_adjust(vt_of(1700), false, true).kind, VK_STRING);
+	assert_int_equal(valtype_adjust(vt_of(1231), false, true).elem, VK_STRING);
+	assert_int_equal(valtype_adjust(vt_of(20), false, true).kind, VK_NUMBER);
+	assert_int_equal(valtype_adjust(vt_of(1184), false, true).kind, VK_TIMESTAMPTZ);
 }
 
 static void test_valtype_arrays(void **state)
@@ -154,12 +171,13 @@ static void test_valtype_arrays(void **state)
 		uint32_t oid;
 		int elem;
 	} typed[] = {
-	    {1000, VK_BOOL},   {1005, VK_NUMBER}, {1007, VK_NUMBER}, {1016, VK_NUMBER},
-	    {1028, VK_NUMBER}, {1021, VK_NUMBER}, {1022, VK_NUMBER}, {1231, VK_NUMBER},
-	    {199, VK_JSON},    {3807, VK_JSON},
+	    {1000, VK_BOOL},        {1005, VK_NUMBER}, {1007, VK_NUMBER}, {1016, VK_NUMBER},
+	    {1028, VK_NUMBER},      {1021, VK_NUMBER}, {1022, VK_NUMBER}, {1231, VK_DECIMAL},
+	    {199, VK_JSON},         {3807, VK_JSON},   {1182, VK_DATE},   {1115, VK_TIMESTAMP},
+	    {1185, VK_TIMESTAMPTZ}, {1270, VK_TIMETZ},
 	};
-	static const uint32_t text[] = {1009, 1015, 1014, 1003, 1002, 1001, 1182, 1115, 1185,
-	                                1183, 1270, 1187, 2951, 1041, 651,  1040, 143,  3905};
+	static const uint32_t text[] = {1009, 1015, 1014, 1003, 1002, 1001, 1183,
+	                                1187, 2951, 1041, 651,  1040, 143,  3905};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof typed / sizeof typed[0]; i++)
@@ -379,7 +397,8 @@ static void test_value_string_kind(void **state)
 {
 	(void)state;
 	check_value(vt_of(25), "plain \"text\"\n", "\"plain \\\"text\\\"\\n\"");
-	check_value(vt_of(1184), "2026-11-24 14:30:00+00", "\"2026-11-24 14:30:00+00\"");
+	check_value(valtype_adjust(vt_of(1184), true, false), "2026-11-24 14:30:00+00",
+	            "\"2026-11-24 14:30:00+00\"");
 	check_value(vt_of(2950), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
 	            "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"");
 	check_value(vt_of(25), "42", "\"42\""); /* text stays text */
@@ -488,7 +507,46 @@ static void test_array_text(void **state)
 	check_value(vt, "{\"\\\\\"}", "[\"\\\\\"]");
 	check_value(vt_of(2951), "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
 	            "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]");
-	check_value(vt_of(1185), "{\"2026-11-24 14:30:00+00\"}", "[\"2026-11-24 14:30:00+00\"]");
+	check_value(vt_of(1185), "{\"2026-11-24 14:30:00+00\"}", "[\"2026-11-24T14:30:00Z\"]");
+	check_value(valtype_adjust(vt_of(1185), true, false), "{\"2026-11-24 14:30:00+00\"}",
+	            "[\"2026-11-24 14:30:00+00\"]");
+}
+
+/* Postgres's ISO output (DateStyle=ISO, TimeZone=UTC, as the connection
+ * sets them) and RFC 3339 (section 5.6), written out by hand. */
+static void test_value_rfc3339(void **state)
+{
+	(void)state;
+	check_value(vt_of(1184), "2026-12-01 18:50:07.573885+00",
+	            "\"2026-12-01T18:50:07.573885Z\"");
+	check_value(vt_of(1184), "2026-12-01 18:50:07+00", "\"2026-12-01T18:50:07Z\"");
+	check_value(vt_of(1184), "2026-12-01 18:50:07.5+05:30", "\"2026-12-01T18:50:07.5+05:30\"");
+	check_value(vt_of(1184), "2026-12-01 18:50:07-08", "\"2026-12-01T18:50:07-08:00\"");
+	check_value(vt_of(1114), "2026-12-01 18:50:07.573885", "\"2026-12-01T18:50:07.573885\"");
+	check_value(vt_of(1082), "2026-12-01", "\"2026-12-01\"");
+	check_value(vt_of(1266), "18:50:07.573885+02", "\"18:50:07.573885+02:00\"");
+	check_value(vt_of(1266), "18:50:07+00", "\"18:50:07Z\"");
+	check_value(vt_of(1266), "18:50:07-03:30", "\"18:50:07-03:30\"");
+	/* The documented forms RFC 3339 has no word for. */
+	check_value(vt_of(1184), "infinity", "\"infinity\"");
+	check_value(vt_of(1114), "-infinity", "\"-infinity\"");
+	check_value(vt_of(1082), "0044-03-15 BC", "\"-0043-03-15\"");
+	check_value(vt_of(1082), "0001-01-01 BC", "\"0000-01-01\"");
+	check_value(vt_of(1184), "4713-11-24 00:00:00+00 BC", "\"-4712-11-24T00:00:00Z\"");
+	check_value(vt_of(1114), "294276-12-31 23:59:59.999999",
+	            "\"294276-12-31T23:59:59.999999\"");
+	check_value(vt_of(1082), "10000-01-01", "\"10000-01-01\"");
+	/* An offset in seconds (a historical zone's) cannot be written: as is. */
+	check_value(vt_of(1266), "12:00:00+05:53:28", "\"12:00:00+05:53:28\"");
+	check_value(vt_of(1184), "1850-01-01 00:00:00+00:19:32",
+	            "\"1850-01-01 00:00:00+00:19:32\"");
+	/* Not what Postgres prints: the text as it is. */
+	check_value(vt_of(1082), "2026-1-01", "\"2026-1-01\"");
+	check_value(vt_of(1114), "2026-12-01T18:50:07", "\"2026-12-01T18:50:07\"");
+	check_value(vt_of(1114), "2026-12-01 18:50:07.", "\"2026-12-01 18:50:07.\"");
+	check_value(vt_of(1184), "2026-12-01 18:50:07", "\"2026-12-01 18:50:07\"");
+	check_value(vt_of(1266), "18:50:07", "\"18:50:07\"");
+	check_value(vt_of(1082), "", "\"\"");
 }
 
 static void test_array_nested(void **state)
@@ -678,8 +736,8 @@ static struct relation items = {16390, "billing", "Order Items", 'f', 4, items_c
 /* What the daemon derives from them (relmap_update: each column its own
  * type), without the encoder's cache: check_event adds it. */
 static struct coltype users_types[5], items_types[4];
-static struct relinfo users_ri = {&users, users_types, NULL, NULL, NULL};
-static struct relinfo items_ri = {&items, items_types, NULL, NULL, NULL};
+static struct relinfo users_ri = {.remote = &users, .types = users_types};
+static struct relinfo items_ri = {.remote = &items, .types = items_types};
 
 static const struct event_txn txn = {745, 0x16C75500, 0};
 
@@ -754,6 +812,72 @@ static const struct pgo_value row1[] = {
     TXT("1"), TXT("Mujib"), TXT("m@example.com"), TXT("{a,\"b c\"}"), TXT("{\"k\": [1, 2]}"),
 };
 static const struct pgo_tuple tup1 = {5, row1};
+
+/* --tx-events: txmeta numbers the changes of a transaction over more
+ * tables than its first allocation holds (8), and the boundaries carry its
+ * counts, in the order the tables were first touched. */
+static void test_tx_events(void **state)
+{
+	static struct relation rels[10];
+	static struct relinfo ris[10];
+	static char names[10][8];
+	struct event_txn t = txn_at();
+	struct txmeta tm;
+	struct event ev;
+	struct buf want;
+
+	(void)state;
+	txmeta_init(&tm);
+	txmeta_begin(&tm);
+	for (int r = 0; r < 10; r++) {
+		snprintf(names[r], sizeof names[r], "t%d", r);
+		rels[r] =
+		    (struct relation){(uint32_t)(20000 + r), "public", names[r], 'd', 0, NULL};
+		ris[r] = (struct relinfo){.remote = &rels[r]};
+	}
+	for (int k = 0; k < 12; k++) { /* t0..t9, then t0 and t5 again */
+		int r = k < 10 ? k : (k == 10 ? 0 : 5);
+
+		ev = (struct event){.op = EVENT_INSERT, .txn = &t, .rel = &ris[r]};
+		assert_int_equal(txmeta_number(&tm, &ev), 0);
+		assert_int_equal(ev.tx_order, (uint64_t)k + 1);
+		assert_int_equal(ev.tx_table_order, k < 10 ? 1 : 2);
+	}
+	ev = (struct event){.op = EVENT_BEGIN, .lsn = 0x16C752F8, .txn = &t};
+	check_event(&ev, FORMAT_JSON,
+	            "{\"op\":\"begin\",\"lsn\":\"0/16C752F8\",\"commit_lsn\":\"0/16C75500\","
+	            "\"xid\":745,\"commit_time\":\"2026-11-24T14:30:00.123456Z\"}\n");
+	check_event(&ev, FORMAT_PRETTY, "[BEGIN] xid=745 lsn=0/16C752F8\n");
+	ev = (struct event){.op = EVENT_COMMIT, .lsn = 0x16C75530, .txn = &t, .tx = &tm};
+	buf_init(&want, 0);
+	buf_puts(&want,
+	         "{\"op\":\"commit\",\"lsn\":\"0/16C75530\",\"commit_lsn\":\"0/16C75500\","
+	         "\"xid\":745,\"commit_time\":\"2026-11-24T14:30:00.123456Z\",\"events\":12,"
+	         "\"tables\":{\"public.t0\":2,\"public.t1\":1,\"public.t2\":1,\"public.t3\":1,"
+	         "\"public.t4\":1,\"public.t5\":2,\"public.t6\":1,\"public.t7\":1,"
+	         "\"public.t8\":1,\"public.t9\":1}}\n");
+	check_event(&ev, FORMAT_JSON, want.data);
+	check_event(&ev, FORMAT_PRETTY, "[COMMIT] xid=745 events=12 lsn=0/16C75530\n");
+	buf_reset(&want);
+	/* A new transaction counts from zero again. */
+	txmeta_begin(&tm);
+	ev = (struct event){.op = EVENT_DELETE, .txn = &t, .rel = &ris[3]};
+	assert_int_equal(txmeta_number(&tm, &ev), 0);
+	assert_int_equal(ev.tx_order, 1);
+	assert_int_equal(tm.n, 1);
+	/* A numbered change carries its place after the transaction's members. */
+	ev = (struct event){.op = EVENT_INSERT,
+	                    .lsn = 0x16C752F8,
+	                    .txn = &t,
+	                    .rel = &users_ri,
+	                    .newtup = &tup1,
+	                    .tx_order = 3};
+	check_event(&ev, FORMAT_JSON,
+	            HDR("insert") ",\"tx_order\":3,\"new\":{\"id\":1,\"name\":\"Mujib\","
+	                          "\"email\":\"m@example.com\",\"tags\":[\"a\",\"b c\"],"
+	                          "\"meta\":{\"k\": [1, 2]}}}\n");
+	txmeta_reset(&tm);
+}
 
 static void test_event_insert(void **state)
 {
@@ -1082,7 +1206,7 @@ static void test_event_hostile_names(void **state)
 	};
 	static struct relation rel = {1, "s\tx", "t\"=1", 'd', 2, cols};
 	static struct coltype types[] = {{25, false}, {114, false}};
-	static struct relinfo ri = {&rel, types, NULL, NULL, NULL};
+	static struct relinfo ri = {.remote = &rel, .types = types};
 	static const struct pgo_value vals[] = {TXT("v\x01\xff"), TXT("[1,\n2]")};
 	static const struct pgo_tuple tup = {2, vals};
 	struct event_txn t = txn_at();
@@ -1150,13 +1274,13 @@ static void check_keys(const struct event *ev, const char *want, const char *wan
 			prepared = *ev->rel;
 			prepared.enc_data = NULL;
 			prepared.enc_free = NULL;
-			row_prepare(&prepared);
+			row_prepare(&prepared, false);
 			pev.rel = &prepared;
 		}
 		buf_init(&k, 0);
 		buf_init(&old, 0);
-		has = key_write(&k, &pev);
-		has_old = key_write_old(&old, &pev, has ? k.data : NULL, k.len);
+		has = key_write(&k, &pev, false);
+		has_old = key_write_old(&old, &pev, has ? k.data : NULL, k.len, false);
 		if (want == NULL) {
 			assert_false(has);
 			assert_int_equal(k.len, 0);
@@ -1190,7 +1314,7 @@ static void test_keys(void **state)
 	static struct relcol nokey_cols[] = {{"a", 23, -1, 0}, {"b", 25, -1, 0}};
 	static struct relation nokey = {1, "public", "log", 'd', 2, nokey_cols};
 	static struct coltype nokey_types[] = {{23, false}, {25, false}};
-	static struct relinfo nokey_ri = {&nokey, nokey_types, NULL, NULL, NULL};
+	static struct relinfo nokey_ri = {.remote = &nokey, .types = nokey_types};
 	static const struct pgo_value nokeyv[] = {TXT("1"), TXT("x")};
 	static const struct pgo_tuple nokeyt = {2, nokeyv};
 	struct event_txn t = txn_at();
@@ -1256,6 +1380,7 @@ int main(void)
 	    cmocka_unit_test(test_value_json_deep),
 	    cmocka_unit_test(test_array_numbers),
 	    cmocka_unit_test(test_array_bools),
+	    cmocka_unit_test(test_value_rfc3339),
 	    cmocka_unit_test(test_array_text),
 	    cmocka_unit_test(test_array_nested),
 	    cmocka_unit_test(test_array_dimensions),
@@ -1266,6 +1391,7 @@ int main(void)
 	    cmocka_unit_test(test_buf_limit),
 	    cmocka_unit_test(test_random_values_valid),
 	    cmocka_unit_test(test_random_utf8),
+	    cmocka_unit_test(test_tx_events),
 	    cmocka_unit_test(test_event_insert),
 	    cmocka_unit_test(test_event_insert_nulls),
 	    cmocka_unit_test(test_event_update_no_old),

@@ -21,11 +21,11 @@ static struct relcol cols[] = {
     {"id", 23, -1, 1}, {"note", 25, -1, 0}, {"caf\xc3\xa9", 25, -1, 0}, /* valid UTF-8 name */
 };
 static struct relation rel = {16384, "public", "t", 'f', 3, cols};
-static struct relinfo rel_ri = {&rel, NULL, NULL, NULL, NULL};
+static struct relinfo rel_ri = {.remote = &rel};
 
 static struct relcol bad_cols[] = {{"c_\xe9", 25, -1, 0}};
 static struct relation bad_rel = {16385, "public", "n_\xff", 'd', 1, bad_cols};
-static struct relinfo bad_ri = {&bad_rel, NULL, NULL, NULL, NULL};
+static struct relinfo bad_ri = {.remote = &bad_rel};
 
 static const struct pgo_value good_vals[] = {TXT("1"), TXT("caf\xc3\xa9 \xe2\x9c\x93"), NUL};
 static const struct pgo_value bad_vals[] = {TXT("2"), TXT("caf\xe9"), TXT("\xc3")};
@@ -131,7 +131,7 @@ static void test_many_columns_bounded(void **state)
 	static const struct pgo_tuple tup = {1, vals};
 	struct relcol one = {"c", 25, -1, 0};
 	struct relation r = {0, "s", "t", 'd', 1, &one};
-	struct relinfo ri = {&r, NULL, NULL, NULL, NULL};
+	struct relinfo ri = {.remote = &r};
 	struct event ev = {.op = EVENT_INSERT, .lsn = 1, .rel = &ri, .newtup = &tup};
 	struct utf8guard g;
 	struct err e = {0};
