@@ -98,6 +98,8 @@ static const struct option_def OPTIONS[] = {
      "create the publication if it is missing"},
     {"tables", "TABLES", OPT_STRING, F(tables), "T1,T2",
      "with --create-publication: publish only these tables (default all)"},
+    {"metrics-addr", "METRICS_ADDR", OPT_STRING, F(metrics_addr), "HOST:PORT",
+     "serve Prometheus metrics at /metrics and health at /healthz (default: off)"},
     {"log-level", "LOG_LEVEL", OPT_LOGLEVEL, F(log_level), "LEVEL",
      "debug, info, warn, error or quiet (default info)"},
     {"env-file", "ENV_FILE", OPT_STRING, F(env_file), "FILE",

@@ -30,6 +30,7 @@ struct config {
 	char *kafka_topic;  /* topic template */
 	char *kafka_messages_topic;
 	char *kafka_properties; /* "k=v" lines, one per --kafka-property */
+	char *metrics_addr;     /* HOST:PORT of /metrics and /healthz; NULL: none */
 	bool kafka_tombstones;
 	uint64_t start_lsn; /* 0 = where the slot stands */
 	uint64_t end_lsn;   /* 0 = run forever */

@@ -12,7 +12,9 @@
  * so events leave as soon as they are decoded, and a due status update
  * goes), and one wait watches the server and the sink together
  * (wait_for_input). Before each status update the sink is made durable and
- * only what it confirmed is reported as flushed.
+ * only what it confirmed is reported as flushed. Counters and positions go
+ * to ops/metrics.h through one-line hooks (plain stores on this thread;
+ * --metrics-addr's HTTP thread reads only what they publish).
  */
 #include "daemon.h"
 
@@ -28,6 +30,8 @@
 #include "event/map.h"
 #include "event/relinfo.h"
 #include "event/utf8guard.h"
+#include "ops/http.h"
+#include "ops/metrics.h"
 #include "pg/catalog.h"
 #include "pg/conn.h"
 #include "pg/pgoutput.h"
@@ -85,7 +89,17 @@ struct daemon {
 
 	bool ever_streamed;    /* some session reached START_REPLICATION */
 	bool session_streamed; /* the last session did */
+
+	struct metrics metrics; /* what --metrics-addr serves (ops/metrics.h) */
+	struct ops_http *http;  /* NULL without --metrics-addr */
+	int64_t next_slot_check_ms;
 };
+
+/* metrics_event's operation index is the event's (ops/ sees no events). */
+_Static_assert(EVENT_INSERT == (int)METRICS_INSERT && EVENT_UPDATE == (int)METRICS_UPDATE &&
+                   EVENT_DELETE == (int)METRICS_DELETE && EVENT_TRUNCATE == (int)METRICS_TRUNCATE &&
+                   EVENT_MESSAGE == (int)METRICS_NOPS,
+               "enum metrics_op follows enum event_op");
 
 /* ---- events ------------------------------------------------------------ */
 
@@ -125,9 +139,13 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 
 static int emit(struct daemon *d, const struct event *ev, struct err *e)
 {
+	size_t before = sink_buf(d->sink)->len;
+
 	if (d->sql_ascii && utf8guard_check_event(&d->utf8, ev, e) < 0)
 		return -1;
 	encoder_write(d->enc, sink_buf(d->sink), ev);
+	metrics_event(&d->metrics, ev->rel ? ev->rel->remote->oid : 0, (int)ev->op,
+	              sink_buf(d->sink)->len - before);
 	if (d->records)
 		return emit_routed(d, ev, e);
 	return sink_event_done(d->sink, ++d->seq, NULL, e);
@@ -136,8 +154,13 @@ static int emit(struct daemon *d, const struct event *ev, struct err *e)
 /* Make the sink durable and release what it confirmed. */
 static int confirm(struct daemon *d, bool durable, struct err *e)
 {
+	bool work = durable || sink_buf(d->sink)->len > 0; /* else nothing to time */
+	int64_t t0 = work ? clock_us() : 0;
+
 	if (sink_flush(d->sink, durable, e) < 0)
 		return -1;
+	if (work)
+		metrics_sink_flush(&d->metrics, clock_us() - t0);
 	checkpoint_confirm(&d->cp, sink_confirmed(d->sink));
 	return 0;
 }
@@ -229,6 +252,7 @@ static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64
 static int end_txn(struct daemon *d, uint64_t end_lsn, struct err *e)
 {
 	d->in_txn = false;
+	metrics_commit(&d->metrics, d->txn.commit_time);
 	if (mark(d, end_lsn, e) < 0)
 		return -1;
 	if (d->cfg->end_lsn && end_lsn >= d->cfg->end_lsn)
@@ -377,6 +401,7 @@ static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, stru
 	}
 	if (d->records && rel->replident == 'f' && full_identity_key(d, ri, e) < 0)
 		return -1;
+	metrics_relation(&d->metrics, rel->oid, rel->nspname, rel->relname);
 	encoder_prepare_relation(d->enc, ri);
 	return 0;
 }
@@ -434,6 +459,7 @@ static int handle_keepalive(struct daemon *d, const struct stream_frame *f, stru
 	 * acknowledging it lets an idle slot release WAL. */
 	if (f->wal_end > d->written_lsn)
 		d->written_lsn = f->wal_end;
+	metrics_caught_up(&d->metrics);
 	if (mark(d, f->wal_end, e) < 0)
 		return -1;
 	if (d->cfg->end_lsn && f->wal_end >= d->cfg->end_lsn)
@@ -448,6 +474,7 @@ static int handle_frame(struct daemon *d, const uint8_t *data, size_t len, struc
 
 	if (stream_parse_frame(data, len, &f, e) < 0)
 		return -1;
+	metrics_frame(&d->metrics, f.type == FRAME_KEEPALIVE ? f.wal_end : f.wal_start, f.wal_end);
 	if (f.type == FRAME_KEEPALIVE)
 		return handle_keepalive(d, &f, e);
 	if (pgoutput_in_stream(d->dec) && f.payload_len > 0 && f.payload[0] != PGO_STREAM_STOP)
@@ -463,6 +490,32 @@ static int handle_frame(struct daemon *d, const uint8_t *data, size_t len, struc
 }
 
 /* ---- feedback ---------------------------------------------------------- */
+
+/* The loop's positions to the metrics (published about once a second, and
+ * at every status update). */
+static void tick(struct daemon *d, bool force)
+{
+	metrics_tick(&d->metrics, d->written_lsn, d->cp.flush_lsn, d->reported_flush,
+	             d->cp.count > 0 || d->cp.flush_lsn > d->reported_flush, force);
+}
+
+/* With --metrics-addr, what the server holds for the slot, asked of the
+ * catalog connection at most every SLOT_CHECK_MS, at a status update:
+ * never per event. A failure is only a missing figure. */
+#define SLOT_CHECK_MS 10000
+static void check_slot(struct daemon *d)
+{
+	struct catalog_slot_info si;
+	struct err ce;
+
+	if (d->http == NULL || clock_ms() < d->next_slot_check_ms)
+		return;
+	d->next_slot_check_ms = clock_ms() + SLOT_CHECK_MS;
+	if (catalog_slot_info(d->cat, d->cfg->slot, &si, &ce) < 0)
+		log_debug("metrics: %s", ce.msg);
+	else if (si.found)
+		metrics_slot(&d->metrics, si.wal_lsn, si.restart_lsn, si.confirmed_lsn, si.active);
+}
 
 static int send_status(struct daemon *d, struct err *e)
 {
@@ -485,6 +538,8 @@ static int send_status(struct daemon *d, struct err *e)
 	d->reported_flush = flush;
 	d->reply_now = false;
 	d->next_status_ms = clock_ms() + d->cfg->status_interval_ms;
+	check_slot(d);
+	tick(d, true);
 	return 0;
 }
 
@@ -518,6 +573,7 @@ static int wait_for_sink(struct daemon *d, struct err *e)
 		if (!warned && now - since >= SINK_STALL_WARN_MS) {
 			log_warn("output is not being read; pausing replication (nothing unwritten "
 			         "is acknowledged)");
+			metrics_state(&d->metrics, METRICS_SINK_BLOCKED, NULL);
 			warned = true;
 		}
 		if (status_due(d) && send_status(d, e) < 0)
@@ -530,8 +586,10 @@ static int wait_for_sink(struct daemon *d, struct err *e)
 				return -1;
 		}
 	}
-	if (warned)
+	if (warned) {
 		log_info("output is being read again; resuming replication");
+		metrics_state(&d->metrics, METRICS_STREAMING, NULL);
+	}
 	return 0;
 }
 
@@ -570,6 +628,7 @@ static int before_sleep(struct daemon *d, struct err *e)
 {
 	if (confirm(d, false, e) < 0)
 		return -1;
+	tick(d, false);
 	if (status_due(d) && send_status(d, e) < 0)
 		return -1;
 	return 0;
@@ -681,6 +740,7 @@ static int run_session(struct daemon *d, struct err *e)
 	int rc;
 
 	d->session_streamed = false;
+	metrics_state(&d->metrics, METRICS_CONNECTING, NULL);
 	log_info("connecting to postgres...");
 	d->conn = conn_open(&d->params, &info, e);
 	if (d->conn == NULL)
@@ -729,6 +789,7 @@ static int run_session(struct daemon *d, struct err *e)
 	d->ever_streamed = d->session_streamed = true;
 	d->params.slot_must_exist = true;
 	log_info("listening for changes...");
+	metrics_state(&d->metrics, METRICS_STREAMING, NULL);
 	d->next_status_ms = clock_ms() + d->cfg->status_interval_ms;
 	d->last_recv_ms = clock_ms();
 	rc = stream_loop(d, e);
@@ -816,6 +877,8 @@ int daemon_check_config(const struct config *cfg, struct err *e)
 {
 	struct sink_config scfg = sink_config_of(cfg);
 
+	if (cfg->metrics_addr && ops_http_check_addr(cfg->metrics_addr, e) < 0)
+		return -1;
 	return sink_check_config(&scfg, e);
 }
 
@@ -846,9 +909,19 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	buf_init(&d.converted, 0);
 	buf_init(&d.key, 0);
 	buf_init(&d.old_key, 0);
-	d.sink = sink_open(&scfg, e);
-	if (d.sink == NULL)
+	if (metrics_init(&d.metrics, cfg->slot, cfg->publication, cfg->status_interval_ms, e) < 0)
 		return -1;
+	d.sink = sink_open(&scfg, e);
+	if (d.sink == NULL) {
+		metrics_reset(&d.metrics);
+		return -1;
+	}
+	if (cfg->metrics_addr &&
+	    (d.http = ops_http_start(cfg->metrics_addr, &d.metrics, e)) == NULL) {
+		sink_close(d.sink);
+		metrics_reset(&d.metrics);
+		return -1;
+	}
 	d.records = sink_wants_records(d.sink);
 	d.enc = encoder_new(pick_format(cfg),
 	                    &(struct encoder_options){
@@ -863,7 +936,9 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		catalog_free(d.cat);
 		relmap_free(d.rels);
 		encoder_free(d.enc);
+		ops_http_stop(d.http);
 		sink_close(d.sink);
+		metrics_reset(&d.metrics);
 		return err_set(e, "could not start: out of memory");
 	}
 	for (;;) {
@@ -878,6 +953,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 			if (busy_waited_ms == 0)
 				log_info("%s; waiting up to %d s for it to be released", e->msg,
 				         SLOT_BUSY_GRACE_MS / 1000);
+			metrics_state(&d.metrics, METRICS_CONNECTING, e->msg);
 			backoff_sleep(&d, SLOT_BUSY_POLL_MS);
 			busy_waited_ms += SLOT_BUSY_POLL_MS;
 			if (*stop)
@@ -887,6 +963,8 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		/* Retry only what a retry can cure, and only once we have streamed:
 		 * a first connection that fails is a configuration problem to
 		 * report, not to hide behind retries. */
+		metrics_error(&d.metrics, e,
+		              (e->kind == ERR_TRANSIENT || e->kind == ERR_BUSY) && d.ever_streamed);
 		if ((e->kind != ERR_TRANSIENT && e->kind != ERR_BUSY) || !d.ever_streamed)
 			break;
 		if (d.session_streamed)
@@ -901,6 +979,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	}
 	if (*stop)
 		rc = 0;
+	metrics_state(&d.metrics, METRICS_STOPPING, rc < 0 ? e->msg : NULL);
 	if (rc == 0 || e->kind != ERR_SINK) {
 		struct err ignored;
 		/* Whatever was decoded reaches the sink even if it cannot be
@@ -917,7 +996,9 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	catalog_free(d.cat);
 	relmap_free(d.rels);
 	encoder_free(d.enc);
+	ops_http_stop(d.http);
 	sink_close(d.sink);
+	metrics_reset(&d.metrics);
 	log_peak_memory(&d);
 	return rc;
 }

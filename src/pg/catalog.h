@@ -67,6 +67,20 @@ int catalog_to_utf8(struct catalog *cat, const char *encoding, const uint8_t *in
  */
 int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, struct err *e);
 
+/* What the server holds for a replication slot, for the metrics. */
+struct catalog_slot_info {
+	bool found;             /* the slot exists (else only wal_lsn is set) */
+	bool active;            /* a walsender uses it */
+	uint64_t wal_lsn;       /* the server's current WAL write position */
+	uint64_t restart_lsn;   /* the oldest WAL the slot keeps */
+	uint64_t confirmed_lsn; /* its confirmed_flush_lsn */
+};
+
+/* Ask pg_replication_slots about slot. -1 with *e set when the catalog
+ * cannot be asked (a standby has no current WAL position either). */
+int catalog_slot_info(struct catalog *cat, const char *slot, struct catalog_slot_info *out,
+                      struct err *e);
+
 /* Close the connection (kept closed until the next lookup), keeping the cache. */
 void catalog_disconnect(struct catalog *cat);
 
