@@ -85,6 +85,7 @@ CONTENDERS = {
     "g": ("pgoutput", "pg_recvlogical pgoutput binary > /dev/null"),
     "h": ("pgoutput", "pgstream --read-hold=false > /dev/null"),
     "k": ("pgoutput", "pgstream --sink kafka (mock, read back)"),
+    "m": ("pgoutput", "c with --metrics-addr, scraped every 1 s"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
@@ -542,6 +543,10 @@ class Bench:
                 r["seen"] = count_lines(out, PGSTREAM_CHANGES)
         elif base == "k":
             r = self.run_kafka(slot)
+        elif base == "m":
+            r = self.run_scraped(conninfo, slot, out if smoke else None)
+            if smoke:
+                r["seen"] = count_lines(out, PGSTREAM_CHANGES)
         else:  # d: to a file on disk, fsync before every acknowledgement
             r = self.timed(self.pgstream(conninfo, slot, "--output", out), slot)
             r["seen"] = count_lines(out, PGSTREAM_CHANGES)
@@ -554,6 +559,38 @@ class Bench:
         r.pop("stderr", None)
         if os.path.exists(out):
             os.unlink(out)
+        return r
+
+    def run_scraped(self, conninfo, slot, stdout_path):
+        """(m): c with --metrics-addr, its /metrics and /healthz fetched every
+        second from a thread of the driver while it runs (the HTTP side must
+        not slow the stream: compare with c)."""
+        import socket
+        import threading
+        import urllib.request
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            port = sk.getsockname()[1]
+        done, scrapes = threading.Event(), []
+
+        def scraper():
+            while not done.wait(1.0):
+                for path in ("/metrics", "/healthz"):
+                    try:
+                        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                                    timeout=2) as resp:
+                            scrapes.append((path, resp.status, len(resp.read())))
+                    except OSError as e:  # before it listens; 503 is an HTTPError too
+                        scrapes.append((path, getattr(e, "code", None), 0))
+        t = threading.Thread(target=scraper)
+        t.start()
+        try:
+            r = self.timed(self.pgstream(conninfo, slot, "--metrics-addr", "127.0.0.1:%d" % port),
+                           slot, stdout_path=stdout_path)
+        finally:
+            done.set()
+            t.join()
+        r["scrapes"] = sum(1 for p, st, n in scrapes if p == "/metrics" and st == 200 and n)
         return r
 
     def run_kafka(self, slot):
@@ -586,7 +623,8 @@ class Bench:
 
     def throughput(self):
         a, s = self.args, self.server
-        names = [n for n in CONTENDERS if s.unix or not n.endswith("-unix")]
+        names = [n for n in CONTENDERS if (s.unix or not n.endswith("-unix")) and
+                 (not a.only or n in a.only.split(","))]
         wl = a.workload
         s.psql("-f", os.path.join(wl, "schema.sql"))
         s.sql("DROP PUBLICATION IF EXISTS bench_pub")
@@ -623,10 +661,11 @@ class Bench:
                 runs.append(r)
                 s.drop_slot(slot)
                 log("rep %d %-7s %7.2f s %9.0f changes/s  client %s s  server %s s"
-                    "  other %s s  TCP segment %s B" % (
+                    "  other %s s  TCP segment %s B%s" % (
                         rep, name, r["wall_s"], self.changes / r["wall_s"],
                         fmt(r.get("client_cpu_s")), fmt(r.get("ws_cpu_s")),
-                        fmt(r.get("other_cpu_s")), fmt(r.get("tcp_segment_bytes"), 0)))
+                        fmt(r.get("other_cpu_s")), fmt(r.get("tcp_segment_bytes"), 0),
+                        "  scrapes %d" % r["scrapes"] if "scrapes" in r else ""))
         profile = self.profile(slots) if a.profile else None
         return {"workload_s": workload_s, "end_lsn": self.end, "changes": self.changes,
                 "warmup": warm, "runs": runs, "names": names, "profile": profile}
@@ -973,6 +1012,7 @@ def main():
     ap.add_argument("--lat-seconds", type=int, default=10)
     ap.add_argument("--lat-clients", type=int, default=4)
     ap.add_argument("--big-rows", type=int, default=1000000)
+    ap.add_argument("--only", metavar="C,C", help="run only these contenders (e.g. c,m)")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--no-bigtxn", action="store_true")
     ap.add_argument("--profile", action="store_true", help="callgrind + perf on pgstream")

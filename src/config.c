@@ -83,6 +83,9 @@ static const struct option_def OPTIONS[] = {
      "cap of the exponential reconnect backoff (default 30)"},
     {"wal-receiver-timeout", "WAL_RECEIVER_TIMEOUT", OPT_SECONDS, F(receiver_timeout_ms), "SECONDS",
      "reconnect when the server sent nothing for this long (default 60)"},
+    {"heartbeat-interval", "HEARTBEAT_INTERVAL", OPT_SECONDS, F(heartbeat_interval_ms), "SECONDS",
+     "write a logical message this often (at a status update) so the slot advances while "
+     "the published tables are idle (default: off)"},
     {"read-delay-us", "READ_DELAY_US", OPT_MICROS, F(read_delay_us), "MICROSECONDS",
      "pause after each read so the server's messages arrive in batches (default 300; 0: none)"},
     {"read-hold", "READ_HOLD", OPT_BOOL, F(read_hold), NULL,

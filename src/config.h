@@ -36,9 +36,10 @@ struct config {
 	uint64_t end_lsn;   /* 0 = run forever */
 	int status_interval_ms;
 	int reconnect_max_ms;
-	int receiver_timeout_ms; /* no data for this long: connection presumed lost */
-	int read_delay_us;       /* pause between socket reads so messages batch up */
-	bool read_hold;          /* hold the receive window under load (pg/pace.c) */
+	int receiver_timeout_ms;   /* no data for this long: connection presumed lost */
+	int heartbeat_interval_ms; /* 0: no heartbeat messages */
+	int read_delay_us;         /* pause between socket reads so messages batch up */
+	bool read_hold;            /* hold the receive window under load (pg/pace.c) */
 	int log_level;
 	enum utf8_policy invalid_utf8; /* SQL_ASCII databases: replace or fail */
 	int debezium_decimal;          /* enum encoder_decimal, for --format debezium */

@@ -93,6 +93,8 @@ struct daemon {
 	struct metrics metrics; /* what --metrics-addr serves (ops/metrics.h) */
 	struct ops_http *http;  /* NULL without --metrics-addr */
 	int64_t next_slot_check_ms;
+	int64_t next_heartbeat_ms; /* --heartbeat-interval */
+	bool heartbeat_failing;    /* ... warned about, until one works */
 };
 
 /* metrics_event's operation index is the event's (ops/ sees no events). */
@@ -428,6 +430,8 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 			d->reached_end = true;
 			return 0;
 		}
+		if (strcmp(m->u.message.prefix, CATALOG_HEARTBEAT_PREFIX) == 0)
+			return 0; /* a pgstream's --heartbeat-interval, no event */
 		return handle_message(d, m, lsn, e);
 	case PGO_RELATION:
 		return prepare_relation(d, m->u.relation.rel->oid, lsn, e);
@@ -517,6 +521,28 @@ static void check_slot(struct daemon *d)
 		metrics_slot(&d->metrics, si.wal_lsn, si.restart_lsn, si.confirmed_lsn, si.active);
 }
 
+/* --heartbeat-interval: a logical message in this database, so that the
+ * walsender has something of ours to send and we to acknowledge even when
+ * only unpublished tables or other databases write. At a status update,
+ * so never more often than those; a failure is warned about, not fatal. */
+static void heartbeat(struct daemon *d)
+{
+	struct err ce;
+
+	if (d->cfg->heartbeat_interval_ms == 0 || clock_ms() < d->next_heartbeat_ms)
+		return;
+	d->next_heartbeat_ms = clock_ms() + d->cfg->heartbeat_interval_ms;
+	if (catalog_heartbeat(d->cat, &ce) < 0) {
+		if (!d->heartbeat_failing)
+			log_warn("%s; trying again every %d s", ce.msg,
+			         d->cfg->heartbeat_interval_ms / 1000);
+		d->heartbeat_failing = true;
+	} else if (d->heartbeat_failing) {
+		log_info("heartbeat messages written again");
+		d->heartbeat_failing = false;
+	}
+}
+
 static int send_status(struct daemon *d, struct err *e)
 {
 	uint64_t flush;
@@ -539,6 +565,7 @@ static int send_status(struct daemon *d, struct err *e)
 	d->reply_now = false;
 	d->next_status_ms = clock_ms() + d->cfg->status_interval_ms;
 	check_slot(d);
+	heartbeat(d);
 	tick(d, true);
 	return 0;
 }

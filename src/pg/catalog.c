@@ -301,3 +301,19 @@ int catalog_slot_info(struct catalog *cat, const char *slot, struct catalog_slot
 	PQclear(res);
 	return 0;
 }
+
+int catalog_heartbeat(struct catalog *cat, struct err *e)
+{
+	static const char SQL[] =
+	    "SELECT pg_catalog.pg_logical_emit_message(false, '" CATALOG_HEARTBEAT_PREFIX "', '')";
+	PGresult *res;
+	int rc = 0;
+
+	if (ensure_connected(cat, e) < 0)
+		return -1;
+	res = PQexec(cat->pg, SQL);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = conn_result_error(cat->pg, res, e, "write a heartbeat message");
+	PQclear(res);
+	return rc;
+}

@@ -81,6 +81,15 @@ struct catalog_slot_info {
 int catalog_slot_info(struct catalog *cat, const char *slot, struct catalog_slot_info *out,
                       struct err *e);
 
+/* The prefix of pgstream's heartbeat messages: the daemon does not emit
+ * them (any pgstream's, on any slot of the database). */
+#define CATALOG_HEARTBEAT_PREFIX "pgstream.heartbeat"
+
+/* Write a non-transactional logical message with that prefix, so that the
+ * slot's walsender has WAL of this database to send and confirm. -1 with
+ * *e set on failure (no connection, a standby, no REPLICATION right). */
+int catalog_heartbeat(struct catalog *cat, struct err *e);
+
 /* Close the connection (kept closed until the next lookup), keeping the cache. */
 void catalog_disconnect(struct catalog *cat);
 
