@@ -25,6 +25,7 @@ enum opt_kind {
 	OPT_MICROS,
 	OPT_FORMAT,
 	OPT_LOGLEVEL,
+	OPT_LOGFORMAT,
 	OPT_SLOTNAME,
 	OPT_UTF8POLICY,
 	OPT_SINK,
@@ -105,6 +106,8 @@ static const struct option_def OPTIONS[] = {
      "serve Prometheus metrics at /metrics and health at /healthz (default: off)"},
     {"log-level", "LOG_LEVEL", OPT_LOGLEVEL, F(log_level), "LEVEL",
      "debug, info, warn, error or quiet (default info)"},
+    {"log-format", "LOG_FORMAT", OPT_LOGFORMAT, F(log_format), "text|json",
+     "stderr lines as text, or one JSON object per line (default text)"},
     {"env-file", "ENV_FILE", OPT_STRING, F(env_file), "FILE",
      "read settings from FILE (default ./.env if it exists)"},
     {"help", NULL, OPT_BOOL, F(help), NULL, "show this help and exit"},
@@ -340,6 +343,13 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 		return 0;
 	case OPT_PROPERTY:
 		return add_properties(field, value, opt, source, e);
+	case OPT_LOGFORMAT:
+		level = log_format_parse(value);
+		if (level < 0)
+			return err_set(e, "invalid value for %s%s: \"%s\" (expected text or json)",
+			               source, opt->flag, show(&sh, value));
+		*(int *)field = level;
+		return 0;
 	case OPT_LOGLEVEL:
 		level = log_level_parse(value);
 		if (level < 0)

@@ -41,6 +41,7 @@ struct config {
 	int read_delay_us;         /* pause between socket reads so messages batch up */
 	bool read_hold;            /* hold the receive window under load (pg/pace.c) */
 	int log_level;
+	int log_format;                /* enum log_format */
 	enum utf8_policy invalid_utf8; /* SQL_ASCII databases: replace or fail */
 	int debezium_decimal;          /* enum encoder_decimal, for --format debezium */
 	bool temporary_slot;

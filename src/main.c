@@ -56,9 +56,10 @@ int main(int argc, char **argv)
 		printf("pgstream %s\n", PGSTREAM_VERSION);
 	} else {
 		log_set_level(cfg.log_level);
+		log_set_format(cfg.log_format, cfg.slot);
 		install_signals();
 		if (daemon_run(&cfg, &stop_requested, &e) < 0) {
-			fprintf(stderr, "pgstream: %s\n", e.msg);
+			log_fatal(e.msg);
 			status = 1;
 		}
 	}

@@ -1,0 +1,133 @@
+"""--log-format json: every stderr line of a whole lifecycle (connect, slot
+created, streaming at debug level, a server restart and the reconnect, a
+stop; a failed start; the final error of a run that ends in one) is one
+JSON object with time, level, msg and fields, and no line, in either
+format, holds the password."""
+
+import json
+import re
+import subprocess
+import time
+import unittest
+
+from harness import PGCLUSTER, Cluster, PgStream
+
+C = None
+PASSWORD = "S3cret-pw-7f3a"
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def setUpModule():
+    global C
+    C = Cluster()
+    C.sql("CREATE ROLE cdc LOGIN REPLICATION PASSWORD %s", (PASSWORD,))
+    C.sql("CREATE TABLE lg (id int PRIMARY KEY, secret text)")
+    C.sql("CREATE PUBLICATION pgstream_pub FOR ALL TABLES")
+    C.hba_prepend("host all cdc 127.0.0.1/32 scram-sha-256")
+
+
+def tearDownModule():
+    C.close()
+
+
+class JsonLogs(unittest.TestCase):
+    def parse(self, text, slot):
+        """Every line as an object; the checks every line must pass."""
+        self.assertNotIn(PASSWORD, text)
+        self.assertTrue(text.endswith("\n"), text[-200:])
+        out = []
+        for line in text.splitlines():
+            obj = json.loads(line)  # fails the test on any line that is not JSON
+            self.assertEqual(list(obj), ["time", "level", "msg", "fields"], line)
+            self.assertRegex(obj["time"], TIME)
+            self.assertIn(obj["level"], ("debug", "info", "warn", "error"))
+            self.assertIsInstance(obj["msg"], str)
+            self.assertEqual(obj["fields"], {"slot": slot})
+            out.append(obj)
+        return out
+
+    def test_lifecycle_is_json_lines_without_the_password(self):
+        url = C.url(user="cdc", password=PASSWORD)
+        p = PgStream(C, "--log-format", "json", "--log-level", "debug", "--status-interval", "1",
+                     "--reconnect-max-delay", "1", slot="s_json", url=url)
+        try:
+            p.start()
+            p.wait_stderr("listening for changes")
+            C.sql("INSERT INTO lg VALUES (1, 'row data " + "x" * 50 + "')")
+            p.wait_events(1)
+            C.restart()
+            p.wait_stderr("reconnecting in")
+            C.sql("INSERT INTO lg VALUES (2, 'more')")
+            p.wait_events(2)
+            self.assertEqual(p.stop(), 0, p.stderr())
+            lines = self.parse(p.stderr(), "s_json")
+            msgs = [l["msg"] for l in lines]
+            for want in ("connecting to postgres...", "replication slot created: s_json",
+                         "listening for changes..."):
+                self.assertIn(want, msgs)
+            self.assertTrue(any(m.startswith("reconnecting in ") for m in msgs), msgs)
+            self.assertTrue(any(m.startswith("acknowledged ") and l["level"] == "debug"
+                                for m, l in zip(msgs, lines)), msgs)
+            # Row data never reaches the log, even at debug level.
+            self.assertNotIn("row data", p.stderr())
+        finally:
+            p.close()
+
+    def test_errors_are_json_lines_too(self):
+        # A wrong password: the start fails, the final line is an error object.
+        bad = C.url(user="cdc", password=PASSWORD + "x")
+        p = PgStream(C, "--log-format", "json", "--log-level", "debug", slot="s_bad", url=bad)
+        try:
+            self.assertEqual(p.run(), 1, p.stderr())
+            lines = self.parse(p.stderr(), "s_bad")
+            self.assertEqual(lines[-1]["level"], "error")
+            self.assertIn("password authentication failed", lines[-1]["msg"])
+            self.assertNotIn(PASSWORD + "x", p.stderr())
+        finally:
+            p.close()
+        # A slot dropped under a running pgstream: an error after streaming.
+        p = PgStream(C, "--log-format", "json", "--reconnect-max-delay", "1", slot="s_drop",
+                     url=C.url(user="cdc", password=PASSWORD))
+        try:
+            p.start()
+            p.wait_stderr("listening for changes")
+            C.sql("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                  "WHERE slot_name = 's_drop'")
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    C.sql("SELECT pg_drop_replication_slot('s_drop')")
+                    break
+                except Exception:
+                    time.sleep(0.05)
+            self.assertEqual(p.proc.wait(timeout=60), 1, p.stderr())
+            lines = self.parse(p.stderr(), "s_drop")
+            self.assertEqual(lines[-1]["level"], "error")
+            self.assertIn("s_drop", lines[-1]["msg"])
+        finally:
+            p.close()
+
+    def test_text_format_at_debug_has_no_password(self):
+        p = PgStream(C, "--log-level", "debug", "--end-lsn", "0/1", slot="s_text",
+                     url=C.url(user="cdc", password=PASSWORD))
+        try:
+            p.run()
+            self.assertIn("connecting to postgres...", p.stderr())
+            self.assertNotIn(PASSWORD, p.stderr())
+            with self.assertRaises(ValueError):
+                json.loads(p.stderr().splitlines()[0])
+        finally:
+            p.close()
+
+    def test_bad_log_format_is_refused(self):
+        p = PgStream(C, "--log-format", "xml", slot="s_never")
+        try:
+            self.assertEqual(p.run(), 2)
+            self.assertEqual(p.stderr(), 'pgstream: invalid value for --log-format: "xml" '
+                             "(expected text or json)\n")
+        finally:
+            p.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
