@@ -103,6 +103,11 @@ _Static_assert(EVENT_INSERT == (int)METRICS_INSERT && EVENT_UPDATE == (int)METRI
                    EVENT_MESSAGE == (int)METRICS_NOPS,
                "enum metrics_op follows enum event_op");
 
+static bool kafka_sink(const struct config *cfg)
+{
+	return cfg->sink && strcmp(cfg->sink, "kafka") == 0;
+}
+
 /* ---- events ------------------------------------------------------------ */
 
 /* What a routing sink needs of ev besides its bytes (sink.h): names, keys
@@ -511,14 +516,17 @@ static void check_slot(struct daemon *d)
 {
 	struct catalog_slot_info si;
 	struct err ce;
+	int64_t t0;
 
 	if (d->http == NULL || clock_ms() < d->next_slot_check_ms)
 		return;
+	t0 = clock_us();
 	d->next_slot_check_ms = clock_ms() + SLOT_CHECK_MS;
 	if (catalog_slot_info(d->cat, d->cfg->slot, &si, &ce) < 0)
 		log_debug("metrics: %s", ce.msg);
 	else if (si.found)
 		metrics_slot(&d->metrics, si.wal_lsn, si.restart_lsn, si.confirmed_lsn, si.active);
+	log_debug("metrics: slot checked in %lld us", (long long)(clock_us() - t0));
 }
 
 /* --heartbeat-interval: a logical message in this database, so that the
@@ -635,6 +643,34 @@ static void drain_sink(struct daemon *d)
 			break;
 }
 
+/* ---- SIGHUP: reopen the output file ------------------------------------ */
+
+static volatile sig_atomic_t reopen_requested;
+
+void daemon_request_reopen(void)
+{
+	reopen_requested = 1;
+}
+
+/* The old file gets every event so far, durably (sink.h), so what it
+ * confirmed may be released now; the next event starts the new file. */
+static int reopen_output(struct daemon *d, struct err *e)
+{
+	int rc;
+
+	reopen_requested = 0;
+	rc = sink_reopen(d->sink, e);
+	if (rc < 0)
+		return -1;
+	if (rc > 0)
+		log_info("reopened %s (SIGHUP)", d->cfg->output);
+	else if (d->cfg->output == NULL)
+		log_info("SIGHUP: nothing to reopen (events go to %s)",
+		         kafka_sink(d->cfg) ? "Kafka" : "stdout");
+	checkpoint_confirm(&d->cp, sink_confirmed(d->sink));
+	return 0;
+}
+
 /* ---- the loop's timers and its one wait (Redis ae.c's model) ------------ */
 
 /* The earliest moment something is due, as ae.c's usUntilEarliestTimer():
@@ -653,6 +689,8 @@ static int64_t next_deadline(const struct daemon *d)
  * is due. */
 static int before_sleep(struct daemon *d, struct err *e)
 {
+	if (reopen_requested && reopen_output(d, e) < 0)
+		return -1;
 	if (confirm(d, false, e) < 0)
 		return -1;
 	tick(d, false);
@@ -858,11 +896,6 @@ static void log_peak_memory(const struct daemon *d)
 		fclose(f);
 	log_debug("exiting after %llu events, peak RSS %ld kB", (unsigned long long)d->seq,
 	          peak_kb);
-}
-
-static bool kafka_sink(const struct config *cfg)
-{
-	return cfg->sink && strcmp(cfg->sink, "kafka") == 0;
 }
 
 static const char *pick_format(const struct config *cfg)

@@ -17,8 +17,10 @@ static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	stop_requested = 1;
+	if (sig == SIGHUP)
+		daemon_request_reopen(); /* logrotate: reopen --output, go on */
+	else
+		stop_requested = 1;
 }
 
 static void install_signals(void)
@@ -32,6 +34,7 @@ static void install_signals(void)
 	 * loop sees the flag at once. */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	/* A closed stdout pipe, or a file over its size limit, is a sink error
 	 * to report (EPIPE, EFBIG), not a silent death. */
 	signal(SIGPIPE, SIG_IGN);
