@@ -87,7 +87,8 @@ static int file_reopen(struct sink *s, struct err *e)
 	 * claim on it, and the events in it may be acknowledged. */
 	if (file_flush(s, true, e) < 0)
 		return -1;
-	if (fsync(f->fd) < 0 && errno != EINVAL)
+	/* With --fsync=false too: the old file is left complete on disk. */
+	if (!f->durable_writes && fsync(f->fd) < 0 && errno != EINVAL)
 		return err_setk(e, ERR_SINK, "could not fsync %s: %s", f->path, strerror(errno));
 	s->confirmed_seq = s->written_seq;
 	if (open_path(&fresh, &oe) < 0) {
