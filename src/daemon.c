@@ -89,6 +89,7 @@ struct daemon {
 
 	bool ever_streamed;    /* some session reached START_REPLICATION */
 	bool session_streamed; /* the last session did */
+	bool waiting_for_slot; /* retrying a busy slot: said once, not per try */
 
 	struct metrics metrics; /* what --metrics-addr serves (ops/metrics.h) */
 	struct ops_http *http;  /* NULL without --metrics-addr */
@@ -806,11 +807,13 @@ static int run_session(struct daemon *d, struct err *e)
 
 	d->session_streamed = false;
 	metrics_state(&d->metrics, METRICS_CONNECTING, NULL);
-	log_info("connecting to postgres...");
+	if (!d->waiting_for_slot)
+		log_info("connecting to postgres...");
 	d->conn = conn_open(&d->params, &info, e);
 	if (d->conn == NULL)
 		return -1;
-	log_info("connected!");
+	if (!d->waiting_for_slot)
+		log_info("connected!");
 	if (conn_prepare(d->conn, &d->params, &info, e) < 0) {
 		session_end(d);
 		return -1;
@@ -851,6 +854,9 @@ static int run_session(struct daemon *d, struct err *e)
 		session_end(d);
 		return -1;
 	}
+	if (d->waiting_for_slot)
+		log_info("replication slot %s was released", d->cfg->slot);
+	d->waiting_for_slot = false;
 	d->ever_streamed = d->session_streamed = true;
 	d->params.slot_must_exist = true;
 	log_info("listening for changes...");
@@ -1014,6 +1020,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 				log_info("%s; waiting up to %d s for it to be released", e->msg,
 				         SLOT_BUSY_GRACE_MS / 1000);
 			metrics_state(&d.metrics, METRICS_CONNECTING, e->msg);
+			d.waiting_for_slot = true;
 			backoff_sleep(&d, SLOT_BUSY_POLL_MS);
 			busy_waited_ms += SLOT_BUSY_POLL_MS;
 			if (*stop)

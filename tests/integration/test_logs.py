@@ -119,6 +119,30 @@ class JsonLogs(unittest.TestCase):
         finally:
             p.close()
 
+    def test_waiting_for_a_busy_slot_is_two_lines(self):
+        """While another walsender holds the slot, one line says pgstream
+        waits and one that it got it: not a connecting/connected pair per
+        try (there are about 20 tries in 5 s)."""
+        a = PgStream(C, slot="s_busy")
+        b = PgStream(C, slot="s_busy")
+        try:
+            a.start()
+            a.wait_stderr("listening for changes")
+            b.start()
+            b.wait_stderr("waiting up to 5 s for it to be released")
+            time.sleep(2)
+            self.assertEqual(a.stop(), 0, a.stderr())
+            b.wait_stderr("listening for changes")
+            err = b.stderr()
+            self.assertEqual(err.count("connecting to postgres..."), 1, err)
+            self.assertEqual(err.count("connected!"), 1, err)
+            self.assertEqual(err.count("is active in another process"), 1, err)
+            self.assertEqual(err.count("replication slot s_busy was released"), 1, err)
+            self.assertEqual(b.stop(), 0, b.stderr())
+        finally:
+            a.close()
+            b.close()
+
     def test_bad_log_format_is_refused(self):
         p = PgStream(C, "--log-format", "xml", slot="s_never")
         try:
