@@ -143,6 +143,42 @@ class JsonLogs(unittest.TestCase):
             a.close()
             b.close()
 
+    def test_tables_ignored_for_an_existing_publication_says_so(self):
+        C.sql("CREATE PUBLICATION pub_some FOR TABLE lg")
+        try:
+            p = PgStream(C, "--create-publication", "--tables", "other", "--end-lsn", "0/1",
+                         slot="s_tables", pub="pub_some")
+            try:
+                p.run()
+                self.assertIn("warning: publication pub_some exists: --tables is ignored",
+                              p.stderr())
+            finally:
+                p.close()
+            self.assertEqual(C.value("SELECT count(*) FROM pg_publication_tables "
+                                     "WHERE pubname = 'pub_some'"), 1)
+        finally:
+            C.sql("DROP PUBLICATION pub_some")
+
+    def test_two_databases_one_slot_name(self):
+        """Slot names are per server: the second pgstream, on another
+        database with the same --slot, is refused with the remedy."""
+        C.sql("CREATE DATABASE shop")
+        C.sql("CREATE PUBLICATION pgstream_pub FOR ALL TABLES", db="shop")
+        a = PgStream(C, slot="s_shared")
+        b = PgStream(C, slot="s_shared", url=C.url("shop"))
+        try:
+            a.start()
+            a.wait_stderr("listening for changes")
+            self.assertEqual(b.run(), 1, b.stderr())
+            self.assertEqual(b.stderr().splitlines()[-1],
+                             'pgstream: replication slot "s_shared" belongs to database '
+                             '"postgres", not "shop" (slot names are per server: give each '
+                             "pgstream its own --slot, e.g. --slot pgstream_shop)")
+            self.assertEqual(a.stop(), 0, a.stderr())
+        finally:
+            a.close()
+            b.close()
+
     def test_bad_log_format_is_refused(self):
         p = PgStream(C, "--log-format", "xml", slot="s_never")
         try:
