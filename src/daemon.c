@@ -798,6 +798,28 @@ static void session_end(struct daemon *d)
 	d->in_txn = false;
 }
 
+/* What --start-lsn does against the slot's position, said once at start:
+ * the server never goes below the slot, and starting above it skips what
+ * lies between for good once pgstream acknowledges past it. */
+static void say_start_lsn(uint64_t start, uint64_t slot_at)
+{
+	char want[LSN_STR_MAX], at[LSN_STR_MAX];
+
+	lsn_format(start, want);
+	lsn_format(slot_at, at);
+	if (start < slot_at)
+		log_warn("--start-lsn %s is before the slot's confirmed position %s: the server "
+		         "starts at %s (what lies before was acknowledged already)",
+		         want, at, at);
+	else if (start > slot_at)
+		log_warn("--start-lsn %s is ahead of the slot's confirmed position %s: changes "
+		         "committed between them are skipped, and gone from the slot once pgstream "
+		         "acknowledges past %s",
+		         want, at, want);
+	else
+		log_info("--start-lsn %s is the slot's confirmed position", want);
+}
+
 static int run_session(struct daemon *d, struct err *e)
 {
 	struct conn_info info;
@@ -839,6 +861,8 @@ static int run_session(struct daemon *d, struct err *e)
 	 * server last heard from us; the server never goes below its slot. */
 	start = d->cp.flush_lsn ? d->cp.flush_lsn : d->cfg->start_lsn;
 	lsn_format(start, s);
+	if (!d->ever_streamed && d->cfg->start_lsn)
+		say_start_lsn(d->cfg->start_lsn, info.slot_confirmed_lsn);
 	log_info("starting replication...");
 	if (log_get_level() <= LOG_DEBUG) {
 		char slot_at[LSN_STR_MAX], wal_at[LSN_STR_MAX];

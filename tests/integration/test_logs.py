@@ -179,6 +179,43 @@ class JsonLogs(unittest.TestCase):
             a.close()
             b.close()
 
+    def test_start_lsn_against_the_slot_is_said(self):
+        from harness import lsn_int, lsn_str
+
+        def confirmed():
+            return C.slot_confirmed("s_start")
+
+        def run(start, end):
+            p = PgStream(C, "--start-lsn", lsn_str(start), "--end-lsn", lsn_str(end),
+                         slot="s_start")
+            try:
+                self.assertEqual(p.run(), 0, p.stderr())
+                return p.stderr(), [e["new"]["id"] for e in p.events()]
+            finally:
+                p.close()
+        C.sql("SELECT pg_create_logical_replication_slot('s_start', 'pgoutput')")
+        at = confirmed()
+        C.sql("INSERT INTO lg VALUES (100, 'a')")
+        ahead = C.current_lsn()
+        C.sql("INSERT INTO lg VALUES (101, 'b')")
+        end = C.current_lsn()
+        # Ahead of the slot: said, and the change before it skipped.
+        err, ids = run(ahead, end)
+        self.assertIn("warning: --start-lsn %s is ahead of the slot's confirmed position %s: "
+                      "changes committed between them are skipped" % (lsn_str(ahead),
+                                                                      lsn_str(at)), err)
+        self.assertEqual(ids, [101])
+        at = confirmed()
+        self.assertGreaterEqual(at, end)
+        # Behind it: the server starts at the slot; said.
+        err, _ = run(1, end)
+        self.assertIn("warning: --start-lsn 0/1 is before the slot's confirmed position %s: "
+                      "the server starts at %s" % (lsn_str(at), lsn_str(at)), err)
+        at = confirmed()
+        err, _ = run(at, max(at, end))
+        self.assertIn("--start-lsn %s is the slot's confirmed position" % lsn_str(at), err)
+        self.assertNotIn("warning", err)
+
     def test_bad_log_format_is_refused(self):
         p = PgStream(C, "--log-format", "xml", slot="s_never")
         try:
