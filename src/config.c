@@ -110,6 +110,8 @@ static const struct option_def OPTIONS[] = {
      "stderr lines as text, or one JSON object per line (default text)"},
     {"env-file", "ENV_FILE", OPT_STRING, F(env_file), "FILE",
      "read settings from FILE (default ./.env if it exists)"},
+    {"json", NULL, OPT_BOOL, F(json), NULL, "with status: one JSON object instead of a screen"},
+    {"yes", NULL, OPT_BOOL, F(yes), NULL, "with drop-slot: drop without asking"},
     {"help", NULL, OPT_BOOL, F(help), NULL, "show this help and exit"},
     {"version", NULL, OPT_BOOL, F(version), NULL, "show the version and exit"},
 };
@@ -624,9 +626,12 @@ void config_reset(struct config *cfg)
 
 void config_print_help(FILE *out)
 {
-	fprintf(out, "usage: pgstream [OPTIONS]\n\n"
+	fprintf(out, "usage: pgstream [OPTIONS]\n"
+	             "       pgstream status [--json] [OPTIONS]\n"
+	             "       pgstream drop-slot [--yes] [OPTIONS]\n\n"
 	             "Stream every committed change of a PostgreSQL database as JSON events,\n"
-	             "read from a logical replication slot with the pgoutput plugin.\n\n"
+	             "read from a logical replication slot with the pgoutput plugin. status shows\n"
+	             "the slot and the publication's tables; drop-slot removes the slot.\n\n"
 	             "Options (flags win over environment variables, which win over .env):\n");
 	for (size_t i = 0; i < NOPTIONS; i++) {
 		const struct option_def *o = &OPTIONS[i];

@@ -50,6 +50,8 @@ struct config {
 	bool fsync;     /* file sink: fsync before acknowledging */
 	bool help;
 	bool version;
+	bool json; /* pgstream status: JSON */
+	bool yes;  /* pgstream drop-slot: no confirmation */
 };
 
 /*

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "pg/conn.h"
+#include "status.h"
 #include "util/log.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -41,14 +42,44 @@ static void install_signals(void)
 	signal(SIGXFSZ, SIG_IGN);
 }
 
+/* The commands besides streaming, as the first argument. */
+enum command { CMD_STREAM, CMD_STATUS, CMD_DROP_SLOT };
+
+static enum command take_command(int *argc, char **argv)
+{
+	enum command cmd = CMD_STREAM;
+
+	if (*argc > 1 && strcmp(argv[1], "status") == 0)
+		cmd = CMD_STATUS;
+	else if (*argc > 1 && strcmp(argv[1], "drop-slot") == 0)
+		cmd = CMD_DROP_SLOT;
+	if (cmd != CMD_STREAM) {
+		memmove(argv + 1, argv + 2, (size_t)(*argc - 1) * sizeof *argv); /* with NULL */
+		(*argc)--;
+	}
+	return cmd;
+}
+
+/* Flags that belong to one command only. */
+static int check_command_flags(enum command cmd, const struct config *cfg, struct err *e)
+{
+	if (cfg->json && cmd != CMD_STATUS)
+		return err_set(e, "invalid options: --json goes with pgstream status");
+	if (cfg->yes && cmd != CMD_DROP_SLOT)
+		return err_set(e, "invalid options: --yes goes with pgstream drop-slot");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
 	struct err e = {0};
 	int status = 0;
+	enum command cmd = take_command(&argc, argv);
 
 	if (config_load(&cfg, argc, argv, &e) < 0 || conn_check_url(cfg.database_url, &e) < 0 ||
-	    (!cfg.help && !cfg.version && daemon_check_config(&cfg, &e) < 0)) {
+	    (!cfg.help && !cfg.version && check_command_flags(cmd, &cfg, &e) < 0) ||
+	    (!cfg.help && !cfg.version && cmd == CMD_STREAM && daemon_check_config(&cfg, &e) < 0)) {
 		fprintf(stderr, "pgstream: %s\n", e.msg);
 		config_reset(&cfg);
 		return 2;
@@ -57,6 +88,17 @@ int main(int argc, char **argv)
 		config_print_help(stdout);
 	} else if (cfg.version) {
 		printf("pgstream %s\n", PGSTREAM_VERSION);
+	} else if (cmd == CMD_STATUS) {
+		if (status_print(&cfg, stdout, &e) < 0) {
+			fprintf(stderr, "pgstream: %s\n", e.msg);
+			status = 1;
+		}
+	} else if (cmd == CMD_DROP_SLOT) {
+		int rc = status_drop_slot(&cfg, stdin, stderr, &e);
+
+		if (rc < 0)
+			fprintf(stderr, "pgstream: %s\n", e.msg);
+		status = rc < 0 ? 1 : rc;
 	} else {
 		log_set_level(cfg.log_level);
 		log_set_format(cfg.log_format, cfg.slot);
