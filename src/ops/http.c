@@ -20,6 +20,7 @@
 
 #include <microhttpd.h>
 
+#include "ops/page.h"
 #include "util/log.h"
 
 /* Scrapers are few: bound what a misbehaving client can hold. */
@@ -177,12 +178,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	} else if (strcmp(url, "/metrics") == 0) {
 		metrics_render(h->m, &body);
 		type = "text/plain; version=0.0.4; charset=utf-8";
+	} else if (strcmp(url, "/") == 0) {
+		buf_puts(&body, page_status_html());
+		type = "text/html; charset=utf-8";
+	} else if (strcmp(url, "/status.json") == 0) {
+		metrics_render_status(h->m, &body);
+		type = "application/json";
 	} else if (strcmp(url, "/healthz") == 0) {
 		if (!metrics_health(h->m, &body))
 			status = MHD_HTTP_SERVICE_UNAVAILABLE;
 	} else {
 		status = MHD_HTTP_NOT_FOUND;
-		buf_puts(&body, "not found: try /metrics or /healthz\n");
+		buf_puts(&body, "not found: try /, /metrics, /healthz or /status.json\n");
 	}
 	rc = respond(conn, status, &body, type);
 	buf_reset(&body);
@@ -197,6 +204,10 @@ struct ops_http *ops_http_start(const char *addr, struct metrics *m, struct err 
 	if (h == NULL)
 		return err_set(e, "could not start the metrics endpoint: out of memory"), NULL;
 	h->m = m;
+	if (metrics_keep_history(m, e) < 0) {
+		free(h);
+		return NULL;
+	}
 	h->fd = listen_on(addr, e);
 	if (h->fd < 0) {
 		free(h);

@@ -71,6 +71,7 @@ void metrics_reset(struct metrics *m)
 	free(m->tables);
 	oidmap_reset(&m->by_oid, free_table);
 	free(m->pub.tables);
+	free(m->pub.history);
 	pthread_mutex_destroy(&m->pub.mu);
 	memset(m, 0, sizeof *m);
 }
@@ -138,11 +139,68 @@ void metrics_sink_flush(struct metrics *m, int64_t us)
 	m->f.flush_sum_us += (uint64_t)(us > 0 ? us : 0);
 }
 
+int metrics_keep_history(struct metrics *m, struct err *e)
+{
+	struct metrics_sample *h = calloc(METRICS_HISTORY, sizeof *h);
+
+	if (h == NULL)
+		return err_set(e, "could not start the status page: out of memory");
+	pthread_mutex_lock(&m->pub.mu);
+	free(m->pub.history);
+	m->pub.history = h;
+	m->pub.hist_head = m->pub.hist_count = 0;
+	pthread_mutex_unlock(&m->pub.mu);
+	return 0;
+}
+
+static uint64_t table_events(const struct metrics_table *t)
+{
+	uint64_t n = 0;
+
+	for (int op = 0; op < METRICS_NOPS; op++)
+		n += t->events[op];
+	return n;
+}
+
+/* A second or more since the last sample: the tables' rates and the
+ * history's next sample (appended under the lock, by publish). */
+static bool take_sample(struct metrics *m, int64_t now, struct metrics_sample *s)
+{
+	double dt = (now - m->last_sample_ms) / 1000.0;
+	uint64_t total = m->f.messages;
+
+	if (m->pub.history == NULL || now < m->next_sample_ms)
+		return false;
+	for (size_t i = 0; i < m->ntables; i++) {
+		struct metrics_table *t = m->tables[i];
+		uint64_t n = table_events(t);
+
+		t->rate = m->last_sample_ms && dt > 0 ? (n - t->rate_base) / dt : 0;
+		t->rate_base = n;
+		total += n;
+	}
+	*s = (struct metrics_sample){
+	    .t = unix_now(),
+	    .lag_seconds = m->f.lag_seconds,
+	    .lag_bytes = m->f.server_lsn > m->f.acked_lsn ? m->f.server_lsn - m->f.acked_lsn : 0,
+	    .events_per_s = m->last_sample_ms && dt > 0 ? (total - m->last_sample_events) / dt : 0,
+	};
+	m->last_sample_events = total;
+	m->last_sample_ms = now;
+	m->next_sample_ms = now + 1000;
+	return true;
+}
+
 /* Copy the live figures into the snapshot (the tables' counts by value).
  * The HTTP thread copies the snapshot's table under the lock too, so the
  * array may only move (grow, rarely: a new table) under it. */
 static void publish(struct metrics *m, int64_t now)
 {
+	struct metrics_sample sample;
+	/* pub.history is set once, before any publish, by this thread's
+	 * caller (metrics_keep_history): read without the lock. */
+	bool sampled = take_sample(m, now, &sample);
+
 	m->f.published_ms = now;
 	m->next_publish_ms = now + PUBLISH_EVERY_MS;
 	pthread_mutex_lock(&m->pub.mu);
@@ -157,6 +215,15 @@ static void publish(struct metrics *m, int64_t now)
 	for (size_t i = 0; i < m->pub.ntables; i++)
 		m->pub.tables[i] = *m->tables[i];
 	m->pub.f = m->f;
+	if (sampled) {
+		size_t at = (m->pub.hist_head + m->pub.hist_count) % METRICS_HISTORY;
+
+		m->pub.history[at] = sample;
+		if (m->pub.hist_count < METRICS_HISTORY)
+			m->pub.hist_count++;
+		else
+			m->pub.hist_head = (m->pub.hist_head + 1) % METRICS_HISTORY;
+	}
 	pthread_mutex_unlock(&m->pub.mu);
 }
 
@@ -195,6 +262,11 @@ void metrics_error(struct metrics *m, const struct err *e, bool reconnecting)
 
 	m->f.errors[kind]++;
 	snprintf(m->f.last_error, sizeof m->f.last_error, "%s", e->msg);
+	pthread_mutex_lock(&m->pub.mu);
+	m->pub.errors[m->pub.nerrors % METRICS_ERRORS].t = unix_now();
+	snprintf(m->pub.errors[m->pub.nerrors % METRICS_ERRORS].msg, ERR_MSG_MAX, "%s", e->msg);
+	m->pub.nerrors++;
+	pthread_mutex_unlock(&m->pub.mu);
 	if (reconnecting)
 		m->f.reconnects++;
 	metrics_state(m, reconnecting ? METRICS_RECONNECTING : METRICS_STOPPING, e->msg);
@@ -440,4 +512,96 @@ bool metrics_health(struct metrics *m, struct buf *out)
 	}
 	buf_printf(out, "ok: streaming for %lld s, acknowledged up to %s\n", (long long)since, lsn);
 	return true;
+}
+
+/* ---- the status page's data (HTTP thread) ---- */
+
+/* s as a JSON string: quotes, backslashes and control characters escaped
+ * (names and messages are UTF-8: the connection's client encoding). */
+static void put_json(struct buf *out, const char *s)
+{
+	buf_putc(out, '"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\') {
+			buf_putc(out, '\\');
+			buf_putc(out, *s);
+		} else if ((unsigned char)*s < 0x20) {
+			buf_printf(out, "\\u%04x", (unsigned char)*s);
+		} else {
+			buf_putc(out, *s);
+		}
+	}
+	buf_putc(out, '"');
+}
+
+void metrics_render_status(struct metrics *m, struct buf *out)
+{
+	struct view v;
+	struct metrics_sample *hist = NULL;
+	struct metrics_error_entry errs[METRICS_ERRORS];
+	size_t nhist = 0, nerr, first;
+	char lsn[LSN_STR_MAX];
+	struct buf why;
+	bool healthy;
+
+	buf_init(&why, 0);
+	healthy = metrics_health(m, &why);
+	if (why.len)
+		why.data[--why.len] = '\0'; /* the newline */
+	take_view(m, &v);
+	pthread_mutex_lock(&m->pub.mu);
+	if (m->pub.history && m->pub.hist_count &&
+	    (hist = malloc(m->pub.hist_count * sizeof *hist)) != NULL) {
+		nhist = m->pub.hist_count;
+		for (size_t i = 0; i < nhist; i++)
+			hist[i] = m->pub.history[(m->pub.hist_head + i) % METRICS_HISTORY];
+	}
+	nerr = m->pub.nerrors < METRICS_ERRORS ? m->pub.nerrors : METRICS_ERRORS;
+	first = m->pub.nerrors - nerr;
+	for (size_t i = 0; i < nerr; i++)
+		errs[i] = m->pub.errors[(first + i) % METRICS_ERRORS];
+	pthread_mutex_unlock(&m->pub.mu);
+
+	buf_puts(out, "{\"slot\":");
+	put_json(out, m->slot);
+	buf_puts(out, ",\"publication\":");
+	put_json(out, m->publication);
+	buf_printf(out, ",\"state\":\"%s\",\"healthy\":%s,\"health\":", STATE_NAMES[v.f.state],
+	           healthy ? "true" : "false");
+	put_json(out, why.data ? why.data : "");
+	lsn_format(v.f.acked_lsn, lsn);
+	buf_printf(out, ",\"acknowledged_lsn\":\"%s\",\"lag_bytes\":%llu,\"lag_seconds\":%.3f", lsn,
+	           (unsigned long long)(v.f.server_lsn > v.f.acked_lsn
+	                                    ? v.f.server_lsn - v.f.acked_lsn
+	                                    : 0),
+	           v.f.lag_seconds);
+	if (v.f.slot_known)
+		buf_printf(out, ",\"slot_wal_retained_bytes\":%llu",
+		           (unsigned long long)v.f.slot_retained_bytes);
+	else
+		buf_puts(out, ",\"slot_wal_retained_bytes\":null");
+	buf_puts(out, ",\"tables\":[");
+	for (size_t i = 0; i < v.ntables; i++) {
+		buf_puts(out, i ? ",{\"schema\":" : "{\"schema\":");
+		put_json(out, v.tables[i].schema);
+		buf_puts(out, ",\"table\":");
+		put_json(out, v.tables[i].name);
+		buf_printf(out, ",\"events\":%llu,\"events_per_s\":%.1f}",
+		           (unsigned long long)table_events(&v.tables[i]), v.tables[i].rate);
+	}
+	buf_puts(out, "],\"history\":[");
+	for (size_t i = 0; i < nhist; i++)
+		buf_printf(out, "%s[%.0f,%llu,%.3f,%.1f]", i ? "," : "", hist[i].t,
+		           (unsigned long long)hist[i].lag_bytes, hist[i].lag_seconds,
+		           hist[i].events_per_s);
+	buf_puts(out, "],\"errors\":[");
+	for (size_t i = 0; i < nerr; i++) {
+		buf_printf(out, "%s{\"time\":%.0f,\"msg\":", i ? "," : "", errs[i].t);
+		put_json(out, errs[i].msg);
+		buf_putc(out, '}');
+	}
+	buf_puts(out, "]}\n");
+	free(hist);
+	free(v.tables);
+	buf_reset(&why);
 }

@@ -51,6 +51,23 @@ struct metrics_table {
 	char *schema;
 	char *name;
 	uint64_t events[METRICS_NOPS];
+	double rate;        /* events per second over the last sample interval */
+	uint64_t rate_base; /* ... its event count at the start of it */
+};
+
+/* The status page's history: one sample a second for an hour, and the
+ * last errors (only with the HTTP endpoint: metrics_keep_history). */
+#define METRICS_HISTORY 3600
+#define METRICS_ERRORS  10
+struct metrics_sample {
+	double t; /* Unix time */
+	double lag_seconds;
+	uint64_t lag_bytes;
+	double events_per_s;
+};
+struct metrics_error_entry {
+	double t;
+	char msg[ERR_MSG_MAX];
 };
 
 /* Everything copied at a publish, besides the tables. */
@@ -88,6 +105,10 @@ struct metrics_pub {
 	struct metrics_figures f;
 	struct metrics_table *tables; /* values copied; names borrowed from the live side */
 	size_t ntables, cap;
+	struct metrics_sample *history; /* ring of METRICS_HISTORY, NULL: not kept */
+	size_t hist_head, hist_count;   /* oldest sample, how many */
+	struct metrics_error_entry errors[METRICS_ERRORS]; /* ring */
+	size_t nerrors;                                    /* ever recorded */
 };
 
 struct metrics {
@@ -97,6 +118,9 @@ struct metrics {
 	size_t ntables, cap;
 	struct oidmap by_oid; /* relation OID -> struct metrics_table */
 	int64_t next_publish_ms;
+	int64_t next_sample_ms; /* history: one sample a second */
+	int64_t last_sample_ms;
+	uint64_t last_sample_events;
 	/* Settings. */
 	int status_interval_ms;
 	const char *slot, *publication; /* borrowed */
@@ -165,6 +189,13 @@ void metrics_slot(struct metrics *m, uint64_t wal_end, uint64_t restart_lsn, uin
                   bool active);
 
 /* ---- the HTTP thread's side ---- */
+
+/* Keep the status page's history from now on (the endpoint calls it
+ * before it serves). -1 with *e set when out of memory. */
+int metrics_keep_history(struct metrics *m, struct err *e);
+
+/* The status page's data as one JSON object (ops/page.h polls it). */
+void metrics_render_status(struct metrics *m, struct buf *out);
 
 /* The Prometheus text exposition (format 0.0.4) of the latest snapshot,
  * appended to out, with the process's CPU and RSS read now. */
