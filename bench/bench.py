@@ -86,6 +86,7 @@ CONTENDERS = {
     "h": ("pgoutput", "pgstream --read-hold=false > /dev/null"),
     "k": ("pgoutput", "pgstream --sink kafka (mock, read back)"),
     "m": ("pgoutput", "c with --metrics-addr, scraped every 1 s"),
+    "n": ("pgoutput", "c with --metrics-addr, not scraped"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
@@ -543,8 +544,8 @@ class Bench:
                 r["seen"] = count_lines(out, PGSTREAM_CHANGES)
         elif base == "k":
             r = self.run_kafka(slot)
-        elif base == "m":
-            r = self.run_scraped(conninfo, slot, out if smoke else None)
+        elif base in ("m", "n"):
+            r = self.run_scraped(conninfo, slot, out if smoke else None, scrape=base == "m")
             if smoke:
                 r["seen"] = count_lines(out, PGSTREAM_CHANGES)
         else:  # d: to a file on disk, fsync before every acknowledgement
@@ -561,8 +562,8 @@ class Bench:
             os.unlink(out)
         return r
 
-    def run_scraped(self, conninfo, slot, stdout_path):
-        """(m): c with --metrics-addr, its /metrics and /healthz fetched every
+    def run_scraped(self, conninfo, slot, stdout_path, scrape=True):
+        """(m, n): c with --metrics-addr; for m its /metrics and /healthz fetched every
         second from a thread of the driver while it runs (the HTTP side must
         not slow the stream: compare with c)."""
         import socket
@@ -582,7 +583,7 @@ class Bench:
                             scrapes.append((path, resp.status, len(resp.read())))
                     except OSError as e:  # before it listens; 503 is an HTTPError too
                         scrapes.append((path, getattr(e, "code", None), 0))
-        t = threading.Thread(target=scraper)
+        t = threading.Thread(target=scraper if scrape else done.wait)
         t.start()
         try:
             r = self.timed(self.pgstream(conninfo, slot, "--metrics-addr", "127.0.0.1:%d" % port),
