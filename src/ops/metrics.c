@@ -247,9 +247,9 @@ void metrics_state(struct metrics *m, enum metrics_state st, const char *reason)
 
 	if (st != m->f.state)
 		m->f.state_since_ms = now;
-	/* Acknowledgement cannot move while not streaming: its clock starts
-	 * again when streaming does. */
-	if (st == METRICS_STREAMING && m->f.state != METRICS_SINK_BLOCKED)
+	/* Acknowledgement cannot move while not streaming, nor much while
+	 * the output is blocked: its clock starts again when streaming does. */
+	if (st == METRICS_STREAMING)
 		m->f.ack_moved_ms = now;
 	m->f.state = st;
 	snprintf(m->f.reason, sizeof m->f.reason, "%s", reason ? reason : "");

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "jsoncheck.h"
 #include "ops/metrics.h"
 
 static struct metrics M;
@@ -199,6 +200,42 @@ static void test_health_acknowledgement_clock(void **state)
 	assert_true(ok);
 }
 
+static void test_status_json(void **state)
+{
+	struct err e = {.kind = ERR_SINK};
+	struct buf b;
+
+	(void)state;
+	assert_int_equal(metrics_keep_history(&M, &e), 0);
+	metrics_relation(&M, 1, "s\"q", "t\\b\x01\n");
+	metrics_event(&M, 1, METRICS_INSERT, 1);
+	strcpy(e.msg, "could not write to \"out\": \x02 broken\nline");
+	for (int i = 0; i < 12; i++) /* more than the ring keeps */
+		metrics_error(&M, &e, true);
+	metrics_state(&M, METRICS_STREAMING, NULL);
+	sleep_ms(1100); /* a second sample, with a rate */
+	metrics_event(&M, 1, METRICS_INSERT, 1);
+	metrics_tick(&M, 5, 5, 5, false, true);
+	buf_init(&b, 0);
+	metrics_render_status(&M, &b);
+	assert_true(buf_ok(&b));
+	assert_true(jsoncheck_line(b.data, b.len));
+	assert_non_null(strstr(b.data, "\"slot\":\"my_slot\""));
+	assert_non_null(strstr(b.data, "\"state\":\"streaming\",\"healthy\":true"));
+	assert_non_null(strstr(b.data, "\"schema\":\"s\\\"q\",\"table\":\"t\\\\b\\u0001\\u000a\","
+	                               "\"events\":2"));
+	/* The ring keeps the last 10 errors. */
+	{
+		int n = 0;
+
+		for (const char *p = b.data; (p = strstr(p, "\"msg\":")) != NULL; p++)
+			n++;
+		assert_int_equal(n, 10);
+	}
+	assert_non_null(strstr(b.data, "\"history\":[["));
+	buf_reset(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -207,6 +244,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_histogram_is_cumulative, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_health_states, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_health_acknowledgement_clock, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
