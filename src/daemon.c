@@ -609,7 +609,10 @@ static int wait_for_sink(struct daemon *d, struct err *e)
 		if (!warned && now - since >= SINK_STALL_WARN_MS) {
 			log_warn("output is not being read; pausing replication (nothing unwritten "
 			         "is acknowledged)");
-			metrics_state(&d->metrics, METRICS_SINK_BLOCKED, NULL);
+			metrics_state(&d->metrics, METRICS_SINK_BLOCKED,
+			              kafka_sink(d->cfg)
+			                  ? "Kafka's producer queue is full (brokers away?)"
+			                  : "output is not being read");
 			warned = true;
 		}
 		if (status_due(d) && send_status(d, e) < 0)

@@ -485,8 +485,6 @@ bool metrics_health(struct metrics *m, struct buf *out)
 	lsn_format(f.acked_lsn, lsn);
 	if (f.state != METRICS_STREAMING) {
 		buf_printf(out, "%s for %lld s", STATE_NAMES[f.state], (long long)since);
-		if (f.state == METRICS_SINK_BLOCKED)
-			buf_puts(out, ": output is not being read");
 		if (f.reason[0])
 			buf_printf(out, ": %s", f.reason);
 		buf_putc(out, '\n');

@@ -153,7 +153,7 @@ static void test_health_states(void **state)
 	h = health(&ok);
 	assert_true(ok);
 	assert_string_equal(h, "ok: streaming for 0 s, acknowledged up to 0/0\n");
-	metrics_state(&M, METRICS_SINK_BLOCKED, NULL);
+	metrics_state(&M, METRICS_SINK_BLOCKED, "output is not being read");
 	h = health(&ok);
 	assert_false(ok);
 	assert_string_equal(h, "sink_blocked for 0 s: output is not being read\n");
