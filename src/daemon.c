@@ -761,8 +761,10 @@ static int stream_loop(struct daemon *d, struct err *e)
 		if (n > 0) {
 			int rc;
 
-			if (++frames % FRAMES_PER_CLOCK_CHECK == 0)
+			if (++frames % FRAMES_PER_CLOCK_CHECK == 0) {
 				d->last_recv_ms = clock_ms();
+				tick(d, false); /* metrics stay fresh under load */
+			}
 			rc = handle_frame(d, data, len, e);
 			stream_free(data);
 			if (rc < 0)
