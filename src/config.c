@@ -103,7 +103,7 @@ static const struct option_def OPTIONS[] = {
     {"tables", "TABLES", OPT_STRING, F(tables), "T1,T2",
      "with --create-publication: publish only these tables (default all)"},
     {"metrics-addr", "METRICS_ADDR", OPT_STRING, F(metrics_addr), "HOST:PORT",
-     "serve Prometheus metrics at /metrics and health at /healthz (default: off)"},
+     "serve /metrics (Prometheus), /healthz and a status page at / (default: off)"},
     {"log-level", "LOG_LEVEL", OPT_LOGLEVEL, F(log_level), "LEVEL",
      "debug, info, warn, error or quiet (default info)"},
     {"log-format", "LOG_FORMAT", OPT_LOGFORMAT, F(log_format), "text|json",

@@ -129,8 +129,9 @@ static void log_listening(int fd)
 	    getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
 	                NI_NUMERICHOST | NI_NUMERICSERV) != 0)
 		return;
-	log_info(ss.ss_family == AF_INET6 ? "metrics on http://[%s]:%s/metrics, health on /healthz"
-	                                  : "metrics on http://%s:%s/metrics, health on /healthz",
+	log_info(ss.ss_family == AF_INET6
+	             ? "metrics on http://[%s]:%s/metrics, health on /healthz, status page on /"
+	             : "metrics on http://%s:%s/metrics, health on /healthz, status page on /",
 	         host, port);
 }
 
