@@ -88,6 +88,8 @@ CONTENDERS = {
     "m": ("pgoutput", "pgstream --format debezium > /dev/null"),
     "n": ("pgoutput", "pgstream, 1 column excluded, 1 masked > /dev/null"),
     "t": ("pgoutput", "pgstream --tx-events > /dev/null"),
+    "p": ("pgoutput", "c with --metrics-addr, scraped every 1 s"),
+    "q": ("pgoutput", "c with --metrics-addr, not scraped"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
@@ -550,6 +552,10 @@ class Bench:
                 r["seen"] = count_lines(out, DEBEZIUM_CHANGES if base == "m" else PGSTREAM_CHANGES)
         elif base == "k":
             r = self.run_kafka(slot)
+        elif base in ("p", "q"):
+            r = self.run_scraped(conninfo, slot, out if smoke else None, scrape=base == "p")
+            if smoke:
+                r["seen"] = count_lines(out, PGSTREAM_CHANGES)
         else:  # d: to a file on disk, fsync before every acknowledgement
             r = self.timed(self.pgstream(conninfo, slot, "--output", out), slot)
             r["seen"] = count_lines(out, PGSTREAM_CHANGES)
@@ -564,6 +570,38 @@ class Bench:
         r.pop("stderr", None)
         if os.path.exists(out):
             os.unlink(out)
+        return r
+
+    def run_scraped(self, conninfo, slot, stdout_path, scrape=True):
+        """(p, q): c with --metrics-addr; for p its /metrics and /healthz fetched every
+        second from a thread of the driver while it runs (the HTTP side must
+        not slow the stream: compare with c)."""
+        import socket
+        import threading
+        import urllib.request
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            port = sk.getsockname()[1]
+        done, scrapes = threading.Event(), []
+
+        def scraper():
+            while not done.wait(1.0):
+                for path in ("/metrics", "/healthz"):
+                    try:
+                        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                                    timeout=2) as resp:
+                            scrapes.append((path, resp.status, len(resp.read())))
+                    except OSError as e:  # before it listens; 503 is an HTTPError too
+                        scrapes.append((path, getattr(e, "code", None), 0))
+        t = threading.Thread(target=scraper if scrape else done.wait)
+        t.start()
+        try:
+            r = self.timed(self.pgstream(conninfo, slot, "--metrics-addr", "127.0.0.1:%d" % port),
+                           slot, stdout_path=stdout_path)
+        finally:
+            done.set()
+            t.join()
+        r["scrapes"] = sum(1 for p, st, n in scrapes if p == "/metrics" and st == 200 and n)
         return r
 
     def run_kafka(self, slot):
@@ -596,7 +634,8 @@ class Bench:
 
     def throughput(self):
         a, s = self.args, self.server
-        names = [n for n in CONTENDERS if s.unix or not n.endswith("-unix")]
+        names = [n for n in CONTENDERS if (s.unix or not n.endswith("-unix")) and
+                 (not a.only or n in a.only.split(","))]
         wl = a.workload
         s.psql("-f", os.path.join(wl, "schema.sql"))
         s.sql("DROP PUBLICATION IF EXISTS bench_pub")
@@ -633,10 +672,11 @@ class Bench:
                 runs.append(r)
                 s.drop_slot(slot)
                 log("rep %d %-7s %7.2f s %9.0f changes/s  client %s s  server %s s"
-                    "  other %s s  TCP segment %s B" % (
+                    "  other %s s  TCP segment %s B%s" % (
                         rep, name, r["wall_s"], self.changes / r["wall_s"],
                         fmt(r.get("client_cpu_s")), fmt(r.get("ws_cpu_s")),
-                        fmt(r.get("other_cpu_s")), fmt(r.get("tcp_segment_bytes"), 0)))
+                        fmt(r.get("other_cpu_s")), fmt(r.get("tcp_segment_bytes"), 0),
+                        "  scrapes %d" % r["scrapes"] if "scrapes" in r else ""))
         profile = self.profile(slots) if a.profile else None
         return {"workload_s": workload_s, "end_lsn": self.end, "changes": self.changes,
                 "warmup": warm, "runs": runs, "names": names, "profile": profile}
@@ -983,6 +1023,7 @@ def main():
     ap.add_argument("--lat-seconds", type=int, default=10)
     ap.add_argument("--lat-clients", type=int, default=4)
     ap.add_argument("--big-rows", type=int, default=1000000)
+    ap.add_argument("--only", metavar="C,C", help="run only these contenders (e.g. c,m)")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--no-bigtxn", action="store_true")
     ap.add_argument("--profile", action="store_true", help="callgrind + perf on pgstream")

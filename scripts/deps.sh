@@ -7,7 +7,9 @@ PKGS=(build-essential cmake pkg-config libpq-dev libssl-dev libcmocka-dev postgr
       valgrind clang-14 libclang-rt-14-dev    # memcheck test; libFuzzer targets
       postgresql-15-wal2json time             # the benchmark's smoke test
       strace                                  # the acknowledgement-order test
-      librdkafka-dev kcat)                    # the Kafka sink; its tests read back with kcat
+      librdkafka-dev kcat                     # the Kafka sink; its tests read back with kcat
+      libmicrohttpd-dev python3-prometheus-client  # --metrics-addr; its test parses with the reference parser
+      chromium)                               # the status page test (headless)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,14 +5,47 @@
 # table that a background writer keeps changing, and streams it: live change
 # events within seconds. Ctrl-C stops everything and removes the cluster.
 # DEMO_SECONDS=N stops the demo by itself after N seconds.
+# Against DATABASE_URL it leaves nothing behind: a temporary slot, and the
+# publication (pgstream_pub, or PUBLICATION_NAME) created for the demo if
+# it was missing, dropped at the end. Other flags are passed on.
+# PGSTREAM_BIN=path uses that binary instead of building one.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/deps.sh"
-BUILD_TARGET=pgstream "$here/scripts/build.sh" "$here/build" >/dev/null
-bin=$here/build/pgstream
+if [ -n "${PGSTREAM_BIN:-}" ]; then
+  bin=$PGSTREAM_BIN
+else
+  BUILD_TARGET=pgstream "$here/scripts/build.sh" "$here/build" >/dev/null
+  bin=$here/build/pgstream
+fi
+
+# Run pgstream, for DEMO_SECONDS if set (then SIGTERM: a clean stop, exit 0).
+run() {
+  if [ -n "${DEMO_SECONDS:-}" ]; then
+    local rc=0
+    timeout -s TERM "$DEMO_SECONDS" "$bin" "$@" || rc=$?
+    [ "$rc" = 124 ] && rc=0
+    return "$rc"
+  fi
+  "$bin" "$@"
+}
 
 if [ -n "${DATABASE_URL:-}" ]; then
-  exec "$bin" "$@"
+  pub=${PUBLICATION_NAME:-pgstream_pub}
+  created=
+  if [ "$(psql -X -Atq -d "$DATABASE_URL" -c "SELECT count(*) FROM pg_publication WHERE pubname = '$pub'")" = 0 ]; then
+    echo "creating publication $pub FOR ALL TABLES for the demo (dropped at the end)..." >&2
+    psql -X -q -d "$DATABASE_URL" -v ON_ERROR_STOP=1 -c "CREATE PUBLICATION \"$pub\" FOR ALL TABLES"
+    created=1
+  fi
+  drop_pub() {
+    [ -n "$created" ] && psql -X -q -d "$DATABASE_URL" -c "DROP PUBLICATION IF EXISTS \"$pub\"" || true
+  }
+  trap drop_pub EXIT
+  trap 'exit 130' INT TERM
+  # A temporary slot: dropped by the server when pgstream disconnects.
+  run --publication "$pub" --temporary-slot "$@"
+  exit
 fi
 
 dir=$(mktemp -d /tmp/pgstream-demo.XXXXXX)
@@ -49,7 +82,4 @@ SQL
 ) &
 writer=$!
 
-if [ -n "${DEMO_SECONDS:-}" ]; then
-  ( sleep "$DEMO_SECONDS"; pkill -TERM -f "^$bin --database-url $url" ) &
-fi
-"$bin" --database-url "$url" --create-publication --temporary-slot "$@"
+run --database-url "$url" --create-publication --temporary-slot "$@"

@@ -25,6 +25,7 @@ enum opt_kind {
 	OPT_MICROS,
 	OPT_FORMAT,
 	OPT_LOGLEVEL,
+	OPT_LOGFORMAT,
 	OPT_SLOTNAME,
 	OPT_UTF8POLICY,
 	OPT_SINK,
@@ -131,6 +132,9 @@ static const struct option_def OPTIONS[] = {
      "cap of the exponential reconnect backoff (default 30)"},
     {"wal-receiver-timeout", "WAL_RECEIVER_TIMEOUT", OPT_SECONDS, F(receiver_timeout_ms), "SECONDS",
      "reconnect when the server sent nothing for this long (default 60)"},
+    {"heartbeat-interval", "HEARTBEAT_INTERVAL", OPT_SECONDS, F(heartbeat_interval_ms), "SECONDS",
+     "write a logical message this often (at a status update) so the slot advances while "
+     "the published tables are idle (default: off)"},
     {"read-delay-us", "READ_DELAY_US", OPT_MICROS, F(read_delay_us), "MICROSECONDS",
      "pause after each read so the server's messages arrive in batches (default 300; 0: none)"},
     {"read-hold", "READ_HOLD", OPT_BOOL, F(read_hold), NULL,
@@ -146,10 +150,16 @@ static const struct option_def OPTIONS[] = {
      "create the publication if it is missing"},
     {"tables", "TABLES", OPT_STRING, F(tables), "T1,T2",
      "with --create-publication: publish only these tables (default all)"},
+    {"metrics-addr", "METRICS_ADDR", OPT_STRING, F(metrics_addr), "HOST:PORT",
+     "serve /metrics (Prometheus), /healthz and a status page at / (default: off)"},
     {"log-level", "LOG_LEVEL", OPT_LOGLEVEL, F(log_level), "LEVEL",
      "debug, info, warn, error or quiet (default info)"},
+    {"log-format", "LOG_FORMAT", OPT_LOGFORMAT, F(log_format), "text|json",
+     "stderr lines as text, or one JSON object per line (default text)"},
     {"env-file", "ENV_FILE", OPT_STRING, F(env_file), "FILE",
      "read settings from FILE (default ./.env if it exists)"},
+    {"json", NULL, OPT_BOOL, F(json), NULL, "with status: one JSON object instead of a screen"},
+    {"yes", NULL, OPT_BOOL, F(yes), NULL, "with drop-slot: drop without asking"},
     {"help", NULL, OPT_BOOL, F(help), NULL, "show this help and exit"},
     {"version", NULL, OPT_BOOL, F(version), NULL, "show the version and exit"},
 };
@@ -476,6 +486,13 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               "invalid value for %s%s: \"%s\" (expected a whole number)",
 			               source, opt->flag, show(&sh, value));
 		return 0;
+	case OPT_LOGFORMAT:
+		level = log_format_parse(value);
+		if (level < 0)
+			return err_set(e, "invalid value for %s%s: \"%s\" (expected text or json)",
+			               source, opt->flag, show(&sh, value));
+		*(int *)field = level;
+		return 0;
 	case OPT_LOGLEVEL:
 		level = log_level_parse(value);
 		if (level < 0)
@@ -762,22 +779,15 @@ void config_reset(struct config *cfg)
 	memset(cfg, 0, sizeof *cfg);
 }
 
-int config_check_request(const struct config *cfg, bool request, struct err *e)
-{
-	if (request && cfg->snapshot_tables == NULL)
-		return err_set(e, "invalid options: pgstream snapshot needs --table SCHEMA.TABLE");
-	if (!request && cfg->snapshot_tables)
-		return err_set(e, "invalid options: --table is for pgstream snapshot (an on-demand "
-		                  "snapshot of a running pgstream)");
-	return 0;
-}
-
 void config_print_help(FILE *out)
 {
 	fprintf(out, "usage: pgstream [OPTIONS]\n"
-	             "       pgstream snapshot --table SCHEMA.TABLE [OPTIONS]\n\n"
+	             "       pgstream snapshot --table SCHEMA.TABLE [OPTIONS]\n"
+	             "       pgstream status [--json] [OPTIONS]\n"
+	             "       pgstream drop-slot [--yes] [OPTIONS]\n\n"
 	             "Stream every committed change of a PostgreSQL database as JSON events,\n"
-	             "read from a logical replication slot with the pgoutput plugin.\n\n"
+	             "read from a logical replication slot with the pgoutput plugin. status shows\n"
+	             "the slot and the publication's tables; drop-slot removes the slot.\n\n"
 	             "Options (flags win over environment variables, which win over .env):\n");
 	for (size_t i = 0; i < NOPTIONS; i++) {
 		const struct option_def *o = &OPTIONS[i];

@@ -37,15 +37,18 @@ struct config {
 	char *kafka_topic;  /* topic template */
 	char *kafka_messages_topic;
 	char *kafka_properties; /* "k=v" lines, one per --kafka-property */
+	char *metrics_addr;     /* HOST:PORT of /metrics and /healthz; NULL: none */
 	bool kafka_tombstones;
 	uint64_t start_lsn; /* 0 = where the slot stands */
 	uint64_t end_lsn;   /* 0 = run forever */
 	int status_interval_ms;
 	int reconnect_max_ms;
-	int receiver_timeout_ms; /* no data for this long: connection presumed lost */
-	int read_delay_us;       /* pause between socket reads so messages batch up */
-	bool read_hold;          /* hold the receive window under load (pg/pace.c) */
+	int receiver_timeout_ms;   /* no data for this long: connection presumed lost */
+	int heartbeat_interval_ms; /* 0: no heartbeat messages */
+	int read_delay_us;         /* pause between socket reads so messages batch up */
+	bool read_hold;            /* hold the receive window under load (pg/pace.c) */
 	int log_level;
+	int log_format;                /* enum log_format */
 	enum utf8_policy invalid_utf8; /* SQL_ASCII databases: replace or fail */
 	int debezium_decimal;          /* enum encoder_decimal, for --format debezium */
 	enum snapshot_mode snapshot;   /* when the tables' existing rows are read */
@@ -72,6 +75,8 @@ struct config {
 	bool fsync;     /* file sink: fsync before acknowledging */
 	bool help;
 	bool version;
+	bool json; /* pgstream status: JSON */
+	bool yes;  /* pgstream drop-slot: no confirmation */
 };
 
 /*
@@ -82,10 +87,6 @@ struct config {
  */
 int config_load(struct config *cfg, int argc, char **argv, struct err *e);
 void config_reset(struct config *cfg);
-
-/* --table belongs to `pgstream snapshot` (request) and it needs one: -1
- * with a message otherwise. */
-int config_check_request(const struct config *cfg, bool request, struct err *e);
 
 /* The usage text, generated from the option table. */
 void config_print_help(FILE *out);

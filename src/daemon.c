@@ -12,7 +12,9 @@
  * so events leave as soon as they are decoded, and a due status update
  * goes), and one wait watches the server and the sink together
  * (wait_for_input). Before each status update the sink is made durable and
- * only what it confirmed is reported as flushed.
+ * only what it confirmed is reported as flushed. Counters and positions go
+ * to ops/metrics.h through one-line hooks (plain stores on this thread;
+ * --metrics-addr's HTTP thread reads only what they publish).
  */
 #include "daemon.h"
 
@@ -34,6 +36,8 @@
 #include "event/txmeta.h"
 #include "event/relinfo.h"
 #include "event/utf8guard.h"
+#include "ops/http.h"
+#include "ops/metrics.h"
 #include "pg/catalog.h"
 #include "pg/conn.h"
 #include "pg/pgoutput.h"
@@ -102,7 +106,25 @@ struct daemon {
 	bool ever_streamed;       /* some session reached START_REPLICATION */
 	bool session_streamed;    /* the last session did */
 	bool session_snapshotted; /* the slot was made from our snapshot */
+	bool waiting_for_slot;    /* retrying a busy slot: said once, not per try */
+
+	struct metrics metrics; /* what --metrics-addr serves (ops/metrics.h) */
+	struct ops_http *http;  /* NULL without --metrics-addr */
+	int64_t next_slot_check_ms;
+	int64_t next_heartbeat_ms; /* --heartbeat-interval */
+	bool heartbeat_failing;    /* ... warned about, until one works */
 };
+
+/* metrics_event's operation index is the event's (ops/ sees no events). */
+_Static_assert(EVENT_INSERT == (int)METRICS_INSERT && EVENT_UPDATE == (int)METRICS_UPDATE &&
+                   EVENT_DELETE == (int)METRICS_DELETE && EVENT_TRUNCATE == (int)METRICS_TRUNCATE &&
+                   EVENT_MESSAGE == (int)METRICS_NOPS,
+               "enum metrics_op follows enum event_op");
+
+static bool kafka_sink(const struct config *cfg)
+{
+	return cfg->sink && strcmp(cfg->sink, "kafka") == 0;
+}
 
 /* ---- events ------------------------------------------------------------ */
 
@@ -143,7 +165,11 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 /* Encode ev into the sink and number it. */
 static int emit_one(struct daemon *d, const struct event *ev, struct err *e)
 {
+	size_t before = sink_buf(d->sink)->len;
+
 	encoder_write(d->enc, sink_buf(d->sink), ev);
+	metrics_event(&d->metrics, ev->rel ? ev->rel->remote->oid : 0, (int)ev->op,
+	              sink_buf(d->sink)->len - before);
 	if (d->records)
 		return emit_routed(d, ev, e);
 	return sink_event_done(d->sink, ++d->seq, NULL, e);
@@ -179,8 +205,13 @@ static int emit(struct daemon *d, struct event *ev, struct err *e)
 /* Make the sink durable and release what it confirmed. */
 static int confirm(struct daemon *d, bool durable, struct err *e)
 {
+	bool work = durable || sink_buf(d->sink)->len > 0; /* else nothing to time */
+	int64_t t0 = work ? clock_us() : 0;
+
 	if (sink_flush(d->sink, durable, e) < 0)
 		return -1;
+	if (work)
+		metrics_sink_flush(&d->metrics, clock_us() - t0);
 	checkpoint_confirm(&d->cp, sink_confirmed(d->sink));
 	return 0;
 }
@@ -311,6 +342,7 @@ static int end_txn(struct daemon *d, uint64_t end_lsn, uint64_t lsn, struct err 
 			return -1;
 	}
 	d->in_txn = false;
+	metrics_commit(&d->metrics, d->txn.commit_time);
 	if (mark(d, end_lsn, e) < 0)
 		return -1;
 	if (d->cfg->end_lsn && end_lsn >= d->cfg->end_lsn)
@@ -475,6 +507,7 @@ static struct relinfo *refine_relation(struct daemon *d, struct relmap *map,
 		return NULL;
 	if (filter_columns(&d->filter, ri, e) < 0)
 		return NULL;
+	metrics_relation(&d->metrics, rel->oid, rel->nspname, rel->relname);
 	encoder_prepare_relation(d->enc, ri);
 	return ri;
 }
@@ -510,6 +543,8 @@ static int handle_pgoutput(struct daemon *d, const struct pgo_msg *m, uint64_t l
 			d->reached_end = true;
 			return 0;
 		}
+		if (strcmp(m->u.message.prefix, CATALOG_HEARTBEAT_PREFIX) == 0)
+			return 0; /* a pgstream's --heartbeat-interval, no event */
 		return handle_message(d, m, lsn, e);
 	case PGO_RELATION:
 		return prepare_relation(d, m->u.relation.rel->oid, lsn, e);
@@ -541,6 +576,7 @@ static int handle_keepalive(struct daemon *d, const struct stream_frame *f, stru
 	 * acknowledging it lets an idle slot release WAL. */
 	if (f->wal_end > d->written_lsn)
 		d->written_lsn = f->wal_end;
+	metrics_caught_up(&d->metrics);
 	if (mark(d, f->wal_end, e) < 0)
 		return -1;
 	if (d->cfg->end_lsn && f->wal_end >= d->cfg->end_lsn)
@@ -555,6 +591,7 @@ static int handle_frame(struct daemon *d, const uint8_t *data, size_t len, struc
 
 	if (stream_parse_frame(data, len, &f, e) < 0)
 		return -1;
+	metrics_frame(&d->metrics, f.type == FRAME_KEEPALIVE ? f.wal_end : f.wal_start, f.wal_end);
 	if (f.type == FRAME_KEEPALIVE)
 		return handle_keepalive(d, &f, e);
 	if (pgoutput_in_stream(d->dec) && f.payload_len > 0 && f.payload[0] != PGO_STREAM_STOP)
@@ -570,6 +607,57 @@ static int handle_frame(struct daemon *d, const uint8_t *data, size_t len, struc
 }
 
 /* ---- feedback ---------------------------------------------------------- */
+
+/* The loop's positions to the metrics (published about once a second, and
+ * at every status update). */
+static void tick(struct daemon *d, bool force)
+{
+	metrics_tick(&d->metrics, d->written_lsn, d->cp.flush_lsn, d->reported_flush,
+	             d->cp.count > 0 || d->cp.flush_lsn > d->reported_flush, force);
+}
+
+/* With --metrics-addr, what the server holds for the slot, asked of the
+ * catalog connection at most every SLOT_CHECK_MS, at a status update:
+ * never per event. A failure is only a missing figure. */
+#define SLOT_CHECK_MS 10000
+static void check_slot(struct daemon *d)
+{
+	struct catalog_slot_info si;
+	struct err ce;
+	int64_t t0;
+
+	if (d->http == NULL || clock_ms() < d->next_slot_check_ms)
+		return;
+	t0 = clock_us();
+	d->next_slot_check_ms = clock_ms() + SLOT_CHECK_MS;
+	if (catalog_slot_info(d->cat, d->cfg->slot, &si, &ce) < 0)
+		log_debug("metrics: %s", ce.msg);
+	else if (si.found)
+		metrics_slot(&d->metrics, si.wal_lsn, si.restart_lsn, si.confirmed_lsn, si.active);
+	log_debug("metrics: slot checked in %lld us", (long long)(clock_us() - t0));
+}
+
+/* --heartbeat-interval: a logical message in this database, so that the
+ * walsender has something of ours to send and we to acknowledge even when
+ * only unpublished tables or other databases write. At a status update,
+ * so never more often than those; a failure is warned about, not fatal. */
+static void heartbeat(struct daemon *d)
+{
+	struct err ce;
+
+	if (d->cfg->heartbeat_interval_ms == 0 || clock_ms() < d->next_heartbeat_ms)
+		return;
+	d->next_heartbeat_ms = clock_ms() + d->cfg->heartbeat_interval_ms;
+	if (catalog_heartbeat(d->cat, &ce) < 0) {
+		if (!d->heartbeat_failing)
+			log_warn("%s; trying again every %d s", ce.msg,
+			         d->cfg->heartbeat_interval_ms / 1000);
+		d->heartbeat_failing = true;
+	} else if (d->heartbeat_failing) {
+		log_info("heartbeat messages written again");
+		d->heartbeat_failing = false;
+	}
+}
 
 static int send_status(struct daemon *d, struct err *e)
 {
@@ -592,6 +680,9 @@ static int send_status(struct daemon *d, struct err *e)
 	d->reported_flush = flush;
 	d->reply_now = false;
 	d->next_status_ms = clock_ms() + d->cfg->status_interval_ms;
+	check_slot(d);
+	heartbeat(d);
+	tick(d, true);
 	return 0;
 }
 
@@ -625,6 +716,10 @@ static int wait_for_sink(struct daemon *d, struct err *e)
 		if (!warned && now - since >= SINK_STALL_WARN_MS) {
 			log_warn("output is not being read; pausing replication (nothing unwritten "
 			         "is acknowledged)");
+			metrics_state(&d->metrics, METRICS_SINK_BLOCKED,
+			              kafka_sink(d->cfg)
+			                  ? "Kafka's producer queue is full (brokers away?)"
+			                  : "output is not being read");
 			warned = true;
 		}
 		if (status_due(d) && send_status(d, e) < 0)
@@ -637,8 +732,10 @@ static int wait_for_sink(struct daemon *d, struct err *e)
 				return -1;
 		}
 	}
-	if (warned)
+	if (warned) {
 		log_info("output is being read again; resuming replication");
+		metrics_state(&d->metrics, METRICS_STREAMING, NULL);
+	}
 	return 0;
 }
 
@@ -655,6 +752,34 @@ static void drain_sink(struct daemon *d)
 		if (sink_wait(d->sink, (int)(deadline - clock_ms()), &ignored) < 0 ||
 		    sink_flush(d->sink, false, &ignored) < 0)
 			break;
+}
+
+/* ---- SIGHUP: reopen the output file ------------------------------------ */
+
+static volatile sig_atomic_t reopen_requested;
+
+void daemon_request_reopen(void)
+{
+	reopen_requested = 1;
+}
+
+/* The old file gets every event so far, durably (sink.h), so what it
+ * confirmed may be released now; the next event starts the new file. */
+static int reopen_output(struct daemon *d, struct err *e)
+{
+	int rc;
+
+	reopen_requested = 0;
+	rc = sink_reopen(d->sink, e);
+	if (rc < 0)
+		return -1;
+	if (rc > 0)
+		log_info("reopened %s (SIGHUP)", d->cfg->output);
+	else if (d->cfg->output == NULL)
+		log_info("SIGHUP: nothing to reopen (events go to %s)",
+		         kafka_sink(d->cfg) ? "Kafka" : "stdout");
+	checkpoint_confirm(&d->cp, sink_confirmed(d->sink));
+	return 0;
 }
 
 /* ---- the loop's timers and its one wait (Redis ae.c's model) ------------ */
@@ -675,8 +800,11 @@ static int64_t next_deadline(const struct daemon *d)
  * is due. */
 static int before_sleep(struct daemon *d, struct err *e)
 {
+	if (reopen_requested && reopen_output(d, e) < 0)
+		return -1;
 	if (confirm(d, false, e) < 0)
 		return -1;
+	tick(d, false);
 	if (status_due(d) && send_status(d, e) < 0)
 		return -1;
 	return 0;
@@ -874,8 +1002,10 @@ static int stream_loop(struct daemon *d, struct err *e)
 		if (n > 0) {
 			int rc;
 
-			if (++frames % FRAMES_PER_CLOCK_CHECK == 0)
+			if (++frames % FRAMES_PER_CLOCK_CHECK == 0) {
 				d->last_recv_ms = clock_ms();
+				tick(d, false); /* metrics stay fresh under load */
+			}
 			rc = handle_frame(d, data, len, e);
 			stream_free(data);
 			if (rc < 0)
@@ -936,6 +1066,28 @@ static void warn_unmatched(struct daemon *d)
 	buf_reset(&columns);
 }
 
+/* What --start-lsn does against the slot's position, said once at start:
+ * the server never goes below the slot, and starting above it skips what
+ * lies between for good once pgstream acknowledges past it. */
+static void say_start_lsn(uint64_t start, uint64_t slot_at)
+{
+	char want[LSN_STR_MAX], at[LSN_STR_MAX];
+
+	lsn_format(start, want);
+	lsn_format(slot_at, at);
+	if (start < slot_at)
+		log_warn("--start-lsn %s is before the slot's confirmed position %s: the server "
+		         "starts at %s (what lies before was acknowledged already)",
+		         want, at, at);
+	else if (start > slot_at)
+		log_warn("--start-lsn %s is ahead of the slot's confirmed position %s: changes "
+		         "committed between them are skipped, and gone from the slot once pgstream "
+		         "acknowledges past %s",
+		         want, at, want);
+	else
+		log_info("--start-lsn %s is the slot's confirmed position", want);
+}
+
 static int run_session(struct daemon *d, struct err *e)
 {
 	struct conn_info info;
@@ -944,11 +1096,14 @@ static int run_session(struct daemon *d, struct err *e)
 	int rc;
 
 	d->session_streamed = false;
-	log_info("connecting to postgres...");
+	metrics_state(&d->metrics, METRICS_CONNECTING, NULL);
+	if (!d->waiting_for_slot)
+		log_info("connecting to postgres...");
 	d->conn = conn_open(&d->params, &info, e);
 	if (d->conn == NULL)
 		return -1;
-	log_info("connected!");
+	if (!d->waiting_for_slot)
+		log_info("connected!");
 	if (conn_prepare(d->conn, &d->params, &info, e) < 0) {
 		session_end(d);
 		return -1;
@@ -1001,6 +1156,8 @@ static int run_session(struct daemon *d, struct err *e)
 	 * server last heard from us; the server never goes below its slot. */
 	start = d->cp.flush_lsn ? d->cp.flush_lsn : d->cfg->start_lsn;
 	lsn_format(start, s);
+	if (!d->ever_streamed && d->cfg->start_lsn)
+		say_start_lsn(d->cfg->start_lsn, info.slot_confirmed_lsn);
 	log_info("starting replication...");
 	if (log_get_level() <= LOG_DEBUG) {
 		char slot_at[LSN_STR_MAX], wal_at[LSN_STR_MAX];
@@ -1018,9 +1175,13 @@ static int run_session(struct daemon *d, struct err *e)
 	}
 	if (!d->ever_streamed)
 		warn_unmatched(d);
+	if (d->waiting_for_slot)
+		log_info("replication slot %s was released", d->cfg->slot);
+	d->waiting_for_slot = false;
 	d->ever_streamed = d->session_streamed = true;
 	d->params.slot_must_exist = true;
 	log_info("listening for changes...");
+	metrics_state(&d->metrics, METRICS_STREAMING, NULL);
 	d->next_status_ms = clock_ms() + d->cfg->status_interval_ms;
 	d->last_recv_ms = clock_ms();
 	rc = stream_loop(d, e);
@@ -1062,11 +1223,6 @@ static void log_peak_memory(const struct daemon *d)
 		fclose(f);
 	log_debug("exiting after %llu events, peak RSS %ld kB", (unsigned long long)d->seq,
 	          peak_kb);
-}
-
-static bool kafka_sink(const struct config *cfg)
-{
-	return cfg->sink && strcmp(cfg->sink, "kafka") == 0;
 }
 
 static const char *pick_format(const struct config *cfg)
@@ -1138,6 +1294,8 @@ int daemon_check_config(const struct config *cfg, struct err *e)
 	if (filter_init(&f, &fcfg, e) < 0)
 		return -1;
 	filter_reset(&f);
+	if (cfg->metrics_addr && ops_http_check_addr(cfg->metrics_addr, e) < 0)
+		return -1;
 	return sink_check_config(&scfg, e);
 }
 
@@ -1174,9 +1332,21 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	buf_init(&d.converted, 0);
 	buf_init(&d.key, 0);
 	buf_init(&d.old_key, 0);
+	if (metrics_init(&d.metrics, cfg->slot, cfg->publication, cfg->status_interval_ms, e) < 0) {
+		filter_reset(&d.filter);
+		return -1;
+	}
 	d.sink = sink_open(&scfg, e);
 	if (d.sink == NULL) {
 		filter_reset(&d.filter);
+		metrics_reset(&d.metrics);
+		return -1;
+	}
+	if (cfg->metrics_addr &&
+	    (d.http = ops_http_start(cfg->metrics_addr, &d.metrics, e)) == NULL) {
+		sink_close(d.sink);
+		filter_reset(&d.filter);
+		metrics_reset(&d.metrics);
 		return -1;
 	}
 	d.records = sink_wants_records(d.sink);
@@ -1212,8 +1382,10 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		catalog_free(d.cat);
 		relmap_free(d.rels);
 		encoder_free(d.enc);
+		ops_http_stop(d.http);
 		sink_close(d.sink);
 		filter_reset(&d.filter);
+		metrics_reset(&d.metrics);
 		return err_set(e, "could not start: out of memory");
 	}
 	for (;;) {
@@ -1228,6 +1400,8 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 			if (busy_waited_ms == 0)
 				log_info("%s; waiting up to %d s for it to be released", e->msg,
 				         SLOT_BUSY_GRACE_MS / 1000);
+			metrics_state(&d.metrics, METRICS_CONNECTING, e->msg);
+			d.waiting_for_slot = true;
 			backoff_sleep(&d, SLOT_BUSY_POLL_MS);
 			busy_waited_ms += SLOT_BUSY_POLL_MS;
 			if (*stop)
@@ -1237,6 +1411,8 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		/* Retry only what a retry can cure, and only once we have streamed:
 		 * a first connection that fails is a configuration problem to
 		 * report, not to hide behind retries. */
+		metrics_error(&d.metrics, e,
+		              (e->kind == ERR_TRANSIENT || e->kind == ERR_BUSY) && d.ever_streamed);
 		if ((e->kind != ERR_TRANSIENT && e->kind != ERR_BUSY) || !d.ever_streamed)
 			break;
 		if (d.session_streamed)
@@ -1251,6 +1427,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	}
 	if (*stop)
 		rc = 0;
+	metrics_state(&d.metrics, METRICS_STOPPING, rc < 0 ? e->msg : NULL);
 	if (rc == 0 || e->kind != ERR_SINK) {
 		struct err ignored;
 		/* Whatever was decoded reaches the sink even if it cannot be
@@ -1268,9 +1445,11 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	catalog_free(d.cat);
 	relmap_free(d.rels);
 	encoder_free(d.enc);
+	ops_http_stop(d.http);
 	sink_close(d.sink);
 	filter_reset(&d.filter);
 	txmeta_reset(&d.txmeta);
+	metrics_reset(&d.metrics);
 	log_peak_memory(&d);
 	return rc;
 }

@@ -26,4 +26,8 @@ int daemon_request_snapshot(const struct config *cfg, struct err *e);
 
 int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e);
 
+/* Ask the running daemon to reopen its --output file (SIGHUP, for
+ * logrotate): done before the loop's next wait. Async-signal-safe. */
+void daemon_request_reopen(void);
+
 #endif

@@ -16,6 +16,7 @@
 
 #include "pg/conn_int.h"
 #include "util/grow.h"
+#include "util/lsn.h"
 
 /* Domains over domains over arrays...: deeper than this is not a real schema. */
 #define MAX_TYPE_DEPTH 8
@@ -354,6 +355,53 @@ int catalog_to_utf8(struct catalog *cat, const char *encoding, const uint8_t *in
 		else
 			rc = conn_result_error(cat->pg, res, e, "convert message content to UTF-8");
 	}
+	PQclear(res);
+	return rc;
+}
+
+int catalog_slot_info(struct catalog *cat, const char *slot, struct catalog_slot_info *out,
+                      struct err *e)
+{
+	static const char SQL[] =
+	    "SELECT pg_catalog.pg_current_wal_lsn()::text, s.active, s.restart_lsn::text, "
+	    "s.confirmed_flush_lsn::text FROM (SELECT 1) one LEFT JOIN "
+	    "pg_catalog.pg_replication_slots s ON s.slot_name = $1";
+	const char *params[1] = {slot};
+	PGresult *res;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if (ensure_connected(cat, e) < 0)
+		return -1;
+	res = PQexecParams(cat->pg, SQL, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		rc = conn_result_error(cat->pg, res, e, "read pg_replication_slots");
+		PQclear(res);
+		return rc;
+	}
+	lsn_parse(PQgetvalue(res, 0, 0), &out->wal_lsn);
+	out->found = !PQgetisnull(res, 0, 1);
+	out->active = out->found && PQgetvalue(res, 0, 1)[0] == 't';
+	if (!PQgetisnull(res, 0, 2))
+		lsn_parse(PQgetvalue(res, 0, 2), &out->restart_lsn);
+	if (!PQgetisnull(res, 0, 3))
+		lsn_parse(PQgetvalue(res, 0, 3), &out->confirmed_lsn);
+	PQclear(res);
+	return 0;
+}
+
+int catalog_heartbeat(struct catalog *cat, struct err *e)
+{
+	static const char SQL[] =
+	    "SELECT pg_catalog.pg_logical_emit_message(false, '" CATALOG_HEARTBEAT_PREFIX "', '')";
+	PGresult *res;
+	int rc = 0;
+
+	if (ensure_connected(cat, e) < 0)
+		return -1;
+	res = PQexec(cat->pg, SQL);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = conn_result_error(cat->pg, res, e, "write a heartbeat message");
 	PQclear(res);
 	return rc;
 }

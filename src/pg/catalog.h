@@ -90,6 +90,29 @@ int catalog_publication_names(struct catalog *cat, const char *pub, struct buf *
  * *e set when the catalog cannot be asked. */
 int catalog_type_name(struct catalog *cat, uint32_t oid, char *out, size_t outlen, struct err *e);
 
+/* What the server holds for a replication slot, for the metrics. */
+struct catalog_slot_info {
+	bool found;             /* the slot exists (else only wal_lsn is set) */
+	bool active;            /* a walsender uses it */
+	uint64_t wal_lsn;       /* the server's current WAL write position */
+	uint64_t restart_lsn;   /* the oldest WAL the slot keeps */
+	uint64_t confirmed_lsn; /* its confirmed_flush_lsn */
+};
+
+/* Ask pg_replication_slots about slot. -1 with *e set when the catalog
+ * cannot be asked (a standby has no current WAL position either). */
+int catalog_slot_info(struct catalog *cat, const char *slot, struct catalog_slot_info *out,
+                      struct err *e);
+
+/* The prefix of pgstream's heartbeat messages: the daemon does not emit
+ * them (any pgstream's, on any slot of the database). */
+#define CATALOG_HEARTBEAT_PREFIX "pgstream.heartbeat"
+
+/* Write a non-transactional logical message with that prefix, so that the
+ * slot's walsender has WAL of this database to send and confirm. -1 with
+ * *e set on failure (no connection, a standby, no REPLICATION right). */
+int catalog_heartbeat(struct catalog *cat, struct err *e);
+
 /* Close the connection (kept closed until the next lookup), keeping the cache. */
 void catalog_disconnect(struct catalog *cat);
 

@@ -326,9 +326,15 @@ static int ensure_publication(PGconn *pg, const struct conn_params *p, struct er
 	res = run(pg, sql, "look up publication", e);
 	if (res == NULL)
 		goto out;
-	if (PQntuples(res) == 1)
+	if (PQntuples(res) == 1) {
 		rc = 0;
-	else if (p->create_publication)
+		if (p->tables)
+			log_warn(
+			    "publication %s exists: --tables is ignored (it names the tables of "
+			    "a publication --create-publication creates; change this one with "
+			    "ALTER PUBLICATION)",
+			    p->publication);
+	} else if (p->create_publication)
 		rc = create_publication(pg, p, ident, e);
 	else
 		err_set(e,
@@ -381,8 +387,11 @@ static int check_existing_slot(PGconn *pg, const struct conn_params *p, struct c
 		             "pg_drop_replication_slot('%s'))",
 		             p->slot, plugin, p->slot);
 	else if (strcmp(db, PQgetvalue(res, 0, 6)) != 0)
-		rc = err_set(e, "replication slot \"%s\" belongs to database \"%s\", not \"%s\"",
-		             p->slot, db, PQgetvalue(res, 0, 6));
+		rc = err_set(e,
+		             "replication slot \"%s\" belongs to database \"%s\", not \"%s\" "
+		             "(slot names are per server: give each pgstream its own --slot, "
+		             "e.g. --slot pgstream_%s)",
+		             p->slot, db, PQgetvalue(res, 0, 6), PQgetvalue(res, 0, 6));
 	else if (strcmp(status, "lost") == 0)
 		rc = err_set(e,
 		             "replication slot \"%s\" is invalidated (wal_status lost: the WAL it "

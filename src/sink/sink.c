@@ -97,6 +97,11 @@ int sink_flush(struct sink *s, bool durable, struct err *e)
 	return s->ops->flush(s, durable, e);
 }
 
+int sink_reopen(struct sink *s, struct err *e)
+{
+	return s->ops->reopen ? s->ops->reopen(s, e) : 0;
+}
+
 uint64_t sink_confirmed(const struct sink *s)
 {
 	return s->confirmed_seq;

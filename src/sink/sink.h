@@ -124,6 +124,14 @@ void sink_adjust_pollset(struct sink *s, struct sink_pollset *ps);
  * confirm. -1 with *e set (ERR_SINK) on a sink failure. */
 int sink_process(struct sink *s, const struct sink_pollset *ps, struct err *e);
 
+/* Reopen the output by its name (for logrotate), after writing out and
+ * making durable everything buffered, so the old file ends with every
+ * event before the reopen and the new one starts with the next. Returns 1
+ * if reopened, 0 if there is nothing to reopen (stdout, Kafka) or the new
+ * file could not be opened (warned; the open one is kept), -1 with *e set
+ * (ERR_SINK) if the flush failed. */
+int sink_reopen(struct sink *s, struct err *e);
+
 /* Wait up to timeout_ms on the sink alone, then give it its turn. Returns
  * 1 if it may have made progress, 0 on timeout or signal, -1 with *e set. */
 int sink_wait(struct sink *s, int timeout_ms, struct err *e);

@@ -11,6 +11,10 @@
  * reported, and a file left ending in a partial line (a crash inside
  * write()) is cut back at open. Neither loses anything: bytes past the
  * last boundary were never acknowledged, so Postgres sends them again.
+ *
+ * SIGHUP (logrotate's postrotate) reopens the file by name: the open one
+ * is written out and fsynced first, so it ends with every event handed
+ * over before the signal, and the next event starts the new file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -68,6 +72,34 @@ static int file_flush(struct sink *s, bool durable, struct err *e)
 		return err_setk(e, ERR_SINK, "could not fsync %s: %s", f->path, strerror(errno));
 	s->confirmed_seq = s->written_seq;
 	return 0;
+}
+
+static int open_path(struct file_sink *f, struct err *e);
+
+static int file_reopen(struct sink *s, struct err *e)
+{
+	struct file_sink *f = s->backend;
+	struct file_sink fresh = *f;
+	struct err oe;
+
+	/* Everything so far goes to the file open now, durably: whatever
+	 * the rotation does next (compress, delete), pgstream has no more
+	 * claim on it, and the events in it may be acknowledged. */
+	if (file_flush(s, true, e) < 0)
+		return -1;
+	/* With --fsync=false too: the old file is left complete on disk. */
+	if (!f->durable_writes && fsync(f->fd) < 0 && errno != EINVAL)
+		return err_setk(e, ERR_SINK, "could not fsync %s: %s", f->path, strerror(errno));
+	s->confirmed_seq = s->written_seq;
+	if (open_path(&fresh, &oe) < 0) {
+		if (fresh.fd >= 0)
+			close(fresh.fd);
+		log_warn("%s; still writing to the file open before", oe.msg);
+		return 0;
+	}
+	close(f->fd);
+	*f = fresh;
+	return 1;
 }
 
 static void file_close(struct sink *s)
@@ -128,6 +160,16 @@ static int repair_tail(struct file_sink *f, struct err *e)
 	return 0;
 }
 
+/* Open f->path for appending, its tail repaired. On failure f->fd may be
+ * open: the caller closes it. */
+static int open_path(struct file_sink *f, struct err *e)
+{
+	f->fd = open(f->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (f->fd < 0)
+		return err_set(e, "could not open %s: %s", f->path, strerror(errno));
+	return repair_tail(f, e);
+}
+
 static int file_open(struct sink *s, const struct sink_config *cfg, struct err *e)
 {
 	struct file_sink *f = s->backend;
@@ -137,10 +179,7 @@ static int file_open(struct sink *s, const struct sink_config *cfg, struct err *
 	if (f->path == NULL)
 		return err_set(e, "could not open %s: out of memory", cfg->output);
 	f->durable_writes = cfg->fsync;
-	f->fd = open(cfg->output, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (f->fd < 0)
-		return err_set(e, "could not open %s: %s", cfg->output, strerror(errno));
-	return repair_tail(f, e);
+	return open_path(f, e);
 }
 
 /* A file is written with blocking writes: nothing to wait on, no turn. */
@@ -150,5 +189,6 @@ const struct sink_ops SINK_FILE = {
     .open = file_open,
     .event_done = file_event_done,
     .flush = file_flush,
+    .reopen = file_reopen,
     .close = file_close,
 };

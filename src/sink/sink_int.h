@@ -35,6 +35,12 @@ struct sink_ops {
 	void (*adjust_pollset)(struct sink *s, struct sink_pollset *ps);
 	/* The backend's turn after a wait; NULL: nothing to do. */
 	int (*process)(struct sink *s, const struct sink_pollset *ps, struct err *e);
+	/* Write out and make durable what it has, then reopen its output by
+	 * name (SIGHUP, after logrotate moved the file). Returns 1 if it
+	 * reopened, 0 if it kept the output it had (warned), -1 with *e set
+	 * when what was buffered could not be made durable. NULL: nothing to
+	 * reopen. */
+	int (*reopen)(struct sink *s, struct err *e);
 	void (*close)(struct sink *s); /* release the backend's resources */
 };
 

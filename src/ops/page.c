@@ -1,0 +1,77 @@
+/*
+ * page.c — the status page's HTML; see page.h. What it shows: the slot,
+ * the state and health line, lag in bytes and in seconds over the last
+ * hour as live charts (inline SVG), events per second by table, and the
+ * last errors, all from /status.json (metrics_render_status).
+ */
+#include "ops/page.h"
+
+static const char PAGE[] =
+    "<!DOCTYPE html>\n"
+    "<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+    "<title>pgstream status</title>\n"
+    "<style>\n"
+    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:1100px}\n"
+    "h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.05em;margin:1.2em 0 .3em}\n"
+    ".ok{color:#176f2c}.bad{color:#b3261e}\n"
+    "table{border-collapse:collapse}td,th{padding:2px 12px 2px 0;text-align:left}\n"
+    "td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\n"
+    "svg{background:#f6f6f6;border:1px solid #ddd}polyline{fill:none;stroke:#2a62c9;"
+    "stroke-width:1.5}\n"
+    ".charts{display:flex;gap:2em;flex-wrap:wrap}.muted{color:#777}\n"
+    "</style></head><body>\n"
+    "<h1>pgstream: slot <span id=\"slot\">?</span></h1>\n"
+    "<div>publication <b id=\"publication\">?</b>, state <b id=\"state\">?</b>, "
+    "acknowledged up to <b id=\"acked\">?</b>, WAL retained by the slot "
+    "<b id=\"retained\">?</b></div>\n"
+    "<div id=\"health\" class=\"muted\">loading...</div>\n"
+    "<h2>Lag over the last hour</h2><div class=\"charts\">\n"
+    "<div>bytes: <b id=\"lagb\">?</b><br><svg id=\"chart-bytes\" width=\"500\" height=\"140\">"
+    "<polyline points=\"\"/></svg></div>\n"
+    "<div>seconds: <b id=\"lags\">?</b><br><svg id=\"chart-seconds\" width=\"500\" "
+    "height=\"140\"><polyline points=\"\"/></svg></div></div>\n"
+    "<h2>Events per second by table</h2>\n"
+    "<table><thead><tr><th>table</th><th class=\"n\">events/s</th><th class=\"n\">events"
+    "</th></tr></thead><tbody id=\"tables\"></tbody></table>\n"
+    "<h2>Last errors</h2><ul id=\"errors\"><li class=\"muted\">none</li></ul>\n"
+    "<script>\n"
+    "'use strict';\n"
+    "function text(id,v){document.getElementById(id).textContent=v;}\n"
+    "function bytes(n){if(n==null)return 'unknown';var u=['B','kB','MB','GB','TB'],i=0;"
+    "while(n>=1024&&i<4){n/=1024;i++;}return (i?n.toFixed(1):n)+' '+u[i];}\n"
+    "function chart(id,hist,k){var svg=document.getElementById(id),w=500,h=140,"
+    "now=Date.now()/1000,max=0;hist.forEach(function(s){max=Math.max(max,s[k]);});"
+    "if(!max)max=1;var pts=hist.map(function(s){var x=w-(now-s[0])/3600*w;"
+    "var y=h-4-(s[k]/max)*(h-12);return x.toFixed(1)+','+y.toFixed(1);});"
+    "svg.firstChild.setAttribute('points',pts.join(' '));svg.setAttribute('data-max',max);}\n"
+    "function row(t){var tr=document.createElement('tr');tr.setAttribute('data-table',"
+    "t.schema+'.'+t.table);[t.schema+'.'+t.table,t.events_per_s.toFixed(1),"
+    "String(t.events)].forEach(function(v,i){var td=document.createElement('td');"
+    "td.textContent=v;if(i){td.className='n '+(i==1?'eps':'total');}tr.appendChild(td);});"
+    "return tr;}\n"
+    "function show(d){text('slot',d.slot);text('publication',d.publication);"
+    "text('state',d.state);text('acked',d.acknowledged_lsn);"
+    "text('retained',bytes(d.slot_wal_retained_bytes));"
+    "var h=document.getElementById('health');h.textContent=d.health;"
+    "h.className=d.healthy?'ok':'bad';text('lagb',bytes(d.lag_bytes));"
+    "text('lags',d.lag_seconds.toFixed(3)+' s');"
+    "chart('chart-bytes',d.history,1);chart('chart-seconds',d.history,2);"
+    "var tb=document.getElementById('tables');tb.textContent='';"
+    "d.tables.forEach(function(t){tb.appendChild(row(t));});"
+    "var ul=document.getElementById('errors');ul.textContent='';"
+    "if(!d.errors.length){var li=document.createElement('li');li.className='muted';"
+    "li.textContent='none';ul.appendChild(li);}"
+    "d.errors.slice().reverse().forEach(function(e){var li=document.createElement('li');"
+    "li.textContent=new Date(e.time*1000).toISOString()+' '+e.msg;ul.appendChild(li);});"
+    "document.body.setAttribute('data-updated',String(Date.now()));}\n"
+    "function poll(){fetch('status.json',{cache:'no-store'}).then(function(r){return r.json();})"
+    ".then(show).catch(function(e){var h=document.getElementById('health');"
+    "h.textContent='pgstream does not answer: '+e;h.className='bad';})"
+    ".finally(function(){setTimeout(poll,1000);});}\n"
+    "poll();\n"
+    "</script></body></html>\n";
+
+const char *page_status_html(void)
+{
+	return PAGE;
+}
