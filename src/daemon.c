@@ -111,15 +111,33 @@ struct daemon {
 	struct metrics metrics; /* what --metrics-addr serves (ops/metrics.h) */
 	struct ops_http *http;  /* NULL without --metrics-addr */
 	int64_t next_slot_check_ms;
-	int64_t next_heartbeat_ms; /* --heartbeat-interval */
-	bool heartbeat_failing;    /* ... warned about, until one works */
+	int64_t next_heartbeat_ms;     /* --heartbeat-interval */
+	bool heartbeat_failing;        /* ... warned about, until one works */
+	int64_t snapshot_published_ms; /* the snapshot's progress, to the metrics */
 };
 
-/* metrics_event's operation index is the event's (ops/ sees no events). */
-_Static_assert(EVENT_INSERT == (int)METRICS_INSERT && EVENT_UPDATE == (int)METRICS_UPDATE &&
-                   EVENT_DELETE == (int)METRICS_DELETE && EVENT_TRUNCATE == (int)METRICS_TRUNCATE &&
-                   EVENT_MESSAGE == (int)METRICS_NOPS,
-               "enum metrics_op follows enum event_op");
+/* metrics_event's operation for an event (ops/ sees no events). */
+static int metrics_op(enum event_op op)
+{
+	switch (op) {
+	case EVENT_INSERT:
+		return METRICS_INSERT;
+	case EVENT_UPDATE:
+		return METRICS_UPDATE;
+	case EVENT_DELETE:
+		return METRICS_DELETE;
+	case EVENT_TRUNCATE:
+		return METRICS_TRUNCATE;
+	case EVENT_READ:
+		return METRICS_READ;
+	case EVENT_MESSAGE:
+		return METRICS_MESSAGE;
+	case EVENT_BEGIN:
+	case EVENT_COMMIT:
+		break;
+	}
+	return METRICS_BYTES_ONLY;
+}
 
 static bool kafka_sink(const struct config *cfg)
 {
@@ -168,7 +186,7 @@ static int emit_one(struct daemon *d, const struct event *ev, struct err *e)
 	size_t before = sink_buf(d->sink)->len;
 
 	encoder_write(d->enc, sink_buf(d->sink), ev);
-	metrics_event(&d->metrics, ev->rel ? ev->rel->remote->oid : 0, (int)ev->op,
+	metrics_event(&d->metrics, ev->rel ? ev->rel->remote->oid : 0, metrics_op(ev->op),
 	              sink_buf(d->sink)->len - before);
 	if (d->records)
 		return emit_routed(d, ev, e);
@@ -875,6 +893,18 @@ static int snapshot_wait(struct daemon *d, struct snapshot_reader *r, const stru
 	return confirm(d, false, e);
 }
 
+/* The progress line or bar if due, and the metrics' sign of life. */
+static void snapshot_progress(struct daemon *d, struct progress *pr, struct snapshot_reader *r)
+{
+	int64_t now = clock_ms();
+
+	if (now - d->snapshot_published_ms >= 1000) {
+		metrics_state(&d->metrics, METRICS_SNAPSHOT, NULL);
+		d->snapshot_published_ms = now;
+	}
+	progress_update(pr, r, now, false);
+}
+
 /* Every event so far confirmed by the sink, or stopped. */
 static int snapshot_settle(struct daemon *d, struct snapshot_reader *r, struct progress *pr,
                            struct err *e)
@@ -884,6 +914,7 @@ static int snapshot_settle(struct daemon *d, struct snapshot_reader *r, struct p
 			return -1;
 		if (sink_confirmed(d->sink) >= d->seq)
 			return 0;
+		snapshot_progress(d, pr, r);
 		if (snapshot_wait(d, r, pr, e) < 0)
 			return -1;
 	}
@@ -927,6 +958,7 @@ static int run_snapshot(struct daemon *d, const struct conn_info *info, struct e
 	lsn_format(info->consistent_lsn, at);
 	log_info("snapshot of %zu tables with %d workers, consistent with the stream from %s", n,
 	         so.workers, at);
+	metrics_state(&d->metrics, METRICS_SNAPSHOT, NULL);
 	for (;;) {
 		struct pgo_tuple tup;
 		size_t t;
@@ -955,10 +987,10 @@ static int run_snapshot(struct daemon *d, const struct conn_info *info, struct e
 			if (emit(d, &ev, e) < 0)
 				goto out;
 			if ((d->seq & 4095) == 0)
-				progress_update(&pr, r, clock_ms(), false);
+				snapshot_progress(d, &pr, r);
 			continue;
 		}
-		progress_update(&pr, r, clock_ms(), false);
+		snapshot_progress(d, &pr, r);
 		if (confirm(d, false, e) < 0 || snapshot_wait(d, r, &pr, e) < 0)
 			goto out;
 	}

@@ -25,10 +25,11 @@ static const int64_t FLUSH_BOUNDS_US[METRICS_FLUSH_BUCKETS] = {
 };
 
 static const char *const STATE_NAMES[METRICS_NSTATES] = {
-    "starting", "connecting", "streaming", "sink_blocked", "reconnecting", "stopping",
+    "starting", "connecting", "streaming", "sink_blocked", "reconnecting", "stopping", "snapshot",
 };
 
-static const char *const OP_NAMES[METRICS_NOPS] = {"insert", "update", "delete", "truncate"};
+static const char *const OP_NAMES[METRICS_NOPS] = {"insert", "update", "delete", "truncate",
+                                                   "read"};
 
 static const char *const ERR_KIND_NAMES[5] = {"none", "fatal", "transient", "busy", "sink"};
 
@@ -483,6 +484,17 @@ bool metrics_health(struct metrics *m, struct buf *out)
 	pthread_mutex_unlock(&m->pub.mu);
 	since = (now - f.state_since_ms) / 1000;
 	lsn_format(f.acked_lsn, lsn);
+	/* A snapshot publishes as it goes (a long one must not look dead to a
+	 * liveness probe that would restart it from the beginning). */
+	if (f.state == METRICS_SNAPSHOT) {
+		stale = now - f.published_ms;
+		if (stale > 2 * (int64_t)m->status_interval_ms + 5000) {
+			buf_printf(out, "snapshot silent for %lld s\n", (long long)(stale / 1000));
+			return false;
+		}
+		buf_printf(out, "ok: snapshot for %lld s\n", (long long)since);
+		return true;
+	}
 	if (f.state != METRICS_STREAMING) {
 		buf_printf(out, "%s for %lld s", STATE_NAMES[f.state], (long long)since);
 		if (f.reason[0])

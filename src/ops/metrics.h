@@ -29,9 +29,21 @@
 #include "util/err.h"
 #include "util/oidmap.h"
 
-enum metrics_op { METRICS_INSERT, METRICS_UPDATE, METRICS_DELETE, METRICS_TRUNCATE, METRICS_NOPS };
+/* A snapshot's rows count as "read": their count per table is its progress. */
+enum metrics_op {
+	METRICS_INSERT,
+	METRICS_UPDATE,
+	METRICS_DELETE,
+	METRICS_TRUNCATE,
+	METRICS_READ,
+	METRICS_NOPS
+};
+/* metrics_event's op for a logical message, and for what is neither a
+ * change nor a message (--tx-events' boundaries): its bytes only. */
+#define METRICS_MESSAGE    METRICS_NOPS
+#define METRICS_BYTES_ONLY (METRICS_NOPS + 1)
 
-/* What the stream loop is doing; only STREAMING can be healthy. */
+/* What the stream loop is doing; only STREAMING and SNAPSHOT can be healthy. */
 enum metrics_state {
 	METRICS_STARTING,
 	METRICS_CONNECTING,
@@ -39,6 +51,7 @@ enum metrics_state {
 	METRICS_SINK_BLOCKED,
 	METRICS_RECONNECTING,
 	METRICS_STOPPING,
+	METRICS_SNAPSHOT, /* the initial snapshot: healthy while it goes on */
 	METRICS_NSTATES,
 };
 
@@ -140,14 +153,15 @@ void metrics_reset(struct metrics *m);
 /* Relation oid is called schema.name from now on (its Relation message). */
 void metrics_relation(struct metrics *m, uint32_t oid, const char *schema, const char *name);
 
-/* An event of relation oid (op < METRICS_NOPS), or a logical message (op
- * METRICS_NOPS, oid ignored), of len encoded bytes. */
+/* An event of relation oid (op < METRICS_NOPS), a logical message (op
+ * METRICS_MESSAGE, oid ignored) or other output (METRICS_BYTES_ONLY), of
+ * len encoded bytes. */
 static inline void metrics_event(struct metrics *m, uint32_t oid, int op, size_t len)
 {
 	m->f.bytes_out += len;
-	if (op >= METRICS_NOPS) {
+	if (op == METRICS_MESSAGE) {
 		m->f.messages++;
-	} else {
+	} else if (op < METRICS_NOPS) {
 		struct metrics_table *t = (struct metrics_table *)oidmap_get(&m->by_oid, oid);
 
 		if (t)

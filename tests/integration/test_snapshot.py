@@ -428,6 +428,49 @@ class Interrupted(unittest.TestCase):
         self.assertNotIn("\r", text)
         wait_no_slot("s_progress_snapshot")
 
+    def test_health_and_metrics_during_snapshot(self):
+        """--metrics-addr: /healthz answers 200 while a snapshot goes on (a
+        liveness probe must not restart it), and the rows read so far show
+        as op="read" per table."""
+        import socket
+        import urllib.request
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            port = sk.getsockname()[1]
+        p = subprocess.Popen(PgStream(C, "--snapshot", "initial", "--snapshot-workers", "1",
+                                      "--metrics-addr", "127.0.0.1:%d" % port,
+                                      slot="s_health", pub="pub_cut").argv,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            health, reads = [], []
+            deadline = time.time() + 3
+            while time.time() < deadline:
+                p.stdout.read(1 << 16)
+                time.sleep(0.2)
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port,
+                                                timeout=2) as r:
+                        health.append((r.status, r.read().decode()))
+                    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                                timeout=2) as r:
+                        m = re.search(r'pgstream_events_total\{schema="public",table="cut",'
+                                      r'op="read"\} (\d+)', r.read().decode())
+                        reads.append(int(m.group(1)) if m else -1)
+                except OSError as exc:  # 503 is an HTTPError
+                    health.append((getattr(exc, "code", None), str(exc)))
+            p.send_signal(signal.SIGTERM)
+            p.stdout.read()
+            self.assertEqual(p.wait(timeout=60), 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            p.stdout.close()
+        ok = [h for h in health if h[0] == 200 and "snapshot" in h[1]]
+        self.assertGreater(len(ok), len(health) // 2, health)
+        self.assertGreater(max(reads), 0, reads)
+        self.assertEqual(reads, sorted(reads))
+        wait_no_slot("s_health_snapshot")
+
     def test_progress_bar_on_a_terminal(self):
         master, slave = pty.openpty()
         try:

@@ -71,8 +71,10 @@ static void test_counts_and_labels(void **state)
 	metrics_event(&M, 100, METRICS_INSERT, 10);
 	metrics_event(&M, 100, METRICS_DELETE, 5);
 	metrics_event(&M, 200, METRICS_TRUNCATE, 7);
-	metrics_event(&M, 0, METRICS_NOPS, 3);     /* a message */
-	metrics_event(&M, 999, METRICS_UPDATE, 1); /* no Relation seen: totals only */
+	metrics_event(&M, 0, METRICS_MESSAGE, 3);      /* a message */
+	metrics_event(&M, 999, METRICS_UPDATE, 1);     /* no Relation seen: totals only */
+	metrics_event(&M, 100, METRICS_READ, 4);       /* a snapshot's row */
+	metrics_event(&M, 0, METRICS_BYTES_ONLY, 100); /* a transaction boundary */
 	t = render();
 	/* Not published yet: the HTTP side sees the last snapshot only. */
 	assert_non_null(strstr(t, "pgstream_output_bytes_total 0\n"));
@@ -86,8 +88,10 @@ static void test_counts_and_labels(void **state)
 	    t, "pgstream_events_total{schema=\"public\",table=\"users\",op=\"update\"} 0\n"));
 	assert_non_null(strstr(t, "pgstream_events_total{schema=\"we\\\"ird\\\\\",table="
 	                          "\"new\\nline\",op=\"truncate\"} 1\n"));
+	assert_non_null(
+	    strstr(t, "pgstream_events_total{schema=\"public\",table=\"users\",op=\"read\"} 1\n"));
 	assert_non_null(strstr(t, "pgstream_messages_total 1\n"));
-	assert_non_null(strstr(t, "pgstream_output_bytes_total 36\n"));
+	assert_non_null(strstr(t, "pgstream_output_bytes_total 140\n"));
 	assert_non_null(strstr(t, "pgstream_info{version=\"" PGSTREAM_VERSION
 	                          "\",slot=\"my_slot\",publication=\"my_pub\"} 1\n"));
 	assert_non_null(strstr(t, "# TYPE pgstream_events_total counter\n"));
