@@ -73,6 +73,16 @@ static const struct option_def OPTIONS[] = {
      "after a DELETE (or a key change) a tombstone for the key (default true)"},
     {"kafka-property", "KAFKA_PROPERTIES", OPT_PROPERTY, F(kafka_properties), "KEY=VALUE",
      "librdkafka producer property, repeatable (environment: KEY=VALUE;KEY=VALUE)"},
+    {"kafka-exactly-once", "KAFKA_EXACTLY_ONCE", OPT_BOOL, F(kafka_exactly_once), NULL,
+     "Kafka transactions with a checkpoint in Kafka: read_committed consumers see each "
+     "change once"},
+    {"kafka-transactional-id", "KAFKA_TRANSACTIONAL_ID", OPT_STRING, F(kafka_transactional_id),
+     "ID",
+     "with --kafka-exactly-once: the producer's transactional.id (default "
+     "{prefix}.pgstream.{slot})"},
+    {"kafka-offsets-topic", "KAFKA_OFFSETS_TOPIC", OPT_STRING, F(kafka_offsets_topic), "TEMPLATE",
+     "with --kafka-exactly-once: the checkpoint topic (default "
+     "{prefix}.pgstream.offsets)"},
     {"start-lsn", "START_LSN", OPT_LSN, F(start_lsn), "X/X",
      "start streaming at this LSN (default: where the slot stands)"},
     {"end-lsn", "END_LSN", OPT_LSN, F(end_lsn), "X/X",
@@ -535,6 +545,17 @@ static int validate_sink(const struct config *cfg, struct err *e)
 	if (kafka && cfg->format && strcmp(cfg->format, "json") != 0)
 		return err_set(e, "invalid options: --sink kafka sends --format json, not %s",
 		               cfg->format);
+	if (cfg->kafka_exactly_once && !kafka)
+		return err_set(e, "invalid options: --kafka-exactly-once needs --sink kafka (it is "
+		                  "Kafka's transactions)");
+	if (!cfg->kafka_exactly_once && cfg->kafka_transactional_id)
+		return err_set(e, "invalid options: --kafka-transactional-id needs "
+		                  "--kafka-exactly-once");
+	if (!cfg->kafka_exactly_once && cfg->kafka_offsets_topic)
+		return err_set(e,
+		               "invalid options: --kafka-offsets-topic needs --kafka-exactly-once");
+	if (cfg->kafka_transactional_id && *cfg->kafka_transactional_id == '\0')
+		return err_set(e, "invalid value for --kafka-transactional-id: empty");
 	return 0;
 }
 

@@ -29,8 +29,11 @@ struct config {
 	char *topic_prefix; /* NULL: the slot name */
 	char *kafka_topic;  /* topic template */
 	char *kafka_messages_topic;
-	char *kafka_properties; /* "k=v" lines, one per --kafka-property */
+	char *kafka_properties;       /* "k=v" lines, one per --kafka-property */
+	char *kafka_transactional_id; /* NULL: {prefix}.pgstream.{slot} */
+	char *kafka_offsets_topic;    /* NULL: {prefix}.pgstream.offsets */
 	bool kafka_tombstones;
+	bool kafka_exactly_once;
 	uint64_t start_lsn; /* 0 = where the slot stands */
 	uint64_t end_lsn;   /* 0 = run forever */
 	int status_interval_ms;

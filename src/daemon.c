@@ -76,6 +76,7 @@ struct daemon {
 	bool convert_messages; /* ... neither that nor UTF8: message content is converted */
 	bool in_txn;
 	struct event_txn txn;
+	uint64_t txn_events; /* events of the open transaction so far */
 	bool reached_end;
 	bool reply_now;
 	/* Streamed transactions not yet committed or aborted (--streaming). */
@@ -99,6 +100,7 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 	    .lsn = ev->lsn,
 	    .commit_lsn = ev->txn ? ev->txn->commit_lsn : 0,
 	    .xid = ev->txn ? ev->txn->xid : 0,
+	    .index = ev->txn ? ++d->txn_events : 1,
 	};
 
 	if (ev->op != EVENT_MESSAGE) {
@@ -218,6 +220,7 @@ static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64
 		return false;
 	}
 	d->in_txn = true;
+	d->txn_events = 0;
 	d->txn.xid = xid;
 	d->txn.commit_lsn = commit_lsn;
 	d->txn.commit_time = commit_time;
@@ -808,6 +811,11 @@ static struct sink_config sink_config_of(const struct config *cfg)
 	        cfg->kafka_messages_topic ? cfg->kafka_messages_topic : "{prefix}.messages",
 	    .properties = cfg->kafka_properties,
 	    .tombstones = cfg->kafka_tombstones,
+	    .exactly_once = cfg->kafka_exactly_once,
+	    .transactional_id = cfg->kafka_transactional_id,
+	    .offsets_topic =
+	        cfg->kafka_offsets_topic ? cfg->kafka_offsets_topic : "{prefix}.pgstream.offsets",
+	    .slot = cfg->slot,
 	};
 	return scfg;
 }
@@ -884,14 +892,24 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 				break;
 			continue;
 		}
+		/* The sink dropped every event after the last it confirmed (an
+		 * aborted Kafka transaction): number them again from there, forget
+		 * the acknowledgements they would have earned, and have the server
+		 * send them again from the last acknowledged position. */
+		if (e->kind == ERR_REPLAY) {
+			d.seq = sink_confirmed(d.sink);
+			checkpoint_discard(&d.cp, d.seq);
+		}
 		/* Retry only what a retry can cure, and only once we have streamed:
 		 * a first connection that fails is a configuration problem to
 		 * report, not to hide behind retries. */
-		if ((e->kind != ERR_TRANSIENT && e->kind != ERR_BUSY) || !d.ever_streamed)
+		if ((e->kind != ERR_TRANSIENT && e->kind != ERR_BUSY && e->kind != ERR_REPLAY) ||
+		    !d.ever_streamed)
 			break;
 		if (d.session_streamed)
 			backoff = RECONNECT_INITIAL_MS; /* it worked for a while */
-		log_info("reconnecting in %d s: %s", (backoff + 999) / 1000, e->msg);
+		log_msg(e->kind == ERR_REPLAY ? LOG_WARN : LOG_INFO, "reconnecting in %d s: %s",
+		        (backoff + 999) / 1000, e->msg);
 		backoff_sleep(&d, backoff);
 		if (*stop) {
 			rc = 0;

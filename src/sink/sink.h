@@ -44,6 +44,11 @@ struct sink_kafka_config {
 	const char *messages_topic; /* template for logical messages: {prefix} */
 	const char *properties;     /* "k=v" lines for rd_kafka_conf_set, or NULL */
 	bool tombstones;            /* DELETE (and a key-changing UPDATE): tombstone */
+	/* --kafka-exactly-once: transactions, and a checkpoint in Kafka. */
+	bool exactly_once;
+	const char *transactional_id; /* NULL: {prefix}.pgstream.{slot} */
+	const char *offsets_topic;    /* template: {prefix} */
+	const char *slot;             /* named in the checkpoint record */
 };
 
 struct sink_config {
@@ -70,6 +75,13 @@ struct sink_record {
 	uint64_t lsn;        /* the change's own WAL position */
 	uint64_t commit_lsn; /* its transaction's commit record */
 	uint32_t xid;        /* its transaction */
+	/* The event's number within its transaction, from 1 (a non-
+	 * transactional message: 1). With commit_lsn (a non-transactional
+	 * message: lsn) it places the event in the stream the same way every
+	 * time the server sends the transaction again, which lsn alone does
+	 * not: a TRUNCATE of several tables, or COPY's multi-insert records,
+	 * give several events one lsn. */
+	uint64_t index;
 };
 
 /* Open the sink the config names. Returns NULL with *e set on failure. */
