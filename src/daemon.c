@@ -705,6 +705,20 @@ static int run_session(struct daemon *d, struct err *e)
 		         d->utf8.policy == UTF8_FAIL ? "refused (--invalid-utf8=fail)"
 		                                     : "replaced with U+FFFD and warned about");
 
+	if (sink_resume_lsn(d->sink) > info.xlogpos) {
+		char at[LSN_STR_MAX], wal[LSN_STR_MAX];
+
+		lsn_format(sink_resume_lsn(d->sink), at);
+		lsn_format(info.xlogpos, wal);
+		session_end(d);
+		return err_set(
+		    e,
+		    "could not resume: the sink's checkpoint is at a transaction committed "
+		    "at %s, but this server's WAL ends at %s: it was written for another "
+		    "database (or before a restore); give this one another "
+		    "--kafka-transactional-id",
+		    at, wal);
+	}
 	d->dec = pgoutput_new(info.proto_version);
 	if (d->dec == NULL) {
 		session_end(d);

@@ -37,19 +37,37 @@ void kafka_offsets_format(struct buf *out, const char *slot, const struct kafka_
 	           slot, txn, p->index, lsn, kafka_txn);
 }
 
-/* The text right after "name": at the top level of value, NULL if absent.
- * Only our own records are read, so a field is found by its name after
- * '{' or ','. */
+static bool space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The value of field name at the top level of value (after the colon and
+ * any blanks), NULL if absent. Only checkpoint records are read, so a
+ * field is found by its name after '{' or ',' (and blanks): written by
+ * pgstream, or by hand. */
 static const char *field(const char *v, size_t n, const char *name, const char **end)
 {
 	size_t len = strlen(name);
 
 	*end = v + n;
-	for (size_t i = 1; i + len + 3 <= n; i++) {
-		if ((v[i - 1] == '{' || v[i - 1] == ',') && v[i] == '"' &&
-		    memcmp(v + i + 1, name, len) == 0 && v[i + 1 + len] == '"' &&
-		    v[i + 2 + len] == ':')
-			return v + i + 3 + len;
+	for (size_t i = 0; i < n; i++) {
+		size_t j = i + 1;
+
+		if (v[i] != '{' && v[i] != ',')
+			continue;
+		while (j < n && space(v[j]))
+			j++;
+		if (j + len + 2 > n || v[j] != '"' || memcmp(v + j + 1, name, len) != 0 ||
+		    v[j + 1 + len] != '"')
+			continue;
+		for (j += len + 2; j < n && space(v[j]); j++)
+			;
+		if (j >= n || v[j] != ':')
+			continue;
+		for (j++; j < n && space(v[j]); j++)
+			;
+		return v + j;
 	}
 	return NULL;
 }
@@ -83,6 +101,8 @@ bool kafka_offsets_parse(const char *value, size_t len, struct kafka_pos *p)
 		return false;
 	for (; q < end && *q >= '0' && *q <= '9' && digits < 19; q++, digits++)
 		index = index * 10 + (uint64_t)(*q - '0');
+	while (q < end && space(*q))
+		q++;
 	if (digits == 0 || index == 0 || q >= end || (*q != ',' && *q != '}'))
 		return false;
 	if (!lsn_field(value, len, "commit_lsn", &p->txn) || p->txn == 0)

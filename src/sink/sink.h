@@ -119,6 +119,12 @@ uint64_t sink_confirmed(const struct sink *s);
  * on the sink's poll set until sink_process() clears it. */
 bool sink_blocked(const struct sink *s);
 
+/* The commit LSN of the last transaction (some of) whose events the sink
+ * already holds from an earlier run (Kafka's exactly-once checkpoint), 0
+ * if none: a server whose WAL has not reached it is not the one that wrote
+ * it. */
+uint64_t sink_resume_lsn(const struct sink *s);
+
 /* What the loop waits on for the sink. */
 #define SINK_POLL_MAX 4
 struct sink_pollset {

@@ -35,6 +35,8 @@ struct sink_ops {
 	void (*adjust_pollset)(struct sink *s, struct sink_pollset *ps);
 	/* The backend's turn after a wait; NULL: nothing to do. */
 	int (*process)(struct sink *s, const struct sink_pollset *ps, struct err *e);
+	/* See sink_resume_lsn(); NULL: 0. */
+	uint64_t (*resume_lsn)(const struct sink *s);
 	void (*close)(struct sink *s); /* release the backend's resources */
 };
 

@@ -134,8 +134,9 @@ static const char *const MANAGED[] = {
 /* How long an abort the brokers refuse is tried again before pgstream
  * gives up (exit 1; the next start's init_transactions aborts it). */
 #define KAFKA_ABORT_GIVE_UP_MS 30000
-/* How long start-up waits for the offsets topic to be created. */
-#define KAFKA_CREATE_TIMEOUT_MS  5000
+/* How long start-up waits for the offsets topic to be created (the mock
+ * cluster, which cannot create it, takes all of it). */
+#define KAFKA_CREATE_TIMEOUT_MS  3000
 #define KAFKA_CHECKPOINT_READ_MS 30000
 
 /* A topic handle and the table it is for, cached for the sink's life. */
@@ -197,6 +198,7 @@ struct kafka_sink {
 	rd_kafka_topic_t *offsets_rkt;
 	struct kafka_pos produced;  /* the last event handed over or held by Kafka */
 	struct kafka_pos committed; /* the last event a committed transaction holds */
+	struct kafka_pos restored;  /* ... as read back at start */
 	uint64_t committed_seq;     /* every event <= this is in a committed one */
 	struct kafka_pos txn_pos;   /* TXN_END: what the closing one will hold */
 	uint64_t txn_seq;
@@ -1309,9 +1311,11 @@ static int kafka_flush(struct sink *s, bool durable, struct err *e)
 	if (k->eos && durable) {
 		txn_close_now(s);
 		txn_n = k->txn_n;
-		while (k->txn != TXN_NONE && k->txn_n == txn_n && now_ms() < deadline)
+		while (k->txn != TXN_NONE && k->txn_n == txn_n && now_ms() < deadline) {
+			serve(s, 1); /* (no spin while an abort waits to be tried again) */
 			if (txn_step(s, e) < 0)
 				return -1;
+		}
 		return 0;
 	}
 	target = k->win.sent;
@@ -1365,6 +1369,13 @@ static int kafka_process(struct sink *s, const struct sink_pollset *ps, struct e
 	if (!k->failed && k->backlog.len > 0 && producing(k) && backlog_drain(s, false, e) < 0)
 		return -1;
 	return k->failed ? failed(k, e) : 0;
+}
+
+static uint64_t kafka_resume_lsn(const struct sink *s)
+{
+	const struct kafka_sink *k = s->backend;
+
+	return k->eos ? k->restored.txn : 0;
 }
 
 /* ---- open and close ------------------------------------------------------ */
@@ -1489,7 +1500,7 @@ static int eos_open(struct sink *s, const struct sink_kafka_config *kc, struct e
 	if (kafka_offsets_read(conf, k->offsets_name, k->txn_id, KAFKA_CHECKPOINT_READ_MS,
 	                       &k->committed, &found, e) < 0)
 		return -1;
-	k->produced = k->committed;
+	k->produced = k->restored = k->committed;
 	kafka_pos_describe(&k->committed, what, sizeof what);
 	if (found)
 		log_info(
@@ -1590,9 +1601,11 @@ static void eos_close(struct sink *s)
 	if (k->failed || k->txn == TXN_NONE)
 		return;
 	txn_close_now(s);
-	while (k->txn != TXN_NONE && k->txn_n == txn_n && !k->failed && now_ms() < deadline)
+	while (k->txn != TXN_NONE && k->txn_n == txn_n && !k->failed && now_ms() < deadline) {
+		serve(s, 1);
 		if (txn_step(s, &ignored) < 0)
 			break; /* failed, or aborted (rewound) */
+	}
 	if (k->txn != TXN_NONE && !k->failed) {
 		rd_kafka_error_t *error = rd_kafka_abort_transaction(k->rk, 1000);
 
@@ -1670,5 +1683,6 @@ const struct sink_ops SINK_KAFKA = {
     .flush = kafka_flush,
     .adjust_pollset = kafka_adjust_pollset,
     .process = kafka_process,
+    .resume_lsn = kafka_resume_lsn,
     .close = kafka_close,
 };

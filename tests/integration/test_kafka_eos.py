@@ -243,6 +243,35 @@ class ExactlyOnce(unittest.TestCase):
         STATS.checked += len(ids)
 
 
+    def test_checkpoint_not_ours(self):
+        """A checkpoint ahead of the server's WAL (written for another
+        database, or before a restore) and a record under the key that
+        pgstream did not write: exit 1, one line each, nothing skipped."""
+        prefix = "eother"
+        prepare(prefix, [], 1)
+        topic = prefix + ".pgstream.offsets"
+        tk.new_slot("s_eother")
+        for key, value, says in [
+            ("eother.a", json.dumps({"slot": "x", "commit_lsn": "FF/0", "index": 1, "lsn": "FF/0",
+                                     "kafka_txn": "x-1"}),
+             "pgstream: could not resume: the sink's checkpoint is at a transaction committed "
+             "at FF/0, but this server's WAL ends at "),
+            ("eother.b", "{\"offset\": 5}",
+             "pgstream: could not read the checkpoint from Kafka topic eother.pgstream.offsets: "
+             "the record at partition 0 offset 1 under key eother.b is not one pgstream wrote"),
+        ]:
+            subprocess.run(["kcat", "-P", "-b", K.bootstrap, "-t", topic, "-k", key],
+                           input=value, text=True, check=True, timeout=60)
+            p = PgStream(C, *eos_args(prefix, "--kafka-transactional-id", key), slot="s_eother")
+            rc = p.run(timeout=60)
+            err = p.stderr().strip().splitlines()
+            p.close()
+            self.assertEqual(rc, 1, err)
+            self.assertTrue(err[-1].startswith(says), err[-1])
+            self.assertEqual([x for x in err if x.startswith("pgstream:")], [err[-1]])
+        print("checkpoints not ours: refused with one line each", flush=True)
+
+
 class Kills(unittest.TestCase):
     def test_kill_9_at_random_moments(self):
         slot, table, prefix = "s_ekill", "ledger_ekill", "ekill"
