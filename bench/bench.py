@@ -27,6 +27,8 @@ created, and each contender then reads its own slot up to the same end LSN.
           a process of its own on this machine; pgstream exits only once the
           delivery reports have come, and kcat then reads every message back
           and counts the changes (it must see all of them)
+  k2      k with --kafka-exactly-once: a Kafka transaction committed every
+          100 ms with its checkpoint record; read back read_committed
 
 For each run: wall time, the client's CPU (user+sys) and peak RSS from
 /usr/bin/time (not wait4() from here: Linux carries ru_maxrss over from
@@ -85,6 +87,7 @@ CONTENDERS = {
     "g": ("pgoutput", "pg_recvlogical pgoutput binary > /dev/null"),
     "h": ("pgoutput", "pgstream --read-hold=false > /dev/null"),
     "k": ("pgoutput", "pgstream --sink kafka (mock, read back)"),
+    "k2": ("pgoutput", "  same, --kafka-exactly-once"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
@@ -540,8 +543,8 @@ class Bench:
                            stdout_path=out if smoke else None)
             if smoke:
                 r["seen"] = count_lines(out, PGSTREAM_CHANGES)
-        elif base == "k":
-            r = self.run_kafka(slot)
+        elif base in ("k", "k2"):
+            r = self.run_kafka(slot, exactly_once=base == "k2")
         else:  # d: to a file on disk, fsync before every acknowledgement
             r = self.timed(self.pgstream(conninfo, slot, "--output", out), slot)
             r["seen"] = count_lines(out, PGSTREAM_CHANGES)
@@ -556,19 +559,25 @@ class Bench:
             os.unlink(out)
         return r
 
-    def run_kafka(self, slot):
+    def run_kafka(self, slot, exactly_once=False):
         """(k): to the mock brokers, then everything read back and counted.
 
         pgstream's wall time ends only after librdkafka's flush at exit
         (the delivery reports of everything produced), so changes/s are
-        changes delivered; the broker's own CPU is measured apart."""
+        changes delivered; the broker's own CPU is measured apart. (k2):
+        with --kafka-exactly-once, where the exit waits for the last commit:
+        changes/s are changes committed."""
         if self.kafka is None:
             self.kafka = KafkaMock(self.tmp)
         topic = slot + ".public.bench_orders"  # the prefix defaults to the slot
         self.kafka.create(topic, kafka_partitions(self.changes))
+        extra = ()
+        if exactly_once:
+            self.kafka.create(slot + ".pgstream.offsets", 1)  # the mock cannot on request
+            extra = ("--kafka-exactly-once",)
         b0 = self.kafka.cpu()
         r = self.timed(self.pgstream(self.server.tcp, slot, "--sink", "kafka",
-                                     "--kafka-brokers", self.kafka.bootstrap), slot)
+                                     "--kafka-brokers", self.kafka.bootstrap, *extra), slot)
         b1 = self.kafka.cpu()
         r["broker_cpu_s"] = b1 - b0 if b0 is not None and b1 is not None else None
         if r["broker_cpu_s"] is not None:
@@ -586,7 +595,8 @@ class Bench:
 
     def throughput(self):
         a, s = self.args, self.server
-        names = [n for n in CONTENDERS if s.unix or not n.endswith("-unix")]
+        names = [n for n in CONTENDERS if (s.unix or not n.endswith("-unix")) and
+                 (not a.contenders or n in a.contenders.split(","))]
         wl = a.workload
         s.psql("-f", os.path.join(wl, "schema.sql"))
         s.sql("DROP PUBLICATION IF EXISTS bench_pub")
@@ -851,7 +861,7 @@ def summarize(tp):
             "reps": len(rs),
         }
     for name, m in summary.items():
-        for ref in ("a", "b", "c", "L"):
+        for ref in ("a", "b", "c", "k", "L"):
             if ref in summary:
                 m["rate_vs_" + ref] = m["changes_per_s"] / summary[ref]["changes_per_s"]
         for ref in ("a", "b"):
@@ -903,6 +913,13 @@ def print_report(res):
                   k["changes_per_s"], k.get("rate_vs_c") or 0, fmt(k["client_cpu_s_per_M"]),
                   fmt(c["client_cpu_s_per_M"]) if c else "-", fmt(k.get("broker_cpu_s_per_M")),
                   fmt(k["client_rss_kb"] / 1024 if k["client_rss_kb"] else None, 1)))
+    k2 = res["summary"].get("k2")
+    if k2:
+        print("kafka exactly once (k2): %.0f changes/s committed, %.2f x k's rate in this run;"
+              " pgstream CPU %s s/M, broker (mock) CPU %s s/M, pgstream peak RSS %s MB" % (
+                  k2["changes_per_s"], k2.get("rate_vs_k") or 0, fmt(k2["client_cpu_s_per_M"]),
+                  fmt(k2.get("broker_cpu_s_per_M")),
+                  fmt(k2["client_rss_kb"] / 1024 if k2["client_rss_kb"] else None, 1)))
     la = res.get("latency")
     if la:
         print()
@@ -973,6 +990,8 @@ def main():
     ap.add_argument("--lat-seconds", type=int, default=10)
     ap.add_argument("--lat-clients", type=int, default=4)
     ap.add_argument("--big-rows", type=int, default=1000000)
+    ap.add_argument("--contenders", metavar="LIST",
+                    help="only these contenders, comma-separated (e.g. c,k,k2)")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--no-bigtxn", action="store_true")
     ap.add_argument("--profile", action="store_true", help="callgrind + perf on pgstream")

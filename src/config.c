@@ -80,6 +80,10 @@ static const struct option_def OPTIONS[] = {
      "ID",
      "with --kafka-exactly-once: the producer's transactional.id (default "
      "{prefix}.pgstream.{slot})"},
+    {"kafka-commit-interval", "KAFKA_COMMIT_INTERVAL", OPT_SECONDS, F(kafka_commit_interval_ms),
+     "SECONDS",
+     "with --kafka-exactly-once: how often a Kafka transaction is committed (default "
+     "0.1)"},
     {"kafka-offsets-topic", "KAFKA_OFFSETS_TOPIC", OPT_STRING, F(kafka_offsets_topic), "TEMPLATE",
      "with --kafka-exactly-once: the checkpoint topic (default "
      "{prefix}.pgstream.offsets)"},
@@ -554,6 +558,9 @@ static int validate_sink(const struct config *cfg, struct err *e)
 	if (!cfg->kafka_exactly_once && cfg->kafka_offsets_topic)
 		return err_set(e,
 		               "invalid options: --kafka-offsets-topic needs --kafka-exactly-once");
+	if (!cfg->kafka_exactly_once && cfg->kafka_commit_interval_ms)
+		return err_set(
+		    e, "invalid options: --kafka-commit-interval needs --kafka-exactly-once");
 	if (cfg->kafka_transactional_id && *cfg->kafka_transactional_id == '\0')
 		return err_set(e, "invalid value for --kafka-transactional-id: empty");
 	return 0;

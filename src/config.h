@@ -34,8 +34,9 @@ struct config {
 	char *kafka_offsets_topic;    /* NULL: {prefix}.pgstream.offsets */
 	bool kafka_tombstones;
 	bool kafka_exactly_once;
-	uint64_t start_lsn; /* 0 = where the slot stands */
-	uint64_t end_lsn;   /* 0 = run forever */
+	int kafka_commit_interval_ms; /* 0: unset (100) */
+	uint64_t start_lsn;           /* 0 = where the slot stands */
+	uint64_t end_lsn;             /* 0 = run forever */
 	int status_interval_ms;
 	int reconnect_max_ms;
 	int receiver_timeout_ms; /* no data for this long: connection presumed lost */

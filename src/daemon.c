@@ -830,6 +830,8 @@ static struct sink_config sink_config_of(const struct config *cfg)
 	    .offsets_topic =
 	        cfg->kafka_offsets_topic ? cfg->kafka_offsets_topic : "{prefix}.pgstream.offsets",
 	    .slot = cfg->slot,
+	    .commit_interval_ms =
+	        cfg->kafka_commit_interval_ms ? cfg->kafka_commit_interval_ms : 100,
 	};
 	return scfg;
 }

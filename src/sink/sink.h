@@ -49,6 +49,7 @@ struct sink_kafka_config {
 	const char *transactional_id; /* NULL: {prefix}.pgstream.{slot} */
 	const char *offsets_topic;    /* template: {prefix} */
 	const char *slot;             /* named in the checkpoint record */
+	int commit_interval_ms;       /* a transaction is committed this long after it began */
 };
 
 struct sink_config {

@@ -36,8 +36,9 @@
  * Exactly once (--kafka-exactly-once): a transactional producer
  * (transactional.id {prefix}.pgstream.{slot} by default). Events go into a
  * Kafka transaction, begun at the first event after the last commit and
- * committed every KAFKA_TXN_INTERVAL_MS (and before each status update, and
- * at exit): first every message of it is delivered (the sink is blocked
+ * committed --kafka-commit-interval after (100 ms by default, Kafka
+ * Streams' commit.interval.ms under exactly-once; sooner before a status
+ * update, and at exit): first every message of it is delivered (the sink is blocked
  * meanwhile, as when librdkafka's queue is full), then the checkpoint
  * record (kafka_offsets.h: the position of its last event) is produced to
  * the offsets topic in the same transaction, then it is committed. Only
@@ -121,10 +122,6 @@ static const char *const MANAGED[] = {
 #define KAFKA_BLOCKED_POLL_MS 1000
 /* The same error line from librdkafka is logged at most this often. */
 #define KAFKA_ERROR_REPEAT_MS 30000
-/* Exactly once: a transaction is committed this long after it began (Kafka
- * Streams' commit.interval.ms under exactly-once), sooner at a status
- * update or exit. */
-#define KAFKA_TXN_INTERVAL_MS 100
 /* The longest one step of a commit or an abort blocks the daemon's thread;
  * the next step comes at the sink's next turn. */
 #define KAFKA_TXN_SLICE_MS 100
@@ -189,12 +186,13 @@ struct kafka_sink {
 		TXN_END,   /* the checkpoint is produced: committing */
 	} txn;
 	int64_t txn_due_ms;
-	uint64_t txn_n;     /* transactions begun by this process */
-	char run[20];       /* this process's part of the labels */
-	char txn_label[48]; /* the open one's: kafka_txn header, checkpoint */
-	char *txn_id;       /* transactional.id */
-	char *slot;         /* named in the checkpoint */
-	char *offsets_name; /* the offsets topic */
+	int txn_interval_ms; /* --kafka-commit-interval */
+	uint64_t txn_n;      /* transactions begun by this process */
+	char run[20];        /* this process's part of the labels */
+	char txn_label[48];  /* the open one's: kafka_txn header, checkpoint */
+	char *txn_id;        /* transactional.id */
+	char *slot;          /* named in the checkpoint */
+	char *offsets_name;  /* the offsets topic */
 	rd_kafka_topic_t *offsets_rkt;
 	struct kafka_pos produced;  /* the last event handed over or held by Kafka */
 	struct kafka_pos committed; /* the last event a committed transaction holds */
@@ -342,6 +340,28 @@ static int check_topics(const struct sink_kafka_config *kc, unsigned *uses, stru
 	                         KAFKA_TOPIC_PREFIX, &ignored, e);
 }
 
+/* A transaction must be committed well within transaction.timeout.ms, after
+ * which the coordinator aborts it. */
+static int commit_interval_check(const struct sink_kafka_config *kc, rd_kafka_conf_t *conf,
+                                 struct err *e)
+{
+	char v[32];
+	size_t n = sizeof v;
+	long timeout;
+
+	if (rd_kafka_conf_get(conf, "transaction.timeout.ms", v, &n) != RD_KAFKA_CONF_OK)
+		return 0;
+	timeout = strtol(v, NULL, 10);
+	if (kc->commit_interval_ms * 2L > timeout)
+		return err_set(
+		    e,
+		    "invalid options: --kafka-commit-interval (%d ms) must be at most half "
+		    "of transaction.timeout.ms (%ld ms), after which the brokers abort an "
+		    "open transaction",
+		    kc->commit_interval_ms, timeout);
+	return 0;
+}
+
 /* Everything librdkafka can judge without a broker: the properties one by
  * one, then together (rd_kafka_new refuses, for example, acks=1 with
  * idempotence), and the topic templates. */
@@ -362,6 +382,10 @@ static int kafka_check_config(const struct sink_config *cfg, struct err *e)
 	free(txn_id);
 	if (conf == NULL)
 		return -1;
+	if (cfg->kafka.exactly_once && commit_interval_check(&cfg->kafka, conf, e) < 0) {
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr); /* owns conf */
 	if (rk == NULL) {
 		rd_kafka_conf_destroy(conf);
@@ -850,7 +874,7 @@ static int txn_begin(struct kafka_sink *k, struct err *e)
 	}
 	k->txn = TXN_OPEN;
 	k->txn_n++;
-	k->txn_due_ms = now_ms() + KAFKA_TXN_INTERVAL_MS;
+	k->txn_due_ms = now_ms() + k->txn_interval_ms;
 	snprintf(k->txn_label, sizeof k->txn_label, "%s-%" PRIu64, k->run, k->txn_n);
 	return 0;
 }
@@ -1534,6 +1558,7 @@ static int kafka_open(struct sink *s, const struct sink_config *cfg, struct err 
 	if (k->prefix == NULL || k->topic_tmpl == NULL)
 		return err_set(e, "could not open the Kafka sink: out of memory");
 	k->eos = kc->exactly_once;
+	k->txn_interval_ms = kc->commit_interval_ms > 0 ? kc->commit_interval_ms : 1;
 	if (k->eos) {
 		k->txn_id = transactional_id(kc);
 		k->slot = strdup(kc->slot ? kc->slot : "pgstream_slot");

@@ -349,6 +349,7 @@ static void test_sink_exactly_once(void **state)
 	cfg.kafka.exactly_once = true;
 	cfg.kafka.offsets_topic = "{prefix}.pgstream.offsets";
 	cfg.kafka.slot = "s";
+	cfg.kafka.commit_interval_ms = 10000; /* only the durable flushes commit */
 	s = sink_open(&cfg, &e);
 	if (s == NULL)
 		fail_msg("%s", e.msg);
@@ -417,6 +418,15 @@ static void test_check_config(void **state)
 	assert_int_equal(sink_check_config(&cfg, &e), -1);
 	assert_non_null(strstr(e.msg, "--kafka-offsets-topic"));
 	cfg.kafka.offsets_topic = "{prefix}.pgstream.offsets";
+	cfg.kafka.commit_interval_ms = 100;
+	assert_int_equal(sink_check_config(&cfg, &e), 0);
+	/* committed well within the transaction's timeout */
+	cfg.kafka.properties = "transaction.timeout.ms=1000";
+	cfg.kafka.commit_interval_ms = 600;
+	assert_int_equal(sink_check_config(&cfg, &e), -1);
+	assert_non_null(strstr(e.msg, "--kafka-commit-interval (600 ms) must be at most half of "
+	                              "transaction.timeout.ms (1000 ms)"));
+	cfg.kafka.commit_interval_ms = 500;
 	assert_int_equal(sink_check_config(&cfg, &e), 0);
 }
 
