@@ -273,6 +273,9 @@ int kafka_offsets_read(rd_kafka_conf_t *conf, const char *topic, const char *key
 	    {"enable.partition.eof", "true"},
 	    {"enable.auto.commit", "false"},
 	    {"enable.auto.offset.store", "false"},
+	    /* at the end of a partition, a fetch waits this long for more
+	     * (default 500 ms): there is no more to wait for */
+	    {"fetch.wait.max.ms", "10"},
 	};
 	int64_t deadline = mono_ms() + timeout_ms;
 	char errstr[512];
