@@ -28,6 +28,8 @@ Kafka's part, which the mock cannot show.
    and AddPartitionsToTxn: an unknown broker error): each transaction
    aborted and sent again, pgstream keeps running, exit 0 at SIGTERM, the
    committed view exactly once.
+   The walsender killed under load: the reconnect repeats nothing (what
+   the open transaction holds is skipped too).
 4. Fenced (INVALID_PRODUCER_EPOCH on Produce, which librdkafka reports as
    a newer producer with the same transactional.id): exit 1 with one line;
    the restart completes, exactly once.
@@ -44,7 +46,7 @@ import unittest
 
 import test_kafka as tk
 from harness import (BIN, Cluster, FaultStats, PgStream, Workload, assert_refused, lsn_int,
-                     lsn_str, wait_slot_inactive)
+                     lsn_str, wait_slot_inactive, walsender_pids)
 
 REAL = tk.REAL
 needs_mock = tk.needs_mock
@@ -381,6 +383,43 @@ class Faults(unittest.TestCase):
               "once in the committed view, %d messages in the mock's log"
               % (len(aborts), "; ".join(sorted(set(re.findall(r"aborted: ([^;]*);", logs)))),
                  checked, len(msgs)), flush=True)
+
+    def test_walsender_killed(self):
+        """The walsender killed under load (pgstream reconnects; the
+        server sends again what was not acknowledged, some of it in the
+        open Kafka transaction, which commits later): nothing twice."""
+        slot, table, prefix = "s_ewal", "ledger_ewal", "ewal"
+        key = "%s.pgstream.%s" % (prefix, slot)
+        tk.new_slot(slot)
+        w = Workload(C, table)
+        prepare(prefix, [table])
+        topic = "%s.public.%s" % (prefix, table)
+        # a long status interval: much is sent again at each reconnect
+        p = PgStream(C, "--status-interval", "2", *eos_args(prefix), slot=slot).start()
+        kills = 0
+        try:
+            w.start(10 ** 9, big_every=30, big_size=2000, pause=0.005, rollback_every=11)
+            p.wait_for(lambda: last_checkpoint(prefix, key) is not None, 60, "a first commit")
+            for _ in range(3):
+                time.sleep(random.uniform(0.3, 1.2))
+                pids = walsender_pids(C, slot)
+                if pids:
+                    C.sql("SELECT pg_terminate_backend(%s)", (pids[0],))
+                    kills += 1
+                    STATS.fault("walsender_killed")
+                p.wait_for(lambda: walsender_pids(C, slot), 30, "a reconnect")
+        finally:
+            w.stop()
+        end = C.current_lsn()
+        p.wait_for(lambda: C.slot_confirmed(slot) >= end, 60, "the end acknowledged")
+        self.assertEqual(p.stop(), 0, p.stderr())
+        logs = p.stderr()
+        p.close()
+        self.assertGreaterEqual(logs.count("reconnecting in"), kills)
+        view = committed_view(read_committed(topic), prefix, key, logs)
+        checked = check_exactly_once(w, view)
+        STATS.checked += checked
+        print("walsender killed %d times: %d rows exactly once" % (kills, checked), flush=True)
 
     @needs_mock
     def test_fenced_exits_with_one_line(self):
