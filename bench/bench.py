@@ -27,6 +27,8 @@ created, and each contender then reads its own slot up to the same end LSN.
           a process of its own on this machine; pgstream exits only once the
           delivery reports have come, and kcat then reads every message back
           and counts the changes (it must see all of them)
+  k2      k with --kafka-exactly-once: a Kafka transaction committed every
+          100 ms with its checkpoint record; read back read_committed
 
 For each run: wall time, the client's CPU (user+sys) and peak RSS from
 /usr/bin/time (not wait4() from here: Linux carries ru_maxrss over from
@@ -90,6 +92,7 @@ CONTENDERS = {
     "t": ("pgoutput", "pgstream --tx-events > /dev/null"),
     "p": ("pgoutput", "c with --metrics-addr, scraped every 1 s"),
     "q": ("pgoutput", "c with --metrics-addr, not scraped"),
+    "k2": ("pgoutput", "  same, --kafka-exactly-once"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
@@ -550,8 +553,8 @@ class Bench:
                            stdout_path=out if smoke else None)
             if smoke:
                 r["seen"] = count_lines(out, DEBEZIUM_CHANGES if base == "m" else PGSTREAM_CHANGES)
-        elif base == "k":
-            r = self.run_kafka(slot)
+        elif base in ("k", "k2"):
+            r = self.run_kafka(slot, exactly_once=base == "k2")
         elif base in ("p", "q"):
             r = self.run_scraped(conninfo, slot, out if smoke else None, scrape=base == "p")
             if smoke:
@@ -604,19 +607,25 @@ class Bench:
         r["scrapes"] = sum(1 for p, st, n in scrapes if p == "/metrics" and st == 200 and n)
         return r
 
-    def run_kafka(self, slot):
+    def run_kafka(self, slot, exactly_once=False):
         """(k): to the mock brokers, then everything read back and counted.
 
         pgstream's wall time ends only after librdkafka's flush at exit
         (the delivery reports of everything produced), so changes/s are
-        changes delivered; the broker's own CPU is measured apart."""
+        changes delivered; the broker's own CPU is measured apart. (k2):
+        with --kafka-exactly-once, where the exit waits for the last commit:
+        changes/s are changes committed."""
         if self.kafka is None:
             self.kafka = KafkaMock(self.tmp)
         topic = slot + ".public.bench_orders"  # the prefix defaults to the slot
         self.kafka.create(topic, kafka_partitions(self.changes))
+        extra = ()
+        if exactly_once:
+            self.kafka.create(slot + ".pgstream.offsets", 1)  # the mock cannot on request
+            extra = ("--kafka-exactly-once",)
         b0 = self.kafka.cpu()
         r = self.timed(self.pgstream(self.server.tcp, slot, "--sink", "kafka",
-                                     "--kafka-brokers", self.kafka.bootstrap), slot)
+                                     "--kafka-brokers", self.kafka.bootstrap, *extra), slot)
         b1 = self.kafka.cpu()
         r["broker_cpu_s"] = b1 - b0 if b0 is not None and b1 is not None else None
         if r["broker_cpu_s"] is not None:
@@ -901,7 +910,7 @@ def summarize(tp):
             "reps": len(rs),
         }
     for name, m in summary.items():
-        for ref in ("a", "b", "c", "L"):
+        for ref in ("a", "b", "c", "k", "L"):
             if ref in summary:
                 m["rate_vs_" + ref] = m["changes_per_s"] / summary[ref]["changes_per_s"]
         for ref in ("a", "b"):
@@ -953,6 +962,13 @@ def print_report(res):
                   k["changes_per_s"], k.get("rate_vs_c") or 0, fmt(k["client_cpu_s_per_M"]),
                   fmt(c["client_cpu_s_per_M"]) if c else "-", fmt(k.get("broker_cpu_s_per_M")),
                   fmt(k["client_rss_kb"] / 1024 if k["client_rss_kb"] else None, 1)))
+    k2 = res["summary"].get("k2")
+    if k2:
+        print("kafka exactly once (k2): %.0f changes/s committed, %.2f x k's rate in this run;"
+              " pgstream CPU %s s/M, broker (mock) CPU %s s/M, pgstream peak RSS %s MB" % (
+                  k2["changes_per_s"], k2.get("rate_vs_k") or 0, fmt(k2["client_cpu_s_per_M"]),
+                  fmt(k2.get("broker_cpu_s_per_M")),
+                  fmt(k2["client_rss_kb"] / 1024 if k2["client_rss_kb"] else None, 1)))
     la = res.get("latency")
     if la:
         print()
@@ -1023,7 +1039,8 @@ def main():
     ap.add_argument("--lat-seconds", type=int, default=10)
     ap.add_argument("--lat-clients", type=int, default=4)
     ap.add_argument("--big-rows", type=int, default=1000000)
-    ap.add_argument("--only", metavar="C,C", help="run only these contenders (e.g. c,m)")
+    ap.add_argument("--only", "--contenders", dest="only", metavar="C,C",
+                    help="run only these contenders, comma-separated (e.g. c,k,k2)")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--no-bigtxn", action="store_true")
     ap.add_argument("--profile", action="store_true", help="callgrind + perf on pgstream")

@@ -63,3 +63,9 @@ uint64_t checkpoint_confirm(struct checkpoint *cp, uint64_t seq)
 	}
 	return cp->flush_lsn;
 }
+
+void checkpoint_discard(struct checkpoint *cp, uint64_t seq)
+{
+	while (cp->count > 0 && newest(cp)->seq > seq)
+		cp->count--;
+}

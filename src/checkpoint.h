@@ -55,4 +55,9 @@ static inline bool checkpoint_full(const struct checkpoint *cp)
  * covers. Returns the new flush LSN. */
 uint64_t checkpoint_confirm(struct checkpoint *cp, uint64_t seq);
 
+/* The sink dropped every event numbered > seq (they will be sent again,
+ * under new numbers): drop the marks waiting for them. The marks kept wait
+ * for events <= seq only, so the next mark may have any seq >= seq. */
+void checkpoint_discard(struct checkpoint *cp, uint64_t seq);
+
 #endif

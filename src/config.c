@@ -122,6 +122,20 @@ static const struct option_def OPTIONS[] = {
      "on-demand snapshots: rows per chunk, 1-100000 (default 1024)"},
     {"table", NULL, OPT_LIST, F(snapshot_tables), "SCHEMA.TABLE",
      "pgstream snapshot: a table to snapshot while streaming, repeatable"},
+    {"kafka-exactly-once", "KAFKA_EXACTLY_ONCE", OPT_BOOL, F(kafka_exactly_once), NULL,
+     "Kafka transactions with a checkpoint in Kafka: read_committed consumers see each "
+     "change once"},
+    {"kafka-transactional-id", "KAFKA_TRANSACTIONAL_ID", OPT_STRING, F(kafka_transactional_id),
+     "ID",
+     "with --kafka-exactly-once: the producer's transactional.id (default "
+     "{prefix}.pgstream.{slot})"},
+    {"kafka-commit-interval", "KAFKA_COMMIT_INTERVAL", OPT_SECONDS, F(kafka_commit_interval_ms),
+     "SECONDS",
+     "with --kafka-exactly-once: how often a Kafka transaction is committed (default "
+     "0.1)"},
+    {"kafka-offsets-topic", "KAFKA_OFFSETS_TOPIC", OPT_STRING, F(kafka_offsets_topic), "TEMPLATE",
+     "with --kafka-exactly-once: the checkpoint topic (default "
+     "{prefix}.pgstream.offsets)"},
     {"start-lsn", "START_LSN", OPT_LSN, F(start_lsn), "X/X",
      "start streaming at this LSN (default: where the slot stands)"},
     {"end-lsn", "END_LSN", OPT_LSN, F(end_lsn), "X/X",
@@ -696,6 +710,20 @@ static int validate_sink(const struct config *cfg, struct err *e)
 	if (kafka && cfg->format && strcmp(cfg->format, "json") != 0)
 		return err_set(e, "invalid options: --sink kafka sends --format json, not %s",
 		               cfg->format);
+	if (cfg->kafka_exactly_once && !kafka)
+		return err_set(e, "invalid options: --kafka-exactly-once needs --sink kafka (it is "
+		                  "Kafka's transactions)");
+	if (!cfg->kafka_exactly_once && cfg->kafka_transactional_id)
+		return err_set(e, "invalid options: --kafka-transactional-id needs "
+		                  "--kafka-exactly-once");
+	if (!cfg->kafka_exactly_once && cfg->kafka_offsets_topic)
+		return err_set(e,
+		               "invalid options: --kafka-offsets-topic needs --kafka-exactly-once");
+	if (!cfg->kafka_exactly_once && cfg->kafka_commit_interval_ms)
+		return err_set(
+		    e, "invalid options: --kafka-commit-interval needs --kafka-exactly-once");
+	if (cfg->kafka_transactional_id && *cfg->kafka_transactional_id == '\0')
+		return err_set(e, "invalid value for --kafka-transactional-id: empty");
 	return 0;
 }
 

@@ -36,11 +36,15 @@ struct config {
 	char *topic_prefix; /* NULL: the slot name */
 	char *kafka_topic;  /* topic template */
 	char *kafka_messages_topic;
-	char *kafka_properties; /* "k=v" lines, one per --kafka-property */
-	char *metrics_addr;     /* HOST:PORT of /metrics and /healthz; NULL: none */
+	char *kafka_properties;       /* "k=v" lines, one per --kafka-property */
+	char *metrics_addr;           /* HOST:PORT of /metrics and /healthz; NULL: none */
+	char *kafka_transactional_id; /* NULL: {prefix}.pgstream.{slot} */
+	char *kafka_offsets_topic;    /* NULL: {prefix}.pgstream.offsets */
 	bool kafka_tombstones;
-	uint64_t start_lsn; /* 0 = where the slot stands */
-	uint64_t end_lsn;   /* 0 = run forever */
+	bool kafka_exactly_once;
+	int kafka_commit_interval_ms; /* 0: unset (100) */
+	uint64_t start_lsn;           /* 0 = where the slot stands */
+	uint64_t end_lsn;             /* 0 = run forever */
 	int status_interval_ms;
 	int reconnect_max_ms;
 	int receiver_timeout_ms;   /* no data for this long: connection presumed lost */

@@ -96,6 +96,8 @@ struct daemon {
 	uint64_t txn_begin_lsn;
 	bool txn_opened;
 	struct txmeta txmeta;
+	uint64_t txn_events;    /* events of the open transaction so far */
+	uint64_t reads_emitted; /* a snapshot's rows so far (their index) */
 	bool reached_end;
 	bool reply_now;
 	/* Streamed transactions not yet committed or aborted (--streaming). */
@@ -156,6 +158,12 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 	    .lsn = ev->lsn,
 	    .commit_lsn = ev->txn ? ev->txn->commit_lsn : 0,
 	    .xid = ev->txn ? ev->txn->xid : 0,
+	    /* A snapshot's rows share one position (its consistent point): their
+	     * number tells them apart for exactly-once's skip of what Kafka
+	     * has. A message outside a transaction is alone at its LSN. */
+	    .index = ev->txn                ? ++d->txn_events
+	             : ev->op == EVENT_READ ? ++d->reads_emitted
+	                                    : 1,
 	};
 
 	if (ev->op != EVENT_MESSAGE) {
@@ -341,6 +349,7 @@ static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64
 	d->in_txn = true;
 	d->txn_begin_lsn = lsn;
 	d->txn_opened = false;
+	d->txn_events = 0;
 	d->txn.xid = xid;
 	d->txn.commit_lsn = commit_lsn;
 	d->txn.commit_time = commit_time;
@@ -1173,6 +1182,20 @@ static int run_session(struct daemon *d, struct err *e)
 			return run_session(d, e);
 		}
 	}
+	if (sink_resume_lsn(d->sink) > info.xlogpos) {
+		char at[LSN_STR_MAX], wal[LSN_STR_MAX];
+
+		lsn_format(sink_resume_lsn(d->sink), at);
+		lsn_format(info.xlogpos, wal);
+		session_end(d);
+		return err_set(
+		    e,
+		    "could not resume: the sink's checkpoint is at a transaction committed "
+		    "at %s, but this server's WAL ends at %s: it was written for another "
+		    "database (or before a restore); give this one another "
+		    "--kafka-transactional-id",
+		    at, wal);
+	}
 	if (d->params.export_snapshot && !d->session_snapshotted)
 		log_info("no snapshot: slot %s exists (a snapshot is taken only when pgstream "
 		         "creates the slot)",
@@ -1288,6 +1311,13 @@ static struct sink_config sink_config_of(const struct config *cfg)
 	        cfg->kafka_messages_topic ? cfg->kafka_messages_topic : "{prefix}.messages",
 	    .properties = cfg->kafka_properties,
 	    .tombstones = cfg->kafka_tombstones,
+	    .exactly_once = cfg->kafka_exactly_once,
+	    .transactional_id = cfg->kafka_transactional_id,
+	    .offsets_topic =
+	        cfg->kafka_offsets_topic ? cfg->kafka_offsets_topic : "{prefix}.pgstream.offsets",
+	    .slot = cfg->slot,
+	    .commit_interval_ms =
+	        cfg->kafka_commit_interval_ms ? cfg->kafka_commit_interval_ms : 100,
 	};
 	return scfg;
 }
@@ -1440,16 +1470,26 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 				break;
 			continue;
 		}
+		/* The sink dropped every event after the last it confirmed (an
+		 * aborted Kafka transaction): number them again from there, forget
+		 * the acknowledgements they would have earned, and have the server
+		 * send them again from the last acknowledged position. */
+		if (e->kind == ERR_REPLAY) {
+			d.seq = sink_confirmed(d.sink);
+			checkpoint_discard(&d.cp, d.seq);
+		}
 		/* Retry only what a retry can cure, and only once we have streamed:
 		 * a first connection that fails is a configuration problem to
 		 * report, not to hide behind retries. */
 		metrics_error(&d.metrics, e,
 		              (e->kind == ERR_TRANSIENT || e->kind == ERR_BUSY) && d.ever_streamed);
-		if ((e->kind != ERR_TRANSIENT && e->kind != ERR_BUSY) || !d.ever_streamed)
+		if ((e->kind != ERR_TRANSIENT && e->kind != ERR_BUSY && e->kind != ERR_REPLAY) ||
+		    !d.ever_streamed)
 			break;
 		if (d.session_streamed)
 			backoff = RECONNECT_INITIAL_MS; /* it worked for a while */
-		log_info("reconnecting in %d s: %s", (backoff + 999) / 1000, e->msg);
+		log_msg(e->kind == ERR_REPLAY ? LOG_WARN : LOG_INFO, "reconnecting in %d s: %s",
+		        (backoff + 999) / 1000, e->msg);
 		backoff_sleep(&d, backoff);
 		if (*stop) {
 			rc = 0;

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 int seqwin_init(struct seqwin *w, uint64_t cap, uint64_t start)
 {
@@ -16,6 +17,12 @@ void seqwin_reset(struct seqwin *w)
 {
 	free(w->pending);
 	w->pending = NULL;
+}
+
+void seqwin_restart(struct seqwin *w, uint64_t start)
+{
+	memset(w->pending, 0, (size_t)w->cap);
+	w->confirmed = w->sent = w->open = start;
 }
 
 /* Move confirmed over every leading event with nothing outstanding. */

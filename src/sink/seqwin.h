@@ -36,6 +36,10 @@ struct seqwin {
 int seqwin_init(struct seqwin *w, uint64_t cap, uint64_t start);
 void seqwin_reset(struct seqwin *w); /* frees; accepts a reset window */
 
+/* Forget every event after start (none of their reports will come): the
+ * window starts again after event start, as seqwin_init left it. */
+void seqwin_restart(struct seqwin *w, uint64_t start);
+
 /* Whether messages of event seq (sent + 1, or the open one) may be sent
  * now: false while the window is full of unconfirmed events. */
 static inline bool seqwin_room(const struct seqwin *w, uint64_t seq)

@@ -112,6 +112,11 @@ bool sink_blocked(const struct sink *s)
 	return s->blocked;
 }
 
+uint64_t sink_resume_lsn(const struct sink *s)
+{
+	return s->ops->resume_lsn ? s->ops->resume_lsn(s) : 0;
+}
+
 void sink_adjust_pollset(struct sink *s, struct sink_pollset *ps)
 {
 	ps->nfds = 0;

@@ -44,6 +44,12 @@ struct sink_kafka_config {
 	const char *messages_topic; /* template for logical messages: {prefix} */
 	const char *properties;     /* "k=v" lines for rd_kafka_conf_set, or NULL */
 	bool tombstones;            /* DELETE (and a key-changing UPDATE): tombstone */
+	/* --kafka-exactly-once: transactions, and a checkpoint in Kafka. */
+	bool exactly_once;
+	const char *transactional_id; /* NULL: {prefix}.pgstream.{slot} */
+	const char *offsets_topic;    /* template: {prefix} */
+	const char *slot;             /* named in the checkpoint record */
+	int commit_interval_ms;       /* a transaction is committed this long after it began */
 };
 
 struct sink_config {
@@ -70,6 +76,13 @@ struct sink_record {
 	uint64_t lsn;        /* the change's own WAL position */
 	uint64_t commit_lsn; /* its transaction's commit record */
 	uint32_t xid;        /* its transaction */
+	/* The event's number within its transaction, from 1 (a non-
+	 * transactional message: 1). With commit_lsn (a non-transactional
+	 * message: lsn) it places the event in the stream the same way every
+	 * time the server sends the transaction again, which lsn alone does
+	 * not: a TRUNCATE of several tables, or COPY's multi-insert records,
+	 * give several events one lsn. */
+	uint64_t index;
 };
 
 /* Open the sink the config names. Returns NULL with *e set on failure. */
@@ -106,6 +119,12 @@ uint64_t sink_confirmed(const struct sink *s);
  * queue): the daemon stops decoding, keeps the connection alive, and waits
  * on the sink's poll set until sink_process() clears it. */
 bool sink_blocked(const struct sink *s);
+
+/* The commit LSN of the last transaction (some of) whose events the sink
+ * already holds from an earlier run (Kafka's exactly-once checkpoint), 0
+ * if none: a server whose WAL has not reached it is not the one that wrote
+ * it. */
+uint64_t sink_resume_lsn(const struct sink *s);
 
 /* What the loop waits on for the sink. */
 #define SINK_POLL_MAX 4

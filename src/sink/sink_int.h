@@ -41,6 +41,8 @@ struct sink_ops {
 	 * when what was buffered could not be made durable. NULL: nothing to
 	 * reopen. */
 	int (*reopen)(struct sink *s, struct err *e);
+	/* See sink_resume_lsn(); NULL: 0. */
+	uint64_t (*resume_lsn)(const struct sink *s);
 	void (*close)(struct sink *s); /* release the backend's resources */
 };
 

@@ -32,6 +32,32 @@
  * Threads: librdkafka's run its I/O; every callback here (delivery, error,
  * log) is served by rd_kafka_poll() on the daemon's thread, so the state
  * needs no lock.
+ *
+ * Exactly once (--kafka-exactly-once): a transactional producer
+ * (transactional.id {prefix}.pgstream.{slot} by default). Events go into a
+ * Kafka transaction, begun at the first event after the last commit and
+ * committed --kafka-commit-interval after (100 ms by default, Kafka
+ * Streams' commit.interval.ms under exactly-once; sooner before a status
+ * update, and at exit): first every message of it is delivered (the sink is blocked
+ * meanwhile, as when librdkafka's queue is full), then the checkpoint
+ * record (kafka_offsets.h: the position of its last event) is produced to
+ * the offsets topic in the same transaction, then it is committed. Only
+ * then are its events confirmed, so Postgres is acknowledged only what a
+ * committed transaction holds. At start, init_transactions() fences any
+ * older producer with the same transactional.id and aborts what it left
+ * open; then the newest committed checkpoint is read back (read_committed),
+ * and every event the server sends again at or before it is confirmed
+ * without being produced: a read_committed consumer sees it once. The
+ * events of the open transaction count as produced too, so a reconnect to
+ * Postgres repeats nothing either. An abortable error (a message that
+ * failed for a reason a retry may cure, a commit that failed) aborts the
+ * transaction; every event after the last commit is then dropped and the
+ * call returns ERR_REPLAY, on which the daemon numbers events again from
+ * the last confirmed one and streams again from the last acknowledged
+ * position. A fatal error (fenced by a newer producer with the same
+ * transactional.id, among others) stops the sink as a failed delivery
+ * does. Memory stays as flat as at least once: a transaction is never kept
+ * here, only in the brokers; its size is bounded by the commit interval.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +71,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "sink/kafka_offsets.h"
 #include "sink/kafka_topic.h"
 #include "sink/seqwin.h"
 #include "sink/sink_int.h"
@@ -95,6 +122,19 @@ static const char *const MANAGED[] = {
 #define KAFKA_BLOCKED_POLL_MS 1000
 /* The same error line from librdkafka is logged at most this often. */
 #define KAFKA_ERROR_REPEAT_MS 30000
+/* The longest one step of a commit or an abort blocks the daemon's thread;
+ * the next step comes at the sink's next turn. */
+#define KAFKA_TXN_SLICE_MS 100
+/* How long start-up waits for init_transactions() and for the checkpoint
+ * to be read back. */
+#define KAFKA_INIT_TXN_MS 30000
+/* How long an abort the brokers refuse is tried again before pgstream
+ * gives up (exit 1; the next start's init_transactions aborts it). */
+#define KAFKA_ABORT_GIVE_UP_MS 30000
+/* How long start-up waits for the offsets topic to be created (the mock
+ * cluster, which cannot create it, takes all of it). */
+#define KAFKA_CREATE_TIMEOUT_MS  3000
+#define KAFKA_CHECKPOINT_READ_MS 30000
 
 /* A topic handle and the table it is for, cached for the sink's life. */
 struct topic_entry {
@@ -108,6 +148,7 @@ struct topic_entry {
  * old_key_len bytes of key follow this header in k->backlog. */
 struct pending {
 	uint64_t seq, lsn, commit_lsn;
+	struct kafka_pos pos;
 	struct topic_entry *topic;
 	size_t value_len; /* with the newline */
 	size_t key_len, old_key_len;
@@ -135,6 +176,39 @@ struct kafka_sink {
 	char failmsg[ERR_MSG_MAX];
 	char last_error[256]; /* the last error line logged, and when */
 	int64_t last_error_ms;
+
+	/* Exactly once (see the top of the file). */
+	bool eos;
+	enum {
+		TXN_NONE,  /* no transaction open: the next event begins one */
+		TXN_OPEN,  /* events go in until txn_due_ms */
+		TXN_DRAIN, /* closing: waiting for its messages' reports */
+		TXN_END,   /* the checkpoint is produced: committing */
+	} txn;
+	int64_t txn_due_ms;
+	int txn_interval_ms; /* --kafka-commit-interval */
+	uint64_t txn_n;      /* transactions begun by this process */
+	char run[20];        /* this process's part of the labels */
+	char txn_label[48];  /* the open one's: kafka_txn header, checkpoint */
+	char *txn_id;        /* transactional.id */
+	char *slot;          /* named in the checkpoint */
+	char *offsets_name;  /* the offsets topic */
+	rd_kafka_topic_t *offsets_rkt;
+	struct kafka_pos produced;  /* the last event handed over or held by Kafka */
+	struct kafka_pos committed; /* the last event a committed transaction holds */
+	struct kafka_pos restored;  /* ... as read back at start */
+	uint64_t committed_seq;     /* every event <= this is in a committed one */
+	struct kafka_pos txn_pos;   /* TXN_END: what the closing one will hold */
+	uint64_t txn_seq;
+	bool abort_needed; /* an abortable error: abort, then replay */
+	bool abort_cause;  /* ... abort_why says why (not only what followed) */
+	int64_t abort_retry_ms, abort_failing_ms; /* an abort that failed: again when */
+	bool aborting; /* ... under way: reports of purged messages are no news */
+	bool closing;  /* at close: commit what is open, begin nothing */
+	char abort_why[300];
+	uint64_t commits, aborts, skipped;
+	int64_t closing_since_ms, closing_ms; /* time spent committing */
+	struct buf mark;                      /* scratch: the checkpoint's value */
 };
 
 static int64_t now_ms(void)
@@ -188,7 +262,8 @@ static int set_user_properties(rd_kafka_conf_t *conf, const char *lines, struct 
 }
 
 /* pgstream's defaults, the brokers, then the user's properties. */
-static rd_kafka_conf_t *build_conf(const struct sink_kafka_config *kc, struct err *e)
+static rd_kafka_conf_t *build_conf(const struct sink_kafka_config *kc, const char *txn_id,
+                                   struct err *e)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char errstr[512];
@@ -198,6 +273,12 @@ static rd_kafka_conf_t *build_conf(const struct sink_kafka_config *kc, struct er
 		return NULL;
 	}
 	for (size_t i = 0; i < sizeof DEFAULTS / sizeof DEFAULTS[0]; i++) {
+		/* A transaction times out (transaction.timeout.ms) long before an
+		 * endless message would: librdkafka then sets message.timeout.ms
+		 * to the transaction's timeout, and a message that times out
+		 * aborts the transaction, which is replayed. */
+		if (kc->exactly_once && strcmp(DEFAULTS[i][0], "message.timeout.ms") == 0)
+			continue;
 		if (rd_kafka_conf_set(conf, DEFAULTS[i][0], DEFAULTS[i][1], errstr,
 		                      sizeof errstr) != RD_KAFKA_CONF_OK) {
 			err_set(e, "could not configure Kafka: %s", errstr);
@@ -215,10 +296,34 @@ static rd_kafka_conf_t *build_conf(const struct sink_kafka_config *kc, struct er
 	}
 	if (set_user_properties(conf, kc->properties, e) < 0)
 		goto fail;
+	if (txn_id && rd_kafka_conf_set(conf, "transactional.id", txn_id, errstr, sizeof errstr) !=
+	                  RD_KAFKA_CONF_OK) {
+		err_set(e, "invalid value for --kafka-transactional-id: %s", errstr);
+		goto fail;
+	}
 	return conf;
 fail:
 	rd_kafka_conf_destroy(conf);
 	return NULL;
+}
+
+/* The transactional.id of kc: --kafka-transactional-id, or one derived from
+ * the prefix and the slot (a slot is one stream of changes; the prefix
+ * keeps two servers' slots of one name apart, as it does their topics).
+ * Allocated; NULL when out of memory. */
+static char *transactional_id(const struct sink_kafka_config *kc)
+{
+	const char *slot = kc->slot ? kc->slot : "pgstream_slot";
+	size_t n;
+	char *id;
+
+	if (kc->transactional_id)
+		return strdup(kc->transactional_id);
+	n = strlen(kc->prefix) + strlen(slot) + sizeof ".pgstream.";
+	id = malloc(n);
+	if (id)
+		snprintf(id, n, "%s.pgstream.%s", kc->prefix, slot);
+	return id;
 }
 
 static int check_topics(const struct sink_kafka_config *kc, unsigned *uses, struct err *e)
@@ -229,8 +334,33 @@ static int check_topics(const struct sink_kafka_config *kc, unsigned *uses, stru
 	                      KAFKA_TOPIC_PREFIX | KAFKA_TOPIC_SCHEMA | KAFKA_TOPIC_TABLE, uses,
 	                      e) < 0)
 		return -1;
+	if (kc->exactly_once && kafka_topic_check("kafka-offsets-topic", kc->offsets_topic,
+	                                          kc->prefix, KAFKA_TOPIC_PREFIX, &ignored, e) < 0)
+		return -1;
 	return kafka_topic_check("kafka-messages-topic", kc->messages_topic, kc->prefix,
 	                         KAFKA_TOPIC_PREFIX, &ignored, e);
+}
+
+/* A transaction must be committed well within transaction.timeout.ms, after
+ * which the coordinator aborts it. */
+static int commit_interval_check(const struct sink_kafka_config *kc, rd_kafka_conf_t *conf,
+                                 struct err *e)
+{
+	char v[32];
+	size_t n = sizeof v;
+	long timeout;
+
+	if (rd_kafka_conf_get(conf, "transaction.timeout.ms", v, &n) != RD_KAFKA_CONF_OK)
+		return 0;
+	timeout = strtol(v, NULL, 10);
+	if (kc->commit_interval_ms * 2L > timeout)
+		return err_set(
+		    e,
+		    "invalid options: --kafka-commit-interval (%d ms) must be at most half "
+		    "of transaction.timeout.ms (%ld ms), after which the brokers abort an "
+		    "open transaction",
+		    kc->commit_interval_ms, timeout);
+	return 0;
 }
 
 /* Everything librdkafka can judge without a broker: the properties one by
@@ -243,11 +373,20 @@ static int kafka_check_config(const struct sink_config *cfg, struct err *e)
 	char errstr[512];
 	unsigned uses;
 
+	char *txn_id = NULL;
+
 	if (check_topics(&cfg->kafka, &uses, e) < 0)
 		return -1;
-	conf = build_conf(&cfg->kafka, e);
+	if (cfg->kafka.exactly_once && (txn_id = transactional_id(&cfg->kafka)) == NULL)
+		return err_set(e, "could not check the Kafka configuration: out of memory");
+	conf = build_conf(&cfg->kafka, txn_id, e);
+	free(txn_id);
 	if (conf == NULL)
 		return -1;
+	if (cfg->kafka.exactly_once && commit_interval_check(&cfg->kafka, conf, e) < 0) {
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr); /* owns conf */
 	if (rk == NULL) {
 		rd_kafka_conf_destroy(conf);
@@ -340,19 +479,128 @@ static uint64_t message_lsn(const rd_kafka_message_t *m)
 	return lsn_parse(text, &lsn) ? lsn : 0;
 }
 
+/* Exactly once: an error that sending again would only meet again (the
+ * user must act), rather than one that aborting and replaying may cure. */
+static bool recurring(rd_kafka_resp_err_t err)
+{
+	switch (err) {
+	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+	case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+	case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+	case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+	case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Exactly once: the open transaction must be aborted. The first reason is
+ * the one told, unless it was only a consequence (messages librdkafka
+ * purged because the transaction had failed) and the cause comes later. */
+static void need_abort_why(struct kafka_sink *k, bool cause, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void need_abort_why(struct kafka_sink *k, bool cause, const char *fmt, va_list ap)
+{
+	/* (while aborting, only a cause that comes after what it caused) */
+	if ((k->abort_needed || k->aborting) && (k->abort_cause || !cause))
+		return;
+	if (k->aborting && !k->abort_needed)
+		return; /* rewound already */
+	vsnprintf(k->abort_why, sizeof k->abort_why, fmt, ap);
+	k->abort_needed = true;
+	k->abort_cause = cause;
+}
+
+static void need_abort(struct kafka_sink *k, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void need_abort(struct kafka_sink *k, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	need_abort_why(k, true, fmt, ap);
+	va_end(ap);
+}
+
+static void need_abort_purged(struct kafka_sink *k, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void need_abort_purged(struct kafka_sink *k, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	need_abort_why(k, false, fmt, ap);
+	va_end(ap);
+}
+
+static bool fenced(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+	       err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+/* librdkafka raised a fatal error: the producer can do nothing more. */
+static void fail_fatal(struct kafka_sink *k, rd_kafka_resp_err_t err, const char *reason)
+{
+	if (k->eos && fenced(err))
+		fail(k,
+		     "could not produce to Kafka: fenced: a newer producer with transactional.id "
+		     "%s has started (another pgstream streaming this slot?), so this one stops; "
+		     "run one pgstream per transactional.id (nothing this one had not committed "
+		     "was acknowledged) [%s]",
+		     k->txn_id, reason);
+	else
+		fail(k,
+		     "could not produce to Kafka: fatal producer error: %s; restart pgstream "
+		     "(nothing undelivered was acknowledged: Postgres sends it again)",
+		     reason);
+}
+
 /* The only place a message counts as delivered. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct sink *s = opaque;
 	struct kafka_sink *k = s->backend;
 	uint64_t seq = (uint64_t)(uintptr_t)m->_private;
+	char at[LSN_STR_MAX];
 
 	(void)rk;
+	if (seq == 0) { /* exactly once: the checkpoint; commit waits for it */
+		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			if (recurring(m->err) && !k->aborting)
+				fail(k,
+				     "could not produce the checkpoint to Kafka topic %s: %s; %s",
+				     rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err),
+				     remedy(m->err));
+			else
+				need_abort(k, "the checkpoint was not delivered to %s: %s",
+				           rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+		}
+		return;
+	}
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		seqwin_delivered(&k->win, seq);
 		return;
 	}
 	/* Never counted delivered: the window stops before this event. */
+	if (k->eos && !recurring(m->err)) {
+		/* (while aborting: purged by the abort, or failed with it,
+		 * replayed anyway; at most the reason gets better) */
+		lsn_format(message_lsn(m), at);
+		if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+		    m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+			need_abort_purged(k, "librdkafka purged the transaction's messages");
+		else
+			need_abort(k, "a message to %s (the event at %s) failed: %s",
+			           rd_kafka_topic_name(m->rkt), at, rd_kafka_err2str(m->err));
+		return;
+	}
 	fail_message(k, m->rkt, message_lsn(m), m->err, NULL);
 }
 
@@ -364,11 +612,9 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	int64_t now;
 
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
-		rd_kafka_fatal_error(rk, fatal, sizeof fatal);
-		fail(k,
-		     "could not produce to Kafka: fatal producer error: %s; restart pgstream "
-		     "(nothing undelivered was acknowledged: Postgres sends it again)",
-		     fatal);
+		rd_kafka_resp_err_t code = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+
+		fail_fatal(k, code, fatal);
 		return;
 	}
 	if (k->opening) {
@@ -384,12 +630,26 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	log_warn("kafka: %s", reason);
 }
 
-/* librdkafka's own log (log.queue: served by rd_kafka_poll): debug level. */
+/* librdkafka's own log (log.queue: served by rd_kafka_poll): debug level.
+ * Exactly once, it is also where librdkafka says why a transaction failed
+ * (TXNERR, before it purges the transaction's messages). */
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-	(void)rk;
-	(void)level;
+	struct sink *s = rd_kafka_opaque(rk);
+
 	log_debug("kafka: %s: %s", fac, buf);
+	if (s && level == 3 && strcmp(fac, "TXNERR") == 0 &&
+	    ((struct kafka_sink *)s->backend)->eos) {
+		const char *why = buf, *p;
+
+		/* "[thrd:main]: Current transaction failed in state X: why" */
+		if (*why == '[' && (p = strstr(why, "]: ")) != NULL)
+			why = p + 3;
+		if (strncmp(why, "Current transaction failed in state ", 36) == 0 &&
+		    (p = strstr(why + 36, ": ")) != NULL)
+			why = p + 2;
+		need_abort(s->backend, "%s", why);
+	}
 }
 
 /* Serve whatever librdkafka has queued for us, waiting up to timeout_ms
@@ -402,7 +662,7 @@ static void serve(struct sink *s, int timeout_ms)
 	while (read(k->wake[0], drain, sizeof drain) > 0)
 		; /* the wake-up has done its job */
 	rd_kafka_poll(k->rk, timeout_ms);
-	s->confirmed_seq = seqwin_confirmed(&k->win);
+	s->confirmed_seq = k->eos ? k->committed_seq : seqwin_confirmed(&k->win);
 }
 
 static int failed(const struct kafka_sink *k, struct err *e)
@@ -529,6 +789,7 @@ nomem:
 /* One event as the messages it becomes. */
 struct outgoing {
 	uint64_t seq, lsn, commit_lsn;
+	struct kafka_pos pos; /* exactly once: where it is in the stream */
 	uint32_t xid;
 	bool transactional, delete;
 	struct topic_entry *topic;
@@ -538,9 +799,9 @@ struct outgoing {
 	size_t key_len, old_key_len;
 };
 
-static rd_kafka_headers_t *headers_for(const struct outgoing *o)
+static rd_kafka_headers_t *headers_for(const struct kafka_sink *k, const struct outgoing *o)
 {
-	rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(4);
 	char text[LSN_STR_MAX];
 	int n;
 
@@ -552,6 +813,8 @@ static rd_kafka_headers_t *headers_for(const struct outgoing *o)
 		n = snprintf(text, sizeof text, "%" PRIu32, o->xid);
 		rd_kafka_header_add(h, "xid", 3, text, n);
 	}
+	if (k->eos) /* which transaction wrote it: its checkpoint says the same */
+		rd_kafka_header_add(h, "kafka_txn", 9, k->txn_label, -1);
 	return h;
 }
 
@@ -561,7 +824,7 @@ static rd_kafka_resp_err_t produce_one(struct kafka_sink *k, const struct outgoi
                                        const char *key, size_t key_len, const char *value,
                                        size_t value_len)
 {
-	rd_kafka_headers_t *h = headers_for(o);
+	rd_kafka_headers_t *h = headers_for(k, o);
 	rd_kafka_resp_err_t err;
 
 	seqwin_message_sent(&k->win, o->seq);
@@ -576,17 +839,74 @@ static rd_kafka_resp_err_t produce_one(struct kafka_sink *k, const struct outgoi
 	return err;
 }
 
+/* Exactly once: librdkafka refuses messages once the transaction has
+ * failed (it must be aborted: __STATE) or the producer has (__FATAL). True
+ * if that is why err came; the reason is then recorded. */
+static bool txn_refused(struct kafka_sink *k, rd_kafka_resp_err_t err)
+{
+	char reason[512];
+
+	if (err != RD_KAFKA_RESP_ERR__STATE && err != RD_KAFKA_RESP_ERR__FATAL)
+		return false;
+	rd_kafka_poll(k->rk, 0); /* the report that says why, if it is there */
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		rd_kafka_resp_err_t code = rd_kafka_fatal_error(k->rk, reason, sizeof reason);
+
+		fail_fatal(k, code, reason);
+	} else {
+		need_abort_purged(k, "librdkafka refused a message: the transaction has failed");
+	}
+	return true;
+}
+
+/* Exactly once: a transaction for the events that follow. */
+static int txn_begin(struct kafka_sink *k, struct err *e)
+{
+	rd_kafka_error_t *error = rd_kafka_begin_transaction(k->rk);
+
+	if (error) {
+		if (rd_kafka_error_is_fatal(error))
+			fail_fatal(k, rd_kafka_error_code(error), rd_kafka_error_string(error));
+		else
+			fail(k, "could not begin a Kafka transaction: %s",
+			     rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		return failed(k, e);
+	}
+	k->txn = TXN_OPEN;
+	k->txn_n++;
+	k->txn_due_ms = now_ms() + k->txn_interval_ms;
+	snprintf(k->txn_label, sizeof k->txn_label, "%s-%" PRIu64, k->run, k->txn_n);
+	return 0;
+}
+
 /*
  * Produce what is left of o from message *stage on: 0 the event, 1 the
  * old key's tombstone, 2 the deleted key's. Returns 1 when all are out, 0
  * when librdkafka's queue or the window is full (*stage says where to go
  * on), -1 with *e set on a permanent error.
+ *
+ * Exactly once, an event at or before what Kafka holds (the checkpoint read
+ * at start, or what this process produced) is sent again by the server
+ * only because it was not acknowledged yet: it counts as sent, with no
+ * message, and as soon as no transaction is open, as committed.
  */
 static int produce_event(struct kafka_sink *k, const struct outgoing *o, unsigned *stage,
                          struct err *e)
 {
 	if (*stage == 0 && !seqwin_room(&k->win, o->seq))
 		return 0;
+	if (k->eos && *stage == 0) {
+		if (kafka_pos_cmp(&o->pos, &k->produced) <= 0) {
+			seqwin_event_sent(&k->win, o->seq);
+			if (k->txn == TXN_NONE)
+				k->committed_seq = o->seq;
+			k->skipped++;
+			return 1;
+		}
+		if (k->txn == TXN_NONE && txn_begin(k, e) < 0)
+			return -1;
+	}
 	for (; *stage < 3; (*stage)++) {
 		rd_kafka_resp_err_t err;
 
@@ -600,6 +920,8 @@ static int produce_event(struct kafka_sink *k, const struct outgoing *o, unsigne
 			continue;
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			return 0;
+		if (k->eos && txn_refused(k, err)) /* parked; the next turn aborts */
+			return k->failed ? failed(k, e) : 0;
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			char why[160];
 
@@ -612,6 +934,8 @@ static int produce_event(struct kafka_sink *k, const struct outgoing *o, unsigne
 		}
 	}
 	seqwin_event_sent(&k->win, o->seq);
+	if (k->eos)
+		k->produced = o->pos;
 	return 1;
 }
 
@@ -624,6 +948,7 @@ static int backlog_push(struct sink *s, const struct outgoing *o, unsigned stage
 	    .seq = o->seq,
 	    .lsn = o->lsn,
 	    .commit_lsn = o->commit_lsn,
+	    .pos = o->pos,
 	    .topic = o->topic,
 	    .value_len = o->value_len + 1,
 	    .key_len = o->key ? o->key_len : 0,
@@ -648,9 +973,25 @@ static int backlog_push(struct sink *s, const struct outgoing *o, unsigned stage
 	return 0;
 }
 
+/* Exactly once: whether events may go to Kafka now (not while a commit or
+ * an abort is under way). */
+static bool producing(const struct kafka_sink *k)
+{
+	return !k->eos || (k->txn <= TXN_OPEN && !k->abort_needed && !k->aborting);
+}
+
+/* Blocked while events wait, or while a transaction is being closed. */
+static void update_blocked(struct sink *s)
+{
+	struct kafka_sink *k = s->backend;
+
+	s->blocked = k->backlog.len > 0 || !producing(k);
+}
+
 /* Produce what waits in the backlog, oldest first, until librdkafka takes
- * no more. */
-static int backlog_drain(struct sink *s, struct err *e)
+ * no more; with head_only, only the first event, and only if it is half
+ * produced (a transaction closes between whole events). */
+static int backlog_drain(struct sink *s, bool head_only, struct err *e)
 {
 	struct kafka_sink *k = s->backend;
 	size_t off = 0, value_off = 0;
@@ -661,10 +1002,13 @@ static int backlog_drain(struct sink *s, struct err *e)
 		struct outgoing o;
 
 		memcpy(&p, k->backlog.data + off, sizeof p);
+		if (head_only && (off > 0 || p.stage == 0))
+			break;
 		o = (struct outgoing){
 		    .seq = p.seq,
 		    .lsn = p.lsn,
 		    .commit_lsn = p.commit_lsn,
+		    .pos = p.pos,
 		    .xid = p.xid,
 		    .transactional = p.transactional,
 		    .delete = p.delete,
@@ -690,9 +1034,223 @@ static int backlog_drain(struct sink *s, struct err *e)
 	buf_consume(&s->out, value_off);
 	k->backlog_bytes -= value_off;
 	s->written_seq = k->win.sent;
-	s->blocked = k->backlog.len > 0;
+	update_blocked(s);
 	return 0;
 }
+
+static bool head_half_produced(const struct kafka_sink *k)
+{
+	struct pending p;
+
+	if (k->backlog.len == 0)
+		return false;
+	memcpy(&p, k->backlog.data, sizeof p);
+	return p.stage > 0;
+}
+
+/* ---- exactly once: closing a transaction ----------------------------------- */
+
+/* The checkpoint of the transaction being closed: the position of its last
+ * event, to the offsets topic, keyed by the transactional.id. 1 produced,
+ * 0 no room yet, -1 failed. */
+static int produce_checkpoint(struct kafka_sink *k, struct err *e)
+{
+	rd_kafka_resp_err_t err;
+
+	buf_clear(&k->mark);
+	kafka_offsets_format(&k->mark, k->slot, &k->produced, k->txn_label);
+	if (!buf_ok(&k->mark)) {
+		fail(k, "could not produce the checkpoint: out of memory");
+		return failed(k, e);
+	}
+	err = rd_kafka_producev(
+	    k->rk, RD_KAFKA_V_RKT(k->offsets_rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_KEY(k->txn_id, strlen(k->txn_id)),
+	    RD_KAFKA_V_VALUE(k->mark.data, k->mark.len), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		return 0;
+	if (txn_refused(k, err))
+		return k->failed ? failed(k, e) : 0;
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		fail(k, "could not produce the checkpoint to Kafka topic %s: %s; %s",
+		     k->offsets_name, rd_kafka_err2str(err), remedy(err));
+		return failed(k, e);
+	}
+	k->txn_pos = k->produced;
+	k->txn_seq = k->win.sent;
+	return 1;
+}
+
+/* Every event after the last commit is dropped: the server sends them again
+ * (ERR_REPLAY) and the daemon numbers them again from committed_seq. */
+static void txn_rewind(struct sink *s)
+{
+	struct kafka_sink *k = s->backend;
+
+	k->txn = TXN_NONE;
+	k->abort_needed = k->aborting = k->abort_cause = false;
+	k->abort_retry_ms = k->abort_failing_ms = 0;
+	k->produced = k->committed;
+	buf_clear(&k->backlog);
+	k->backlog_bytes = 0;
+	buf_clear(&s->out);
+	seqwin_restart(&k->win, k->committed_seq);
+	s->buffered_seq = s->written_seq = s->confirmed_seq = k->committed_seq;
+	s->blocked = false;
+	k->aborts++;
+}
+
+/* Abort the open transaction (within a slice; resumed at the next turn
+ * while it takes longer), then rewind: -1 with ERR_REPLAY. */
+static int txn_abort(struct sink *s, struct err *e)
+{
+	struct kafka_sink *k = s->backend;
+	char from[96], label[sizeof k->txn_label];
+
+	k->aborting = true;
+	s->blocked = true;
+	if (k->txn != TXN_NONE) {
+		rd_kafka_error_t *error;
+		int64_t now = now_ms();
+
+		if (now < k->abort_retry_ms)
+			return 0;
+		error = rd_kafka_abort_transaction(k->rk, KAFKA_TXN_SLICE_MS);
+		if (error) {
+			/* Not done within the slice (retriable): resumed at the next
+			 * turn. Refused (the coordinator's EndTxn failed): tried
+			 * again every KAFKA_TXN_SLICE_MS, for a while. */
+			if (rd_kafka_error_is_fatal(error)) {
+				fail_fatal(k, rd_kafka_error_code(error),
+				           rd_kafka_error_string(error));
+			} else if (!rd_kafka_error_is_retriable(error)) {
+				if (k->abort_failing_ms == 0)
+					k->abort_failing_ms = now;
+				if (now - k->abort_failing_ms >= KAFKA_ABORT_GIVE_UP_MS)
+					fail(k,
+					     "could not abort the Kafka transaction (%s) for %d s: "
+					     "%s; "
+					     "restart pgstream (nothing of it was acknowledged)",
+					     k->abort_why, KAFKA_ABORT_GIVE_UP_MS / 1000,
+					     rd_kafka_error_string(error));
+				k->abort_retry_ms = now + KAFKA_TXN_SLICE_MS;
+			}
+			rd_kafka_error_destroy(error);
+			return k->failed ? failed(k, e) : 0;
+		}
+	}
+	snprintf(label, sizeof label, "%s", k->txn_label);
+	txn_rewind(s);
+	kafka_pos_describe(&k->committed, from, sizeof from);
+	return err_setk(e, ERR_REPLAY,
+	                "Kafka transaction %s aborted: %s; everything after the last commit (%s) "
+	                "is sent again (none of it was acknowledged)",
+	                label, k->abort_why, from);
+}
+
+/* Exactly once: close the open transaction now rather than at its time. */
+static void txn_close_now(struct sink *s)
+{
+	struct kafka_sink *k = s->backend;
+
+	if (k->txn == TXN_OPEN) {
+		k->txn = TXN_DRAIN;
+		k->closing_since_ms = now_ms();
+		s->blocked = true;
+	}
+}
+
+/*
+ * Move the transaction on as far as it goes now (each wait at most a
+ * slice): an open one past its time starts closing; a closing one waits
+ * for its messages' reports, then gets its checkpoint and is committed; a
+ * committed one confirms its events, and the next transaction begins with
+ * the events that waited. 0, or -1 with *e set: failed (ERR_SINK) or
+ * aborted (ERR_REPLAY).
+ */
+static int txn_step(struct sink *s, struct err *e)
+{
+	struct kafka_sink *k = s->backend;
+
+	if (k->failed)
+		return failed(k, e);
+	if (k->abort_needed || k->aborting)
+		return txn_abort(s, e);
+	if (k->txn == TXN_OPEN && now_ms() >= k->txn_due_ms)
+		txn_close_now(s);
+	if (k->txn == TXN_DRAIN) {
+		if (head_half_produced(k)) {
+			/* its remaining tombstones first: an event is never split
+			 * between two transactions */
+			serve(s, 0);
+			if (!k->failed && backlog_drain(s, true, e) < 0)
+				return -1;
+			if (head_half_produced(k))
+				serve(s, KAFKA_TXN_SLICE_MS);
+		}
+		if (!k->failed && !head_half_produced(k)) {
+			/* flush: linger.ms does not hold the last batches back */
+			rd_kafka_flush(k->rk, KAFKA_TXN_SLICE_MS);
+			serve(s, 0);
+		}
+		if (k->failed)
+			return failed(k, e);
+		if (k->abort_needed)
+			return txn_abort(s, e);
+		if (!head_half_produced(k) && seqwin_confirmed(&k->win) == k->win.sent) {
+			int rc = produce_checkpoint(k, e);
+
+			if (rc < 0)
+				return -1;
+			if (k->abort_needed)
+				return txn_abort(s, e);
+			if (rc > 0)
+				k->txn = TXN_END;
+		}
+	}
+	if (k->txn == TXN_END) {
+		rd_kafka_error_t *error = rd_kafka_commit_transaction(k->rk, KAFKA_TXN_SLICE_MS);
+
+		if (error) {
+			if (rd_kafka_error_is_fatal(error))
+				fail_fatal(k, rd_kafka_error_code(error),
+				           rd_kafka_error_string(error));
+			else if (rd_kafka_error_txn_requires_abort(error))
+				need_abort(k, "the commit failed: %s",
+				           rd_kafka_error_string(error));
+			else if (!rd_kafka_error_is_retriable(error))
+				fail(k, "could not commit the Kafka transaction: %s",
+				     rd_kafka_error_string(error));
+			/* else: not done within the slice; resumed at the next turn */
+			rd_kafka_error_destroy(error);
+			if (k->failed)
+				return failed(k, e);
+			if (k->abort_needed)
+				return txn_abort(s, e);
+			return 0;
+		}
+		k->txn = TXN_NONE;
+		k->committed = k->txn_pos;
+		k->committed_seq = k->txn_seq;
+		k->commits++;
+		k->closing_ms += now_ms() - k->closing_since_ms;
+		if (log_get_level() <= LOG_DEBUG) {
+			char what[96];
+
+			kafka_pos_describe(&k->committed, what, sizeof what);
+			log_debug("kafka: committed transaction %s, up to %s", k->txn_label, what);
+		}
+		s->confirmed_seq = k->committed_seq;
+		update_blocked(s);
+		/* what waited behind the commit goes into the next one */
+		if (!k->closing && k->backlog.len > 0 && backlog_drain(s, false, e) < 0)
+			return -1;
+	}
+	s->confirmed_seq = k->committed_seq;
+	return 0;
+}
+
+/* ---- the sink's calls ------------------------------------------------------ */
 
 static int kafka_event_routed(struct sink *s, uint64_t seq, const struct sink_record *rec,
                               struct err *e)
@@ -712,6 +1270,12 @@ static int kafka_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 	    .seq = seq,
 	    .lsn = rec->lsn,
 	    .commit_lsn = rec->commit_lsn,
+	    .pos =
+	        {
+	            .txn = rec->transactional ? rec->commit_lsn : rec->lsn,
+	            .index = rec->index,
+	            .lsn = rec->lsn,
+	        },
 	    .xid = rec->xid,
 	    .transactional = rec->transactional,
 	    .delete = rec->delete,
@@ -728,9 +1292,22 @@ static int kafka_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 	/* Serve reports as we go, as librdkafka's producer example does: they
 	 * hold their messages' memory until served. */
 	rd_kafka_poll(k->rk, 0);
-	s->confirmed_seq = seqwin_confirmed(&k->win);
-	if (k->backlog.len > 0) /* keep the order: behind those waiting */
-		return backlog_push(s, &o, 0, e) < 0 ? -1 : backlog_drain(s, e);
+	s->confirmed_seq = k->eos ? k->committed_seq : seqwin_confirmed(&k->win);
+	if (k->eos) {
+		/* Never waits here: an abort, or a transaction due to close,
+		 * is seen to at the sink's next turn. */
+		if (k->failed)
+			return failed(k, e);
+		if (k->abort_needed)
+			return txn_abort(s, e);
+		if (k->txn == TXN_OPEN && now_ms() >= k->txn_due_ms)
+			txn_close_now(s);
+	}
+	if (k->backlog.len > 0 || !producing(k)) { /* keep the order: behind those waiting */
+		if (backlog_push(s, &o, 0, e) < 0)
+			return -1;
+		return producing(k) ? backlog_drain(s, false, e) : 0;
+	}
 	rc = produce_event(k, &o, &stage, e);
 	if (rc < 0)
 		return -1;
@@ -738,20 +1315,34 @@ static int kafka_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 		return backlog_push(s, &o, stage, e);
 	buf_clear(&s->out);
 	s->written_seq = seq;
+	s->confirmed_seq = k->eos ? k->committed_seq : seqwin_confirmed(&k->win);
 	return 0;
 }
 
 /* Never blocks for long: a durable flush waits at most
- * KAFKA_DURABLE_WAIT_MS for the reports of what is produced. */
+ * KAFKA_DURABLE_WAIT_MS for the reports of what is produced (exactly once:
+ * for the open transaction to commit). */
 static int kafka_flush(struct sink *s, bool durable, struct err *e)
 {
 	struct kafka_sink *k = s->backend;
 	int64_t deadline = now_ms() + KAFKA_DURABLE_WAIT_MS;
-	uint64_t target;
+	uint64_t target, txn_n;
 
 	serve(s, 0);
-	if (!k->failed && k->backlog.len > 0 && backlog_drain(s, e) < 0)
+	if (k->eos && txn_step(s, e) < 0)
 		return -1;
+	if (!k->failed && k->backlog.len > 0 && producing(k) && backlog_drain(s, false, e) < 0)
+		return -1;
+	if (k->eos && durable) {
+		txn_close_now(s);
+		txn_n = k->txn_n;
+		while (k->txn != TXN_NONE && k->txn_n == txn_n && now_ms() < deadline) {
+			serve(s, 1); /* (no spin while an abort waits to be tried again) */
+			if (txn_step(s, e) < 0)
+				return -1;
+		}
+		return 0;
+	}
 	target = k->win.sent;
 	while (durable && !k->failed && seqwin_confirmed(&k->win) < target) {
 		int64_t left = deadline - now_ms();
@@ -765,15 +1356,31 @@ static int kafka_flush(struct sink *s, bool durable, struct err *e)
 	return 0;
 }
 
-/* Reports arrive on the pipe; a blocked sink also looks now and then. */
+/* Reports arrive on the pipe; a blocked sink also looks now and then.
+ * Exactly once, an open transaction wants its turn when it is due, and one
+ * being closed (or aborted) at once: its steps wait themselves. */
 static void kafka_adjust_pollset(struct sink *s, struct sink_pollset *ps)
 {
 	struct kafka_sink *k = s->backend;
+	int want = -1;
 
 	if (ps->nfds < SINK_POLL_MAX)
 		ps->fds[ps->nfds++] = (struct pollfd){.fd = k->wake[0], .events = POLLIN};
-	if (s->blocked && (ps->timeout_ms < 0 || ps->timeout_ms > KAFKA_BLOCKED_POLL_MS))
-		ps->timeout_ms = KAFKA_BLOCKED_POLL_MS;
+	if (s->blocked)
+		want = KAFKA_BLOCKED_POLL_MS;
+	if (k->eos && k->txn == TXN_OPEN) {
+		int64_t left = k->txn_due_ms - now_ms();
+
+		if (left < want || want < 0)
+			want = left > 0 ? (int)left : 0;
+	}
+	if (k->eos && (!producing(k) || k->txn > TXN_OPEN)) {
+		int64_t left = k->abort_retry_ms - now_ms();
+
+		want = left > 0 ? (int)left : 0;
+	}
+	if (want >= 0 && (ps->timeout_ms < 0 || ps->timeout_ms > want))
+		ps->timeout_ms = want;
 }
 
 static int kafka_process(struct sink *s, const struct sink_pollset *ps, struct err *e)
@@ -782,9 +1389,18 @@ static int kafka_process(struct sink *s, const struct sink_pollset *ps, struct e
 
 	(void)ps; /* serve() looks at the pipe itself */
 	serve(s, 0);
-	if (!k->failed && k->backlog.len > 0 && backlog_drain(s, e) < 0)
+	if (k->eos && txn_step(s, e) < 0)
+		return -1;
+	if (!k->failed && k->backlog.len > 0 && producing(k) && backlog_drain(s, false, e) < 0)
 		return -1;
 	return k->failed ? failed(k, e) : 0;
+}
+
+static uint64_t kafka_resume_lsn(const struct sink *s)
+{
+	const struct kafka_sink *k = s->backend;
+
+	return k->eos ? k->restored.txn : 0;
 }
 
 /* ---- open and close ------------------------------------------------------ */
@@ -851,17 +1467,92 @@ static void warn_weak_delivery(rd_kafka_conf_t *conf)
 		         a, i);
 }
 
+/* Exactly once, after connecting: fence older producers of our
+ * transactional.id (and abort what they left open), make sure the offsets
+ * topic exists, and read back the last committed checkpoint. */
+static int eos_open(struct sink *s, const struct sink_kafka_config *kc, struct err *e)
+{
+	struct kafka_sink *k = s->backend;
+	rd_kafka_error_t *error;
+	rd_kafka_conf_t *conf;
+	struct err ce;
+	char what[96];
+	bool found;
+	int rc;
+
+	error = rd_kafka_init_transactions(k->rk, KAFKA_INIT_TXN_MS);
+	serve(s, 0);
+	if (error) {
+		err_set(e, "could not start Kafka transactions for transactional.id %s: %s%s%s",
+		        k->txn_id, rd_kafka_error_string(error), *k->last_error ? "; " : "",
+		        k->last_error);
+		rd_kafka_error_destroy(error);
+		return -1;
+	}
+	if (k->failed)
+		return err_set(e, "%s", k->failmsg);
+	log_debug("kafka: transactions initialized (transactional.id %s)", k->txn_id);
+	buf_clear(&k->name);
+	if (!kafka_topic_render(&k->name, kc->offsets_topic, kc->prefix, NULL, NULL))
+		return err_set(e,
+		               "invalid value for --kafka-offsets-topic: longer than %d characters",
+		               KAFKA_TOPIC_MAX);
+	if ((k->offsets_name = strdup(k->name.data)) == NULL)
+		return err_set(e, "could not open the Kafka sink: out of memory");
+	rc = kafka_offsets_create(k->rk, k->offsets_name, KAFKA_CREATE_TIMEOUT_MS, &ce);
+	if (rc < 0)
+		log_warn(
+		    "kafka: %s; it will be created on first use by the brokers, not compacted: "
+		    "create it with cleanup.policy=compact",
+		    ce.msg);
+	else if (rc > 0)
+		log_info("kafka: created the checkpoint topic %s (cleanup.policy=compact)",
+		         k->offsets_name);
+	k->offsets_rkt = topic_open(k, NULL, e);
+	if (k->offsets_rkt == NULL)
+		return -1;
+	log_debug("kafka: reading the checkpoint back from %s", k->offsets_name);
+	/* A consumer of the same brokers and properties (the producer's own
+	 * ones it ignores, at debug level) */
+	conf = rd_kafka_conf_new();
+	if (conf == NULL)
+		return err_set(e, "could not read the checkpoint: out of memory");
+	rd_kafka_conf_set_log_cb(conf, on_log);
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", kc->brokers, ce.msg, sizeof ce.msg) !=
+	        RD_KAFKA_CONF_OK ||
+	    set_user_properties(conf, kc->properties, e) < 0) {
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
+	if (kafka_offsets_read(conf, k->offsets_name, k->txn_id, KAFKA_CHECKPOINT_READ_MS,
+	                       &k->committed, &found, e) < 0)
+		return -1;
+	k->produced = k->restored = k->committed;
+	kafka_pos_describe(&k->committed, what, sizeof what);
+	if (found)
+		log_info(
+		    "kafka: exactly once, transactional.id %s: Kafka holds everything up to %s "
+		    "(checkpoint in %s); what the server sends again up to there is skipped",
+		    k->txn_id, what, k->offsets_name);
+	else
+		log_info("kafka: exactly once, transactional.id %s: no checkpoint in %s yet",
+		         k->txn_id, k->offsets_name);
+	return 0;
+}
+
 static int kafka_open(struct sink *s, const struct sink_config *cfg, struct err *e)
 {
 	struct kafka_sink *k = s->backend;
 	const struct sink_kafka_config *kc = &cfg->kafka;
 	rd_kafka_conf_t *conf;
 	char errstr[512];
+	struct timespec now;
 
 	k->wake[0] = k->wake[1] = -1;
 	k->opening = true;
 	buf_init(&k->backlog, 0);
 	buf_init(&k->name, 0);
+	buf_init(&k->mark, 0);
 	k->tombstones = kc->tombstones;
 	if (check_topics(kc, &k->topic_uses, e) < 0)
 		return -1;
@@ -869,7 +1560,20 @@ static int kafka_open(struct sink *s, const struct sink_config *cfg, struct err 
 	k->topic_tmpl = strdup(kc->topic);
 	if (k->prefix == NULL || k->topic_tmpl == NULL)
 		return err_set(e, "could not open the Kafka sink: out of memory");
-	conf = build_conf(kc, e);
+	k->eos = kc->exactly_once;
+	k->txn_interval_ms = kc->commit_interval_ms > 0 ? kc->commit_interval_ms : 1;
+	if (k->eos) {
+		k->txn_id = transactional_id(kc);
+		k->slot = strdup(kc->slot ? kc->slot : "pgstream_slot");
+		if (k->txn_id == NULL || k->slot == NULL)
+			return err_set(e, "could not open the Kafka sink: out of memory");
+		/* this process's part of the transactions' labels */
+		clock_gettime(CLOCK_REALTIME, &now);
+		snprintf(k->run, sizeof k->run, "%llx",
+		         (unsigned long long)now.tv_sec * 1000000 +
+		             (unsigned long long)(now.tv_nsec / 1000));
+	}
+	conf = build_conf(kc, k->txn_id, e);
 	if (conf == NULL)
 		return -1;
 	warn_weak_delivery(conf);
@@ -903,7 +1607,43 @@ static int kafka_open(struct sink *s, const struct sink_config *cfg, struct err 
 	k->messages.rkt = topic_open(k, &k->messages, e);
 	if (k->messages.rkt == NULL)
 		return -1;
-	return connect_check(s, kc, e);
+	if (connect_check(s, kc, e) < 0)
+		return -1;
+	return k->eos ? eos_open(s, kc, e) : 0;
+}
+
+/* Exactly once, at close: commit what the open transaction holds (the
+ * server need not send it again), within the close's deadline; what cannot
+ * be committed is aborted. Nothing new begins. */
+static void eos_close(struct sink *s)
+{
+	struct kafka_sink *k = s->backend;
+	int64_t deadline = now_ms() + KAFKA_CLOSE_FLUSH_MS;
+	struct err ignored;
+	uint64_t txn_n = k->txn_n;
+
+	k->closing = true;
+	log_debug("kafka: %" PRIu64 " transactions committed (%.1f ms each to close, on average), "
+	          "%" PRIu64 " aborted, %" PRIu64 " events skipped as already in Kafka",
+	          k->commits, k->commits ? (double)k->closing_ms / (double)k->commits : 0.0,
+	          k->aborts, k->skipped);
+	if (k->failed || k->txn == TXN_NONE)
+		return;
+	txn_close_now(s);
+	while (k->txn != TXN_NONE && k->txn_n == txn_n && !k->failed && now_ms() < deadline) {
+		serve(s, 1);
+		if (txn_step(s, &ignored) < 0)
+			break; /* failed, or aborted (rewound) */
+	}
+	if (k->txn != TXN_NONE && !k->failed) {
+		rd_kafka_error_t *error = rd_kafka_abort_transaction(k->rk, 1000);
+
+		if (error)
+			rd_kafka_error_destroy(error);
+		log_warn("kafka: the open transaction could not be committed within %d s at exit "
+		         "(aborted: Postgres sends it again)",
+		         KAFKA_CLOSE_FLUSH_MS / 1000);
+	}
 }
 
 static void kafka_close(struct sink *s)
@@ -913,14 +1653,17 @@ static void kafka_close(struct sink *s)
 	if (k->rk) {
 		int left;
 
+		if (k->eos)
+			eos_close(s);
 		/* After a failure nothing more is acknowledged: what waits
 		 * would only be repeated. Otherwise deliver it, within a
-		 * deadline, so that a restart repeats little. */
-		if (k->failed)
+		 * deadline, so that a restart repeats little (exactly once,
+		 * the transaction is committed or aborted by now). */
+		if (k->failed || k->eos)
 			rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-		rd_kafka_flush(k->rk, k->failed ? 0 : KAFKA_CLOSE_FLUSH_MS);
+		rd_kafka_flush(k->rk, k->failed || k->eos ? 0 : KAFKA_CLOSE_FLUSH_MS);
 		left = rd_kafka_outq_len(k->rk);
-		if (left > 0 && !k->failed)
+		if (left > 0 && !k->failed && !k->eos)
 			log_warn("kafka: %d messages not delivered within %d s at exit (not "
 			         "acknowledged: Postgres sends them again)",
 			         left, KAFKA_CLOSE_FLUSH_MS / 1000);
@@ -936,6 +1679,8 @@ static void kafka_close(struct sink *s)
 		}
 		if (k->messages.rkt)
 			rd_kafka_topic_destroy(k->messages.rkt);
+		if (k->offsets_rkt)
+			rd_kafka_topic_destroy(k->offsets_rkt);
 		if (k->mainq) {
 			rd_kafka_queue_io_event_enable(k->mainq, -1, NULL, 0);
 			rd_kafka_queue_destroy(k->mainq);
@@ -949,6 +1694,10 @@ static void kafka_close(struct sink *s)
 	free(k->topics);
 	free(k->prefix);
 	free(k->topic_tmpl);
+	free(k->txn_id);
+	free(k->slot);
+	free(k->offsets_name);
+	buf_reset(&k->mark);
 	seqwin_reset(&k->win);
 	buf_reset(&k->backlog);
 	buf_reset(&k->name);
@@ -963,5 +1712,6 @@ const struct sink_ops SINK_KAFKA = {
     .flush = kafka_flush,
     .adjust_pollset = kafka_adjust_pollset,
     .process = kafka_process,
+    .resume_lsn = kafka_resume_lsn,
     .close = kafka_close,
 };

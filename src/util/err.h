@@ -19,6 +19,8 @@ enum err_kind {
 	ERR_TRANSIENT, /* connection lost, server restarting: retry with backoff */
 	ERR_BUSY,      /* the slot is held by another walsender: may be released soon */
 	ERR_SINK,      /* the sink refused or failed a write */
+	ERR_REPLAY,    /* the sink dropped what it had not confirmed (an aborted Kafka
+	                * transaction): stream again from the last confirmed event */
 };
 
 struct err {

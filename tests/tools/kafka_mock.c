@@ -13,6 +13,8 @@
  *   rtt ID MS                a broker answers MS milliseconds late
  *   errors N CODE            the next N Produce requests fail with Kafka
  *                            error CODE (e.g. 6 NOT_LEADER_FOR_PARTITION)
+ *   request-errors API N CODE  the same for requests of ApiKey API (e.g. 26
+ *                            EndTxn, 24 AddPartitionsToTxn)
  *   create TOPIC PARTS       create a topic (replication: every broker)
  *   topic-error TOPIC CODE   requests for TOPIC fail with CODE (0 clears)
  *
@@ -31,7 +33,7 @@
 static int command(rd_kafka_mock_cluster_t *mc, int brokers, char *line)
 {
 	char topic[256];
-	int id, n, code;
+	int id, n, code, api;
 	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
 
 	if (sscanf(line, "down %d", &id) == 1 && id >= 1 && id <= brokers)
@@ -40,14 +42,17 @@ static int command(rd_kafka_mock_cluster_t *mc, int brokers, char *line)
 		err = rd_kafka_mock_broker_set_up(mc, id);
 	else if (sscanf(line, "rtt %d %d", &id, &n) == 2 && id >= 1 && id <= brokers && n >= 0)
 		err = rd_kafka_mock_broker_set_rtt(mc, id, n);
-	else if (sscanf(line, "errors %d %d", &n, &code) == 2 && n > 0 && n <= 100000) {
-		rd_kafka_resp_err_t *codes = malloc(sizeof *codes * (size_t)n);
+	else if ((sscanf(line, "errors %d %d", &n, &code) == 2 && (api = PRODUCE_API_KEY, 1)) ||
+	         sscanf(line, "request-errors %d %d %d", &api, &n, &code) == 3) {
+		rd_kafka_resp_err_t *codes;
 
-		if (codes == NULL)
+		if (n <= 0 || n > 100000 || api < 0 || api > 100)
+			return -1;
+		if ((codes = malloc(sizeof *codes * (size_t)n)) == NULL)
 			return -1;
 		for (int i = 0; i < n; i++)
 			codes[i] = (rd_kafka_resp_err_t)code;
-		rd_kafka_mock_push_request_errors_array(mc, PRODUCE_API_KEY, (size_t)n, codes);
+		rd_kafka_mock_push_request_errors_array(mc, (int16_t)api, (size_t)n, codes);
 		free(codes);
 	} else if (sscanf(line, "create %255s %d", topic, &n) == 2 && n > 0)
 		err = rd_kafka_mock_topic_create(mc, topic, n, brokers);

@@ -5,7 +5,9 @@
  * (test.mock.num.brokers): nothing confirmed before its delivery report,
  * everything after a durable flush, a message over message.max.bytes a
  * clear error that confirms nothing from it on, and bad properties refused
- * by sink_check_config.
+ * by sink_check_config; the exactly-once checkpoint record (kafka_offsets.h)
+ * and, against the mock, nothing confirmed before its transaction commits,
+ * and events at or before what Kafka holds confirmed without being sent.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "sink/kafka_offsets.h"
 #include "sink/kafka_topic.h"
 #include "sink/seqwin.h"
 #include "sink/sink.h"
@@ -267,6 +270,116 @@ static void test_sink_too_large_is_permanent(void **state)
 	sink_close(s);
 }
 
+/* ---- exactly once --------------------------------------------------------- */
+
+static void test_offsets_record(void **state)
+{
+	struct kafka_pos p = {.txn = 0x16B3F20, .index = 3, .lsn = 0x16B3E08}, q;
+	struct kafka_pos a = {.txn = 5, .index = 9}, b = {.txn = 6, .index = 1};
+	struct buf v;
+	char what[96];
+
+	(void)state;
+	buf_init(&v, 0);
+	kafka_offsets_format(&v, "app_slot", &p, "18c2f-17");
+	assert_string_equal(v.data,
+	                    "{\"slot\":\"app_slot\",\"commit_lsn\":\"0/16B3F20\",\"index\":3,"
+	                    "\"lsn\":\"0/16B3E08\",\"kafka_txn\":\"18c2f-17\"}");
+	assert_true(kafka_offsets_parse(v.data, v.len, &q));
+	assert_int_equal(kafka_pos_cmp(&p, &q), 0);
+	assert_int_equal(q.lsn, p.lsn);
+	/* by hand, blanks and other order allowed */
+	const char *hand = "{ \"index\" : 12 , \"commit_lsn\": \"1/0\" }";
+	assert_true(kafka_offsets_parse(hand, strlen(hand), &q));
+	assert_int_equal(q.txn, 0x100000000ULL);
+	assert_int_equal(q.index, 12);
+	assert_int_equal(q.lsn, 0);
+	/* not a checkpoint: refused, never guessed */
+	static const char *const bad[] = {
+	    "",
+	    "{}",
+	    "{\"commit_lsn\":\"0/1\"}",
+	    "{\"index\":3}",
+	    "{\"commit_lsn\":\"0/1\",\"index\":0}",
+	    "{\"commit_lsn\":\"0/0\",\"index\":1}",
+	    "{\"commit_lsn\":\"zz\",\"index\":1}",
+	    "{\"commit_lsn\":\"0/1\",\"index\":1x}",
+	    "{\"commit_lsn\":\"0/1\",\"index\":-1}",
+	    "{\"commit_lsn\":\"0/1\",\"index\":99999999999999999999}",
+	    "{\"x_commit_lsn\":\"0/1\",\"index\":1}",
+	    "{\"commit_lsn\":\"0/1",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_false(kafka_offsets_parse(bad[i], strlen(bad[i]), &q));
+	/* order: by transaction, then by the event's number in it */
+	assert_true(kafka_pos_cmp(&a, &b) < 0);
+	b.txn = 5;
+	assert_true(kafka_pos_cmp(&a, &b) > 0);
+	kafka_pos_describe(&p, what, sizeof what);
+	assert_string_equal(what, "event 3 of the transaction committed at 0/16B3F20");
+	buf_reset(&v);
+}
+
+static int put_at(struct sink *s, uint64_t seq, uint64_t commit_lsn, uint64_t index, struct err *e)
+{
+	struct sink_record rec = {
+	    .schema = "public",
+	    .table = "users",
+	    .key = "{\"id\":1}",
+	    .key_len = 8,
+	    .transactional = true,
+	    .lsn = commit_lsn - 0x100 + index,
+	    .commit_lsn = commit_lsn,
+	    .xid = 7,
+	    .index = index,
+	};
+
+	buf_puts(sink_buf(s), "{\"op\":\"insert\"}\n");
+	return sink_event_done(s, seq, &rec, e);
+}
+
+static void test_sink_exactly_once(void **state)
+{
+	struct sink_config cfg = mock_config("test.mock.num.brokers=3\nlinger.ms=50");
+	struct err e = {0};
+	struct sink *s;
+	uint64_t seq = 0;
+
+	(void)state;
+	cfg.kafka.exactly_once = true;
+	cfg.kafka.offsets_topic = "{prefix}.pgstream.offsets";
+	cfg.kafka.slot = "s";
+	cfg.kafka.commit_interval_ms = 10000; /* only the durable flushes commit */
+	s = sink_open(&cfg, &e);
+	if (s == NULL)
+		fail_msg("%s", e.msg);
+	assert_int_equal(sink_resume_lsn(s), 0); /* nothing in Kafka yet */
+	/* two transactions of 50 events */
+	for (uint64_t t = 1; t <= 2; t++)
+		for (uint64_t i = 1; i <= 50; i++)
+			assert_int_equal(put_at(s, ++seq, 0x1000 * t, i, &e), 0);
+	/* delivered or not, nothing is confirmed before the commit */
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(sink_flush(s, false, &e), 0);
+	assert_int_equal(sink_confirmed(s), 0);
+	for (int i = 0; i < 20 && sink_confirmed(s) < 100; i++)
+		assert_int_equal(sink_flush(s, true, &e), 0);
+	assert_int_equal(sink_confirmed(s), 100);
+	/* the server sends the second transaction again (a reconnect): held
+	 * by Kafka, confirmed at once, nothing open */
+	for (uint64_t i = 1; i <= 50; i++)
+		assert_int_equal(put_at(s, ++seq, 0x2000, i, &e), 0);
+	assert_int_equal(sink_confirmed(s), 150);
+	assert_false(sink_blocked(s));
+	/* then a new one: confirmed at its commit */
+	assert_int_equal(put_at(s, ++seq, 0x3000, 1, &e), 0);
+	assert_int_equal(sink_confirmed(s), 150);
+	for (int i = 0; i < 20 && sink_confirmed(s) < 151; i++)
+		assert_int_equal(sink_flush(s, true, &e), 0);
+	assert_int_equal(sink_confirmed(s), 151);
+	sink_close(s);
+}
+
 static void test_check_config(void **state)
 {
 	struct sink_config cfg;
@@ -293,6 +406,28 @@ static void test_check_config(void **state)
 	cfg = mock_config(NULL);
 	cfg.kafka.topic = "{prefix}.{nope}";
 	assert_int_equal(sink_check_config(&cfg, &e), -1);
+	/* exactly once: librdkafka's transactional rules, the offsets topic */
+	cfg = mock_config("enable.idempotence=false");
+	cfg.kafka.exactly_once = true;
+	cfg.kafka.offsets_topic = "{prefix}.pgstream.offsets";
+	assert_int_equal(sink_check_config(&cfg, &e), -1);
+	assert_non_null(strstr(e.msg, "enable.idempotence"));
+	cfg = mock_config(NULL);
+	cfg.kafka.exactly_once = true;
+	cfg.kafka.offsets_topic = "{table}";
+	assert_int_equal(sink_check_config(&cfg, &e), -1);
+	assert_non_null(strstr(e.msg, "--kafka-offsets-topic"));
+	cfg.kafka.offsets_topic = "{prefix}.pgstream.offsets";
+	cfg.kafka.commit_interval_ms = 100;
+	assert_int_equal(sink_check_config(&cfg, &e), 0);
+	/* committed well within the transaction's timeout */
+	cfg.kafka.properties = "transaction.timeout.ms=1000";
+	cfg.kafka.commit_interval_ms = 600;
+	assert_int_equal(sink_check_config(&cfg, &e), -1);
+	assert_non_null(strstr(e.msg, "--kafka-commit-interval (600 ms) must be at most half of "
+	                              "transaction.timeout.ms (1000 ms)"));
+	cfg.kafka.commit_interval_ms = 500;
+	assert_int_equal(sink_check_config(&cfg, &e), 0);
 }
 
 int main(void)
@@ -304,6 +439,8 @@ int main(void)
 	    cmocka_unit_test(test_topic_templates),
 	    cmocka_unit_test(test_sink_confirms_on_reports),
 	    cmocka_unit_test(test_sink_too_large_is_permanent),
+	    cmocka_unit_test(test_offsets_record),
+	    cmocka_unit_test(test_sink_exactly_once),
 	    cmocka_unit_test(test_check_config),
 	};
 
