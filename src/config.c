@@ -8,12 +8,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <string.h>
 
 #include "event/encoder.h"
+#include "sink/sink.h"
 #include "util/log.h"
 #include "util/lsn.h"
 
@@ -30,6 +32,7 @@ enum opt_kind {
 	OPT_SINK,
 	OPT_DECIMAL,
 	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
+	OPT_COUNT,    /* a whole number, 0 to INT_MAX */
 };
 
 struct option_def {
@@ -56,8 +59,8 @@ static const struct option_def OPTIONS[] = {
      "append events to FILE, fsynced before acknowledging (default stdout)"},
     {"fsync", "FSYNC", OPT_BOOL, F(fsync), NULL,
      "with --output, fsync before acknowledging (default; --fsync=false to skip)"},
-    {"sink", "SINK", OPT_SINK, F(sink), "stdout|file|kafka",
-     "where events go (default stdout, or file with --output)"},
+    {"sink", "SINK", OPT_SINK, F(sink), SINK_NAMES,
+     "where events go (default stdout, or file with --output); the sinks of this build"},
     {"debezium-decimal", "DEBEZIUM_DECIMAL", OPT_DECIMAL, F(debezium_decimal),
      "precise|string|double",
      "with --format debezium: NUMERIC as Debezium's decimal.handling.mode (default precise)"},
@@ -73,6 +76,27 @@ static const struct option_def OPTIONS[] = {
      "after a DELETE (or a key change) a tombstone for the key (default true)"},
     {"kafka-property", "KAFKA_PROPERTIES", OPT_PROPERTY, F(kafka_properties), "KEY=VALUE",
      "librdkafka producer property, repeatable (environment: KEY=VALUE;KEY=VALUE)"},
+    {"webhook-url", "WEBHOOK_URL", OPT_STRING, F(webhook_url), "URL",
+     "with --sink webhook: where batches of events are POSTed (http:// or https://)"},
+    {"webhook-secret", "WEBHOOK_SECRET", OPT_STRING, F(webhook_secret), "SECRET",
+     "HMAC-SHA-256 key: X-Pgstream-Signature: sha256=HEX over each body (prefer the "
+     "environment)"},
+    {"webhook-body", "WEBHOOK_BODY", OPT_STRING, F(webhook_body), "ndjson|array",
+     "a batch as one JSON line per event (default) or as one JSON array"},
+    {"webhook-batch-size", "WEBHOOK_BATCH_SIZE", OPT_COUNT, F(webhook_batch_size), "N",
+     "events per request at most (default 1000)"},
+    {"webhook-batch-bytes", "WEBHOOK_BATCH_BYTES", OPT_COUNT, F(webhook_batch_bytes), "N",
+     "bytes per request at most, unless one event is larger (default 1048576)"},
+    {"webhook-linger-ms", "WEBHOOK_LINGER_MS", OPT_COUNT, F(webhook_linger_ms), "MS",
+     "how long a batch waits for more events while no request is in flight (default 5)"},
+    {"webhook-timeout", "WEBHOOK_TIMEOUT", OPT_SECONDS, F(webhook_timeout_ms), "SECONDS",
+     "a request not answered in this long is retried (default 30)"},
+    {"webhook-retry-max-delay", "WEBHOOK_RETRY_MAX_DELAY", OPT_SECONDS,
+     F(webhook_retry_max_ms), "SECONDS", "cap of the exponential retry backoff (default 30)"},
+    {"redis-url", "REDIS_URL", OPT_STRING, F(redis_url), "URL",
+     "with --sink redis: redis://[:PASSWORD@]HOST[:PORT][/DB]"},
+    {"redis-maxlen", "REDIS_MAXLEN", OPT_COUNT, F(redis_maxlen), "N",
+     "trim each stream to about N entries (XADD MAXLEN ~; default 0: never)"},
     {"start-lsn", "START_LSN", OPT_LSN, F(start_lsn), "X/X",
      "start streaming at this LSN (default: where the slot stands)"},
     {"end-lsn", "END_LSN", OPT_LSN, F(end_lsn), "X/X",
@@ -153,6 +177,22 @@ static bool parse_micros(const char *s, int *out)
 	errno = 0;
 	v = strtol(s, &end, 10);
 	if (errno || *end != '\0' || v > MAX_MICROS)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* A whole number 0 <= n <= INT_MAX. */
+static bool parse_count(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end != '\0' || v > INT_MAX)
 		return false;
 	*out = (int)v;
 	return true;
@@ -311,14 +351,29 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               "invalid value for %s%s: \"%s\" (expected replace or fail)",
 			               source, opt->flag, show(&sh, value));
 		return 0;
-	case OPT_SINK:
-		if (strcmp(value, "stdout") != 0 && strcmp(value, "file") != 0 &&
-		    strcmp(value, "kafka") != 0)
+	case OPT_SINK: {
+		enum sink_kind kind;
+		const char *library;
+		int known = sink_kind_named(value, &kind, &library);
+
+		if (known < 0)
+			return err_set(e, "invalid value for %s%s: \"%s\" (expected one of %s)",
+			               source, opt->flag, show(&sh, value), SINK_NAMES);
+		if (known == 0)
 			return err_set(e,
-			               "invalid value for %s%s: \"%s\" (expected stdout, file or "
-			               "kafka)",
-			               source, opt->flag, show(&sh, value));
+			               "invalid value for %s%s: this pgstream was built without "
+			               "the %s sink (%s was not found at build time; this build "
+			               "has %s)",
+			               source, opt->flag, value, library, SINK_NAMES);
 		break;
+	}
+	case OPT_COUNT:
+		if (!parse_count(value, field))
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected a whole number "
+			               "from 0 to %d)",
+			               source, opt->flag, show(&sh, value), INT_MAX);
+		return 0;
 	case OPT_DECIMAL:
 		if (strcmp(value, "precise") == 0)
 			cfg->debezium_decimal = ENCODER_DECIMAL_PRECISE;
@@ -535,6 +590,12 @@ static int validate_sink(const struct config *cfg, struct err *e)
 	if (kafka && cfg->format && strcmp(cfg->format, "json") != 0)
 		return err_set(e, "invalid options: --sink kafka sends --format json, not %s",
 		               cfg->format);
+	if (cfg->sink && (strcmp(cfg->sink, "webhook") == 0 || strcmp(cfg->sink, "redis") == 0) &&
+	    cfg->format && strcmp(cfg->format, "pretty") == 0)
+		return err_set(e,
+		               "invalid options: --sink %s sends one JSON line per event: "
+		               "--format json or debezium, not pretty",
+		               cfg->sink);
 	return 0;
 }
 
@@ -571,6 +632,11 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *e)
 	cfg->log_level = LOG_INFO;
 	cfg->fsync = true;
 	cfg->kafka_tombstones = true;
+	cfg->webhook_batch_size = 1000;
+	cfg->webhook_batch_bytes = 1 << 20;
+	cfg->webhook_linger_ms = 5;
+	cfg->webhook_timeout_ms = 30000;
+	cfg->webhook_retry_max_ms = 30000;
 
 	if (load_flags(cfg, &seen, argc, argv, e) < 0)
 		return -1;

@@ -24,13 +24,23 @@ struct config {
 	char *tables;       /* comma list for --create-publication, NULL = all tables */
 	char *env_file;     /* path of the .env file read */
 	char *format;       /* an encoder's name (event/encoder.h); NULL: decided by isatty */
-	char *sink;         /* "stdout", "file" or "kafka"; NULL: by --output */
+	char *sink;         /* a name sink_kind_named() knows; NULL: by --output */
 	char *kafka_brokers;
 	char *topic_prefix; /* NULL: the slot name */
 	char *kafka_topic;  /* topic template */
 	char *kafka_messages_topic;
 	char *kafka_properties; /* "k=v" lines, one per --kafka-property */
 	bool kafka_tombstones;
+	char *webhook_url;
+	char *webhook_secret;
+	char *webhook_body; /* "ndjson" or "array"; NULL: ndjson */
+	int webhook_batch_size;
+	int webhook_batch_bytes;
+	int webhook_linger_ms;
+	int webhook_timeout_ms;
+	int webhook_retry_max_ms;
+	char *redis_url;
+	int redis_maxlen; /* 0: streams are not trimmed */
 	uint64_t start_lsn; /* 0 = where the slot stands */
 	uint64_t end_lsn;   /* 0 = run forever */
 	int status_interval_ms;

@@ -544,9 +544,11 @@ static void drain_sink(struct daemon *d)
 	int64_t deadline = clock_ms() + SINK_DRAIN_MS;
 	struct err ignored;
 
-	while (sink_blocked(d->sink) && clock_ms() < deadline)
+	/* A sink that confirms later (a webhook's reply) gets the same time
+	 * to confirm what it was given. */
+	while ((sink_blocked(d->sink) || !sink_idle(d->sink)) && clock_ms() < deadline)
 		if (sink_wait(d->sink, (int)(deadline - clock_ms()), &ignored) < 0 ||
-		    sink_flush(d->sink, false, &ignored) < 0)
+		    sink_flush(d->sink, !sink_blocked(d->sink), &ignored) < 0)
 			break;
 }
 
@@ -772,16 +774,14 @@ static void log_peak_memory(const struct daemon *d)
 	          peak_kb);
 }
 
-static bool kafka_sink(const struct config *cfg)
-{
-	return cfg->sink && strcmp(cfg->sink, "kafka") == 0;
-}
-
+/* Pretty only for a person reading stdout: never for a broker or server. */
 static const char *pick_format(const struct config *cfg)
 {
+	bool to_stdout = cfg->sink ? strcmp(cfg->sink, "stdout") == 0 : true;
+
 	if (cfg->format)
 		return cfg->format;
-	if (!kafka_sink(cfg) && (cfg->output == NULL || strcmp(cfg->output, "-") == 0) &&
+	if (to_stdout && (cfg->output == NULL || strcmp(cfg->output, "-") == 0) &&
 	    isatty(STDOUT_FILENO))
 		return "pretty";
 	return "json";
@@ -791,15 +791,11 @@ static const char *pick_format(const struct config *cfg)
 static struct sink_config sink_config_of(const struct config *cfg)
 {
 	struct sink_config scfg = {.output = cfg->output, .fsync = cfg->fsync};
+	const char *library;
 
-	if (cfg->sink == NULL)
+	/* config.c accepted only names this build has. */
+	if (cfg->sink == NULL || sink_kind_named(cfg->sink, &scfg.kind, &library) != 1)
 		scfg.kind = SINK_KIND_DEFAULT;
-	else if (strcmp(cfg->sink, "stdout") == 0)
-		scfg.kind = SINK_KIND_STDOUT;
-	else if (strcmp(cfg->sink, "file") == 0)
-		scfg.kind = SINK_KIND_FILE;
-	else
-		scfg.kind = SINK_KIND_KAFKA;
 	scfg.kafka = (struct sink_kafka_config){
 	    .brokers = cfg->kafka_brokers,
 	    .prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
@@ -808,6 +804,22 @@ static struct sink_config sink_config_of(const struct config *cfg)
 	        cfg->kafka_messages_topic ? cfg->kafka_messages_topic : "{prefix}.messages",
 	    .properties = cfg->kafka_properties,
 	    .tombstones = cfg->kafka_tombstones,
+	};
+	scfg.webhook = (struct sink_webhook_config){
+	    .url = cfg->webhook_url,
+	    .secret = cfg->webhook_secret,
+	    .prefix = scfg.kafka.prefix,
+	    .body = cfg->webhook_body,
+	    .batch_events = cfg->webhook_batch_size,
+	    .batch_bytes = cfg->webhook_batch_bytes,
+	    .linger_ms = cfg->webhook_linger_ms,
+	    .timeout_ms = cfg->webhook_timeout_ms,
+	    .retry_max_ms = cfg->webhook_retry_max_ms,
+	};
+	scfg.redis = (struct sink_redis_config){
+	    .url = cfg->redis_url,
+	    .prefix = scfg.kafka.prefix,
+	    .maxlen = cfg->redis_maxlen,
 	};
 	return scfg;
 }

@@ -35,7 +35,28 @@ enum sink_kind {
 	SINK_KIND_STDOUT,
 	SINK_KIND_FILE,
 	SINK_KIND_KAFKA,
+	SINK_KIND_WEBHOOK, /* built with libcurl only (PGSTREAM_HAVE_WEBHOOK) */
+	SINK_KIND_REDIS,   /* built with hiredis only (PGSTREAM_HAVE_REDIS) */
 };
+
+/* The sinks this build has, for --help: a sink whose library was not found
+ * at build time is left out. */
+#ifdef PGSTREAM_HAVE_WEBHOOK
+#define SINK_NAMES_WEBHOOK "|webhook"
+#else
+#define SINK_NAMES_WEBHOOK ""
+#endif
+#ifdef PGSTREAM_HAVE_REDIS
+#define SINK_NAMES_REDIS "|redis"
+#else
+#define SINK_NAMES_REDIS ""
+#endif
+#define SINK_NAMES "stdout|file|kafka" SINK_NAMES_WEBHOOK SINK_NAMES_REDIS
+
+/* The kind --sink NAME names: 1 and *kind set if this build has it, 0 if
+ * it is a sink this build was made without (*library says which library it
+ * lacked), -1 if no sink has that name. */
+int sink_kind_named(const char *name, enum sink_kind *kind, const char **library);
 
 struct sink_kafka_config {
 	const char *brokers;        /* bootstrap.servers */
@@ -46,11 +67,33 @@ struct sink_kafka_config {
 	bool tombstones;            /* DELETE (and a key-changing UPDATE): tombstone */
 };
 
+/* --sink webhook (sink_webhook.c). */
+struct sink_webhook_config {
+	const char *url;
+	const char *secret; /* HMAC-SHA-256 key of the signature header; NULL: none */
+	const char *prefix; /* first part of every Idempotency-Key */
+	const char *body;   /* "ndjson" (NULL) or "array" */
+	int batch_events;   /* a batch closes at this many events, */
+	int batch_bytes;    /* ... or before it would pass this many bytes, */
+	int linger_ms;      /* ... or this long after its first event */
+	int timeout_ms;     /* one request, connection included */
+	int retry_max_ms;   /* cap of the backoff between retries */
+};
+
+/* --sink redis (sink_redis.c). */
+struct sink_redis_config {
+	const char *url;    /* redis://[:password@]host[:port][/db] */
+	const char *prefix; /* streams are {prefix}:{schema}.{table} */
+	long maxlen;        /* XADD MAXLEN ~ this; 0: no trimming */
+};
+
 struct sink_config {
 	enum sink_kind kind;
 	const char *output; /* NULL or "-": stdout, else a file to append to */
 	bool fsync;         /* file: fsync before confirming */
 	struct sink_kafka_config kafka;
+	struct sink_webhook_config webhook;
+	struct sink_redis_config redis;
 };
 
 /*
@@ -101,6 +144,10 @@ int sink_flush(struct sink *s, bool durable, struct err *e);
 
 /* Every event numbered <= this is durably out. */
 uint64_t sink_confirmed(const struct sink *s);
+
+/* Whether every event handed to the sink is confirmed: at shutdown the
+ * daemon gives a sink that is not a bounded time to get there. */
+bool sink_idle(const struct sink *s);
 
 /* True while the sink takes no more (a pipe nobody reads, a full producer
  * queue): the daemon stops decoding, keeps the connection alive, and waits

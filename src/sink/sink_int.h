@@ -53,6 +53,12 @@ struct sink {
 extern const struct sink_ops SINK_STDOUT; /* sink_stdout.c */
 extern const struct sink_ops SINK_FILE;   /* sink_file.c */
 extern const struct sink_ops SINK_KAFKA;  /* sink_kafka.c */
+#ifdef PGSTREAM_HAVE_WEBHOOK
+extern const struct sink_ops SINK_WEBHOOK; /* sink_webhook.c */
+#endif
+#ifdef PGSTREAM_HAVE_REDIS
+extern const struct sink_ops SINK_REDIS; /* sink_redis.c */
+#endif
 
 /* For backends on a file descriptor: write out to fd. On a non-blocking fd
  * that is full, keep the rest in out, set blocked and return 0; on an error
