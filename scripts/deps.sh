@@ -7,7 +7,9 @@ PKGS=(build-essential cmake pkg-config libpq-dev libssl-dev libcmocka-dev postgr
       valgrind clang-14 libclang-rt-14-dev    # memcheck test; libFuzzer targets
       postgresql-15-wal2json time             # the benchmark's smoke test
       strace                                  # the acknowledgement-order test
-      librdkafka-dev kcat)                    # the Kafka sink; its tests read back with kcat
+      librdkafka-dev kcat                     # the Kafka sink; its tests read back with kcat
+      libcurl4-openssl-dev                    # the webhook sink (left out of a build without it)
+      libhiredis-dev redis-server)            # the Redis sink and the server its tests start
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class WebhookServer:
-    def __init__(self, secret=None, certfile=None, keyfile=None, path="/hook"):
+    def __init__(self, secret=None, certfile=None, keyfile=None, path="/hook", port=0):
         self.secret = secret.encode() if isinstance(secret, str) else secret
         self.lock = threading.Lock()
         self.requests = []
@@ -48,7 +48,7 @@ class WebhookServer:
             def do_POST(self):
                 server._handle(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         scheme = "http"
         if certfile:
@@ -147,3 +147,34 @@ def parse_body(body, ctype):
     if ctype == "application/json":
         return json.loads(body)
     return [json.loads(line) for line in body.split(b"\n") if line]
+
+
+def main():
+    """Run the receiver on its own, printing one line per batch applied:
+    python3 tests/integration/webhook_server.py [--port N] [--secret S]"""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--secret")
+    args = ap.parse_args()
+    server = WebhookServer(secret=args.secret, port=args.port)
+    print("listening on %s" % server.url, flush=True)
+    seen = 0
+    try:
+        while True:
+            time.sleep(0.2)
+            with server.lock:
+                new = server.batches[seen:]
+                reqs = {r["key"]: r for r in server.requests}
+            for key, events in new:
+                r = reqs.get(key, {})
+                print("batch %s: %d events, signature %s" % (
+                    key, len(events), {True: "ok", False: "BAD", None: "not checked"}[
+                        r.get("verified")]), flush=True)
+            seen += len(new)
+    except KeyboardInterrupt:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()
