@@ -22,6 +22,15 @@
  * poll set (adjust_pollset / process), and looked at without waiting every
  * REDIS_DRIVE_EVERY events while events keep coming.
  *
+ * Counting that refusal as delivered is safe only if a stream never has a
+ * gap: an entry missing while a later one is in. Pipelining could make one
+ * (an entry refused with OOM, memory freed, the next accepted), so each
+ * XADD runs inside a small script (ADD_SCRIPT, loaded at every connection,
+ * run with EVALSHA) that is also given the ID pgstream sent before it to the
+ * same stream, and refuses to add unless the stream's last ID has reached
+ * that one: after one refusal every later entry of the stream is refused
+ * too, and a restart sends them all again in order.
+ *
  * A lost connection (Redis restarted, the network) is retried with backoff,
  * without limit; the commands not yet answered are sent again on the new
  * connection, which their IDs make harmless. Any other error reply stops
@@ -58,6 +67,40 @@
 #define REDIS_DRIVE_EVERY        64
 #define DUPLICATE_ID "equal or smaller than the target stream top item"
 
+/*
+ * KEYS[1] the stream; ARGV: the ID sent before to this stream ("" for the
+ * first), MAXLEN ("0": none), the ID, then the fields. IDs compare as two
+ * decimal numbers (as strings: Lua's numbers are doubles). A missing stream
+ * has last ID 0-0. XADD's own errors (the duplicate refusal) go back as
+ * they are.
+ */
+static const char ADD_SCRIPT[] =
+    "local function num(a, b) if #a ~= #b then return #a < #b and -1 or 1 end "
+    "if a == b then return 0 end return a < b and -1 or 1 end\n"
+    "local function cmp(a, b) local am, as = string.match(a, '^(%d+)-(%d+)$') "
+    "local bm, bs = string.match(b, '^(%d+)-(%d+)$') local c = num(am, bm) "
+    "if c == 0 then c = num(as, bs) end return c end\n"
+    "if ARGV[1] ~= '' then\n"
+    "  local last = '0-0'\n"
+    "  local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])\n"
+    "  if ok then for i = 1, #info, 2 do if info[i] == 'last-generated-id' then "
+    "last = info[i + 1] end end end\n"
+    "  if cmp(last, ARGV[1]) < 0 then return redis.error_reply('PGSTREAM gap: the entry "
+    "sent before, ' .. ARGV[1] .. ', is not in the stream (its last ID is ' .. last .. "
+    "')') end\n"
+    "end\n"
+    "local args = {'XADD', KEYS[1]}\n"
+    "if ARGV[2] ~= '0' then table.insert(args, 'MAXLEN') table.insert(args, '~') "
+    "table.insert(args, ARGV[2]) end\n"
+    "for i = 3, #ARGV do table.insert(args, ARGV[i]) end\n"
+    "return redis.call(unpack(args))\n";
+
+/* The last ID sent to each stream in this run: the script's ARGV[1]. */
+struct stream_entry {
+	char *name;
+	char last[48]; /* "" before the first */
+};
+
 struct cmd {
 	size_t len; /* of its bytes in pend */
 	uint64_t seq, lsn;
@@ -77,6 +120,9 @@ struct redis_sink {
 	size_t head, n; /* the unanswered commands */
 
 	struct buf name, id; /* scratch */
+	char sha[48];        /* of ADD_SCRIPT, as SCRIPT LOAD said */
+	struct stream_entry **streams; /* open addressing by name */
+	size_t nstreams, streams_cap;  /* streams_cap: a power of two, or 0 */
 	int64_t reconnect_at;
 	unsigned attempts;
 	unsigned since_drive;
@@ -197,15 +243,15 @@ static int failed(struct redis_sink *k, struct err *e)
 	return err_setk(e, ERR_SINK, "%s", k->failmsg);
 }
 
-/* The stream a queued command is for: its second element, after
- * "*N\r\n$4\r\nXADD\r\n". */
+/* The stream a queued command is for: its fourth element, after
+ * "*N\r\n$7\r\nEVALSHA\r\n$40\r\nSHA\r\n$1\r\n1\r\n". */
 static void command_stream(const char *cmd, size_t len, char *out, size_t cap)
 {
 	const char *p = cmd, *end = cmd + len, *nl;
 	long n;
 
 	out[0] = '\0';
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 7; i++) {
 		nl = memchr(p, '\n', (size_t)(end - p));
 		if (nl == NULL)
 			return;
@@ -278,6 +324,15 @@ static int dial(struct redis_sink *k, int timeout_ms, char *why, size_t whylen, 
 		         strncmp(r->str, "BUSY", 4) != 0;
 		goto fail;
 	}
+	freeReplyObject(r);
+	r = redisCommand(c, "SCRIPT LOAD %s", ADD_SCRIPT);
+	if (r == NULL || r->type != REDIS_REPLY_STRING || r->len >= (int)sizeof k->sha) {
+		snprintf(why, whylen, "SCRIPT LOAD: %s",
+		         r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") : c->errstr);
+		*fatal = r != NULL;
+		goto fail;
+	}
+	memcpy(k->sha, r->str, (size_t)r->len + 1);
 	freeReplyObject(r);
 	flags = fcntl(c->fd, F_GETFL);
 	if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
@@ -451,14 +506,75 @@ static int redis_process(struct sink *s, const struct sink_pollset *ps, struct e
 	return k->failed ? failed(k, e) : 0;
 }
 
+static uint64_t name_hash(const char *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+	return h;
+}
+
+static int streams_grow(struct redis_sink *k)
+{
+	size_t cap = k->streams_cap ? k->streams_cap * 2 : 64;
+	struct stream_entry **t = calloc(cap, sizeof *t);
+
+	if (t == NULL)
+		return -1;
+	for (size_t i = 0; i < k->streams_cap; i++) {
+		struct stream_entry *old = k->streams[i];
+		size_t j;
+
+		if (old == NULL)
+			continue;
+		for (j = name_hash(old->name, strlen(old->name)) & (cap - 1); t[j];
+		     j = (j + 1) & (cap - 1))
+			;
+		t[j] = old;
+	}
+	free(k->streams);
+	k->streams = t;
+	k->streams_cap = cap;
+	return 0;
+}
+
+/* The entry of the stream named in k->name, added on first use. */
+static struct stream_entry *stream_for(struct redis_sink *k)
+{
+	struct stream_entry *t;
+	size_t i;
+
+	if (k->streams_cap) {
+		for (i = name_hash(k->name.data, k->name.len) & (k->streams_cap - 1);
+		     (t = k->streams[i]); i = (i + 1) & (k->streams_cap - 1))
+			if (strcmp(t->name, k->name.data) == 0)
+				return t;
+	}
+	if ((k->nstreams + 1) * 2 > k->streams_cap && streams_grow(k) < 0)
+		return NULL;
+	t = calloc(1, sizeof *t);
+	if (t == NULL || (t->name = strdup(k->name.data)) == NULL) {
+		free(t);
+		return NULL;
+	}
+	for (i = name_hash(k->name.data, k->name.len) & (k->streams_cap - 1); k->streams[i];
+	     i = (i + 1) & (k->streams_cap - 1))
+		;
+	k->streams[i] = t;
+	k->nstreams++;
+	return t;
+}
+
 static int redis_event_routed(struct sink *s, uint64_t seq, const struct sink_record *rec,
                               struct err *e)
 {
 	struct redis_sink *k = s->backend;
 	size_t len = s->out.len;
-	const char *argv[10];
-	size_t argvlen[10];
+	const char *argv[12];
+	size_t argvlen[12];
 	char maxlen[24];
+	struct stream_entry *st;
 	int argc = 0;
 	char *cmd = NULL;
 	int n;
@@ -490,14 +606,16 @@ static int redis_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 		buf_printf(&k->id, "%" PRIu64 "-0", rec->lsn);
 	if (!buf_ok(&k->name) || !buf_ok(&k->id))
 		return err_setk(e, ERR_SINK, "could not queue an event for Redis: out of memory");
-	argv[argc] = "XADD", argvlen[argc++] = 4;
+	st = stream_for(k);
+	if (st == NULL || k->id.len >= sizeof st->last)
+		return err_setk(e, ERR_SINK, "could not queue an event for Redis: out of memory");
+	argv[argc] = "EVALSHA", argvlen[argc++] = 7;
+	argv[argc] = k->sha, argvlen[argc++] = strlen(k->sha);
+	argv[argc] = "1", argvlen[argc++] = 1;
 	argv[argc] = k->name.data, argvlen[argc++] = k->name.len;
-	if (k->maxlen > 0) {
-		argv[argc] = "MAXLEN", argvlen[argc++] = 6;
-		argv[argc] = "~", argvlen[argc++] = 1;
-		argvlen[argc] = (size_t)snprintf(maxlen, sizeof maxlen, "%ld", k->maxlen);
-		argv[argc++] = maxlen;
-	}
+	argv[argc] = st->last, argvlen[argc++] = strlen(st->last);
+	argvlen[argc] = (size_t)snprintf(maxlen, sizeof maxlen, "%ld", k->maxlen);
+	argv[argc++] = maxlen;
 	argv[argc] = k->id.data, argvlen[argc++] = k->id.len;
 	argv[argc] = "event", argvlen[argc++] = 5;
 	argv[argc] = s->out.data, argvlen[argc++] = len - 1;
@@ -510,6 +628,7 @@ static int redis_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 		return err_setk(e, ERR_SINK, "could not queue an event for Redis: out of memory");
 	buf_append(&k->pend, cmd, (size_t)n);
 	redisFreeCommand(cmd);
+	memcpy(st->last, k->id.data, k->id.len + 1);
 	if (!buf_ok(&k->pend))
 		return err_setk(e, ERR_SINK, "could not queue an event for Redis: out of memory");
 	k->ring[(k->head + k->n) % REDIS_RING] = (struct cmd){.len = (size_t)n, .seq = seq,
@@ -567,6 +686,7 @@ static int redis_open(struct sink *s, const struct sink_config *cfg, struct err 
 		return err_set(e, "could not connect to Redis at %s:%d: %s", k->host, k->port, why);
 	log_info("redis: connected to %s:%d, streams %s:{schema}.{table}", k->host, k->port,
 	         k->prefix);
+	log_debug("redis: XADD script loaded as %s", k->sha);
 	return 0;
 }
 
@@ -587,6 +707,12 @@ static void redis_close(struct sink *s)
 		free(k->password);
 	}
 	free(k->ring);
+	for (size_t i = 0; i < k->streams_cap; i++)
+		if (k->streams[i]) {
+			free(k->streams[i]->name);
+			free(k->streams[i]);
+		}
+	free(k->streams);
 	buf_reset(&k->pend);
 	buf_reset(&k->name);
 	buf_reset(&k->id);

@@ -242,6 +242,48 @@ class Streams(unittest.TestCase):
         p.close()
 
 
+    def test_gap_refused_by_the_script(self):
+        """The XADD script refuses an entry whose predecessor (the ID
+        pgstream sent before to the same stream) is not in: after one
+        refusal in a pipeline, every later entry of the stream is refused
+        too, so a stream never has a gap that the duplicate rule would hide."""
+        import re
+        slot = "rd_gap"
+        new_slot(slot)
+        C.sql("CREATE TABLE rd_gap (id int primary key)")
+        C.sql("INSERT INTO rd_gap VALUES (1)")
+        end = lsn_int(C.value("SELECT pg_current_wal_lsn()::text"))
+        p = PgStream(C, "--end-lsn", lsn_str(end), "--log-level", "debug", *redis_args("gap"),
+                     slot=slot)
+        self.assertEqual(p.run(timeout=60), 0, p.stderr())
+        sha = re.search(r"XADD script loaded as ([0-9a-f]{40})", p.stderr()).group(1)
+        p.close()
+        stream = "gap:public.rd_gap"
+        top = R.entries(stream)[-1][0]
+        ms, seq = map(int, top.split("-"))
+        ahead, next_ = "%d-%d" % (ms, seq + 5), "%d-%d" % (ms + 1, 7)
+        c = Resp(R.port)
+        try:
+            with self.assertRaises(RuntimeError) as cm:
+                c.call("EVALSHA", sha, 1, stream, ahead, 0, next_, "event", "{}")
+            self.assertIn("PGSTREAM gap", str(cm.exception))
+            self.assertEqual(R.entries(stream)[-1][0], top, "added despite the gap")
+            self.assertEqual(c.call("EVALSHA", sha, 1, stream, top, 0, next_, "event", "{}"),
+                             next_.encode())
+            with self.assertRaises(RuntimeError) as cm:
+                c.call("EVALSHA", sha, 1, stream, top, 0, next_, "event", "{}")
+            self.assertIn("equal or smaller than the target stream top item", str(cm.exception))
+            # Larger than 2^53: compared as decimal strings, not doubles.
+            big = 2 ** 60
+            self.assertEqual(c.call("EVALSHA", sha, 1, stream, next_, 0, "%d-1" % big, "event",
+                                    "{}"), b"%d-1" % big)
+            with self.assertRaises(RuntimeError) as cm:
+                c.call("EVALSHA", sha, 1, stream, "%d-2" % big, 0, "%d-3" % big, "event", "{}")
+            self.assertIn("PGSTREAM gap", str(cm.exception))
+        finally:
+            c.close()
+
+
 class Faults(unittest.TestCase):
     def test_kill9_under_load_exactly_once(self):
         import random
@@ -327,6 +369,7 @@ class Faults(unittest.TestCase):
             self.assertTrue(last.startswith("pgstream: Redis refused XADD to stream "
                                             "wr:public.rd_wrong"), last)
             self.assertIn("WRONGTYPE", last)
+            print("\ntest_redis: %s" % last, flush=True)
             wait_slot_inactive(C, slot)
             commit = C.value("SELECT max(lsn)::text FROM pg_logical_slot_peek_binary_changes("
                              "%s, NULL, NULL, 'proto_version', '1', 'publication_names', "
