@@ -40,7 +40,7 @@ struct config {
 	int webhook_timeout_ms;
 	int webhook_retry_max_ms;
 	char *redis_url;
-	int redis_maxlen; /* 0: streams are not trimmed */
+	int redis_maxlen;   /* 0: streams are not trimmed */
 	uint64_t start_lsn; /* 0 = where the slot stands */
 	uint64_t end_lsn;   /* 0 = run forever */
 	int status_interval_ms;

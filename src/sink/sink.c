@@ -47,8 +47,7 @@ static const struct {
 	bool built;
 	const char *library;
 } SINKS[] = {
-    {"stdout", SINK_KIND_STDOUT, true, NULL},
-    {"file", SINK_KIND_FILE, true, NULL},
+    {"stdout", SINK_KIND_STDOUT, true, NULL},        {"file", SINK_KIND_FILE, true, NULL},
     {"kafka", SINK_KIND_KAFKA, true, NULL},
 #ifdef PGSTREAM_HAVE_WEBHOOK
     {"webhook", SINK_KIND_WEBHOOK, true, "libcurl"},

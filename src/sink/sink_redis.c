@@ -59,13 +59,13 @@
 #define REDIS_WINDOW_BYTES (8u << 20)
 /* The ring has room beyond the window for events that arrive while the
  * daemon finishes a message after being told to stop. */
-#define REDIS_RING (4 * REDIS_WINDOW)
+#define REDIS_RING               (4 * REDIS_WINDOW)
 #define REDIS_CONNECT_TIMEOUT_MS 1000
 #define REDIS_OPEN_TIMEOUT_MS    5000
 #define REDIS_BACKOFF_FIRST_MS   100
 #define REDIS_BACKOFF_MAX_MS     5000
 #define REDIS_DRIVE_EVERY        64
-#define DUPLICATE_ID "equal or smaller than the target stream top item"
+#define DUPLICATE_ID             "equal or smaller than the target stream top item"
 
 /*
  * KEYS[1] the stream; ARGV: the ID sent before to this stream ("" for the
@@ -75,12 +75,14 @@
  * they are.
  */
 static const char ADD_SCRIPT[] =
-    "local function num(a, b) if #a ~= #b then return #a < #b and -1 or 1 end "
+    "if ARGV[1] ~= '' and #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then\n"
+    /* Not found: trimmed or deleted since (then the last ID is past it), or
+     * never added (a gap in the making). */
+    "  local function num(a, b) if #a ~= #b then return #a < #b and -1 or 1 end "
     "if a == b then return 0 end return a < b and -1 or 1 end\n"
-    "local function cmp(a, b) local am, as = string.match(a, '^(%d+)-(%d+)$') "
+    "  local function cmp(a, b) local am, as = string.match(a, '^(%d+)-(%d+)$') "
     "local bm, bs = string.match(b, '^(%d+)-(%d+)$') local c = num(am, bm) "
     "if c == 0 then c = num(as, bs) end return c end\n"
-    "if ARGV[1] ~= '' then\n"
     "  local last = '0-0'\n"
     "  local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])\n"
     "  if ok then for i = 1, #info, 2 do if info[i] == 'last-generated-id' then "
@@ -89,11 +91,8 @@ static const char ADD_SCRIPT[] =
     "sent before, ' .. ARGV[1] .. ', is not in the stream (its last ID is ' .. last .. "
     "')') end\n"
     "end\n"
-    "local args = {'XADD', KEYS[1]}\n"
-    "if ARGV[2] ~= '0' then table.insert(args, 'MAXLEN') table.insert(args, '~') "
-    "table.insert(args, ARGV[2]) end\n"
-    "for i = 3, #ARGV do table.insert(args, ARGV[i]) end\n"
-    "return redis.call(unpack(args))\n";
+    "if ARGV[2] == '0' then return redis.call('XADD', KEYS[1], unpack(ARGV, 3)) end\n"
+    "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], unpack(ARGV, 3))\n";
 
 /* The last ID sent to each stream in this run: the script's ARGV[1]. */
 struct stream_entry {
@@ -119,8 +118,8 @@ struct redis_sink {
 	struct cmd *ring;
 	size_t head, n; /* the unanswered commands */
 
-	struct buf name, id; /* scratch */
-	char sha[48];        /* of ADD_SCRIPT, as SCRIPT LOAD said */
+	struct buf name, id;           /* scratch */
+	char sha[48];                  /* of ADD_SCRIPT, as SCRIPT LOAD said */
 	struct stream_entry **streams; /* open addressing by name */
 	size_t nstreams, streams_cap;  /* streams_cap: a power of two, or 0 */
 	int64_t reconnect_at;
@@ -153,8 +152,9 @@ static int parse_url(const char *url, struct redis_url *u, struct err *e)
 		return err_set(e, "invalid value for --redis-url: rediss:// (TLS) is not supported "
 		                  "(Debian's hiredis 0.14 has no TLS)");
 	if (strncmp(url, "redis://", 8) != 0)
-		return err_set(e, "invalid value for --redis-url: \"%.60s\" (expected "
-		                  "redis://[:PASSWORD@]HOST[:PORT][/DB])",
+		return err_set(e,
+		               "invalid value for --redis-url: \"%.60s\" (expected "
+		               "redis://[:PASSWORD@]HOST[:PORT][/DB])",
 		               url);
 	p = url + 8;
 	slash = strchr(p, '/');
@@ -168,7 +168,8 @@ static int parse_url(const char *url, struct redis_url *u, struct err *e)
 		size_t ul = sep ? (size_t)(sep - p) : 0, pl = (size_t)(at - pw);
 
 		if (ul >= sizeof u->user || pl >= sizeof u->password)
-			return err_set(e, "invalid value for --redis-url: user or password too long");
+			return err_set(e,
+			               "invalid value for --redis-url: user or password too long");
 		memcpy(u->user, p, ul);
 		memcpy(u->password, pw, pl);
 		p = at + 1;
@@ -328,7 +329,8 @@ static int dial(struct redis_sink *k, int timeout_ms, char *why, size_t whylen, 
 	r = redisCommand(c, "SCRIPT LOAD %s", ADD_SCRIPT);
 	if (r == NULL || r->type != REDIS_REPLY_STRING || r->len >= (int)sizeof k->sha) {
 		snprintf(why, whylen, "SCRIPT LOAD: %s",
-		         r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") : c->errstr);
+		         r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply")
+		           : c->errstr);
 		*fatal = r != NULL;
 		goto fail;
 	}
@@ -396,10 +398,11 @@ static void answered(struct sink *s, redisReply *r)
 
 		command_stream(k->pend.data + k->done, c->len, stream, sizeof stream);
 		lsn_format(c->lsn, lsn);
-		fail(k,
-		     "Redis refused XADD to stream %s (the event at %s): %s; nothing from it on was "
-		     "acknowledged: fix Redis, then restart to send it again",
-		     stream, lsn, r->str);
+		fail(
+		    k,
+		    "Redis refused XADD to stream %s (the event at %s): %s; nothing from it on was "
+		    "acknowledged: fix Redis, then restart to send it again",
+		    stream, lsn, r->str);
 		return;
 	}
 	if (r->type == REDIS_REPLY_ERROR)
@@ -426,7 +429,8 @@ static void io(struct sink *s)
 		if (w < 0) {
 			char what[128];
 
-			snprintf(what, sizeof what, "could not write to Redis: %s", strerror(errno));
+			snprintf(what, sizeof what, "could not write to Redis: %s",
+			         strerror(errno));
 			lost(k, what);
 			break;
 		}
@@ -469,7 +473,8 @@ static void io(struct sink *s)
 		k->written -= k->done;
 		k->done = 0;
 	}
-	s->blocked = !k->failed && (k->n >= REDIS_WINDOW || k->pend.len - k->done >= REDIS_WINDOW_BYTES);
+	s->blocked =
+	    !k->failed && (k->n >= REDIS_WINDOW || k->pend.len - k->done >= REDIS_WINDOW_BYTES);
 }
 
 /* ---- the loop's hooks --------------------------------------------------------- */
@@ -631,8 +636,8 @@ static int redis_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 	memcpy(st->last, k->id.data, k->id.len + 1);
 	if (!buf_ok(&k->pend))
 		return err_setk(e, ERR_SINK, "could not queue an event for Redis: out of memory");
-	k->ring[(k->head + k->n) % REDIS_RING] = (struct cmd){.len = (size_t)n, .seq = seq,
-	                                                      .lsn = rec->lsn};
+	k->ring[(k->head + k->n) % REDIS_RING] =
+	    (struct cmd){.len = (size_t)n, .seq = seq, .lsn = rec->lsn};
 	k->n++;
 	buf_clear(&s->out);
 	if (++k->since_drive >= REDIS_DRIVE_EVERY || k->n >= REDIS_WINDOW) {

@@ -55,7 +55,7 @@
  * tried in parallel, the resolver's wakeup). */
 #define WEBHOOK_SOCKS 8
 /* Bytes of a refusal's reply quoted in the error line. */
-#define WEBHOOK_REPLY_MAX 200
+#define WEBHOOK_REPLY_MAX        200
 #define WEBHOOK_BACKOFF_FIRST_MS 100
 /* A Retry-After beyond this is taken as this. */
 #define WEBHOOK_RETRY_AFTER_MAX_MS (3600 * 1000)
@@ -139,14 +139,16 @@ static int parse_url(const char *url, char **where, struct err *e)
 		return err_set(e, "could not parse --webhook-url: out of memory");
 	uc = curl_url_set(u, CURLUPART_URL, url, 0);
 	if (uc != CURLUE_OK) {
-		err_set(e, "invalid value for --webhook-url: %s (expected http://HOST[:PORT]/PATH "
-		           "or https://...)",
+		err_set(e,
+		        "invalid value for --webhook-url: %s (expected http://HOST[:PORT]/PATH "
+		        "or https://...)",
 		        curl_url_strerror(uc));
 		goto out;
 	}
 	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
-		err_set(e, "invalid value for --webhook-url: scheme %s (expected http:// or https://)",
+		err_set(e,
+		        "invalid value for --webhook-url: scheme %s (expected http:// or https://)",
 		        scheme ? scheme : "missing");
 		goto out;
 	}
@@ -187,8 +189,9 @@ static int webhook_check_config(const struct sink_config *cfg, struct err *e)
 	if (parse_url(w->url, NULL, e) < 0)
 		return -1;
 	if (w->body && strcmp(w->body, "ndjson") != 0 && strcmp(w->body, "array") != 0)
-		return err_set(e, "invalid value for --webhook-body: \"%.40s\" (expected ndjson or "
-		                  "array)",
+		return err_set(e,
+		               "invalid value for --webhook-body: \"%.40s\" (expected ndjson or "
+		               "array)",
 		               w->body);
 	if (w->batch_events < 1)
 		return err_set(e, "invalid value for --webhook-batch-size: must be at least 1");
@@ -201,7 +204,8 @@ static int webhook_check_config(const struct sink_config *cfg, struct err *e)
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static void fail(struct webhook_sink *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct webhook_sink *k, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void fail(struct webhook_sink *k, const char *fmt, ...)
 {
 	va_list ap;
@@ -271,8 +275,8 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 		k->nsocks++;
 	}
 	k->socks[i].fd = fd;
-	k->socks[i].events = (short)((what & CURL_POLL_IN ? POLLIN : 0) |
-	                             (what & CURL_POLL_OUT ? POLLOUT : 0));
+	k->socks[i].events =
+	    (short)((what & CURL_POLL_IN ? POLLIN : 0) | (what & CURL_POLL_OUT ? POLLOUT : 0));
 	return 0;
 }
 
@@ -359,9 +363,9 @@ static int prepare(struct sink *s, struct err *e)
 	snprintf(k->key, sizeof k->key, "%s:%s-%s", k->prefix, first, last);
 	snprintf(line, sizeof line, "Idempotency-Key: %s", k->key);
 	ok = (h = curl_slist_append(h, line)) != NULL;
-	ok = ok && (h = curl_slist_append(h, k->array ? "Content-Type: application/json"
-	                                              : "Content-Type: application/x-ndjson")) !=
-	                   NULL;
+	ok = ok &&
+	     (h = curl_slist_append(h, k->array ? "Content-Type: application/json"
+	                                        : "Content-Type: application/x-ndjson")) != NULL;
 	ok = ok && (h = curl_slist_append(h, "Expect:")) != NULL; /* no 100-continue wait */
 	snprintf(line, sizeof line, "Pgstream-Events: %" PRIu32, b.events);
 	ok = ok && (h = curl_slist_append(h, line)) != NULL;
@@ -374,7 +378,8 @@ static int prepare(struct sink *s, struct err *e)
 		if (HMAC(EVP_sha256(), k->secret, (int)strlen(k->secret),
 		         (const unsigned char *)k->body.data, k->body.len, md, &mdlen) == NULL) {
 			curl_slist_free_all(h);
-			return err_setk(e, ERR_SINK, "could not sign a webhook request: HMAC failed");
+			return err_setk(e, ERR_SINK,
+			                "could not sign a webhook request: HMAC failed");
 		}
 		for (unsigned i = 0; i < mdlen; i++)
 			n += snprintf(sig + n, sizeof sig - (size_t)n, "%02x", md[i]);
@@ -445,8 +450,9 @@ static int64_t retry_delay(struct webhook_sink *k, curl_off_t retry_after_s)
 	int64_t d = WEBHOOK_BACKOFF_FIRST_MS;
 
 	if (retry_after_s > 0)
-		return retry_after_s > WEBHOOK_RETRY_AFTER_MAX_MS / 1000 ? WEBHOOK_RETRY_AFTER_MAX_MS
-		                                                         : retry_after_s * 1000;
+		return retry_after_s > WEBHOOK_RETRY_AFTER_MAX_MS / 1000
+		           ? WEBHOOK_RETRY_AFTER_MAX_MS
+		           : retry_after_s * 1000;
 	for (unsigned i = 1; i < k->attempts && d < k->retry_max_ms; i++)
 		d *= 2;
 	if (d > k->retry_max_ms)
@@ -505,10 +511,11 @@ static void finished(struct sink *s, CURLcode rc)
 		snprintf(why, sizeof why, "%s%s%s", curl_easy_strerror(rc), *k->errbuf ? ": " : "",
 		         k->errbuf);
 		if (permanent(rc)) {
-			fail(k,
-			     "could not deliver to the webhook at %s: %s (batch %s, nothing from it "
-			     "on acknowledged)",
-			     k->where, why, k->key);
+			fail(
+			    k,
+			    "could not deliver to the webhook at %s: %s (batch %s, nothing from it "
+			    "on acknowledged)",
+			    k->where, why, k->key);
 			return;
 		}
 		retry_later(k, why, 0);
@@ -593,7 +600,8 @@ static int webhook_process(struct sink *s, const struct sink_pollset *ps, struct
 
 	for (unsigned i = 0; i < ps->nfds; i++) {
 		short r = ps->fds[i].revents;
-		int mask = (r & POLLIN ? CURL_CSELECT_IN : 0) | (r & POLLOUT ? CURL_CSELECT_OUT : 0) |
+		int mask = (r & POLLIN ? CURL_CSELECT_IN : 0) |
+		           (r & POLLOUT ? CURL_CSELECT_OUT : 0) |
 		           (r & (POLLERR | POLLHUP | POLLNVAL) ? CURL_CSELECT_ERR : 0);
 
 		if (mask)
@@ -693,15 +701,15 @@ static void set_common(CURL *h, const struct sink_webhook_config *w, char *errbu
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-	                 (long)(w->timeout_ms < WEBHOOK_CONNECT_TIMEOUT_MS ? w->timeout_ms
-	                                                                   : WEBHOOK_CONNECT_TIMEOUT_MS));
+	                 (long)(w->timeout_ms < WEBHOOK_CONNECT_TIMEOUT_MS
+	                            ? w->timeout_ms
+	                            : WEBHOOK_CONNECT_TIMEOUT_MS));
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 }
 
 /* A connection at start (TLS handshake and certificate check included), so
  * that a wrong host, port or certificate is one line now, not retries. */
-static int connect_check(struct webhook_sink *k, const struct sink_webhook_config *w,
-                         struct err *e)
+static int connect_check(struct webhook_sink *k, const struct sink_webhook_config *w, struct err *e)
 {
 	CURL *h = curl_easy_init();
 	char errbuf[CURL_ERROR_SIZE] = "";
@@ -742,8 +750,8 @@ static int webhook_open(struct sink *s, const struct sink_config *cfg, struct er
 	k->batch_events = w->batch_events;
 	k->batch_bytes = w->batch_bytes;
 	k->linger_ms = w->linger_ms;
-	k->retry_max_ms = w->retry_max_ms > WEBHOOK_BACKOFF_FIRST_MS ? w->retry_max_ms
-	                                                            : WEBHOOK_BACKOFF_FIRST_MS;
+	k->retry_max_ms =
+	    w->retry_max_ms > WEBHOOK_BACKOFF_FIRST_MS ? w->retry_max_ms : WEBHOOK_BACKOFF_FIRST_MS;
 	if (connect_check(k, w, e) < 0)
 		return -1;
 	k->multi = curl_multi_init();

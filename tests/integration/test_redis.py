@@ -280,6 +280,11 @@ class Streams(unittest.TestCase):
             with self.assertRaises(RuntimeError) as cm:
                 c.call("EVALSHA", sha, 1, stream, "%d-2" % big, 0, "%d-3" % big, "event", "{}")
             self.assertIn("PGSTREAM gap", str(cm.exception))
+            # No stream at all, yet an entry said to come before: a gap too.
+            with self.assertRaises(RuntimeError) as cm:
+                c.call("EVALSHA", sha, 1, "gap:nothing", "5-5", 0, "6-6", "event", "{}")
+            self.assertIn("PGSTREAM gap", str(cm.exception))
+            self.assertEqual(c.call("EXISTS", "gap:nothing"), 0)
         finally:
             c.close()
 
