@@ -27,6 +27,13 @@ created, and each contender then reads its own slot up to the same end LSN.
           a process of its own on this machine; pgstream exits only once the
           delivery reports have come, and kcat then reads every message back
           and counts the changes (it must see all of them)
+  w       pgstream --sink webhook (its defaults: batches of 1000 events or
+          1 MiB, one request at a time) to tests/integration/webhook_server.py
+          --count (Python's http.server, in a process of its own), which
+          counts the changes in every body it answers 200
+  r       pgstream --sink redis to a redis-server of its own (appendonly
+          yes, appendfsync everysec: Redis's default with AOF); XLEN of the
+          stream must be every change
 
 For each run: wall time, the client's CPU (user+sys) and peak RSS from
 /usr/bin/time (not wait4() from here: Linux carries ru_maxrss over from
@@ -85,6 +92,8 @@ CONTENDERS = {
     "g": ("pgoutput", "pg_recvlogical pgoutput binary > /dev/null"),
     "h": ("pgoutput", "pgstream --read-hold=false > /dev/null"),
     "k": ("pgoutput", "pgstream --sink kafka (mock, read back)"),
+    "w": ("pgoutput", "pgstream --sink webhook (receiver counts)"),
+    "r": ("pgoutput", "pgstream --sink redis (XLEN read back)"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
@@ -348,6 +357,76 @@ PGSTREAM_CHANGES = (b'"op":"insert"', b'"op":"update"', b'"op":"delete"')
 
 
 # --------------------------------------------------------------------------
+# The webhook and Redis contenders' servers
+
+
+def pid_cpu(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except OSError:
+        return None
+
+
+class WebhookReceiver:
+    """tests/integration/webhook_server.py --count in a process of its own."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "tests", "integration", "webhook_server.py"),
+             "--count", "--port", str(self.port)], stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().split()[-1]
+        if not self.url.startswith("http://"):
+            die("webhook_server.py printed no URL")
+
+    def cpu(self):
+        return pid_cpu(self.proc.pid)
+
+    def count(self):
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/" % self.port, timeout=30) as f:
+            return json.load(f)["changes"]
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+class RedisServer:
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.dir = os.path.join(tmp, "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+             "--appendonly", "yes", "--save", "", "--daemonize", "no",
+             "--logfile", os.path.join(self.dir, "log")])
+        self.url = "redis://127.0.0.1:%d" % self.port
+        for _ in range(300):
+            if self.cli("PING") == "PONG":
+                return
+            time.sleep(0.05)
+        die("redis-server did not start")
+
+    def cli(self, *args):
+        p = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                           text=True)
+        return p.stdout.strip()
+
+    def cpu(self):
+        return pid_cpu(self.proc.pid)
+
+    def xlen(self, stream):
+        return int(self.cli("XLEN", stream) or 0)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+# --------------------------------------------------------------------------
 # The Kafka contender's brokers
 
 
@@ -421,6 +500,8 @@ class Bench:
         self.end = None
         self.changes = None
         self.kafka = None  # started for the first k run
+        self.hook = None   # the w receiver, started for the first w run
+        self.redis = None  # the r server, started for the first r run
 
     def timed(self, argv, slot, stdout_path=None, env=None):
         """Run argv under /usr/bin/time while sampling the walsender of slot."""
@@ -542,6 +623,10 @@ class Bench:
                 r["seen"] = count_lines(out, PGSTREAM_CHANGES)
         elif base == "k":
             r = self.run_kafka(slot)
+        elif base == "w":
+            r = self.run_webhook(slot)
+        elif base == "r":
+            r = self.run_redis(slot)
         else:  # d: to a file on disk, fsync before every acknowledgement
             r = self.timed(self.pgstream(conninfo, slot, "--output", out), slot)
             r["seen"] = count_lines(out, PGSTREAM_CHANGES)
@@ -582,11 +667,45 @@ class Bench:
                 r["seen"], r["tombstones"], self.changes, r["tombstones_want"]))
         return r
 
+    def run_apart(self, slot, server, *args):
+        """pgstream timed with a server of its own (w, r), whose CPU is
+        measured apart."""
+        b0 = server.cpu()
+        r = self.timed(self.pgstream(self.server.tcp, slot, *args), slot)
+        b1 = server.cpu()
+        r["broker_cpu_s"] = b1 - b0 if b0 is not None and b1 is not None else None
+        if r["broker_cpu_s"] is not None:
+            r["other_cpu_s"] -= r["broker_cpu_s"]
+        return r
+
+    def run_webhook(self, slot):
+        """(w): pgstream exits at --end-lsn only once every batch had its
+        2xx (the shutdown drain), so changes/s are changes delivered."""
+        if self.hook is None:
+            self.hook = WebhookReceiver()
+        before = self.hook.count()
+        r = self.run_apart(slot, self.hook, "--sink", "webhook", "--webhook-url", self.hook.url)
+        r["seen"] = self.hook.count() - before
+        if r["seen"] != self.changes:
+            log("w: the receiver counted %d changes, want %d" % (r["seen"], self.changes))
+        return r
+
+    def run_redis(self, slot):
+        """(r): every change then counted back with XLEN."""
+        if self.redis is None:
+            self.redis = RedisServer(self.tmp)
+        r = self.run_apart(slot, self.redis, "--sink", "redis", "--redis-url", self.redis.url)
+        r["seen"] = self.redis.xlen(slot + ":public.bench_orders")  # prefix: the slot
+        if r["seen"] != self.changes:
+            log("r: XLEN %d, want %d" % (r["seen"], self.changes))
+        return r
+
     # ----------------------------------------------------------------------
 
     def throughput(self):
         a, s = self.args, self.server
-        names = [n for n in CONTENDERS if s.unix or not n.endswith("-unix")]
+        names = [n for n in CONTENDERS if (s.unix or not n.endswith("-unix")) and
+                 (not a.contenders or n in a.contenders.split(","))]
         wl = a.workload
         s.psql("-f", os.path.join(wl, "schema.sql"))
         s.sql("DROP PUBLICATION IF EXISTS bench_pub")
@@ -903,6 +1022,18 @@ def print_report(res):
                   k["changes_per_s"], k.get("rate_vs_c") or 0, fmt(k["client_cpu_s_per_M"]),
                   fmt(c["client_cpu_s_per_M"]) if c else "-", fmt(k.get("broker_cpu_s_per_M")),
                   fmt(k["client_rss_kb"] / 1024 if k["client_rss_kb"] else None, 1)))
+    for name, what in (("w", "webhook"), ("r", "redis")):
+        m = res["summary"].get(name)
+        if m:
+            print()
+            print("%s (%s): %.0f changes/s delivered (every one then counted back), %.2f x c's"
+                  " rate in this run; pgstream CPU %s s/M (c: %s), %s CPU %s s/M, pgstream peak"
+                  " RSS %s MB" % (
+                      what, name, m["changes_per_s"], m.get("rate_vs_c") or 0,
+                      fmt(m["client_cpu_s_per_M"]), fmt(c["client_cpu_s_per_M"]) if c else "-",
+                      "receiver" if name == "w" else "redis-server",
+                      fmt(m.get("broker_cpu_s_per_M")),
+                      fmt(m["client_rss_kb"] / 1024 if m["client_rss_kb"] else None, 1)))
     la = res.get("latency")
     if la:
         print()
@@ -976,6 +1107,7 @@ def main():
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--no-bigtxn", action="store_true")
     ap.add_argument("--profile", action="store_true", help="callgrind + perf on pgstream")
+    ap.add_argument("--contenders", metavar="A,B", help="run only these (default: all)")
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
     ap.add_argument("--report", metavar="JSON", help="print the table of an earlier run and exit")
     a = ap.parse_args()
@@ -1004,6 +1136,9 @@ def main():
     finally:
         if bench.kafka:
             bench.kafka.close()
+        for srv in (bench.hook, bench.redis):
+            if srv:
+                srv.close()
         server.close()
         shutil.rmtree(bench.tmp, ignore_errors=True)
 

@@ -28,7 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class WebhookServer:
-    def __init__(self, secret=None, certfile=None, keyfile=None, path="/hook", port=0):
+    def __init__(self, secret=None, certfile=None, keyfile=None, path="/hook", port=0,
+                 count_only=False):
         self.secret = secret.encode() if isinstance(secret, str) else secret
         self.lock = threading.Lock()
         self.requests = []
@@ -37,6 +38,10 @@ class WebhookServer:
         self.plan = collections.deque()
         self.failing_until = 0.0
         self.failing_status = 500
+        # count_only (the benchmark's receiver): count the changes in each
+        # body, keep nothing; GET answers {"changes": N, "requests": M}.
+        self.count_only = count_only
+        self.counts = {"changes": 0, "requests": 0}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,7 +51,15 @@ class WebhookServer:
                 pass
 
             def do_POST(self):
-                server._handle(self)
+                if server.count_only:
+                    server._count(self)
+                else:
+                    server._handle(self)
+
+            def do_GET(self):
+                with server.lock:
+                    body = json.dumps(server.counts).encode()
+                server._reply(self, 200, {"Content-Type": "application/json"}, body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
@@ -93,6 +106,16 @@ class WebhookServer:
         self.httpd.server_close()
 
     # ---- serving ---------------------------------------------------------------
+
+    CHANGES = (b'"op":"insert"', b'"op":"update"', b'"op":"delete"')
+
+    def _count(self, h):
+        body = h.rfile.read(int(h.headers.get("Content-Length", "0")))
+        n = sum(body.count(c) for c in self.CHANGES)
+        with self.lock:
+            self.counts["changes"] += n
+            self.counts["requests"] += 1
+        self._reply(h, 200, {}, b"ok")
 
     def _handle(self, h):
         n = int(h.headers.get("Content-Length", "0"))
@@ -156,9 +179,18 @@ def main():
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--secret")
+    ap.add_argument("--count", action="store_true",
+                    help="only count the changes (GET answers the count); print nothing more")
     args = ap.parse_args()
-    server = WebhookServer(secret=args.secret, port=args.port)
+    server = WebhookServer(secret=args.secret, port=args.port, count_only=args.count)
     print("listening on %s" % server.url, flush=True)
+    if args.count:
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            server.close()
+        return
     seen = 0
     try:
         while True:
