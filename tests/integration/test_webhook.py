@@ -116,6 +116,17 @@ def wait_rows(server, w, timeout=120):
     raise AssertionError("%d rows not delivered in %d s" % (len(want - got), timeout))
 
 
+def wait_consumed(server, timeout=30):
+    """Until every fault queued with fail() has met a request."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with server.lock:
+            if not server.plan:
+                return
+        time.sleep(0.02)
+    raise AssertionError("faults not consumed in %d s: %r" % (timeout, list(server.plan)))
+
+
 def first_failing_commit(server, since):
     """commit_lsn (int) of the first event of the first request refused or
     dropped after time `since`."""
@@ -211,7 +222,7 @@ class Faults(unittest.TestCase):
         try:
             p.start()
             p.wait_stderr("listening for changes")
-            w.start(4000, pause=0.002)
+            w.start(8000, pause=0.002)
             time.sleep(1)
             # 500s for 2 s: the slot must not pass the failing batch.
             t0 = time.time()
@@ -228,20 +239,24 @@ class Faults(unittest.TestCase):
             # 429 with Retry-After: 1.
             server.fail(("status", 429, {"Retry-After": "1"}, b"slow down"))
             STATS.fault("http429")
-            time.sleep(2)
+            wait_consumed(server)
+            time.sleep(1.5)
             # A reply slower than --webhook-timeout (1 s): applied, then
             # retried with the same key, which the receiver drops.
             server.fail(("slow", 2.0))
             STATS.fault("slow_timeout")
-            time.sleep(3)
+            wait_consumed(server)
+            time.sleep(2.5)
             server.fail(("slow", 0.4))
             STATS.fault("slow")
-            time.sleep(1)
+            wait_consumed(server)
             server.fail(("drop",))
             STATS.fault("drop")
-            time.sleep(1)
+            wait_consumed(server)
             server.fail(*[("status", 503, {}, b"unavailable")] * 3)
             STATS.fault("http503", 3)
+            wait_consumed(server)
+            self.assertTrue(w.thread.is_alive(), "the workload ended before the last fault")
             w.join()
             wait_rows(server, w)
             self.assertEqual(p.stop(), 0, p.stderr())

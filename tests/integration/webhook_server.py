@@ -46,6 +46,9 @@ class WebhookServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # A reply is written as headers, then body: with Nagle the body
+            # would wait for the client's delayed ACK (40 ms a request).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass
