@@ -59,6 +59,10 @@ static const struct option_def OPTIONS[] = {
      "append events to FILE, fsynced before acknowledging (default stdout)"},
     {"fsync", "FSYNC", OPT_BOOL, F(fsync), NULL,
      "with --output, fsync before acknowledging (default; --fsync=false to skip)"},
+    {"rotate-bytes", "ROTATE_BYTES", OPT_COUNT, F(rotate_bytes), "N",
+     "with --output: a new file FILE.<first position> once one would pass N bytes"},
+    {"rotate-seconds", "ROTATE_SECONDS", OPT_SECONDS, F(rotate_ms), "SECONDS",
+     "with --output: a new file once one is this old"},
     {"sink", "SINK", OPT_SINK, F(sink), SINK_NAMES,
      "where events go (default stdout, or file with --output); the sinks of this build"},
     {"debezium-decimal", "DEBEZIUM_DECIMAL", OPT_DECIMAL, F(debezium_decimal),
@@ -584,6 +588,9 @@ static int validate_sink(const struct config *cfg, struct err *e)
 	if (cfg->sink && strcmp(cfg->sink, "file") != 0 && output)
 		return err_set(e, "invalid options: --output cannot be used with --sink %s",
 		               cfg->sink);
+	if ((cfg->rotate_bytes || cfg->rotate_ms) && !output)
+		return err_set(e, "invalid options: --rotate-bytes and --rotate-seconds need "
+		                  "--output FILE");
 	if (kafka && cfg->kafka_brokers == NULL)
 		return err_set(e, "invalid options: --sink kafka needs --kafka-brokers "
 		                  "HOST:PORT,... (or KAFKA_BROKERS)");

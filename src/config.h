@@ -53,8 +53,10 @@ struct config {
 	int debezium_decimal;          /* enum encoder_decimal, for --format debezium */
 	bool temporary_slot;
 	bool create_publication;
-	bool streaming; /* protocol v2 streaming of in-progress transactions */
-	bool fsync;     /* file sink: fsync before acknowledging */
+	bool streaming;   /* protocol v2 streaming of in-progress transactions */
+	bool fsync;       /* file sink: fsync before acknowledging */
+	int rotate_bytes; /* file sink: a new file past this size; 0: never */
+	int rotate_ms;    /* file sink: a new file once one is this old; 0: never */
 	bool help;
 	bool version;
 };

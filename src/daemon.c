@@ -790,7 +790,10 @@ static const char *pick_format(const struct config *cfg)
 /* The sink's settings, borrowed from cfg. */
 static struct sink_config sink_config_of(const struct config *cfg)
 {
-	struct sink_config scfg = {.output = cfg->output, .fsync = cfg->fsync};
+	struct sink_config scfg = {.output = cfg->output,
+	                           .fsync = cfg->fsync,
+	                           .rotate_bytes = cfg->rotate_bytes,
+	                           .rotate_ms = cfg->rotate_ms};
 	const char *library;
 
 	/* config.c accepted only names this build has. */

@@ -22,7 +22,7 @@ static const struct sink_ops *sink_pick(const struct sink_config *cfg)
 	case SINK_KIND_STDOUT:
 		return &SINK_STDOUT;
 	case SINK_KIND_FILE:
-		return &SINK_FILE;
+		return cfg->rotate_bytes || cfg->rotate_ms ? &SINK_ROTATE : &SINK_FILE;
 	case SINK_KIND_KAFKA:
 		return &SINK_KAFKA;
 #ifdef PGSTREAM_HAVE_WEBHOOK
@@ -37,7 +37,9 @@ static const struct sink_ops *sink_pick(const struct sink_config *cfg)
 	case SINK_KIND_DEFAULT:
 		break;
 	}
-	return cfg->output == NULL || strcmp(cfg->output, "-") == 0 ? &SINK_STDOUT : &SINK_FILE;
+	if (cfg->output == NULL || strcmp(cfg->output, "-") == 0)
+		return &SINK_STDOUT;
+	return cfg->rotate_bytes || cfg->rotate_ms ? &SINK_ROTATE : &SINK_FILE;
 }
 
 /* Every sink by name, with the library it needs when not always built. */

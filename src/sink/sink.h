@@ -91,6 +91,8 @@ struct sink_config {
 	enum sink_kind kind;
 	const char *output; /* NULL or "-": stdout, else a file to append to */
 	bool fsync;         /* file: fsync before confirming */
+	long rotate_bytes;  /* file: a new file past this many bytes; 0: never */
+	int rotate_ms;      /* file: a new file once one is this old; 0: never */
 	struct sink_kafka_config kafka;
 	struct sink_webhook_config webhook;
 	struct sink_redis_config redis;

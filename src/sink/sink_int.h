@@ -9,6 +9,7 @@
 #define PGSTREAM_SINK_INT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "sink/sink.h"
 
@@ -53,12 +54,18 @@ struct sink {
 extern const struct sink_ops SINK_STDOUT; /* sink_stdout.c */
 extern const struct sink_ops SINK_FILE;   /* sink_file.c */
 extern const struct sink_ops SINK_KAFKA;  /* sink_kafka.c */
+extern const struct sink_ops SINK_ROTATE; /* sink_rotate.c */
 #ifdef PGSTREAM_HAVE_WEBHOOK
 extern const struct sink_ops SINK_WEBHOOK; /* sink_webhook.c */
 #endif
 #ifdef PGSTREAM_HAVE_REDIS
 extern const struct sink_ops SINK_REDIS; /* sink_redis.c */
 #endif
+
+/* For backends writing files (sink_file.c): cut a partial last line a
+ * crash left in the file open on fd, so that it ends between two events;
+ * *boundary is then its size. */
+int sink_file_repair(int fd, const char *path, off_t *boundary, struct err *e);
 
 /* For backends on a file descriptor: write out to fd. On a non-blocking fd
  * that is full, keep the rest in out, set blocked and return 0; on an error
