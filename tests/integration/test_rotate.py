@@ -108,6 +108,10 @@ class Rotate(unittest.TestCase):
             self.assertIn("file: writing", p.stderr())
             files = series(self.dir)
             self.assertGreaterEqual(len(files), 4, [n for n, _ in files])
+            fds = "/proc/%d/fd" % p.proc.pid
+            held = [os.readlink(os.path.join(fds, f)) for f in os.listdir(fds)]
+            self.assertFalse([h for h in held if h.startswith(self.dir)],
+                             "a file older than --rotate-seconds still open: %s" % held)
             self.assertEqual(p.stop(), 0, p.stderr())
             events = [e for _, data in series(self.dir) for e in parse_lines(data)]
             checked, _ = check_stream(events, w)
