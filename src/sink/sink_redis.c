@@ -65,14 +65,21 @@
 #define REDIS_BACKOFF_FIRST_MS   100
 #define REDIS_BACKOFF_MAX_MS     5000
 #define REDIS_DRIVE_EVERY        64
-#define DUPLICATE_ID             "equal or smaller than the target stream top item"
+/* A run of events to one stream goes in one script call of at most this
+ * many events or bytes: the call's cost is shared. */
+#define REDIS_GROUP_EVENTS 64
+#define REDIS_GROUP_BYTES  (256u << 10)
+#define DUPLICATE_ID       "equal or smaller than the target stream top item"
 
 /*
- * KEYS[1] the stream; ARGV: the ID sent before to this stream ("" for the
- * first), MAXLEN ("0": none), the ID, then the fields. IDs compare as two
- * decimal numbers (as strings: Lua's numbers are doubles). A missing stream
- * has last ID 0-0. XADD's own errors (the duplicate refusal) go back as
- * they are.
+ * One call adds a run of events to one stream. KEYS[1] the stream; ARGV:
+ * the ID pgstream sent before to this stream ("" for the first), MAXLEN
+ * ("0": none), then per entry its ID, its number of fields and the fields.
+ * IDs compare as two decimal numbers (as strings: Lua's numbers are
+ * doubles); a missing stream has last ID 0-0. An entry Redis already has
+ * (XADD's duplicate refusal) is counted and passed over; any other refusal
+ * ends the call. Returns {added, duplicates} or {added, duplicates, the
+ * refused entry's ID, Redis's error}.
  */
 static const char ADD_SCRIPT[] =
     "if ARGV[1] ~= '' and #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then\n"
@@ -91,8 +98,21 @@ static const char ADD_SCRIPT[] =
     "sent before, ' .. ARGV[1] .. ', is not in the stream (its last ID is ' .. last .. "
     "')') end\n"
     "end\n"
-    "if ARGV[2] == '0' then return redis.call('XADD', KEYS[1], unpack(ARGV, 3)) end\n"
-    "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], unpack(ARGV, 3))\n";
+    "local added, dups, i = 0, 0, 3\n"
+    "while i <= #ARGV do\n"
+    "  local last = i + 1 + 2 * tonumber(ARGV[i + 1])\n"
+    "  local r\n"
+    "  if ARGV[2] == '0' then r = redis.pcall('XADD', KEYS[1], ARGV[i], unpack(ARGV, i + 2, "
+    "last))\n"
+    "  else r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ARGV[i], unpack(ARGV, "
+    "i + 2, last)) end\n"
+    "  if type(r) == 'table' and r.err then\n"
+    "    if string.find(r.err, 'equal or smaller than the target stream top item', 1, true) "
+    "then dups = dups + 1 else return {added, dups, ARGV[i], r.err} end\n"
+    "  else added = added + 1 end\n"
+    "  i = last + 1\n"
+    "end\n"
+    "return {added, dups}\n";
 
 /* The last ID sent to each stream in this run: the script's ARGV[1]. */
 struct stream_entry {
@@ -100,8 +120,22 @@ struct stream_entry {
 	char last[48]; /* "" before the first */
 };
 
+/* One EVALSHA: a run of events to one stream. */
 struct cmd {
-	size_t len; /* of its bytes in pend */
+	size_t len;    /* of its bytes in pend */
+	uint64_t seq;  /* its last event's */
+	uint64_t lsn;  /* its first event's, for messages */
+	size_t events; /* in it */
+};
+
+/* The run being collected: its entries' arguments, RESP-encoded, wait in
+ * args until it is closed into one command. */
+struct group {
+	struct stream_entry *stream; /* NULL: none open */
+	char prev[48];               /* the ID sent before it to the stream */
+	struct buf args;
+	unsigned nargs;
+	size_t events;
 	uint64_t seq, lsn;
 };
 
@@ -116,7 +150,9 @@ struct redis_sink {
 	size_t done;     /* bytes at the front already answered */
 	size_t written;  /* bytes (from the front) written to this connection */
 	struct cmd *ring;
-	size_t head, n; /* the unanswered commands */
+	size_t head, n;  /* the unanswered commands */
+	size_t inflight; /* ... and the events in them */
+	struct group g;
 
 	struct buf name, id;           /* scratch */
 	char sha[48];                  /* of ADD_SCRIPT, as SCRIPT LOAD said */
@@ -388,29 +424,85 @@ static void reconnect(struct redis_sink *k)
 
 /* ---- replies ---------------------------------------------------------------- */
 
+static void refused(struct redis_sink *k, const struct cmd *c, const char *id, const char *why)
+{
+	char stream[256], lsn[LSN_STR_MAX];
+	const char *dash = id ? strchr(id, '-') : NULL;
+
+	command_stream(k->pend.data + k->done, c->len, stream, sizeof stream);
+	uint64_t at = c->lsn;
+
+	if (dash) /* commit-lsn, or lsn-0 for a non-transactional message */
+		at = strcmp(dash + 1, "0") == 0 ? strtoull(id, NULL, 10)
+		                                : strtoull(dash + 1, NULL, 10);
+	lsn_format(at, lsn);
+	fail(k,
+	     "Redis refused XADD to stream %s (the event at %s): %s; nothing from it on was "
+	     "acknowledged: fix Redis, then restart to send it again",
+	     stream, lsn, why);
+}
+
 static void answered(struct sink *s, redisReply *r)
 {
 	struct redis_sink *k = s->backend;
 	struct cmd *c = &k->ring[k->head];
 
-	if (r->type == REDIS_REPLY_ERROR && strstr(r->str, DUPLICATE_ID) == NULL) {
-		char stream[256], lsn[LSN_STR_MAX];
-
-		command_stream(k->pend.data + k->done, c->len, stream, sizeof stream);
-		lsn_format(c->lsn, lsn);
-		fail(
-		    k,
-		    "Redis refused XADD to stream %s (the event at %s): %s; nothing from it on was "
-		    "acknowledged: fix Redis, then restart to send it again",
-		    stream, lsn, r->str);
+	if (r->type == REDIS_REPLY_ERROR) {
+		refused(k, c, NULL, r->str);
 		return;
 	}
-	if (r->type == REDIS_REPLY_ERROR)
-		k->duplicates++; /* sent again after a restart: Redis has it */
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+	    r->element[1]->type != REDIS_REPLY_INTEGER) {
+		refused(k, c, NULL, "unexpected reply to the XADD script");
+		return;
+	}
+	k->duplicates += (uint64_t)r->element[1]->integer; /* sent again after a restart */
+	if (r->elements >= 4) {
+		refused(k, c, r->element[2]->type == REDIS_REPLY_STRING ? r->element[2]->str : NULL,
+		        r->element[3]->type == REDIS_REPLY_STRING ? r->element[3]->str : "refused");
+		return;
+	}
 	s->confirmed_seq = s->written_seq = c->seq;
 	k->done += c->len;
+	k->inflight -= c->events;
 	k->head = (k->head + 1) % REDIS_RING;
 	k->n--;
+}
+
+static void put_arg(struct buf *b, const char *p, size_t n)
+{
+	buf_printf(b, "$%zu\r\n", n);
+	buf_append(b, p, n);
+	buf_append(b, "\r\n", 2);
+}
+
+/* The open run becomes one command at the end of pend. */
+static void close_group(struct redis_sink *k)
+{
+	struct group *g = &k->g;
+	char maxlen[24];
+	int ml;
+
+	if (g->stream == NULL)
+		return;
+	ml = snprintf(maxlen, sizeof maxlen, "%ld", k->maxlen);
+	size_t before = k->pend.len;
+	buf_printf(&k->pend, "*%u\r\n", g->nargs + 6);
+	put_arg(&k->pend, "EVALSHA", 7);
+	put_arg(&k->pend, k->sha, strlen(k->sha));
+	put_arg(&k->pend, "1", 1);
+	put_arg(&k->pend, g->stream->name, strlen(g->stream->name));
+	put_arg(&k->pend, g->prev, strlen(g->prev));
+	put_arg(&k->pend, maxlen, (size_t)ml);
+	buf_append(&k->pend, g->args.data, g->args.len);
+	k->ring[(k->head + k->n) % REDIS_RING] = (struct cmd){
+	    .len = k->pend.len - before, .seq = g->seq, .lsn = g->lsn, .events = g->events};
+	k->n++;
+	k->inflight += g->events;
+	buf_clear(&g->args);
+	g->stream = NULL;
+	g->nargs = 0;
+	g->events = 0;
 }
 
 /* Write what is unwritten, read what has come, without waiting. */
@@ -418,6 +510,8 @@ static void io(struct sink *s)
 {
 	struct redis_sink *k = s->backend;
 	char chunk[65536];
+
+	close_group(k);
 
 	while (k->c && !k->failed && k->written < k->pend.len) {
 		ssize_t w = write(k->c->fd, k->pend.data + k->written, k->pend.len - k->written);
@@ -473,8 +567,8 @@ static void io(struct sink *s)
 		k->written -= k->done;
 		k->done = 0;
 	}
-	s->blocked =
-	    !k->failed && (k->n >= REDIS_WINDOW || k->pend.len - k->done >= REDIS_WINDOW_BYTES);
+	s->blocked = !k->failed &&
+	             (k->inflight >= REDIS_WINDOW || k->pend.len - k->done >= REDIS_WINDOW_BYTES);
 }
 
 /* ---- the loop's hooks --------------------------------------------------------- */
@@ -575,21 +669,17 @@ static int redis_event_routed(struct sink *s, uint64_t seq, const struct sink_re
                               struct err *e)
 {
 	struct redis_sink *k = s->backend;
+	struct group *g = &k->g;
 	size_t len = s->out.len;
-	const char *argv[12];
-	size_t argvlen[12];
-	char maxlen[24];
 	struct stream_entry *st;
-	int argc = 0;
-	char *cmd = NULL;
-	int n;
+	char nfields[4];
 
 	if (k->failed)
 		return failed(k, e);
 	if (len == 0 || s->out.data[len - 1] != '\n')
 		return err_setk(e, ERR_SINK, "could not send event %" PRIu64 ": not one JSON line",
 		                seq);
-	if (k->n == REDIS_RING)
+	if (k->n >= REDIS_RING - 1)
 		return err_setk(e, ERR_SINK, "could not queue an event for Redis: %d unanswered",
 		                REDIS_RING);
 	buf_clear(&k->name);
@@ -614,33 +704,31 @@ static int redis_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 	st = stream_for(k);
 	if (st == NULL || k->id.len >= sizeof st->last)
 		return err_setk(e, ERR_SINK, "could not queue an event for Redis: out of memory");
-	argv[argc] = "EVALSHA", argvlen[argc++] = 7;
-	argv[argc] = k->sha, argvlen[argc++] = strlen(k->sha);
-	argv[argc] = "1", argvlen[argc++] = 1;
-	argv[argc] = k->name.data, argvlen[argc++] = k->name.len;
-	argv[argc] = st->last, argvlen[argc++] = strlen(st->last);
-	argvlen[argc] = (size_t)snprintf(maxlen, sizeof maxlen, "%ld", k->maxlen);
-	argv[argc++] = maxlen;
-	argv[argc] = k->id.data, argvlen[argc++] = k->id.len;
-	argv[argc] = "event", argvlen[argc++] = 5;
-	argv[argc] = s->out.data, argvlen[argc++] = len - 1;
-	if (rec->key) {
-		argv[argc] = "key", argvlen[argc++] = 3;
-		argv[argc] = rec->key, argvlen[argc++] = rec->key_len;
+	if (g->stream != st || g->events >= REDIS_GROUP_EVENTS || g->args.len >= REDIS_GROUP_BYTES)
+		close_group(k);
+	if (g->stream == NULL) {
+		g->stream = st;
+		memcpy(g->prev, st->last, sizeof g->prev);
+		g->lsn = rec->lsn;
 	}
-	n = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-	if (n < 0 || cmd == NULL)
+	put_arg(&g->args, k->id.data, k->id.len);
+	put_arg(&g->args, nfields,
+	        (size_t)snprintf(nfields, sizeof nfields, "%d", rec->key ? 2 : 1));
+	put_arg(&g->args, "event", 5);
+	put_arg(&g->args, s->out.data, len - 1);
+	g->nargs += 4;
+	if (rec->key) {
+		put_arg(&g->args, "key", 3);
+		put_arg(&g->args, rec->key, rec->key_len);
+		g->nargs += 2;
+	}
+	if (!buf_ok(&g->args) || !buf_ok(&k->pend))
 		return err_setk(e, ERR_SINK, "could not queue an event for Redis: out of memory");
-	buf_append(&k->pend, cmd, (size_t)n);
-	redisFreeCommand(cmd);
 	memcpy(st->last, k->id.data, k->id.len + 1);
-	if (!buf_ok(&k->pend))
-		return err_setk(e, ERR_SINK, "could not queue an event for Redis: out of memory");
-	k->ring[(k->head + k->n) % REDIS_RING] =
-	    (struct cmd){.len = (size_t)n, .seq = seq, .lsn = rec->lsn};
-	k->n++;
+	g->events++;
+	g->seq = seq;
 	buf_clear(&s->out);
-	if (++k->since_drive >= REDIS_DRIVE_EVERY || k->n >= REDIS_WINDOW) {
+	if (++k->since_drive >= REDIS_DRIVE_EVERY) {
 		k->since_drive = 0;
 		io(s);
 	} else {
@@ -671,6 +759,7 @@ static int redis_open(struct sink *s, const struct sink_config *cfg, struct err 
 	bool fatal;
 
 	buf_init(&k->pend, 0);
+	buf_init(&k->g.args, 0);
 	buf_init(&k->name, 0);
 	buf_init(&k->id, 0);
 	if (redis_check_config(cfg, e) < 0 || parse_url(cfg->redis.url, &u, e) < 0)
@@ -719,6 +808,7 @@ static void redis_close(struct sink *s)
 		}
 	free(k->streams);
 	buf_reset(&k->pend);
+	buf_reset(&k->g.args);
 	buf_reset(&k->name);
 	buf_reset(&k->id);
 }

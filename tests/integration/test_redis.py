@@ -263,28 +263,40 @@ class Streams(unittest.TestCase):
         ms, seq = map(int, top.split("-"))
         ahead, next_ = "%d-%d" % (ms, seq + 5), "%d-%d" % (ms + 1, 7)
         c = Resp(R.port)
+
+        def add(stream_, prev, *ids):
+            args = []
+            for i in ids:
+                args += [i, 1, "event", "{}"]
+            return c.call("EVALSHA", sha, 1, stream_, prev, 0, *args)
         try:
             with self.assertRaises(RuntimeError) as cm:
-                c.call("EVALSHA", sha, 1, stream, ahead, 0, next_, "event", "{}")
+                add(stream, ahead, next_)
             self.assertIn("PGSTREAM gap", str(cm.exception))
             self.assertEqual(R.entries(stream)[-1][0], top, "added despite the gap")
-            self.assertEqual(c.call("EVALSHA", sha, 1, stream, top, 0, next_, "event", "{}"),
-                             next_.encode())
-            with self.assertRaises(RuntimeError) as cm:
-                c.call("EVALSHA", sha, 1, stream, top, 0, next_, "event", "{}")
-            self.assertIn("equal or smaller than the target stream top item", str(cm.exception))
+            self.assertEqual(add(stream, top, next_), [1, 0])
+            # Sent again: counted as already there, and what follows is added.
+            after = "%d-%d" % (ms + 1, 8)
+            self.assertEqual(add(stream, top, next_, after), [1, 1])
+            self.assertEqual(R.entries(stream)[-1][0], after)
             # Larger than 2^53: compared as decimal strings, not doubles.
             big = 2 ** 60
-            self.assertEqual(c.call("EVALSHA", sha, 1, stream, next_, 0, "%d-1" % big, "event",
-                                    "{}"), b"%d-1" % big)
+            self.assertEqual(add(stream, after, "%d-1" % big), [1, 0])
             with self.assertRaises(RuntimeError) as cm:
-                c.call("EVALSHA", sha, 1, stream, "%d-2" % big, 0, "%d-3" % big, "event", "{}")
+                add(stream, "%d-2" % big, "%d-3" % big)
             self.assertIn("PGSTREAM gap", str(cm.exception))
             # No stream at all, yet an entry said to come before: a gap too.
             with self.assertRaises(RuntimeError) as cm:
-                c.call("EVALSHA", sha, 1, "gap:nothing", "5-5", 0, "6-6", "event", "{}")
+                add("gap:nothing", "5-5", "6-6")
             self.assertIn("PGSTREAM gap", str(cm.exception))
             self.assertEqual(c.call("EXISTS", "gap:nothing"), 0)
+            # A refusal other than the duplicate one ends the call: the
+            # refused entry's ID and Redis's error come back, nothing after
+            # it is added.
+            c.call("SET", "gap:string", "x")
+            reply = add("gap:string", "", "1-1", "1-2")
+            self.assertEqual(reply[:3], [0, 0, b"1-1"])
+            self.assertIn(b"WRONGTYPE", reply[3])
         finally:
             c.close()
 
