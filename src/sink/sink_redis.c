@@ -14,22 +14,24 @@
  * every earlier one's: replies come in order), so an LSN is acknowledged
  * only after Redis has every entry up to it.
  *
- * Commands are pipelined: formatted with hiredis (redisFormatCommandArgv)
- * into a buffer that is written to the socket without waiting, replies
- * parsed with hiredis's reader as they arrive. Up to REDIS_WINDOW commands
- * or REDIS_WINDOW_BYTES bytes may await replies; past that the sink is
- * blocked and the daemon stops decoding. The socket is in the daemon's
- * poll set (adjust_pollset / process), and looked at without waiting every
- * REDIS_DRIVE_EVERY events while events keep coming.
- *
  * Counting that refusal as delivered is safe only if a stream never has a
  * gap: an entry missing while a later one is in. Pipelining could make one
- * (an entry refused with OOM, memory freed, the next accepted), so each
- * XADD runs inside a small script (ADD_SCRIPT, loaded at every connection,
- * run with EVALSHA) that is also given the ID pgstream sent before it to the
- * same stream, and refuses to add unless the stream's last ID has reached
- * that one: after one refusal every later entry of the stream is refused
- * too, and a restart sends them all again in order.
+ * (an entry refused with OOM, memory freed, the next accepted), so entries
+ * are added by a small script (ADD_SCRIPT, loaded at every connection, run
+ * with EVALSHA) that is also given the ID pgstream sent before to the same
+ * stream, and refuses to add unless the stream's last ID has reached that
+ * one: after one refusal every later entry of the stream is refused too,
+ * and a restart sends them all again in order. One call takes a run of up
+ * to REDIS_GROUP_EVENTS consecutive events to one stream, so that its cost
+ * is shared.
+ *
+ * Commands are pipelined: written (RESP) into a buffer that goes to the
+ * socket without waiting, replies parsed with hiredis's reader as they
+ * arrive. Calls for up to REDIS_WINDOW events or REDIS_WINDOW_BYTES bytes
+ * may await replies; past that the sink is blocked and the daemon stops
+ * decoding. The socket is in the daemon's poll set (adjust_pollset /
+ * process), and looked at without waiting every REDIS_DRIVE_EVERY events
+ * while events keep coming.
  *
  * A lost connection (Redis restarted, the network) is retried with backoff,
  * without limit; the commands not yet answered are sent again on the new
@@ -54,7 +56,7 @@
 #include "util/log.h"
 #include "util/lsn.h"
 
-/* Commands awaiting replies before the sink blocks. */
+/* Events in calls awaiting replies before the sink blocks. */
 #define REDIS_WINDOW       8192
 #define REDIS_WINDOW_BYTES (8u << 20)
 /* The ring has room beyond the window for events that arrive while the
