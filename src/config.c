@@ -33,6 +33,7 @@ enum opt_kind {
 	OPT_DECIMAL,
 	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
 	OPT_COUNT,    /* a whole number, 0 to INT_MAX */
+	OPT_LINES,    /* repeatable: appended as a line (environment: one per line) */
 };
 
 struct option_def {
@@ -85,6 +86,8 @@ static const struct option_def OPTIONS[] = {
     {"webhook-secret", "WEBHOOK_SECRET", OPT_STRING, F(webhook_secret), "SECRET",
      "HMAC-SHA-256 key: X-Pgstream-Signature: sha256=HEX over each body (prefer the "
      "environment)"},
+    {"webhook-header", "WEBHOOK_HEADERS", OPT_LINES, F(webhook_headers), "'NAME: VALUE'",
+     "an HTTP header of every request, repeatable (environment: one per line)"},
     {"webhook-body", "WEBHOOK_BODY", OPT_STRING, F(webhook_body), "ndjson|array",
      "a batch as one JSON line per event (default) or as one JSON array"},
     {"webhook-batch-size", "WEBHOOK_BATCH_SIZE", OPT_COUNT, F(webhook_batch_size), "N",
@@ -293,6 +296,25 @@ static int add_properties(char **field, const char *value, const struct option_d
 	}
 }
 
+/* Append value's lines to the newline-separated list *field; what a line
+ * must be is the sink's check. */
+static int add_lines(char **field, const char *value, const struct option_def *opt, struct err *e)
+{
+	size_t old = *field ? strlen(*field) : 0, n = strlen(value);
+	char *list;
+
+	if (n == 0)
+		return err_set(e, "invalid value for --%s: must not be empty", opt->flag);
+	list = realloc(*field, old + n + 2);
+	if (list == NULL)
+		return err_set(e, "could not store %s: out of memory", opt->flag);
+	if (old > 0)
+		list[old++] = '\n';
+	memcpy(list + old, value, n + 1);
+	*field = list;
+	return 0;
+}
+
 /* Apply one textual value to the option's field. */
 static int apply_option(struct config *cfg, const struct option_def *opt, const char *value,
                         const char *source, struct err *e)
@@ -394,6 +416,8 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 		return 0;
 	case OPT_PROPERTY:
 		return add_properties(field, value, opt, source, e);
+	case OPT_LINES:
+		return add_lines(field, value, opt, e);
 	case OPT_LOGLEVEL:
 		level = log_level_parse(value);
 		if (level < 0)
@@ -665,6 +689,7 @@ static bool holds_string(enum opt_kind kind)
 	case OPT_FORMAT:
 	case OPT_SINK:
 	case OPT_PROPERTY:
+	case OPT_LINES:
 		return true;
 	default:
 		return false;

@@ -33,7 +33,8 @@ struct config {
 	bool kafka_tombstones;
 	char *webhook_url;
 	char *webhook_secret;
-	char *webhook_body; /* "ndjson" or "array"; NULL: ndjson */
+	char *webhook_headers; /* "Name: value" lines, one per --webhook-header */
+	char *webhook_body;    /* "ndjson" or "array"; NULL: ndjson */
 	int webhook_batch_size;
 	int webhook_batch_bytes;
 	int webhook_linger_ms;

@@ -811,6 +811,7 @@ static struct sink_config sink_config_of(const struct config *cfg)
 	scfg.webhook = (struct sink_webhook_config){
 	    .url = cfg->webhook_url,
 	    .secret = cfg->webhook_secret,
+	    .headers = cfg->webhook_headers,
 	    .prefix = scfg.kafka.prefix,
 	    .body = cfg->webhook_body,
 	    .batch_events = cfg->webhook_batch_size,

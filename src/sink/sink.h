@@ -70,14 +70,15 @@ struct sink_kafka_config {
 /* --sink webhook (sink_webhook.c). */
 struct sink_webhook_config {
 	const char *url;
-	const char *secret; /* HMAC-SHA-256 key of the signature header; NULL: none */
-	const char *prefix; /* first part of every Idempotency-Key */
-	const char *body;   /* "ndjson" (NULL) or "array" */
-	int batch_events;   /* a batch closes at this many events, */
-	int batch_bytes;    /* ... or before it would pass this many bytes, */
-	int linger_ms;      /* ... or this long after its first event */
-	int timeout_ms;     /* one request, connection included */
-	int retry_max_ms;   /* cap of the backoff between retries */
+	const char *secret;  /* HMAC-SHA-256 key of the signature header; NULL: none */
+	const char *headers; /* "Name: value" lines added to every request, or NULL */
+	const char *prefix;  /* first part of every Idempotency-Key */
+	const char *body;    /* "ndjson" (NULL) or "array" */
+	int batch_events;    /* a batch closes at this many events, */
+	int batch_bytes;     /* ... or before it would pass this many bytes, */
+	int linger_ms;       /* ... or this long after its first event */
+	int timeout_ms;      /* one request, connection included */
+	int retry_max_ms;    /* cap of the backoff between retries */
 };
 
 /* --sink redis (sink_redis.c). */

@@ -91,6 +91,7 @@ struct webhook_sink {
 	struct curl_slist *headers;
 	char *url, *prefix, *where; /* where: scheme://host:port, for messages */
 	char *secret;
+	char *user_headers; /* "Name: value" lines, or NULL */
 	bool array;
 	int batch_events, batch_bytes, linger_ms, retry_max_ms;
 
@@ -179,6 +180,61 @@ out:
 	return rc;
 }
 
+/* Headers pgstream sets itself (or curl does), which a user may not. */
+static const char *const MANAGED[] = {
+    "content-type",
+    "content-length",
+    "idempotency-key",
+    "x-pgstream-signature",
+    "pgstream-events",
+    "expect",
+    "host",
+    "transfer-encoding",
+};
+
+/* Each --webhook-header line: "Name: value", a token for a name, no
+ * control characters, not one of pgstream's own. */
+static int check_headers(const char *lines, struct err *e)
+{
+	for (const char *p = lines; p && *p;) {
+		size_t n = strcspn(p, "\n"), name = strcspn(p, ":\n");
+		char lower[64];
+
+		if (name == 0 || name >= n || name >= sizeof lower)
+			return err_set(e,
+			               "invalid value for --webhook-header: \"%.*s\" (expected "
+			               "'NAME: VALUE')",
+			               (int)(n < 60 ? n : 60), p);
+		for (size_t i = 0; i < name; i++) {
+			unsigned char c = (unsigned char)p[i];
+
+			if (c <= 0x20 || c >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", c))
+				return err_set(
+				    e,
+				    "invalid value for --webhook-header: \"%.*s\" is not a "
+				    "header name",
+				    (int)name, p);
+			lower[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+		}
+		lower[name] = '\0';
+		for (size_t i = name + 1; i < n; i++)
+			if ((unsigned char)p[i] < 0x20 && p[i] != '\t')
+				return err_set(e,
+				               "invalid value for --webhook-header %s: a control "
+				               "character in the value",
+				               lower);
+		for (size_t i = 0; i < sizeof MANAGED / sizeof MANAGED[0]; i++)
+			if (strcmp(lower, MANAGED[i]) == 0)
+				return err_set(
+				    e,
+				    "invalid value for --webhook-header: %.*s is pgstream's "
+				    "to set",
+				    (int)name, p);
+		p += n + (p[n] == '\n');
+	}
+	return 0;
+}
+
 static int webhook_check_config(const struct sink_config *cfg, struct err *e)
 {
 	const struct sink_webhook_config *w = &cfg->webhook;
@@ -193,6 +249,8 @@ static int webhook_check_config(const struct sink_config *cfg, struct err *e)
 		               "invalid value for --webhook-body: \"%.40s\" (expected ndjson or "
 		               "array)",
 		               w->body);
+	if (check_headers(w->headers, e) < 0)
+		return -1;
 	if (w->batch_events < 1)
 		return err_set(e, "invalid value for --webhook-batch-size: must be at least 1");
 	if (w->batch_bytes < 1)
@@ -369,6 +427,16 @@ static int prepare(struct sink *s, struct err *e)
 	ok = ok && (h = curl_slist_append(h, "Expect:")) != NULL; /* no 100-continue wait */
 	snprintf(line, sizeof line, "Pgstream-Events: %" PRIu32, b.events);
 	ok = ok && (h = curl_slist_append(h, line)) != NULL;
+	for (char *p = k->user_headers; ok && p && *p;) {
+		char *nl = strchr(p, '\n');
+
+		if (nl)
+			*nl = '\0'; /* curl copies the line */
+		ok = (h = curl_slist_append(h, p)) != NULL;
+		if (nl)
+			*nl = '\n';
+		p = nl ? nl + 1 : p + strlen(p);
+	}
 	if (ok && k->secret) {
 		unsigned char md[EVP_MAX_MD_SIZE];
 		unsigned int mdlen = 0;
@@ -744,7 +812,9 @@ static int webhook_open(struct sink *s, const struct sink_config *cfg, struct er
 	k->url = strdup(w->url);
 	k->prefix = strdup(w->prefix ? w->prefix : "pgstream");
 	k->secret = w->secret ? strdup(w->secret) : NULL;
-	if (k->url == NULL || k->prefix == NULL || (w->secret && k->secret == NULL))
+	k->user_headers = w->headers ? strdup(w->headers) : NULL;
+	if (k->url == NULL || k->prefix == NULL || (w->secret && k->secret == NULL) ||
+	    (w->headers && k->user_headers == NULL))
 		return err_set(e, "could not open the webhook sink: out of memory");
 	k->array = w->body && strcmp(w->body, "array") == 0;
 	k->batch_events = w->batch_events;
@@ -794,6 +864,7 @@ static void webhook_close(struct sink *s)
 	free(k->url);
 	free(k->prefix);
 	free(k->where);
+	free(k->user_headers);
 	if (k->secret) {
 		memset(k->secret, 0, strlen(k->secret));
 		free(k->secret);

@@ -191,6 +191,29 @@ class Batches(unittest.TestCase):
         finally:
             server.close()
 
+    def test_user_headers(self):
+        slot = "wh_headers"
+        new_slot(slot)
+        C.sql("CREATE TABLE wh_hd (id int primary key)")
+        C.sql("INSERT INTO wh_hd VALUES (1)")
+        end = lsn_int(C.value("SELECT pg_current_wal_lsn()::text"))
+        server = WebhookServer(secret=SECRET)
+        try:
+            p = PgStream(C, "--end-lsn", lsn_str(end),
+                         *hook_args(server, "--webhook-header", "Authorization: Bearer t0k;en",
+                                    "--webhook-header", "X-Tenant:acme"),
+                         env={"WEBHOOK_HEADERS": "X-Ignored: the flag wins"}, slot=slot)
+            self.assertEqual(p.run(timeout=60), 0, p.stderr())
+            reqs = server.snapshot()
+            self.assertTrue(reqs)
+            for r in reqs:
+                self.assertEqual(r["headers"].get("Authorization"), "Bearer t0k;en")
+                self.assertEqual(r["headers"].get("X-Tenant"), "acme")
+                self.assertNotIn("X-Ignored", r["headers"])
+            p.close()
+        finally:
+            server.close()
+
     def test_unsigned_without_secret(self):
         slot = "wh_nosecret"
         new_slot(slot)
@@ -392,6 +415,14 @@ class BadConfig(unittest.TestCase):
                    "--webhook-batch-size", "0")
         self.check("--webhook-batch-size", "--webhook-url", "http://127.0.0.1:1/",
                    "--webhook-batch-size", "-5")
+        self.check("expected 'NAME: VALUE'", "--webhook-url", "http://127.0.0.1:1/",
+                   "--webhook-header", "no colon here")
+        self.check("not a header name", "--webhook-url", "http://127.0.0.1:1/",
+                   "--webhook-header", "Bad Name: x")
+        self.check("Content-Type is pgstream's to set", "--webhook-url", "http://127.0.0.1:1/",
+                   "--webhook-header", "Content-Type: text/plain")
+        self.check("Idempotency-Key is pgstream's to set", "--webhook-url",
+                   "http://127.0.0.1:1/", "--webhook-header", "Idempotency-Key: mine")
 
     def test_unreachable(self):
         port = free_port()

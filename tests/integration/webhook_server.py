@@ -128,6 +128,7 @@ class WebhookServer:
         rec = {"t": time.time(), "key": key, "sig": sig, "body": body,
                "ctype": h.headers.get("Content-Type"),
                "count": h.headers.get("Pgstream-Events"), "status": None,
+               "headers": dict(h.headers),
                "verified": None}
         if self.secret is not None:
             want = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
