@@ -370,14 +370,16 @@ def pid_cpu(pid):
 
 
 class WebhookReceiver:
-    """tests/integration/webhook_server.py --count in a process of its own."""
+    """tests/integration/webhook_server.py --count in a process of its own
+    (echo: also printing every body it answers, for the latency run)."""
 
-    def __init__(self):
+    def __init__(self, echo=False):
         self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "tests", "integration", "webhook_server.py"),
-             "--count", "--port", str(self.port)], stdout=subprocess.PIPE, text=True)
-        self.url = self.proc.stdout.readline().split()[-1]
+             "--count", "--port", str(self.port)] + (["--echo"] if echo else []),
+            stdout=subprocess.PIPE)
+        self.url = self.proc.stdout.readline().decode().split()[-1]
         if not self.url.startswith("http://"):
             die("webhook_server.py printed no URL")
 
@@ -774,15 +776,22 @@ class Bench:
             self.server.drop_slot(slot)
         return res
 
-    def latency(self, extra=()):
+    def latency(self, extra=(), webhook=False):
         """Commit-to-emit latency of pgstream (with the extra arguments) at a
         fixed transaction rate.
 
         pgbench --rate runs single-row INSERT transactions; pgstream streams
         them live to a pipe read here; latency = time the line is read here
         minus the commit_time pgstream printed (the server's commit
-        timestamp; same host, same clock)."""
+        timestamp; same host, same clock). webhook: pgstream sends them with
+        --sink webhook to webhook_server.py --count --echo, which prints each
+        body as it answers it 200, and that is the pipe read here: commit to
+        confirmation."""
         a, s = self.args, self.server
+        hook = None
+        if webhook:
+            hook = WebhookReceiver(echo=True)
+            extra = tuple(extra) + ("--sink", "webhook", "--webhook-url", hook.url)
         s.sql("DROP TABLE IF EXISTS bench_lat")
         s.sql("CREATE TABLE bench_lat(id bigserial PRIMARY KEY, t timestamptz NOT NULL)")
         s.sql("DROP PUBLICATION IF EXISTS bench_lat_pub")
@@ -800,9 +809,10 @@ class Bench:
                              stdout=subprocess.PIPE, stderr=errfile)
         lat, state = [], {"lines": 0}
         stamp = re.compile(rb'"commit_time":"([^"]+)"')
+        source = hook.proc if hook else p
 
         def reader():
-            fd, rest = p.stdout.fileno(), b""
+            fd, rest = source.stdout.fileno(), b""
             while True:
                 chunk = os.read(fd, 1 << 16)
                 now = time.time()
@@ -841,6 +851,8 @@ class Bench:
             for child in f.read().split():
                 os.kill(int(child), signal.SIGTERM)
         p.wait()
+        if hook:
+            hook.close()
         th.join(timeout=10)
         errfile.close()
         s.drop_slot("bench_lat")
@@ -1045,6 +1057,16 @@ def print_report(res):
               " pgstream CPU %.2f s, peak RSS %.1f MB" % (
                   fmt(la["p50_ms"]), fmt(la["p90_ms"]), fmt(la["p99_ms"]), fmt(la["p999_ms"]),
                   fmt(la["max_ms"]), la["pgstream_cpu_s"], la["pgstream_rss_kb"] / 1024))
+    lw = res.get("latency_webhook")
+    if lw:
+        print()
+        print("latency, pgstream --sink webhook commit-to-confirmation (the receiver answering"
+              " 200) at %d tx/s target (pgbench %.0f tps), %d s, %d events:" % (
+                  lw["rate_target"], lw["pgbench_tps"] or 0, lw["seconds"], lw["events"]))
+        print("  p50 %s ms  p90 %s ms  p99 %s ms  p99.9 %s ms  max %s ms;"
+              " pgstream CPU %.2f s, peak RSS %.1f MB" % (
+                  fmt(lw["p50_ms"]), fmt(lw["p90_ms"]), fmt(lw["p99_ms"]), fmt(lw["p999_ms"]),
+                  fmt(lw["max_ms"]), lw["pgstream_cpu_s"], lw["pgstream_rss_kb"] / 1024))
     if res.get("bigtxn"):
         b = res["bigtxn"]
         print()
@@ -1108,6 +1130,8 @@ def main():
     ap.add_argument("--no-bigtxn", action="store_true")
     ap.add_argument("--profile", action="store_true", help="callgrind + perf on pgstream")
     ap.add_argument("--contenders", metavar="A,B", help="run only these (default: all)")
+    ap.add_argument("--webhook-latency", action="store_true",
+                    help="also commit-to-confirmation latency through --sink webhook")
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
     ap.add_argument("--report", metavar="JSON", help="print the table of an earlier run and exit")
     a = ap.parse_args()
@@ -1132,6 +1156,8 @@ def main():
         res["throughput"] = bench.throughput()
         res["summary"] = summarize(res["throughput"])
         res["latency"] = None if a.no_latency else bench.latency()
+        if a.webhook_latency:
+            res["latency_webhook"] = bench.latency(webhook=True)
         res["bigtxn"] = None if a.no_bigtxn else bench.bigtxn()
     finally:
         if bench.kafka:

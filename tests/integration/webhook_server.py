@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class WebhookServer:
     def __init__(self, secret=None, certfile=None, keyfile=None, path="/hook", port=0,
-                 count_only=False):
+                 count_only=False, echo=None):
         self.secret = secret.encode() if isinstance(secret, str) else secret
         self.lock = threading.Lock()
         self.requests = []
@@ -41,6 +41,7 @@ class WebhookServer:
         # count_only (the benchmark's receiver): count the changes in each
         # body, keep nothing; GET answers {"changes": N, "requests": M}.
         self.count_only = count_only
+        self.echo = echo  # count_only: a binary file each body is written to
         self.counts = {"changes": 0, "requests": 0}
         server = self
 
@@ -118,6 +119,9 @@ class WebhookServer:
         with self.lock:
             self.counts["changes"] += n
             self.counts["requests"] += 1
+            if self.echo:
+                self.echo.write(body)
+                self.echo.flush()
         self._reply(h, 200, {}, b"ok")
 
     def _handle(self, h):
@@ -185,8 +189,12 @@ def main():
     ap.add_argument("--secret")
     ap.add_argument("--count", action="store_true",
                     help="only count the changes (GET answers the count); print nothing more")
+    ap.add_argument("--echo", action="store_true",
+                    help="with --count: print every body as it is answered")
     args = ap.parse_args()
-    server = WebhookServer(secret=args.secret, port=args.port, count_only=args.count)
+    import sys
+    server = WebhookServer(secret=args.secret, port=args.port, count_only=args.count,
+                           echo=sys.stdout.buffer if args.echo else None)
     print("listening on %s" % server.url, flush=True)
     if args.count:
         try:
