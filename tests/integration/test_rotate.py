@@ -9,7 +9,10 @@
    time: no file of the series ends in a partial line (the newest is cut
    back at the next start), every committed row present, repeats only of
    transactions not acknowledged.
-4. Bad configuration: one line, non-zero exit.
+4. A write that fails (EFBIG under RLIMIT_FSIZE): exit 1, one line, the file
+   cut back to its last whole event, nothing unwritten acknowledged; a
+   restart delivers the rest.
+5. Bad configuration: one line, non-zero exit.
 """
 
 import os
@@ -185,6 +188,53 @@ class Rotate(unittest.TestCase):
         finally:
             w.stop()
             p.close()
+
+
+class Full(unittest.TestCase):
+    def test_file_size_limit_then_restart(self):
+        """A write that fails (EFBIG under RLIMIT_FSIZE, as on a full disk):
+        exit 1 with one line naming the file, the file cut back to its last
+        whole event, nothing unwritten acknowledged; a restart without the
+        limit delivers the rest."""
+        d = tempfile.mkdtemp(prefix="pgstream-rotate-full-")
+        out = os.path.join(d, "events.jsonl")
+        slot = "rot_full"
+        new_slot(slot)
+        w = Workload(C, table="rot_full")
+        w.write(200, sizes=(50,))
+        end = lsn_int(C.value("SELECT pg_current_wal_lsn()::text"))
+        try:
+            p = PgStream(C, "--end-lsn", lsn_str(end), "--output", out, "--rotate-bytes",
+                         "10000000", slot=slot)
+            p.argv = ["prlimit", "--fsize=300000", "--"] + p.argv
+            STATS.fault("efbig")
+            self.assertEqual(p.run(timeout=120), 1, p.stderr())
+            last = p.stderr().strip().splitlines()[-1]
+            self.assertTrue(last.startswith("pgstream: could not write to %s." % out), last)
+            self.assertIn("File too large", last)
+            files = series(d)
+            self.assertEqual(len(files), 1)
+            self.assertTrue(files[0][1].endswith(b"\n"), "cut in the middle of an event")
+            self.assertLessEqual(len(files[0][1]), 300000)
+            written = parse_lines(files[0][1])
+            wait_slot_inactive(C, slot)
+            acked = C.slot_confirmed(slot)
+            self.assertLess(acked, end)
+            p.close()
+            p = PgStream(C, "--end-lsn", lsn_str(end), "--output", out, "--rotate-bytes",
+                         "10000000", slot=slot)
+            self.assertEqual(p.run(timeout=120), 0, p.stderr())
+            p.close()
+            stream = written[:]
+            for name, data in series(d):
+                evs = parse_lines(data)
+                if name == files[0][0]:
+                    evs = evs[len(written):]  # appended to by the restart, if it began there
+                stream += evs
+            checked, repeats = check_stream(stream, w, marks=[(len(written), acked)])
+            STATS.checked += checked
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 class BadConfig(unittest.TestCase):
