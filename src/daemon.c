@@ -65,6 +65,7 @@ struct daemon {
 	struct utf8guard utf8;   /* SQL_ASCII databases only (utf8guard.h) */
 	struct buf converted;    /* message content converted to UTF-8 */
 	bool records;            /* the sink routes by table and key (Kafka) */
+	bool keys;               /* ... and reads the keys (not the webhook, files) */
 	struct buf key, old_key; /* ... the current event's keys */
 
 	/* Per session. */
@@ -107,6 +108,8 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 	}
 	buf_clear(&d->key);
 	buf_clear(&d->old_key);
+	if (!d->keys)
+		return sink_event_done(d->sink, ++d->seq, &rec, e);
 	if (key_write(&d->key, ev)) {
 		rec.key = d->key.data;
 		rec.key_len = d->key.len;
@@ -375,7 +378,7 @@ static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, stru
 			break;
 		}
 	}
-	if (d->records && rel->replident == 'f' && full_identity_key(d, ri, e) < 0)
+	if (d->keys && rel->replident == 'f' && full_identity_key(d, ri, e) < 0)
 		return -1;
 	encoder_prepare_relation(d->enc, ri);
 	return 0;
@@ -866,6 +869,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	if (d.sink == NULL)
 		return -1;
 	d.records = sink_wants_records(d.sink);
+	d.keys = sink_wants_keys(d.sink);
 	d.enc = encoder_new(pick_format(cfg),
 	                    &(struct encoder_options){
 	                        .topic_prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,

@@ -124,6 +124,11 @@ bool sink_wants_records(const struct sink *s)
 	return s->ops->event_routed != NULL;
 }
 
+bool sink_wants_keys(const struct sink *s)
+{
+	return s->ops->event_routed != NULL && !s->ops->positions_only;
+}
+
 int sink_event_done(struct sink *s, uint64_t seq, const struct sink_record *rec, struct err *e)
 {
 	if (!buf_ok(&s->out))

@@ -134,6 +134,10 @@ struct buf *sink_buf(struct sink *s);
  * tables); if not, sink_event_done takes NULL and nobody builds one. */
 bool sink_wants_records(const struct sink *s);
 
+/* Whether such a sink also reads the records' keys (key, old_key, delete);
+ * if not, they are left NULL and nobody computes them. */
+bool sink_wants_keys(const struct sink *s);
+
 /* The event just appended to sink_buf() is number seq (the previous one
  * plus 1); rec describes it (NULL unless sink_wants_records). The backend
  * may send it now or keep it. -1 with *e set (ERR_SINK) if it cannot be

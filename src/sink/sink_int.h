@@ -28,6 +28,9 @@ struct sink_ops {
 	 * take bytes only; non-NULL makes sink_wants_records() true. */
 	int (*event_routed)(struct sink *s, uint64_t seq, const struct sink_record *rec,
 	                    struct err *e);
+	/* event_routed reads only the record's names and positions, never its
+	 * keys: the daemon leaves them NULL and skips computing them. */
+	bool positions_only;
 	/* Send everything buffered; if durable, also make it durable. Advances
 	 * s->confirmed_seq as far as the backend knows it safe. */
 	int (*flush)(struct sink *s, bool durable, struct err *e);

@@ -319,6 +319,7 @@ const struct sink_ops SINK_ROTATE = {
     .backend_size = sizeof(struct rotate_sink),
     .open = rotate_open,
     .event_routed = rotate_event_routed,
+    .positions_only = true,
     .flush = rotate_flush,
     .adjust_pollset = rotate_adjust_pollset,
     .process = rotate_process,

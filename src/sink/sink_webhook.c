@@ -878,6 +878,7 @@ const struct sink_ops SINK_WEBHOOK = {
     .check_config = webhook_check_config,
     .open = webhook_open,
     .event_routed = webhook_event_routed,
+    .positions_only = true,
     .flush = webhook_flush,
     .adjust_pollset = webhook_adjust_pollset,
     .process = webhook_process,
