@@ -29,6 +29,13 @@ created, and each contender then reads its own slot up to the same end LSN.
           and counts the changes (it must see all of them)
   k2      k with --kafka-exactly-once: a Kafka transaction committed every
           100 ms with its checkpoint record; read back read_committed
+  w       pgstream --sink webhook (its defaults: batches of 1000 events or
+          1 MiB, one request at a time) to tests/integration/webhook_server.py
+          --count (Python's http.server, in a process of its own), which
+          counts the changes in every body it answers 200
+  r       pgstream --sink redis to a redis-server of its own (appendonly
+          yes, appendfsync everysec: Redis's default with AOF); XLEN of the
+          stream must be every change
 
 For each run: wall time, the client's CPU (user+sys) and peak RSS from
 /usr/bin/time (not wait4() from here: Linux carries ru_maxrss over from
@@ -93,6 +100,8 @@ CONTENDERS = {
     "p": ("pgoutput", "c with --metrics-addr, scraped every 1 s"),
     "q": ("pgoutput", "c with --metrics-addr, not scraped"),
     "k2": ("pgoutput", "  same, --kafka-exactly-once"),
+    "w": ("pgoutput", "pgstream --sink webhook (receiver counts)"),
+    "r": ("pgoutput", "pgstream --sink redis (XLEN read back)"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
@@ -361,6 +370,78 @@ TX_BOUNDARIES = (b'"op":"begin"', b'"op":"commit"')
 
 
 # --------------------------------------------------------------------------
+# The webhook and Redis contenders' servers
+
+
+def pid_cpu(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except OSError:
+        return None
+
+
+class WebhookReceiver:
+    """tests/integration/webhook_server.py --count in a process of its own
+    (echo: also printing every body it answers, for the latency run)."""
+
+    def __init__(self, echo=False):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "tests", "integration", "webhook_server.py"),
+             "--count", "--port", str(self.port)] + (["--echo"] if echo else []),
+            stdout=subprocess.PIPE)
+        self.url = self.proc.stdout.readline().decode().split()[-1]
+        if not self.url.startswith("http://"):
+            die("webhook_server.py printed no URL")
+
+    def cpu(self):
+        return pid_cpu(self.proc.pid)
+
+    def count(self):
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/" % self.port, timeout=30) as f:
+            return json.load(f)["changes"]
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+class RedisServer:
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.dir = os.path.join(tmp, "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+             "--appendonly", "yes", "--save", "", "--daemonize", "no",
+             "--logfile", os.path.join(self.dir, "log")])
+        self.url = "redis://127.0.0.1:%d" % self.port
+        for _ in range(300):
+            if self.cli("PING") == "PONG":
+                return
+            time.sleep(0.05)
+        die("redis-server did not start")
+
+    def cli(self, *args):
+        p = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                           text=True)
+        return p.stdout.strip()
+
+    def cpu(self):
+        return pid_cpu(self.proc.pid)
+
+    def xlen(self, stream):
+        return int(self.cli("XLEN", stream) or 0)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+# --------------------------------------------------------------------------
 # The Kafka contender's brokers
 
 
@@ -434,6 +515,8 @@ class Bench:
         self.end = None
         self.changes = None
         self.kafka = None  # started for the first k run
+        self.hook = None   # the w receiver, started for the first w run
+        self.redis = None  # the r server, started for the first r run
 
     def timed(self, argv, slot, stdout_path=None, env=None):
         """Run argv under /usr/bin/time while sampling the walsender of slot."""
@@ -559,6 +642,10 @@ class Bench:
             r = self.run_scraped(conninfo, slot, out if smoke else None, scrape=base == "p")
             if smoke:
                 r["seen"] = count_lines(out, PGSTREAM_CHANGES)
+        elif base == "w":
+            r = self.run_webhook(slot)
+        elif base == "r":
+            r = self.run_redis(slot)
         else:  # d: to a file on disk, fsync before every acknowledgement
             r = self.timed(self.pgstream(conninfo, slot, "--output", out), slot)
             r["seen"] = count_lines(out, PGSTREAM_CHANGES)
@@ -639,6 +726,39 @@ class Bench:
                 r["seen"], r["tombstones"], self.changes, r["tombstones_want"]))
         return r
 
+    def run_apart(self, slot, server, *args):
+        """pgstream timed with a server of its own (w, r), whose CPU is
+        measured apart."""
+        b0 = server.cpu()
+        r = self.timed(self.pgstream(self.server.tcp, slot, *args), slot)
+        b1 = server.cpu()
+        r["broker_cpu_s"] = b1 - b0 if b0 is not None and b1 is not None else None
+        if r["broker_cpu_s"] is not None:
+            r["other_cpu_s"] -= r["broker_cpu_s"]
+        return r
+
+    def run_webhook(self, slot):
+        """(w): pgstream exits at --end-lsn only once every batch had its
+        2xx (the shutdown drain), so changes/s are changes delivered."""
+        if self.hook is None:
+            self.hook = WebhookReceiver()
+        before = self.hook.count()
+        r = self.run_apart(slot, self.hook, "--sink", "webhook", "--webhook-url", self.hook.url)
+        r["seen"] = self.hook.count() - before
+        if r["seen"] != self.changes:
+            log("w: the receiver counted %d changes, want %d" % (r["seen"], self.changes))
+        return r
+
+    def run_redis(self, slot):
+        """(r): every change then counted back with XLEN."""
+        if self.redis is None:
+            self.redis = RedisServer(self.tmp)
+        r = self.run_apart(slot, self.redis, "--sink", "redis", "--redis-url", self.redis.url)
+        r["seen"] = self.redis.xlen(slot + ":public.bench_orders")  # prefix: the slot
+        if r["seen"] != self.changes:
+            log("r: XLEN %d, want %d" % (r["seen"], self.changes))
+        return r
+
     # ----------------------------------------------------------------------
 
     def throughput(self):
@@ -714,15 +834,22 @@ class Bench:
             self.server.drop_slot(slot)
         return res
 
-    def latency(self, extra=()):
+    def latency(self, extra=(), webhook=False):
         """Commit-to-emit latency of pgstream (with the extra arguments) at a
         fixed transaction rate.
 
         pgbench --rate runs single-row INSERT transactions; pgstream streams
         them live to a pipe read here; latency = time the line is read here
         minus the commit_time pgstream printed (the server's commit
-        timestamp; same host, same clock)."""
+        timestamp; same host, same clock). webhook: pgstream sends them with
+        --sink webhook to webhook_server.py --count --echo, which prints each
+        body as it answers it 200, and that is the pipe read here: commit to
+        confirmation."""
         a, s = self.args, self.server
+        hook = None
+        if webhook:
+            hook = WebhookReceiver(echo=True)
+            extra = tuple(extra) + ("--sink", "webhook", "--webhook-url", hook.url)
         s.sql("DROP TABLE IF EXISTS bench_lat")
         s.sql("CREATE TABLE bench_lat(id bigserial PRIMARY KEY, t timestamptz NOT NULL)")
         s.sql("DROP PUBLICATION IF EXISTS bench_lat_pub")
@@ -740,9 +867,10 @@ class Bench:
                              stdout=subprocess.PIPE, stderr=errfile)
         lat, state = [], {"lines": 0}
         stamp = re.compile(rb'"commit_time":"([^"]+)"')
+        source = hook.proc if hook else p
 
         def reader():
-            fd, rest = p.stdout.fileno(), b""
+            fd, rest = source.stdout.fileno(), b""
             while True:
                 chunk = os.read(fd, 1 << 16)
                 now = time.time()
@@ -781,6 +909,8 @@ class Bench:
             for child in f.read().split():
                 os.kill(int(child), signal.SIGTERM)
         p.wait()
+        if hook:
+            hook.close()
         th.join(timeout=10)
         errfile.close()
         s.drop_slot("bench_lat")
@@ -969,6 +1099,18 @@ def print_report(res):
                   k2["changes_per_s"], k2.get("rate_vs_k") or 0, fmt(k2["client_cpu_s_per_M"]),
                   fmt(k2.get("broker_cpu_s_per_M")),
                   fmt(k2["client_rss_kb"] / 1024 if k2["client_rss_kb"] else None, 1)))
+    for name, what in (("w", "webhook"), ("r", "redis")):
+        m = res["summary"].get(name)
+        if m:
+            print()
+            print("%s (%s): %.0f changes/s delivered (every one then counted back), %.2f x c's"
+                  " rate in this run; pgstream CPU %s s/M (c: %s), %s CPU %s s/M, pgstream peak"
+                  " RSS %s MB" % (
+                      what, name, m["changes_per_s"], m.get("rate_vs_c") or 0,
+                      fmt(m["client_cpu_s_per_M"]), fmt(c["client_cpu_s_per_M"]) if c else "-",
+                      "receiver" if name == "w" else "redis-server",
+                      fmt(m.get("broker_cpu_s_per_M")),
+                      fmt(m["client_rss_kb"] / 1024 if m["client_rss_kb"] else None, 1)))
     la = res.get("latency")
     if la:
         print()
@@ -980,6 +1122,16 @@ def print_report(res):
               " pgstream CPU %.2f s, peak RSS %.1f MB" % (
                   fmt(la["p50_ms"]), fmt(la["p90_ms"]), fmt(la["p99_ms"]), fmt(la["p999_ms"]),
                   fmt(la["max_ms"]), la["pgstream_cpu_s"], la["pgstream_rss_kb"] / 1024))
+    lw = res.get("latency_webhook")
+    if lw:
+        print()
+        print("latency, pgstream --sink webhook commit-to-confirmation (the receiver answering"
+              " 200) at %d tx/s target (pgbench %.0f tps), %d s, %d events:" % (
+                  lw["rate_target"], lw["pgbench_tps"] or 0, lw["seconds"], lw["events"]))
+        print("  p50 %s ms  p90 %s ms  p99 %s ms  p99.9 %s ms  max %s ms;"
+              " pgstream CPU %.2f s, peak RSS %.1f MB" % (
+                  fmt(lw["p50_ms"]), fmt(lw["p90_ms"]), fmt(lw["p99_ms"]), fmt(lw["p999_ms"]),
+                  fmt(lw["max_ms"]), lw["pgstream_cpu_s"], lw["pgstream_rss_kb"] / 1024))
     if res.get("bigtxn"):
         b = res["bigtxn"]
         print()
@@ -1044,6 +1196,8 @@ def main():
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--no-bigtxn", action="store_true")
     ap.add_argument("--profile", action="store_true", help="callgrind + perf on pgstream")
+    ap.add_argument("--webhook-latency", action="store_true",
+                    help="also commit-to-confirmation latency through --sink webhook")
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
     ap.add_argument("--report", metavar="JSON", help="print the table of an earlier run and exit")
     a = ap.parse_args()
@@ -1068,10 +1222,15 @@ def main():
         res["throughput"] = bench.throughput()
         res["summary"] = summarize(res["throughput"])
         res["latency"] = None if a.no_latency else bench.latency()
+        if a.webhook_latency:
+            res["latency_webhook"] = bench.latency(webhook=True)
         res["bigtxn"] = None if a.no_bigtxn else bench.bigtxn()
     finally:
         if bench.kafka:
             bench.kafka.close()
+        for srv in (bench.hook, bench.redis):
+            if srv:
+                srv.close()
         server.close()
         shutil.rmtree(bench.tmp, ignore_errors=True)
 

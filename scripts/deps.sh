@@ -9,7 +9,9 @@ PKGS=(build-essential cmake pkg-config libpq-dev libssl-dev libcmocka-dev postgr
       strace                                  # the acknowledgement-order test
       librdkafka-dev kcat                     # the Kafka sink; its tests read back with kcat
       libmicrohttpd-dev python3-prometheus-client  # --metrics-addr; its test parses with the reference parser
-      chromium)                               # the status page test (headless)
+      chromium                                # the status page test (headless)
+      libcurl4-openssl-dev                    # the webhook sink (left out of a build without it)
+      libhiredis-dev redis-server)            # the Redis sink and the server its tests start
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,12 +8,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <string.h>
 
 #include "event/encoder.h"
+#include "sink/sink.h"
 #include "util/log.h"
 #include "util/lsn.h"
 
@@ -38,7 +40,7 @@ enum opt_kind {
 	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
 	OPT_SNAPSHOT,
 	OPT_COUNT, /* a whole number, 0..MAX_COUNT; ranges are validate()'s */
-	OPT_LIST,  /* repeatable: appended as a line */
+	OPT_LINES, /* repeatable: appended as a line (environment: one per line) */
 };
 
 struct option_def {
@@ -65,8 +67,12 @@ static const struct option_def OPTIONS[] = {
      "append events to FILE, fsynced before acknowledging (default stdout)"},
     {"fsync", "FSYNC", OPT_BOOL, F(fsync), NULL,
      "with --output, fsync before acknowledging (default; --fsync=false to skip)"},
-    {"sink", "SINK", OPT_SINK, F(sink), "stdout|file|kafka",
-     "where events go (default stdout, or file with --output)"},
+    {"rotate-bytes", "ROTATE_BYTES", OPT_COUNT, F(rotate_bytes), "N",
+     "with --output: a new file FILE.<first position> once one would pass N bytes"},
+    {"rotate-seconds", "ROTATE_SECONDS", OPT_SECONDS, F(rotate_ms), "SECONDS",
+     "with --output: a new file once one is this old"},
+    {"sink", "SINK", OPT_SINK, F(sink), SINK_NAMES,
+     "where events go (default stdout, or file with --output); the sinks of this build"},
     {"debezium-decimal", "DEBEZIUM_DECIMAL", OPT_DECIMAL, F(debezium_decimal),
      "precise|string|double",
      "with --format debezium: NUMERIC as Debezium's decimal.handling.mode (default precise)"},
@@ -120,7 +126,7 @@ static const struct option_def OPTIONS[] = {
      "split tables into chunks of this many pages (default 0: by table size)"},
     {"snapshot-chunk-rows", "SNAPSHOT_CHUNK_ROWS", OPT_COUNT, F(snapshot_chunk_rows), "N",
      "on-demand snapshots: rows per chunk, 1-100000 (default 1024)"},
-    {"table", NULL, OPT_LIST, F(snapshot_tables), "SCHEMA.TABLE",
+    {"table", NULL, OPT_LINES, F(snapshot_tables), "SCHEMA.TABLE",
      "pgstream snapshot: a table to snapshot while streaming, repeatable"},
     {"kafka-exactly-once", "KAFKA_EXACTLY_ONCE", OPT_BOOL, F(kafka_exactly_once), NULL,
      "Kafka transactions with a checkpoint in Kafka: read_committed consumers see each "
@@ -136,6 +142,29 @@ static const struct option_def OPTIONS[] = {
     {"kafka-offsets-topic", "KAFKA_OFFSETS_TOPIC", OPT_STRING, F(kafka_offsets_topic), "TEMPLATE",
      "with --kafka-exactly-once: the checkpoint topic (default "
      "{prefix}.pgstream.offsets)"},
+    {"webhook-url", "WEBHOOK_URL", OPT_STRING, F(webhook_url), "URL",
+     "with --sink webhook: where batches of events are POSTed (http:// or https://)"},
+    {"webhook-secret", "WEBHOOK_SECRET", OPT_STRING, F(webhook_secret), "SECRET",
+     "HMAC-SHA-256 key: X-Pgstream-Signature: sha256=HEX over each body (prefer the "
+     "environment)"},
+    {"webhook-header", "WEBHOOK_HEADERS", OPT_LINES, F(webhook_headers), "'NAME: VALUE'",
+     "an HTTP header of every request, repeatable (environment: one per line)"},
+    {"webhook-body", "WEBHOOK_BODY", OPT_STRING, F(webhook_body), "ndjson|array",
+     "a batch as one JSON line per event (default) or as one JSON array"},
+    {"webhook-batch-size", "WEBHOOK_BATCH_SIZE", OPT_COUNT, F(webhook_batch_size), "N",
+     "events per request at most (default 1000)"},
+    {"webhook-batch-bytes", "WEBHOOK_BATCH_BYTES", OPT_COUNT, F(webhook_batch_bytes), "N",
+     "bytes per request at most, unless one event is larger (default 1048576)"},
+    {"webhook-linger-ms", "WEBHOOK_LINGER_MS", OPT_COUNT, F(webhook_linger_ms), "MS",
+     "how long a batch waits for more events while no request is in flight (default 5)"},
+    {"webhook-timeout", "WEBHOOK_TIMEOUT", OPT_SECONDS, F(webhook_timeout_ms), "SECONDS",
+     "a request not answered in this long is retried (default 30)"},
+    {"webhook-retry-max-delay", "WEBHOOK_RETRY_MAX_DELAY", OPT_SECONDS, F(webhook_retry_max_ms),
+     "SECONDS", "cap of the exponential retry backoff (default 30)"},
+    {"redis-url", "REDIS_URL", OPT_STRING, F(redis_url), "URL",
+     "with --sink redis: redis://[:PASSWORD@]HOST[:PORT][/DB]"},
+    {"redis-maxlen", "REDIS_MAXLEN", OPT_COUNT, F(redis_maxlen), "N",
+     "trim each stream to about N entries (XADD MAXLEN ~; default 0: never)"},
     {"start-lsn", "START_LSN", OPT_LSN, F(start_lsn), "X/X",
      "start streaming at this LSN (default: where the slot stands)"},
     {"end-lsn", "END_LSN", OPT_LSN, F(end_lsn), "X/X",
@@ -325,8 +354,9 @@ static int add_properties(char **field, const char *value, const struct option_d
 	}
 }
 
-/* Append value as a line of the list *field. */
-static int add_line(char **field, const char *value, const struct option_def *opt, struct err *e)
+/* Append value's lines to the newline-separated list *field; what a line
+ * must be is the sink's check. */
+static int add_lines(char **field, const char *value, const struct option_def *opt, struct err *e)
 {
 	size_t old = *field ? strlen(*field) : 0, n = strlen(value);
 	char *list;
@@ -405,14 +435,22 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               "invalid value for %s%s: \"%s\" (expected replace or fail)",
 			               source, opt->flag, show(&sh, value));
 		return 0;
-	case OPT_SINK:
-		if (strcmp(value, "stdout") != 0 && strcmp(value, "file") != 0 &&
-		    strcmp(value, "kafka") != 0)
+	case OPT_SINK: {
+		enum sink_kind kind;
+		const char *library;
+		int known = sink_kind_named(value, &kind, &library);
+
+		if (known < 0)
+			return err_set(e, "invalid value for %s%s: \"%s\" (expected one of %s)",
+			               source, opt->flag, show(&sh, value), SINK_NAMES);
+		if (known == 0)
 			return err_set(e,
-			               "invalid value for %s%s: \"%s\" (expected stdout, file or "
-			               "kafka)",
-			               source, opt->flag, show(&sh, value));
+			               "invalid value for %s%s: this pgstream was built without "
+			               "the %s sink (%s was not found at build time; this build "
+			               "has %s)",
+			               source, opt->flag, value, library, SINK_NAMES);
 		break;
+	}
 	case OPT_DECIMAL:
 		if (strcmp(value, "precise") == 0)
 			cfg->debezium_decimal = ENCODER_DECIMAL_PRECISE;
@@ -492,8 +530,8 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               "initial_only)",
 			               source, opt->flag, show(&sh, value));
 		return 0;
-	case OPT_LIST:
-		return add_line(field, value, opt, e);
+	case OPT_LINES:
+		return add_lines(field, value, opt, e);
 	case OPT_COUNT:
 		if (!parse_whole(value, MAX_COUNT, field))
 			return err_set(e,
@@ -701,6 +739,9 @@ static int validate_sink(const struct config *cfg, struct err *e)
 	if (cfg->sink && strcmp(cfg->sink, "file") != 0 && output)
 		return err_set(e, "invalid options: --output cannot be used with --sink %s",
 		               cfg->sink);
+	if ((cfg->rotate_bytes || cfg->rotate_ms) && !output)
+		return err_set(e, "invalid options: --rotate-bytes and --rotate-seconds need "
+		                  "--output FILE");
 	if (kafka && cfg->kafka_brokers == NULL)
 		return err_set(e, "invalid options: --sink kafka needs --kafka-brokers "
 		                  "HOST:PORT,... (or KAFKA_BROKERS)");
@@ -724,6 +765,12 @@ static int validate_sink(const struct config *cfg, struct err *e)
 		    e, "invalid options: --kafka-commit-interval needs --kafka-exactly-once");
 	if (cfg->kafka_transactional_id && *cfg->kafka_transactional_id == '\0')
 		return err_set(e, "invalid value for --kafka-transactional-id: empty");
+	if (cfg->sink && (strcmp(cfg->sink, "webhook") == 0 || strcmp(cfg->sink, "redis") == 0) &&
+	    cfg->format && strcmp(cfg->format, "pretty") == 0)
+		return err_set(e,
+		               "invalid options: --sink %s sends one JSON line per event: "
+		               "--format json or debezium, not pretty",
+		               cfg->sink);
 	return 0;
 }
 
@@ -770,6 +817,11 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *e)
 	cfg->kafka_tombstones = true;
 	cfg->snapshot_workers = 2;
 	cfg->snapshot_chunk_rows = 1024;
+	cfg->webhook_batch_size = 1000;
+	cfg->webhook_batch_bytes = 1 << 20;
+	cfg->webhook_linger_ms = 5;
+	cfg->webhook_timeout_ms = 30000;
+	cfg->webhook_retry_max_ms = 30000;
 
 	if (load_flags(cfg, &seen, argc, argv, e) < 0)
 		return -1;
@@ -791,7 +843,7 @@ static bool holds_string(enum opt_kind kind)
 	case OPT_FORMAT:
 	case OPT_SINK:
 	case OPT_PROPERTY:
-	case OPT_LIST:
+	case OPT_LINES:
 		return true;
 	default:
 		return false;

@@ -31,7 +31,7 @@ struct config {
 	char *tables;       /* comma list for --create-publication, NULL = all tables */
 	char *env_file;     /* path of the .env file read */
 	char *format;       /* an encoder's name (event/encoder.h); NULL: decided by isatty */
-	char *sink;         /* "stdout", "file" or "kafka"; NULL: by --output */
+	char *sink;         /* a name sink_kind_named() knows; NULL: by --output */
 	char *kafka_brokers;
 	char *topic_prefix; /* NULL: the slot name */
 	char *kafka_topic;  /* topic template */
@@ -43,8 +43,19 @@ struct config {
 	bool kafka_tombstones;
 	bool kafka_exactly_once;
 	int kafka_commit_interval_ms; /* 0: unset (100) */
-	uint64_t start_lsn;           /* 0 = where the slot stands */
-	uint64_t end_lsn;             /* 0 = run forever */
+	char *webhook_url;
+	char *webhook_secret;
+	char *webhook_headers; /* "Name: value" lines, one per --webhook-header */
+	char *webhook_body;    /* "ndjson" or "array"; NULL: ndjson */
+	int webhook_batch_size;
+	int webhook_batch_bytes;
+	int webhook_linger_ms;
+	int webhook_timeout_ms;
+	int webhook_retry_max_ms;
+	char *redis_url;
+	int redis_maxlen;   /* 0: streams are not trimmed */
+	uint64_t start_lsn; /* 0 = where the slot stands */
+	uint64_t end_lsn;   /* 0 = run forever */
 	int status_interval_ms;
 	int reconnect_max_ms;
 	int receiver_timeout_ms;   /* no data for this long: connection presumed lost */
@@ -75,8 +86,10 @@ struct config {
 	char *toast_placeholder;
 	bool temporary_slot;
 	bool create_publication;
-	bool streaming; /* protocol v2 streaming of in-progress transactions */
-	bool fsync;     /* file sink: fsync before acknowledging */
+	bool streaming;   /* protocol v2 streaming of in-progress transactions */
+	bool fsync;       /* file sink: fsync before acknowledging */
+	int rotate_bytes; /* file sink: a new file past this size; 0: never */
+	int rotate_ms;    /* file sink: a new file once one is this old; 0: never */
 	bool help;
 	bool version;
 	bool json; /* pgstream status: JSON */

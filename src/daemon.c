@@ -78,6 +78,7 @@ struct daemon {
 	struct utf8guard utf8;    /* SQL_ASCII databases only (utf8guard.h) */
 	struct buf converted;     /* message content converted to UTF-8 */
 	bool records;             /* the sink routes by table and key (Kafka) */
+	bool keys;                /* ... and reads the keys (not the webhook, files) */
 	struct buf key, old_key;  /* ... the current event's keys */
 	struct row_opts key_opts; /* ... rendered as the events' values */
 
@@ -172,6 +173,8 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 	}
 	buf_clear(&d->key);
 	buf_clear(&d->old_key);
+	if (!d->keys)
+		return sink_event_done(d->sink, ++d->seq, &rec, e);
 	if (key_write(&d->key, ev, &d->key_opts)) {
 		rec.key = d->key.data;
 		rec.key_len = d->key.len;
@@ -775,9 +778,11 @@ static void drain_sink(struct daemon *d)
 	int64_t deadline = clock_ms() + SINK_DRAIN_MS;
 	struct err ignored;
 
-	while (sink_blocked(d->sink) && clock_ms() < deadline)
+	/* A sink that confirms later (a webhook's reply) gets the same time
+	 * to confirm what it was given. */
+	while ((sink_blocked(d->sink) || !sink_idle(d->sink)) && clock_ms() < deadline)
 		if (sink_wait(d->sink, (int)(deadline - clock_ms()), &ignored) < 0 ||
-		    sink_flush(d->sink, false, &ignored) < 0)
+		    sink_flush(d->sink, !sink_blocked(d->sink), &ignored) < 0)
 			break;
 }
 
@@ -1280,11 +1285,14 @@ static void log_peak_memory(const struct daemon *d)
 	          peak_kb);
 }
 
+/* Pretty only for a person reading stdout: never for a broker or server. */
 static const char *pick_format(const struct config *cfg)
 {
+	bool to_stdout = cfg->sink ? strcmp(cfg->sink, "stdout") == 0 : true;
+
 	if (cfg->format)
 		return cfg->format;
-	if (!kafka_sink(cfg) && (cfg->output == NULL || strcmp(cfg->output, "-") == 0) &&
+	if (to_stdout && (cfg->output == NULL || strcmp(cfg->output, "-") == 0) &&
 	    isatty(STDOUT_FILENO))
 		return "pretty";
 	return "json";
@@ -1293,16 +1301,15 @@ static const char *pick_format(const struct config *cfg)
 /* The sink's settings, borrowed from cfg. */
 static struct sink_config sink_config_of(const struct config *cfg)
 {
-	struct sink_config scfg = {.output = cfg->output, .fsync = cfg->fsync};
+	struct sink_config scfg = {.output = cfg->output,
+	                           .fsync = cfg->fsync,
+	                           .rotate_bytes = cfg->rotate_bytes,
+	                           .rotate_ms = cfg->rotate_ms};
+	const char *library;
 
-	if (cfg->sink == NULL)
+	/* config.c accepted only names this build has. */
+	if (cfg->sink == NULL || sink_kind_named(cfg->sink, &scfg.kind, &library) != 1)
 		scfg.kind = SINK_KIND_DEFAULT;
-	else if (strcmp(cfg->sink, "stdout") == 0)
-		scfg.kind = SINK_KIND_STDOUT;
-	else if (strcmp(cfg->sink, "file") == 0)
-		scfg.kind = SINK_KIND_FILE;
-	else
-		scfg.kind = SINK_KIND_KAFKA;
 	scfg.kafka = (struct sink_kafka_config){
 	    .brokers = cfg->kafka_brokers,
 	    .prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
@@ -1318,6 +1325,23 @@ static struct sink_config sink_config_of(const struct config *cfg)
 	    .slot = cfg->slot,
 	    .commit_interval_ms =
 	        cfg->kafka_commit_interval_ms ? cfg->kafka_commit_interval_ms : 100,
+	};
+	scfg.webhook = (struct sink_webhook_config){
+	    .url = cfg->webhook_url,
+	    .secret = cfg->webhook_secret,
+	    .headers = cfg->webhook_headers,
+	    .prefix = scfg.kafka.prefix,
+	    .body = cfg->webhook_body,
+	    .batch_events = cfg->webhook_batch_size,
+	    .batch_bytes = cfg->webhook_batch_bytes,
+	    .linger_ms = cfg->webhook_linger_ms,
+	    .timeout_ms = cfg->webhook_timeout_ms,
+	    .retry_max_ms = cfg->webhook_retry_max_ms,
+	};
+	scfg.redis = (struct sink_redis_config){
+	    .url = cfg->redis_url,
+	    .prefix = scfg.kafka.prefix,
+	    .maxlen = cfg->redis_maxlen,
 	};
 	return scfg;
 }
@@ -1412,6 +1436,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		return -1;
 	}
 	d.records = sink_wants_records(d.sink);
+	d.keys = sink_wants_keys(d.sink);
 	struct encoder_options eopt = {
 	    .topic_prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
 	    .database = d.dbname,

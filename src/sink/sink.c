@@ -22,13 +22,57 @@ static const struct sink_ops *sink_pick(const struct sink_config *cfg)
 	case SINK_KIND_STDOUT:
 		return &SINK_STDOUT;
 	case SINK_KIND_FILE:
-		return &SINK_FILE;
+		return cfg->rotate_bytes || cfg->rotate_ms ? &SINK_ROTATE : &SINK_FILE;
 	case SINK_KIND_KAFKA:
 		return &SINK_KAFKA;
+#ifdef PGSTREAM_HAVE_WEBHOOK
+	case SINK_KIND_WEBHOOK:
+		return &SINK_WEBHOOK;
+#endif
+#ifdef PGSTREAM_HAVE_REDIS
+	case SINK_KIND_REDIS:
+		return &SINK_REDIS;
+#endif
+	default: /* a kind this build lacks: sink_kind_named never gives it */
 	case SINK_KIND_DEFAULT:
 		break;
 	}
-	return cfg->output == NULL || strcmp(cfg->output, "-") == 0 ? &SINK_STDOUT : &SINK_FILE;
+	if (cfg->output == NULL || strcmp(cfg->output, "-") == 0)
+		return &SINK_STDOUT;
+	return cfg->rotate_bytes || cfg->rotate_ms ? &SINK_ROTATE : &SINK_FILE;
+}
+
+/* Every sink by name, with the library it needs when not always built. */
+static const struct {
+	const char *name;
+	enum sink_kind kind;
+	bool built;
+	const char *library;
+} SINKS[] = {
+    {"stdout", SINK_KIND_STDOUT, true, NULL},        {"file", SINK_KIND_FILE, true, NULL},
+    {"kafka", SINK_KIND_KAFKA, true, NULL},
+#ifdef PGSTREAM_HAVE_WEBHOOK
+    {"webhook", SINK_KIND_WEBHOOK, true, "libcurl"},
+#else
+    {"webhook", SINK_KIND_WEBHOOK, false, "libcurl"},
+#endif
+#ifdef PGSTREAM_HAVE_REDIS
+    {"redis", SINK_KIND_REDIS, true, "hiredis"},
+#else
+    {"redis", SINK_KIND_REDIS, false, "hiredis"},
+#endif
+};
+
+int sink_kind_named(const char *name, enum sink_kind *kind, const char **library)
+{
+	for (size_t i = 0; i < sizeof SINKS / sizeof SINKS[0]; i++) {
+		if (strcmp(SINKS[i].name, name) != 0)
+			continue;
+		*kind = SINKS[i].kind;
+		*library = SINKS[i].library;
+		return SINKS[i].built ? 1 : 0;
+	}
+	return -1;
 }
 
 int sink_check_config(const struct sink_config *cfg, struct err *e)
@@ -80,6 +124,11 @@ bool sink_wants_records(const struct sink *s)
 	return s->ops->event_routed != NULL;
 }
 
+bool sink_wants_keys(const struct sink *s)
+{
+	return s->ops->event_routed != NULL && !s->ops->positions_only;
+}
+
 int sink_event_done(struct sink *s, uint64_t seq, const struct sink_record *rec, struct err *e)
 {
 	if (!buf_ok(&s->out))
@@ -105,6 +154,11 @@ int sink_reopen(struct sink *s, struct err *e)
 uint64_t sink_confirmed(const struct sink *s)
 {
 	return s->confirmed_seq;
+}
+
+bool sink_idle(const struct sink *s)
+{
+	return s->confirmed_seq == s->buffered_seq;
 }
 
 bool sink_blocked(const struct sink *s)

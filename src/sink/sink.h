@@ -35,7 +35,28 @@ enum sink_kind {
 	SINK_KIND_STDOUT,
 	SINK_KIND_FILE,
 	SINK_KIND_KAFKA,
+	SINK_KIND_WEBHOOK, /* built with libcurl only (PGSTREAM_HAVE_WEBHOOK) */
+	SINK_KIND_REDIS,   /* built with hiredis only (PGSTREAM_HAVE_REDIS) */
 };
+
+/* The sinks this build has, for --help: a sink whose library was not found
+ * at build time is left out. */
+#ifdef PGSTREAM_HAVE_WEBHOOK
+#define SINK_NAMES_WEBHOOK "|webhook"
+#else
+#define SINK_NAMES_WEBHOOK ""
+#endif
+#ifdef PGSTREAM_HAVE_REDIS
+#define SINK_NAMES_REDIS "|redis"
+#else
+#define SINK_NAMES_REDIS ""
+#endif
+#define SINK_NAMES "stdout|file|kafka" SINK_NAMES_WEBHOOK SINK_NAMES_REDIS
+
+/* The kind --sink NAME names: 1 and *kind set if this build has it, 0 if
+ * it is a sink this build was made without (*library says which library it
+ * lacked), -1 if no sink has that name. */
+int sink_kind_named(const char *name, enum sink_kind *kind, const char **library);
 
 struct sink_kafka_config {
 	const char *brokers;        /* bootstrap.servers */
@@ -52,11 +73,36 @@ struct sink_kafka_config {
 	int commit_interval_ms;       /* a transaction is committed this long after it began */
 };
 
+/* --sink webhook (sink_webhook.c). */
+struct sink_webhook_config {
+	const char *url;
+	const char *secret;  /* HMAC-SHA-256 key of the signature header; NULL: none */
+	const char *headers; /* "Name: value" lines added to every request, or NULL */
+	const char *prefix;  /* first part of every Idempotency-Key */
+	const char *body;    /* "ndjson" (NULL) or "array" */
+	int batch_events;    /* a batch closes at this many events, */
+	int batch_bytes;     /* ... or before it would pass this many bytes, */
+	int linger_ms;       /* ... or this long after its first event */
+	int timeout_ms;      /* one request, connection included */
+	int retry_max_ms;    /* cap of the backoff between retries */
+};
+
+/* --sink redis (sink_redis.c). */
+struct sink_redis_config {
+	const char *url;    /* redis://[:password@]host[:port][/db] */
+	const char *prefix; /* streams are {prefix}:{schema}.{table} */
+	long maxlen;        /* XADD MAXLEN ~ this; 0: no trimming */
+};
+
 struct sink_config {
 	enum sink_kind kind;
 	const char *output; /* NULL or "-": stdout, else a file to append to */
 	bool fsync;         /* file: fsync before confirming */
+	long rotate_bytes;  /* file: a new file past this many bytes; 0: never */
+	int rotate_ms;      /* file: a new file once one is this old; 0: never */
 	struct sink_kafka_config kafka;
+	struct sink_webhook_config webhook;
+	struct sink_redis_config redis;
 };
 
 /*
@@ -101,6 +147,10 @@ struct buf *sink_buf(struct sink *s);
  * tables); if not, sink_event_done takes NULL and nobody builds one. */
 bool sink_wants_records(const struct sink *s);
 
+/* Whether such a sink also reads the records' keys (key, old_key, delete);
+ * if not, they are left NULL and nobody computes them. */
+bool sink_wants_keys(const struct sink *s);
+
 /* The event just appended to sink_buf() is number seq (the previous one
  * plus 1); rec describes it (NULL unless sink_wants_records). The backend
  * may send it now or keep it. -1 with *e set (ERR_SINK) if it cannot be
@@ -114,6 +164,10 @@ int sink_flush(struct sink *s, bool durable, struct err *e);
 
 /* Every event numbered <= this is durably out. */
 uint64_t sink_confirmed(const struct sink *s);
+
+/* Whether every event handed to the sink is confirmed: at shutdown the
+ * daemon gives a sink that is not a bounded time to get there. */
+bool sink_idle(const struct sink *s);
 
 /* True while the sink takes no more (a pipe nobody reads, a full producer
  * queue): the daemon stops decoding, keeps the connection alive, and waits

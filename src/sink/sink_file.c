@@ -136,28 +136,34 @@ static int last_line_end(int fd, off_t size, off_t *end)
 	return 0;
 }
 
-/* Cut a partial last line left by a crash, so appends start on a boundary. */
-static int repair_tail(struct file_sink *f, struct err *e)
+int sink_file_repair(int fd, const char *path, off_t *boundary, struct err *e)
 {
 	struct stat st;
 	off_t size, end;
 
-	if (fstat(f->fd, &st) == 0 && !S_ISREG(st.st_mode))
+	*boundary = 0;
+	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
 		return 0; /* a device or FIFO has no tail to repair */
-	size = lseek(f->fd, 0, SEEK_END);
+	size = lseek(fd, 0, SEEK_END);
 	if (size < 0)
-		return err_set(e, "could not open %s: %s", f->path, strerror(errno));
-	if (last_line_end(f->fd, size, &end) < 0)
-		return err_set(e, "could not read %s: %s", f->path, strerror(errno));
+		return err_set(e, "could not open %s: %s", path, strerror(errno));
+	if (last_line_end(fd, size, &end) < 0)
+		return err_set(e, "could not read %s: %s", path, strerror(errno));
 	if (end < size) {
-		if (ftruncate(f->fd, end) < 0)
-			return err_set(e, "could not repair %s: %s", f->path, strerror(errno));
+		if (ftruncate(fd, end) < 0)
+			return err_set(e, "could not repair %s: %s", path, strerror(errno));
 		log_warn("removed %lld bytes of an incomplete event at the end of %s (it will be "
 		         "sent again)",
-		         (long long)(size - end), f->path);
+		         (long long)(size - end), path);
 	}
-	f->boundary = end;
+	*boundary = end;
 	return 0;
+}
+
+/* Cut a partial last line left by a crash, so appends start on a boundary. */
+static int repair_tail(struct file_sink *f, struct err *e)
+{
+	return sink_file_repair(f->fd, f->path, &f->boundary, e);
 }
 
 /* Open f->path for appending, its tail repaired. On failure f->fd may be

@@ -9,6 +9,7 @@
 #define PGSTREAM_SINK_INT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "sink/sink.h"
 
@@ -27,6 +28,9 @@ struct sink_ops {
 	 * take bytes only; non-NULL makes sink_wants_records() true. */
 	int (*event_routed)(struct sink *s, uint64_t seq, const struct sink_record *rec,
 	                    struct err *e);
+	/* event_routed reads only the record's names and positions, never its
+	 * keys: the daemon leaves them NULL and skips computing them. */
+	bool positions_only;
 	/* Send everything buffered; if durable, also make it durable. Advances
 	 * s->confirmed_seq as far as the backend knows it safe. */
 	int (*flush)(struct sink *s, bool durable, struct err *e);
@@ -61,6 +65,18 @@ struct sink {
 extern const struct sink_ops SINK_STDOUT; /* sink_stdout.c */
 extern const struct sink_ops SINK_FILE;   /* sink_file.c */
 extern const struct sink_ops SINK_KAFKA;  /* sink_kafka.c */
+extern const struct sink_ops SINK_ROTATE; /* sink_rotate.c */
+#ifdef PGSTREAM_HAVE_WEBHOOK
+extern const struct sink_ops SINK_WEBHOOK; /* sink_webhook.c */
+#endif
+#ifdef PGSTREAM_HAVE_REDIS
+extern const struct sink_ops SINK_REDIS; /* sink_redis.c */
+#endif
+
+/* For backends writing files (sink_file.c): cut a partial last line a
+ * crash left in the file open on fd, so that it ends between two events;
+ * *boundary is then its size. */
+int sink_file_repair(int fd, const char *path, off_t *boundary, struct err *e);
 
 /* For backends on a file descriptor: write out to fd. On a non-blocking fd
  * that is full, keep the rest in out, set blocked and return 0; on an error
