@@ -132,6 +132,9 @@ static void write_json(enum log_level level, const char *msg)
 }
 
 static void vlog(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void vlog(enum log_level level, const char *fmt, va_list ap)
 {
 	static const char *const prefix[] = {"debug: ", "", "warning: ", "error: ", ""};
 	char line[1024];
