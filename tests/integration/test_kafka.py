@@ -347,12 +347,13 @@ class Snapshot(unittest.TestCase):
         snapshots again."""
         C.sql("CREATE TABLE snap_k (id int PRIMARY KEY, v text)")
         C.sql("INSERT INTO snap_k SELECT g, 'v' || g FROM generate_series(1, 5000) g")  # under the queue bound
+        C.sql("CREATE PUBLICATION pub_snapk FOR TABLE snap_k")  # whatever ran before
         K.create("snapk.public.snap_k")
         # Slow brokers (every answer 3 s late): every row is read and
         # queued well before the first delivery report.
         for b in (1, 2, 3):
             K.inject("rtt %d 3000" % b)
-        p = PgStream(C, "--snapshot", "initial", *kafka_args("snapk"), slot="s_snapk").start()
+        p = PgStream(C, "--snapshot", "initial", *kafka_args("snapk"), slot="s_snapk", pub="pub_snapk").start()
         try:
             p.wait_stderr("snapshot of 1 tables", timeout=60)
             time.sleep(1.5)
@@ -366,7 +367,7 @@ class Snapshot(unittest.TestCase):
             p.close()
         slots = [r[0] for r in C.sql("SELECT slot_name FROM pg_replication_slots")]
         self.assertNotIn("s_snapk", slots)
-        p = PgStream(C, "--snapshot", "initial", *kafka_args("snapk"), slot="s_snapk").start()
+        p = PgStream(C, "--snapshot", "initial", *kafka_args("snapk"), slot="s_snapk", pub="pub_snapk").start()
         try:
             p.wait_stderr("listening for changes...", timeout=120)
             C.sql("UPDATE snap_k SET v = 'after' WHERE id = 7")

@@ -212,7 +212,7 @@ class InitialSnapshot(unittest.TestCase):
         time.sleep(0.3)  # writes before the snapshot, during it and after
         p = PgStream(C, "--snapshot", "initial", "--snapshot-workers", "3",
                      "--snapshot-chunk-pages", "128", "--status-interval", "0.5",
-                     slot="s_initial", pub="pub_all").start()
+                     slot="sn_initial", pub="pub_all").start()
         try:
             p.wait_stderr("listening for changes...", timeout=240)
             time.sleep(0.5)
@@ -228,7 +228,7 @@ class InitialSnapshot(unittest.TestCase):
         finally:
             p.close()
         tables = ["s_empty", "s_one", "s_wide", "s_big"]
-        rest = stream_until_now("s_initial", "pub_all")  # what was not acknowledged
+        rest = stream_until_now("sn_initial", "pub_all")  # what was not acknowledged
         got = replay([events, rest], by_id)
         want = expected_rows(tables, "pub_all", by_id)
         for t in tables:
@@ -250,7 +250,7 @@ class InitialSnapshot(unittest.TestCase):
     def test_value_rules_same_as_insert(self):
         """A row read by the snapshot and the same row seen in an INSERT give
         the same object."""
-        p = PgStream(C, "--snapshot", "initial_only", slot="s_values", pub="pub_all")
+        p = PgStream(C, "--snapshot", "initial_only", slot="sn_values", pub="pub_all")
         try:
             self.assertEqual(p.run(timeout=240), 0, p.stderr())
             reads = {e["new"]["id"]: e["new"] for e in p.events() if e["table"] == "s_wide"}
@@ -263,7 +263,7 @@ class InitialSnapshot(unittest.TestCase):
 
     def test_initial_only_leaves_no_slot(self):
         p = PgStream(C, "--snapshot", "initial_only", "--snapshot-workers", "4",
-                     slot="s_only", pub="pub_all")
+                     slot="sn_only", pub="pub_all")
         try:
             self.assertEqual(p.run(timeout=240), 0, p.stderr())
             events = p.events()
@@ -277,22 +277,22 @@ class InitialSnapshot(unittest.TestCase):
             self.assertIn("snapshot read", p.stderr())
         finally:
             p.close()
-        wait_no_slot("s_only_snapshot")
-        self.assertNotIn("s_only", slots())
+        wait_no_slot("sn_only_snapshot")
+        self.assertNotIn("sn_only", slots())
 
     def test_existing_slot_is_not_snapshotted(self):
-        C.sql("SELECT pg_create_logical_replication_slot('s_exists', 'pgoutput')")
+        C.sql("SELECT pg_create_logical_replication_slot('sn_exists', 'pgoutput')")
         try:
             C.sql("INSERT INTO s_empty VALUES (77, 'after the slot')")
-            events = stream_until_now("s_exists", "pub_all", "--snapshot", "initial")
+            events = stream_until_now("sn_exists", "pub_all", "--snapshot", "initial")
             self.assertEqual([e["op"] for e in events if e.get("table") == "s_empty"], ["insert"])
             self.assertFalse(any(e["op"] == "read" for e in events))
         finally:
             C.sql("DELETE FROM s_empty WHERE id = 77")
-            C.sql("SELECT pg_drop_replication_slot('s_exists')")
+            C.sql("SELECT pg_drop_replication_slot('sn_exists')")
 
     def test_debezium_read_events(self):
-        p = PgStream(C, "--snapshot", "initial_only", slot="s_dbz", pub="pub_all",
+        p = PgStream(C, "--snapshot", "initial_only", slot="sn_dbz", pub="pub_all",
                      fmt="debezium")
         try:
             self.assertEqual(p.run(timeout=240), 0, p.stderr())
@@ -331,7 +331,7 @@ class Interrupted(unittest.TestCase):
     def test_kill_9_at_random_moments(self):
         """kill -9 during snapshots (a slot that completed is dropped so the
         next run snapshots again) and during the stream that follows."""
-        slot, runs, kills, cut_mid, stream_kills = "s_cut", [], 0, 0, 0
+        slot, runs, kills, cut_mid, stream_kills = "sn_cut", [], 0, 0, 0
         writer = Writer("cut", 3000).start()
         rnd = random.Random(11)
         try:
@@ -373,7 +373,7 @@ class Interrupted(unittest.TestCase):
         C.sql("SELECT pg_drop_replication_slot(%s)", (slot,))
 
     def test_sigterm_during_snapshot(self):
-        slot = "s_term"
+        slot = "sn_term"
         # A reader that does not read makes the snapshot wait for it.
         p = subprocess.Popen(PgStream(C, "--snapshot", "initial", slot=slot,
                                       pub="pub_cut").argv,
@@ -419,14 +419,14 @@ class Interrupted(unittest.TestCase):
         estimated, rate and time left."""
         C.sql("ANALYZE cut")
         with tempfile.TemporaryFile() as err:
-            self.slow_run("s_progress", err, 6)
+            self.slow_run("sn_progress", err, 6)
             err.seek(0)
             text = err.read().decode()
         self.assertRegex(text, r"snapshot: 0 of 2 tables done, \d+ of ~\d+ rows \(\d+%\), "
                                r"\d+ rows/s, about \d+ s left")
         self.assertRegex(text, r"snapshot of public.cut: \d+ of ~\d+ rows, 0 of 1 chunks")
         self.assertNotIn("\r", text)
-        wait_no_slot("s_progress_snapshot")
+        wait_no_slot("sn_progress_snapshot")
 
     def test_health_and_metrics_during_snapshot(self):
         """--metrics-addr: /healthz answers 200 while a snapshot goes on (a
@@ -439,7 +439,7 @@ class Interrupted(unittest.TestCase):
             port = sk.getsockname()[1]
         p = subprocess.Popen(PgStream(C, "--snapshot", "initial", "--snapshot-workers", "1",
                                       "--metrics-addr", "127.0.0.1:%d" % port,
-                                      slot="s_health", pub="pub_cut").argv,
+                                      slot="sn_health", pub="pub_cut").argv,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
             health, reads = [], []
@@ -469,12 +469,12 @@ class Interrupted(unittest.TestCase):
         self.assertGreater(len(ok), len(health) // 2, health)
         self.assertGreater(max(reads), 0, reads)
         self.assertEqual(reads, sorted(reads))
-        wait_no_slot("s_health_snapshot")
+        wait_no_slot("sn_health_snapshot")
 
     def test_progress_bar_on_a_terminal(self):
         master, slave = pty.openpty()
         try:
-            self.slow_run("s_bar", slave, 1.5)
+            self.slow_run("sn_bar", slave, 1.5)
             os.close(slave)
             slave = None
             out = b""
@@ -491,12 +491,12 @@ class Interrupted(unittest.TestCase):
                 os.close(slave)
             os.close(master)
         text = out.decode("utf-8", "replace")
-        bars = re.findall(r"\r\x1b\[Ksnapshot \[[#.]{24}\] 0/2 tables, (\d+) of ~", text)
+        bars = re.findall(r"\r\x1b\[Ksnapshot \[[#.]{24}\] 0/2 tables, (\d+) (?:of ~|rows)", text)
         self.assertGreaterEqual(len(bars), 2, text)
         self.assertLess(int(bars[0]), int(bars[-1]))  # it moves
 
     def test_sink_failure_during_snapshot(self):
-        slot = "s_epipe"
+        slot = "sn_epipe"
         p = subprocess.Popen(PgStream(C, "--snapshot", "initial", slot=slot,
                                       pub="pub_cut").argv,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -510,7 +510,7 @@ class Interrupted(unittest.TestCase):
         self.assertNotIn(slot, slots())
 
     def test_lost_connection_during_snapshot(self):
-        slot = "s_lost"
+        slot = "sn_lost"
         p = PgStream(C, "--snapshot", "initial", "--snapshot-workers", "2", slot=slot,
                      pub="pub_cut")
         p.proc = subprocess.Popen(p.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -554,13 +554,13 @@ class OnDemand(unittest.TestCase):
                         slot=slot, pub="pub_od").start()
 
     def test_under_writes_to_the_same_keys(self):
-        p = self.stream("s_od")
+        p = self.stream("sn_od")
         writer = None
         try:
             p.wait_stderr("listening for changes...")
             writer = Writer("od", 20000).start()
             time.sleep(0.3)
-            out = request("--table", "public.od", "--slot", "s_od")
+            out = request("--table", "public.od", "--slot", "sn_od")
             self.assertIn("snapshot requested at", out)
             p.wait_stderr("on-demand snapshot of public.od done", timeout=180)
             time.sleep(0.3)
@@ -575,7 +575,7 @@ class OnDemand(unittest.TestCase):
             if writer:
                 writer.stop()
             p.close()
-        rest = stream_until_now("s_od", "pub_od")
+        rest = stream_until_now("sn_od", "pub_od")
         got = replay([events, rest], by_id)
         want = expected_rows(["od"], "pub_od", by_id)
         self.assertEqual(got.get("od", {}), want["od"])
@@ -587,26 +587,26 @@ class OnDemand(unittest.TestCase):
         self.assertIn("on-demand snapshot of public.od requested at", err)
         print("oracle: %d rows checked; %d reads, %d writer txns meanwhile"
               % (len(want["od"]), len(reads), txns))
-        C.sql("SELECT pg_drop_replication_slot('s_od')")
+        C.sql("SELECT pg_drop_replication_slot('sn_od')")
 
     def test_restart_takes_it_over(self):
-        p = self.stream("s_od_kill", "--snapshot-chunk-rows", "10")
+        p = self.stream("sn_od_kill", "--snapshot-chunk-rows", "10")
         runs = []
         writer = Writer("od", 20000).start()
         try:
             p.wait_stderr("listening for changes...")
-            out = request("--table", "od", "--slot", "s_od_kill")
+            out = request("--table", "od", "--slot", "sn_od_kill")
             at = lsn_int(re.search(r"requested at (\S+):", out).group(1))
             # Killed once the request is acknowledged (a restart does not
             # see it again), with the snapshot under way.
-            p.wait_for(lambda: C.slot_confirmed("s_od_kill") > at, timeout=60,
+            p.wait_for(lambda: C.slot_confirmed("sn_od_kill") > at, timeout=60,
                        what="the request acknowledged")
             p.kill()
             self.assertNotIn("on-demand snapshot of public.od done", p.stderr())
             runs.append(p.events())
             p.close()
-            wait_slot_inactive(C, "s_od_kill")
-            p = self.stream("s_od_kill", "--snapshot-chunk-rows", "10")
+            wait_slot_inactive(C, "sn_od_kill")
+            p = self.stream("sn_od_kill", "--snapshot-chunk-rows", "10")
             p.wait_stderr("on-demand snapshot of public.od done", timeout=300)
             self.assertIn("taken over from the stream's watermarks", p.stderr())
         finally:
@@ -614,7 +614,7 @@ class OnDemand(unittest.TestCase):
             self.assertEqual(p.stop(), 0, p.stderr())
             runs.append(p.events())
             p.close()
-        runs.append(stream_until_now("s_od_kill", "pub_od"))
+        runs.append(stream_until_now("sn_od_kill", "pub_od"))
         got = replay(runs, by_id)
         want = expected_rows(["od"], "pub_od", by_id)
         self.assertEqual(got.get("od", {}), want["od"])
@@ -623,14 +623,14 @@ class OnDemand(unittest.TestCase):
         self.assertLess(reads, 20000 * 1.6 + txns * 5)
         print("oracle: %d rows checked after kill -9 mid-snapshot; %d reads, %d writer txns"
               % (len(want["od"]), reads, txns))
-        C.sql("SELECT pg_drop_replication_slot('s_od_kill')")
+        C.sql("SELECT pg_drop_replication_slot('sn_od_kill')")
 
     def test_bad_requests_leave_the_stream_going(self):
-        p = self.stream("s_od_bad")
+        p = self.stream("sn_od_bad")
         try:
             p.wait_stderr("listening for changes...")
-            request("--table", "public.no_such_table", "--slot", "s_od_bad")
-            request("--table", "od_nokey", "--slot", "s_od_bad")
+            request("--table", "public.no_such_table", "--slot", "sn_od_bad")
+            request("--table", "od_nokey", "--slot", "sn_od_bad")
             C.sql("SELECT pg_logical_emit_message(true, 'pgstream', '{\"snapshot\": [1')")
             C.sql("SELECT pg_logical_emit_message(true, 'pgstream', '[\"od\"]')")
             C.sql("SELECT pg_logical_emit_message(true, 'pgstream', "
@@ -650,7 +650,7 @@ class OnDemand(unittest.TestCase):
         self.assertIn("ignoring the snapshot signal at", err)
         self.assertIn("not a JSON object", err)
         self.assertFalse(any(e["op"] == "read" for e in events))
-        C.sql("SELECT pg_drop_replication_slot('s_od_bad')")
+        C.sql("SELECT pg_drop_replication_slot('sn_od_bad')")
 
     def test_request_command_needs_a_table(self):
         p = subprocess.run([harness.BIN, "snapshot", "--database-url", C.url(), "--env-file",
@@ -669,7 +669,7 @@ class Publications(unittest.TestCase):
         C.sql("CREATE PUBLICATION pub_f FOR TABLE filtered (id, a, n) WHERE (id % 3 = 0), "
               "filtered_mirror (id, a, n) WHERE (id % 3 = 0)")
         p = PgStream(C, "--snapshot", "initial", "--snapshot-chunk-pages", "1",
-                     "--snapshot-workers", "2", slot="s_f", pub="pub_f").start()
+                     "--snapshot-workers", "2", slot="sn_f", pub="pub_f").start()
         try:
             p.wait_stderr("listening for changes...", timeout=120)
             C.sql("UPDATE filtered SET id = id + 10000 WHERE id <= 30")  # in and out of the filter
@@ -680,14 +680,14 @@ class Publications(unittest.TestCase):
             events = p.events()
         finally:
             p.close()
-        rest = stream_until_now("s_f", "pub_f")
+        rest = stream_until_now("sn_f", "pub_f")
         reads = [e for e in events if e["op"] == "read"]
         self.assertEqual(len(reads), 333)
         self.assertTrue(all(set(e["new"]) == {"id", "a", "n"} for e in reads))
         got = replay([events, rest], by_id)
         want = expected_rows(["filtered"], "pub_f", by_id)
         self.assertEqual(got.get("filtered", {}), want["filtered"])
-        C.sql("SELECT pg_drop_replication_slot('s_f')")
+        C.sql("SELECT pg_drop_replication_slot('sn_f')")
 
     def test_partitioned_table(self):
         C.sql("CREATE TABLE parted (id int PRIMARY KEY, v text) PARTITION BY RANGE (id)")
@@ -699,7 +699,7 @@ class Publications(unittest.TestCase):
         for pub, names in (("pub_root", {"parted": 20000}),
                            ("pub_leaf", {"parted_1": 999, "parted_2": 19001})):
             p = PgStream(C, "--snapshot", "initial_only", "--snapshot-chunk-pages", "8",
-                         slot="s_" + pub, pub=pub)
+                         slot="sn_" + pub, pub=pub)
             try:
                 self.assertEqual(p.run(timeout=120), 0, p.stderr())
                 counts = {}
@@ -716,7 +716,7 @@ class BadRequests(unittest.TestCase):
                               (["--snapshot", "initial", "--snapshot-workers", "0"],
                                "--snapshot-workers"),
                               (["--snapshot", "initial", "--start-lsn", "0/1"], "--start-lsn")):
-            p = PgStream(C, *args, slot="s_bad", pub="pub_all")
+            p = PgStream(C, *args, slot="sn_bad", pub="pub_all")
             try:
                 self.assertEqual(p.run(timeout=30), 2, p.stderr())
                 lines = p.stderr().strip().splitlines()
@@ -726,13 +726,13 @@ class BadRequests(unittest.TestCase):
                 p.close()
 
     def test_missing_publication(self):
-        p = PgStream(C, "--snapshot", "initial", slot="s_nopub", pub="no_such_pub")
+        p = PgStream(C, "--snapshot", "initial", slot="sn_nopub", pub="no_such_pub")
         try:
             self.assertNotEqual(p.run(timeout=30), 0)
             self.assertIn('publication "no_such_pub" does not exist', p.stderr())
         finally:
             p.close()
-        self.assertNotIn("s_nopub", slots())
+        self.assertNotIn("sn_nopub", slots())
 
 
 if __name__ == "__main__":
