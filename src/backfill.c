@@ -59,14 +59,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-
-	return d ? memcpy(d, s, n) : NULL;
-}
-
 static void new_run(struct backfill *bf)
 {
 	struct timespec ts;
@@ -327,7 +319,7 @@ static char *watermark(const struct backfill *bf, const char *mark)
 	buf_puts(&b, ",\"queue\":");
 	json_str_list(&b, bf->queue, bf->nqueue);
 	buf_putc(&b, '}');
-	s = buf_ok(&b) ? dup_str(b.data) : NULL;
+	s = buf_ok(&b) ? strdup(b.data) : NULL;
 	buf_reset(&b);
 	return s;
 }

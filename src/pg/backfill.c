@@ -144,14 +144,6 @@ out:
 	return rc;
 }
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-
-	return d ? memcpy(d, s, n) : NULL;
-}
-
 void backfill_table_free(struct backfill_table *t)
 {
 	if (t == NULL)
@@ -219,7 +211,7 @@ static int load_key(struct backfill_conn *bc, struct backfill_table *t, struct b
 	}
 	PQclear(res);
 	if (rc == 1 && (t->pk == NULL || !buf_ok(&order) || !buf_ok(types) ||
-	                (t->order = dup_str(order.data)) == NULL))
+	                (t->order = strdup(order.data)) == NULL))
 		rc = err_set(e, "could not read the table: out of memory");
 	buf_reset(&order);
 	return rc;

@@ -59,14 +59,6 @@ static PGresult *query(PGconn *pg, const char *sql, int nparams, const char *con
 	return res;
 }
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-
-	return d ? memcpy(d, s, n) : NULL;
-}
-
 static int load_columns(PGconn *pg, struct relation *rel, const char *attnames, struct err *e)
 {
 	char oid[16];
@@ -93,7 +85,7 @@ static int load_columns(PGconn *pg, struct relation *rel, const char *attnames, 
 	for (int i = 0; i < n; i++) {
 		struct relcol *c = &rel->cols[i];
 
-		c->name = dup_str(PQgetvalue(res, i, 0));
+		c->name = strdup(PQgetvalue(res, i, 0));
 		c->typoid = (uint32_t)strtoul(PQgetvalue(res, i, 1), NULL, 10);
 		c->typmod = (int32_t)strtol(PQgetvalue(res, i, 2), NULL, 10);
 		c->flags = PQgetvalue(res, i, 3)[0] == 't' ? RELCACHE_COL_KEY : 0;
@@ -128,12 +120,12 @@ static int sql_pieces(PGconn *pg, struct pubtable *t, struct err *e)
 	}
 	ok = ok && buf_ok(&b);
 	if (ok)
-		ok = (t->columns = dup_str(b.data ? b.data : "")) != NULL;
+		ok = (t->columns = strdup(b.data ? b.data : "")) != NULL;
 	buf_clear(&b);
 	if (ok)
 		buf_printf(&b, "%s%s.%s", t->relkind == 'p' ? "" : "ONLY ", nsp, name);
 	if (ok)
-		ok = buf_ok(&b) && (t->from = dup_str(b.data)) != NULL;
+		ok = buf_ok(&b) && (t->from = strdup(b.data)) != NULL;
 	buf_reset(&b);
 	PQfreemem(nsp);
 	PQfreemem(name);
@@ -175,14 +167,14 @@ int pubtable_list(PGconn *pg, const char *publication, int server_version, const
 		if (rel == NULL)
 			goto fail;
 		rel->oid = (uint32_t)strtoul(PQgetvalue(res, i, 0), NULL, 10);
-		rel->nspname = dup_str(PQgetvalue(res, i, 1));
-		rel->relname = dup_str(PQgetvalue(res, i, 2));
+		rel->nspname = strdup(PQgetvalue(res, i, 1));
+		rel->relname = strdup(PQgetvalue(res, i, 2));
 		rel->replident = PQgetvalue(res, i, 3)[0];
 		t->relkind = PQgetvalue(res, i, 4)[0];
 		t->pages = (uint32_t)strtoul(PQgetvalue(res, i, 5), NULL, 10);
 		/* 0 rows in pg_class of a table with pages: never analyzed. */
 		t->rows_estimated = est > 0 || t->pages == 0 ? (int64_t)(est > 0 ? est : 0) : -1;
-		if (!PQgetisnull(res, i, 8) && (t->filter = dup_str(PQgetvalue(res, i, 8))) == NULL)
+		if (!PQgetisnull(res, i, 8) && (t->filter = strdup(PQgetvalue(res, i, 8))) == NULL)
 			goto fail;
 		if (rel->nspname == NULL || rel->relname == NULL ||
 		    load_columns(pg, rel, PQgetisnull(res, i, 7) ? NULL : PQgetvalue(res, i, 7),
