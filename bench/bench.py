@@ -36,6 +36,8 @@ created, and each contender then reads its own slot up to the same end LSN.
   r       pgstream --sink redis to a redis-server of its own (appendonly
           yes, appendfsync everysec: Redis's default with AOF); XLEN of the
           stream must be every change
+  j       pgstream --sink nats to a nats-server -js of its own (an R1 file
+          stream); the stream's message count must be every change
 
 For each run: wall time, the client's CPU (user+sys) and peak RSS from
 /usr/bin/time (not wait4() from here: Linux carries ru_maxrss over from
@@ -89,12 +91,16 @@ CONTENDERS = {
     "c": ("pgoutput", "pgstream --format json > /dev/null"),
     "c-unix": ("pgoutput", "  same over the Unix socket"),
     "d": ("pgoutput", "pgstream --output FILE (fsync acks)"),
+    "o": ("pgoutput", "pgstream --output FILE --rotate-bytes 64M"),
+    "oz": ("pgoutput", "  same, --rotate-compress zstd"),
+    "og": ("pgoutput", "  same, --rotate-compress gzip"),
     "e": ("pgoutput", "pgstream --streaming (proto v2) > /dev/null"),
     "f": ("pgoutput", "pgstream --read-delay-us=0 > /dev/null"),
     "g": ("pgoutput", "pg_recvlogical pgoutput binary > /dev/null"),
     "h": ("pgoutput", "pgstream --read-hold=false > /dev/null"),
     "k": ("pgoutput", "pgstream --sink kafka (mock, read back)"),
     "m": ("pgoutput", "pgstream --format debezium > /dev/null"),
+    "s": ("pgoutput", "  same, --debezium-schemas"),
     "n": ("pgoutput", "pgstream, 1 column excluded, 1 masked > /dev/null"),
     "t": ("pgoutput", "pgstream --tx-events > /dev/null"),
     "p": ("pgoutput", "c with --metrics-addr, scraped every 1 s"),
@@ -102,11 +108,13 @@ CONTENDERS = {
     "k2": ("pgoutput", "  same, --kafka-exactly-once"),
     "w": ("pgoutput", "pgstream --sink webhook (receiver counts)"),
     "r": ("pgoutput", "pgstream --sink redis (XLEN read back)"),
+    "j": ("pgoutput", "pgstream --sink nats (stream counted)"),
 }
 
 # The arguments each pgstream contender adds to the common ones.
 PGSTREAM_ARGS = {"c": (), "e": ("--streaming",), "f": ("--read-delay-us=0",),
                  "h": ("--read-hold=false",), "m": ("--format", "debezium"),
+                 "s": ("--format", "debezium", "--debezium-schemas"),
                  "n": ("--exclude-columns", "public.bench_orders.meta", "--mask-columns",
                        "public.bench_orders.email", "--mask-secret", "bench"),
                  "t": ("--tx-events",)}
@@ -367,6 +375,8 @@ WAL2JSON_CHANGES = (b'"action":"I"', b'"action":"U"', b'"action":"D"')
 PGSTREAM_CHANGES = (b'"op":"insert"', b'"op":"update"', b'"op":"delete"')
 DEBEZIUM_CHANGES = (b'"op":"c"', b'"op":"u"', b'"op":"d"')
 TX_BOUNDARIES = (b'"op":"begin"', b'"op":"commit"')
+# The rotating-file contenders' --rotate-compress.
+ROTATE_COMPRESS = {"o": "none", "oz": "zstd", "og": "gzip"}
 
 
 # --------------------------------------------------------------------------
@@ -439,6 +449,113 @@ class RedisServer:
     def close(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+
+class NatsServer:
+    """nats-server -js of the j contender, and tests/tools/nats_tool.c to
+    count what a stream holds (NATS_TOOL, or compiled here as KafkaMock
+    compiles its tool)."""
+
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.dir = os.path.join(tmp, "nats")
+        os.makedirs(self.dir, exist_ok=True)
+        self.tool = os.environ.get("NATS_TOOL")
+        if not self.tool or not os.access(self.tool, os.X_OK):
+            self.tool = os.path.join(tmp, "nats_tool")
+            flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libnats"],
+                                   capture_output=True, text=True, check=True).stdout.split()
+            subprocess.run(["cc", "-O2", "-o", self.tool,
+                            os.path.join(ROOT, "tests", "tools", "nats_tool.c"), *flags],
+                           check=True)
+        self.proc = subprocess.Popen(
+            ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.dir,
+             "-l", os.path.join(self.dir, "log")])
+        self.url = "nats://127.0.0.1:%d" % self.port
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        die("nats-server did not start")
+
+    def cpu(self):
+        return pid_cpu(self.proc.pid)
+
+    def count(self, stream):
+        p = subprocess.run([self.tool, self.url, "info", stream], capture_output=True,
+                           text=True)
+        return json.loads(p.stdout)["messages"] if p.returncode == 0 else 0
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+# The redis latency run's consumer: XREAD BLOCK from the stream's end,
+# each entry's event field on a line of its own as Redis hands it out.
+def file_confirmations(path, acks, state):
+    """Commit-to-confirmation of each event in path: the time of the first
+    acknowledgement (LSN, time) past its commit_lsn minus its commit_time.
+    Events no acknowledgement covered are left out (state["unconfirmed"])."""
+    import bisect
+    lsns, out = [a for a, _ in acks], []
+    state["unconfirmed"] = 0
+    pat = re.compile(rb'"commit_lsn":"([0-9A-F]+)/([0-9A-F]+)".*?"commit_time":"([^"]+)"')
+    with open(path, "rb") as f:
+        for line in f:
+            m = pat.search(line)
+            if not m:
+                continue
+            state["lines"] += 1
+            k = bisect.bisect_right(lsns, int(m.group(1), 16) << 32 | int(m.group(2), 16))
+            if k == len(acks):
+                state["unconfirmed"] += 1
+                continue
+            ct = datetime.datetime.fromisoformat(m.group(3).decode().replace("Z", "+00:00"))
+            out.append(acks[k][1] - ct.timestamp())
+    return out
+
+
+SINK_CONFIRMATION = {"webhook": "the receiver answering 200",
+                     "nats": "the stream delivering it to a consumer, once stored",
+                     "redis": "XREAD handing it out, once added",
+                     "kafka": "a consumer (kcat) reading it from the mock cluster, once"
+                              " appended",
+                     "file": "its fsync, just before the status update that acknowledges it"}
+
+REDIS_FOLLOW = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+f = s.makefile("rb")
+def call(*a):
+    s.sendall(b"*%d\r\n" % len(a) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in
+              (y.encode() if isinstance(y, str) else y for y in a)))
+    return read()
+def read():
+    line = f.readline()[:-2]
+    t, rest = line[:1], line[1:]
+    if t in (b"+", b"-"):
+        return rest
+    if t == b":":
+        return int(rest)
+    if t == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2]
+    n = int(rest)
+    return None if n < 0 else [read() for _ in range(n)]
+last = "$"
+print("following", flush=True)
+while True:
+    r = call("XREAD", "BLOCK", "0", "COUNT", "1000", "STREAMS", sys.argv[2], last)
+    for _, entries in r or []:
+        for eid, fields in entries:
+            d = dict(zip(fields[::2], fields[1::2]))
+            sys.stdout.buffer.write(d[b"event"] + b"\n")
+            last = eid.decode()
+    sys.stdout.flush()
+"""
 
 
 # --------------------------------------------------------------------------
@@ -517,6 +634,7 @@ class Bench:
         self.kafka = None  # started for the first k run
         self.hook = None   # the w receiver, started for the first w run
         self.redis = None  # the r server, started for the first r run
+        self.nats = None  # the j server, started for the first j run
 
     def timed(self, argv, slot, stdout_path=None, env=None):
         """Run argv under /usr/bin/time while sampling the walsender of slot."""
@@ -635,7 +753,7 @@ class Bench:
             r = self.timed(self.pgstream(conninfo, slot, *PGSTREAM_ARGS[base]), slot,
                            stdout_path=out if smoke else None)
             if smoke:
-                r["seen"] = count_lines(out, DEBEZIUM_CHANGES if base == "m" else PGSTREAM_CHANGES)
+                r["seen"] = count_lines(out, DEBEZIUM_CHANGES if base in ("m", "s") else PGSTREAM_CHANGES)
         elif base in ("k", "k2"):
             r = self.run_kafka(slot, exactly_once=base == "k2")
         elif base in ("p", "q"):
@@ -646,6 +764,10 @@ class Bench:
             r = self.run_webhook(slot)
         elif base == "r":
             r = self.run_redis(slot)
+        elif base == "j":
+            r = self.run_nats(slot)
+        elif base in ROTATE_COMPRESS:
+            r = self.run_rotate(slot, ROTATE_COMPRESS[base])
         else:  # d: to a file on disk, fsync before every acknowledgement
             r = self.timed(self.pgstream(conninfo, slot, "--output", out), slot)
             r["seen"] = count_lines(out, PGSTREAM_CHANGES)
@@ -660,6 +782,40 @@ class Bench:
         r.pop("stderr", None)
         if os.path.exists(out):
             os.unlink(out)
+        return r
+
+    def run_rotate(self, slot, compress):
+        """(o, oz, og): a series of files of --rotate-bytes each (64 MB; 256 kB
+        under --smoke, so that it rotates too), fsynced before every
+        acknowledgement, each closed file compressed by pgstream's background
+        thread; a clean stop compresses the closed files before it exits, so
+        the wall time and CPU include all of it but the last file's. Then
+        every file is read back (decompressed with zstd -dc or gzip) and its
+        changes counted."""
+        d = tempfile.mkdtemp(prefix="rot.", dir=self.tmp)
+        size = (256 << 10) if self.args.smoke else (64 << 20)
+        try:
+            r = self.timed(self.pgstream(self.server.tcp, slot, "--output",
+                                         os.path.join(d, "changes.jsonl"), "--rotate-bytes",
+                                         str(size), "--rotate-compress", compress), slot)
+            names = sorted(os.listdir(d))
+            r["files"] = len(names)
+            r["files_compressed"] = sum(1 for f in names if f.endswith((".gz", ".zst")))
+            r["disk_bytes"] = sum(os.path.getsize(os.path.join(d, f)) for f in names)
+            r["seen"] = 0
+            for f in names:
+                path = os.path.join(d, f)
+                cat = (["zstd", "-dcq", path] if f.endswith(".zst") else
+                       ["gzip", "-dc", path] if f.endswith(".gz") else ["cat", path])
+                with subprocess.Popen(cat, stdout=subprocess.PIPE) as pr:
+                    r["seen"] += sum(1 for line in pr.stdout
+                                     if any(x in line for x in PGSTREAM_CHANGES))
+                if pr.returncode != 0:
+                    die("%s could not read %s back" % (cat[0], path))
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        if r["seen"] != self.changes:
+            log("o: the files hold %d changes, want %d" % (r["seen"], self.changes))
         return r
 
     def run_scraped(self, conninfo, slot, stdout_path, scrape=True):
@@ -759,6 +915,17 @@ class Bench:
             log("r: XLEN %d, want %d" % (r["seen"], self.changes))
         return r
 
+    def run_nats(self, slot):
+        """(j): every change then counted in the stream (named after the
+        slot: the prefix defaults to it)."""
+        if self.nats is None:
+            self.nats = NatsServer(self.tmp)
+        r = self.run_apart(slot, self.nats, "--sink", "nats", "--nats-url", self.nats.url)
+        r["seen"] = self.nats.count(slot)
+        if r["seen"] != self.changes:
+            log("j: the stream holds %d changes, want %d" % (r["seen"], self.changes))
+        return r
+
     # ----------------------------------------------------------------------
 
     def throughput(self):
@@ -791,6 +958,13 @@ class Bench:
         warm = self.warmup("bench_warm")
         log("workload took %.1f s: %d changes, end LSN %s; warm-up read %.2f s" % (
             workload_s, self.changes, self.end, warm["wall_s"]))
+        # The workload leaves hundreds of MB of WAL and table pages dirty:
+        # written back while the first contenders run, they slowed those
+        # that write to disk by up to a second. Out of the way first.
+        t0 = time.perf_counter()
+        s.sql("CHECKPOINT")
+        os.sync()
+        log("checkpoint and sync: %.1f s" % (time.perf_counter() - t0))
 
         runs = []
         for rep in range(a.reps):
@@ -834,22 +1008,57 @@ class Bench:
             self.server.drop_slot(slot)
         return res
 
-    def latency(self, extra=(), webhook=False):
+    def latency(self, extra=(), sink=None):
         """Commit-to-emit latency of pgstream (with the extra arguments) at a
         fixed transaction rate.
 
         pgbench --rate runs single-row INSERT transactions; pgstream streams
         them live to a pipe read here; latency = time the line is read here
         minus the commit_time pgstream printed (the server's commit
-        timestamp; same host, same clock). webhook: pgstream sends them with
-        --sink webhook to webhook_server.py --count --echo, which prints each
-        body as it answers it 200, and that is the pipe read here: commit to
-        confirmation."""
+        timestamp; same host, same clock). With a sink, commit to
+        confirmation: webhook, pgstream sends them with --sink webhook to
+        webhook_server.py --count --echo, which prints each body as it
+        answers it 200, and that is the pipe read here; nats, a JetStream
+        consumer (tests/tools/nats_tool.c follow) prints each message as the
+        stream delivers it, once stored; redis, an XREAD BLOCK loop prints
+        each entry as Redis hands it out, once added; kafka, pgstream with its
+        Kafka defaults sends them to the mock cluster and kcat consumes the
+        topic live (fetch.wait.max.ms=1): the read follows the brokers'
+        append by one fetch, as pgstream's delivery report follows it by the
+        Produce reply; file, pgstream writes them to --output FILE, which is
+        fsynced just before each status update (--lat-status-interval
+        apart) and is read afterwards: an event's confirmation is the first
+        "acknowledged LSN" line of pgstream's debug log, read live here, with
+        an LSN past its commit_lsn (written before the acknowledgement
+        itself is sent, right after the fsync)."""
         a, s = self.args, self.server
-        hook = None
-        if webhook:
+        hook = follower = acker = None
+        acks, lat_out = [], None
+        if sink == "webhook":
             hook = WebhookReceiver(echo=True)
             extra = tuple(extra) + ("--sink", "webhook", "--webhook-url", hook.url)
+        elif sink == "nats":
+            if self.nats is None:
+                self.nats = NatsServer(self.tmp)
+            extra = tuple(extra) + ("--sink", "nats", "--nats-url", self.nats.url,
+                                    "--topic-prefix", "lat")
+        elif sink == "redis":
+            if self.redis is None:
+                self.redis = RedisServer(self.tmp)
+            extra = tuple(extra) + ("--sink", "redis", "--redis-url", self.redis.url,
+                                    "--topic-prefix", "lat")
+        elif sink == "kafka":
+            if self.kafka is None:
+                self.kafka = KafkaMock(self.tmp)
+            self.kafka.create("lat.public.bench_lat", 4)
+            extra = tuple(extra) + ("--sink", "kafka", "--kafka-brokers", self.kafka.bootstrap,
+                                    "--topic-prefix", "lat")
+        elif sink == "file":
+            lat_out = os.path.join(self.tmp, "lat.jsonl")
+            if os.path.exists(lat_out):
+                os.unlink(lat_out)
+            extra = tuple(extra) + ("--output", lat_out, "--status-interval",
+                                    str(a.lat_status_interval))
         s.sql("DROP TABLE IF EXISTS bench_lat")
         s.sql("CREATE TABLE bench_lat(id bigserial PRIMARY KEY, t timestamptz NOT NULL)")
         s.sql("DROP PUBLICATION IF EXISTS bench_lat_pub")
@@ -864,8 +1073,21 @@ class Bench:
                               self.args.bin, "--database-url", s.tcp, "--slot", "bench_lat",
                               "--publication", "bench_lat_pub", "--format", "json",
                               "--log-level", "debug", *extra],
-                             stdout=subprocess.PIPE, stderr=errfile)
+                             stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE if sink == "file" else errfile)
         lat, state = [], {"lines": 0}
+        if sink == "file":
+            ack = re.compile(rb"acknowledged ([0-9A-F]+)/([0-9A-F]+)")
+
+            def ack_reader():  # the debug log, kept in errfile too
+                for line in p.stderr:
+                    now = time.time()
+                    errfile.write(line)
+                    m = ack.search(line)
+                    if m:
+                        acks.append((int(m.group(1), 16) << 32 | int(m.group(2), 16), now))
+            acker = threading.Thread(target=ack_reader, daemon=True)
+            acker.start()
         stamp = re.compile(rb'"commit_time":"([^"]+)"')
         source = hook.proc if hook else p
 
@@ -885,14 +1107,30 @@ class Bench:
                         lat.append(now - ct.timestamp())
                     state["lines"] += 1
 
-        th = threading.Thread(target=reader, daemon=True)
-        th.start()
         deadline = time.time() + 30
         while s.value("SELECT active_pid IS NOT NULL FROM pg_replication_slots"
                       " WHERE slot_name = 'bench_lat'") is not True:
             if time.time() > deadline or p.poll() is not None:
                 die("pgstream did not start streaming for the latency run")
             time.sleep(0.05)
+        if sink == "nats":
+            follower = subprocess.Popen([self.nats.tool, self.nats.url, "follow", "lat"],
+                                        stdout=subprocess.PIPE)
+        elif sink == "redis":
+            follower = subprocess.Popen([sys.executable, "-c", REDIS_FOLLOW,
+                                         str(self.redis.port), "lat:public.bench_lat"],
+                                        stdout=subprocess.PIPE)
+        elif sink == "kafka":  # (from the beginning: nothing to miss)
+            follower = subprocess.Popen(["kcat", "-C", "-u", "-q", "-o", "beginning", "-b",
+                                         self.kafka.bootstrap, "-t", "lat.public.bench_lat",
+                                         "-f", "%s\n", "-X", "fetch.wait.max.ms=1"],
+                                        stdout=subprocess.PIPE)
+        if follower:
+            source = follower
+            if sink != "kafka" and not follower.stdout.readline().startswith(b"following"):
+                die("the %s follower did not start" % sink)
+        th = threading.Thread(target=reader, daemon=True)
+        th.start()
         time.sleep(0.5)
         pgb = subprocess.run([pgbin("pgbench"), "-n", "-c", str(a.lat_clients), "-j", "2",
                               "-R", str(a.lat_rate), "-T", str(a.lat_seconds), "-f", script,
@@ -902,7 +1140,13 @@ class Bench:
             die("pgbench failed:\n" + pgb.stderr[-2000:])
         expected = s.value("SELECT count(*) FROM bench_lat")
         deadline = time.time() + 60
-        while state["lines"] < expected and time.time() < deadline and p.poll() is None:
+        while time.time() < deadline and p.poll() is None:
+            if sink == "file":  # every line written, then one more status update
+                if count_lines(lat_out, PGSTREAM_CHANGES) >= expected:
+                    time.sleep(a.lat_status_interval + 0.5)
+                    break
+            elif state["lines"] >= expected:
+                break
             time.sleep(0.05)
         # SIGTERM to pgstream itself (GNU time would die of it, not pass it on).
         with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
@@ -911,7 +1155,15 @@ class Bench:
         p.wait()
         if hook:
             hook.close()
+        if follower:
+            follower.kill()
+            follower.wait()
         th.join(timeout=10)
+        if acker:
+            acker.join(timeout=10)
+            state["lines"] = 0
+            lat.extend(file_confirmations(lat_out, acks, state))
+            os.unlink(lat_out)
         errfile.close()
         s.drop_slot("bench_lat")
         with open(timefile) as f:
@@ -923,7 +1175,8 @@ class Bench:
             "rate_target": a.lat_rate, "seconds": a.lat_seconds, "clients": a.lat_clients,
             "pgbench_tps": float(tps.group(1)) if tps else None,
             "pgbench_schedule_lag_ms": [float(lag.group(1)), float(lag.group(2))] if lag else None,
-            "transactions": expected, "events": len(lat_ms), "args": list(extra),
+            "transactions": expected, "events": len(lat_ms), "args": list(extra), "sink": sink,
+            "unconfirmed": state.get("unconfirmed"),
             "p50_ms": pct(lat_ms, 50), "p90_ms": pct(lat_ms, 90), "p99_ms": pct(lat_ms, 99),
             "p999_ms": pct(lat_ms, 99.9), "max_ms": lat_ms[-1] if lat_ms else None,
             "pgstream_cpu_s": float(user) + float(sys_), "pgstream_rss_kb": int(rss),
@@ -1039,6 +1292,10 @@ def summarize(tp):
                                           is not None else None for r in rs]),
             "reps": len(rs),
         }
+        if any("disk_bytes" in r for r in rs):
+            summary[name].update(files=median([r.get("files") for r in rs]),
+                                 files_compressed=median([r.get("files_compressed") for r in rs]),
+                                 disk_bytes=median([r.get("disk_bytes") for r in rs]))
     for name, m in summary.items():
         for ref in ("a", "b", "c", "k", "L"):
             if ref in summary:
@@ -1099,7 +1356,7 @@ def print_report(res):
                   k2["changes_per_s"], k2.get("rate_vs_k") or 0, fmt(k2["client_cpu_s_per_M"]),
                   fmt(k2.get("broker_cpu_s_per_M")),
                   fmt(k2["client_rss_kb"] / 1024 if k2["client_rss_kb"] else None, 1)))
-    for name, what in (("w", "webhook"), ("r", "redis")):
+    for name, what in (("w", "webhook"), ("r", "redis"), ("j", "nats")):
         m = res["summary"].get(name)
         if m:
             print()
@@ -1108,9 +1365,24 @@ def print_report(res):
                   " RSS %s MB" % (
                       what, name, m["changes_per_s"], m.get("rate_vs_c") or 0,
                       fmt(m["client_cpu_s_per_M"]), fmt(c["client_cpu_s_per_M"]) if c else "-",
-                      "receiver" if name == "w" else "redis-server",
+                      {"w": "receiver", "r": "redis-server", "j": "nats-server"}[name],
                       fmt(m.get("broker_cpu_s_per_M")),
                       fmt(m["client_rss_kb"] / 1024 if m["client_rss_kb"] else None, 1)))
+    o = res["summary"].get("o")
+    for name in ("o", "oz", "og"):
+        m = res["summary"].get(name)
+        if m and m.get("disk_bytes") is not None:
+            if name == "o":
+                print()
+            print("rotating files (%s, --rotate-compress %s): %.0f changes/s delivered (every"
+                  " one then read back), %.2f x c's rate; pgstream CPU %s s/M (compression"
+                  " included), peak RSS %s MB; %d files (%d compressed), %.1f MB on disk%s" % (
+                      name, ROTATE_COMPRESS[name], m["changes_per_s"], m.get("rate_vs_c") or 0,
+                      fmt(m["client_cpu_s_per_M"]),
+                      fmt(m["client_rss_kb"] / 1024 if m["client_rss_kb"] else None, 1),
+                      m["files"], m["files_compressed"], m["disk_bytes"] / 1e6,
+                      ", %.2f of o's" % (m["disk_bytes"] / o["disk_bytes"])
+                      if o and name != "o" and o.get("disk_bytes") else ""))
     la = res.get("latency")
     if la:
         print()
@@ -1122,11 +1394,16 @@ def print_report(res):
               " pgstream CPU %.2f s, peak RSS %.1f MB" % (
                   fmt(la["p50_ms"]), fmt(la["p90_ms"]), fmt(la["p99_ms"]), fmt(la["p999_ms"]),
                   fmt(la["max_ms"]), la["pgstream_cpu_s"], la["pgstream_rss_kb"] / 1024))
-    lw = res.get("latency_webhook")
-    if lw:
+    for lw in res.get("latency_sinks") or []:
         print()
-        print("latency, pgstream --sink webhook commit-to-confirmation (the receiver answering"
-              " 200) at %d tx/s target (pgbench %.0f tps), %d s, %d events:" % (
+        what = SINK_CONFIRMATION[lw["sink"]]
+        if lw["sink"] == "file":
+            iv = lw["args"][lw["args"].index("--status-interval") + 1]
+            what = "%s, every %s s; %s events written after the last left out" % (
+                what, iv, lw.get("unconfirmed"))
+        print("latency, pgstream %s commit-to-confirmation (%s) at %d tx/s target"
+              " (pgbench %.0f tps), %d s, %d events:" % (
+                  "--output FILE" if lw["sink"] == "file" else "--sink " + lw["sink"], what,
                   lw["rate_target"], lw["pgbench_tps"] or 0, lw["seconds"], lw["events"]))
         print("  p50 %s ms  p90 %s ms  p99 %s ms  p99.9 %s ms  max %s ms;"
               " pgstream CPU %.2f s, peak RSS %.1f MB" % (
@@ -1190,12 +1467,17 @@ def main():
     ap.add_argument("--lat-rate", type=int, default=5000)
     ap.add_argument("--lat-seconds", type=int, default=10)
     ap.add_argument("--lat-clients", type=int, default=4)
+    ap.add_argument("--lat-status-interval", type=float, default=1.0,
+                    help="--status-interval of --sink-latency file (its fsync cadence)")
     ap.add_argument("--big-rows", type=int, default=1000000)
     ap.add_argument("--only", "--contenders", dest="only", metavar="C,C",
                     help="run only these contenders, comma-separated (e.g. c,k,k2)")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--no-bigtxn", action="store_true")
     ap.add_argument("--profile", action="store_true", help="callgrind + perf on pgstream")
+    ap.add_argument("--sink-latency", metavar="S,S",
+                    help="also commit-to-confirmation latency through these sinks"
+                    " (webhook, nats, redis, kafka, file)")
     ap.add_argument("--webhook-latency", action="store_true",
                     help="also commit-to-confirmation latency through --sink webhook")
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
@@ -1222,13 +1504,18 @@ def main():
         res["throughput"] = bench.throughput()
         res["summary"] = summarize(res["throughput"])
         res["latency"] = None if a.no_latency else bench.latency()
-        if a.webhook_latency:
-            res["latency_webhook"] = bench.latency(webhook=True)
+        sinks = [x for x in (a.sink_latency or "").split(",") if x]
+        if a.webhook_latency and "webhook" not in sinks:
+            sinks.insert(0, "webhook")
+        for x in sinks:
+            if x not in SINK_CONFIRMATION:
+                die("--sink-latency: no sink %r (%s)" % (x, ", ".join(SINK_CONFIRMATION)))
+        res["latency_sinks"] = [bench.latency(sink=x) for x in sinks]
         res["bigtxn"] = None if a.no_bigtxn else bench.bigtxn()
     finally:
         if bench.kafka:
             bench.kafka.close()
-        for srv in (bench.hook, bench.redis):
+        for srv in (bench.hook, bench.redis, bench.nats):
             if srv:
                 srv.close()
         server.close()

@@ -14,10 +14,11 @@
  * one byte past it is an AddressSanitizer report rather than a silent read
  * of the next message. Every decoded message becomes events through the
  * daemon's own mapping (event/map.h, with its rules: a change outside a
- * transaction is an error there too) and is encoded in both formats, and
- * each JSON line must pass the independent validator in
- * tests/common/jsoncheck.c: the decoder may reject input, but what it
- * accepts must always render as valid JSON.
+ * transaction is an error there too) and is encoded in every format
+ * (debezium with --debezium-schemas, its Kafka keys too), and each JSON
+ * line must pass the independent validator in tests/common/jsoncheck.c:
+ * the decoder may reject input, but what it accepts must always render as
+ * valid JSON.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -44,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct session {
 	struct pgo_decoder *dec;
 	struct relmap *rels;
-	struct encoder *json, *pretty;
+	struct encoder *json, *pretty, *dbz;
 	struct event_txn txn;
 	bool in_txn;
 	struct buf out;
@@ -60,7 +61,42 @@ static void check_line(const struct buf *b, const struct event *ev)
 	}
 }
 
-/* Encode one event in both formats; the JSONL one must be valid. */
+/* One debezium write: a line, or two (a key change's delete and create,
+ * the second at encoder_second_record). */
+static void check_dbz(struct session *s, const struct event *ev)
+{
+	size_t second = encoder_second_record(s->dbz);
+
+	if (!buf_ok(&s->out))
+		return;
+	if (second == 0) {
+		check_line(&s->out, ev);
+		return;
+	}
+	if (second >= s->out.len || !jsoncheck_line(s->out.data, second) ||
+	    !jsoncheck_line(s->out.data + second, s->out.len - second)) {
+		fprintf(stderr, "invalid JSON for a key change: %s\n", s->out.data);
+		abort();
+	}
+}
+
+/* A debezium Kafka key, new or old: one JSON text when there is one. */
+static void check_key(struct session *s, const struct event *ev, bool old)
+{
+	buf_clear(&s->out);
+	if (!encoder_write_key(s->dbz, &s->out, ev, old)) {
+		if (s->out.len)
+			abort(); /* no key, nothing written */
+		return;
+	}
+	if (buf_ok(&s->out) && !jsoncheck_text(s->out.data, s->out.len)) {
+		fprintf(stderr, "invalid JSON key for %s event: %s\n", event_op_name(ev->op),
+		        s->out.data);
+		abort();
+	}
+}
+
+/* Encode one event in every format; the JSON ones must be valid. */
 static void encode(struct session *s, const struct event *ev)
 {
 	buf_clear(&s->out);
@@ -68,6 +104,11 @@ static void encode(struct session *s, const struct event *ev)
 	check_line(&s->out, ev);
 	buf_clear(&s->out);
 	encoder_write(s->pretty, &s->out, ev);
+	buf_clear(&s->out);
+	encoder_write(s->dbz, &s->out, ev);
+	check_dbz(s, ev);
+	check_key(s, ev, false);
+	check_key(s, ev, true);
 }
 
 /* A Relation message, as daemon.c's prepare_relation takes it: the daemon
@@ -83,13 +124,19 @@ static void relation(struct session *s, uint32_t relid)
 
 	if (ri == NULL)
 		return;
-	for (uint16_t i = 0; i < rel->ncols; i++)
-		if (ri->types[i].base >= 16384)
-			ri->types[i] = (struct coltype){ri->types[i].base & 0x3fff,
-			                                (ri->types[i].base & 0x4000) != 0};
+	for (uint16_t i = 0; i < rel->ncols; i++) {
+		if (ri->types[i].base < 16384)
+			continue;
+		/* 0x3fff stands for hstore, a type the daemon knows by name */
+		ri->types[i] = (struct coltype){(ri->types[i].base & 0x3fff) == 0x3fff
+		                                    ? COLTYPE_HSTORE
+		                                    : ri->types[i].base & 0x3fff,
+		                                (ri->types[i].base & 0x4000) != 0};
+	}
 	if (relid % 2 == 0) {
 		encoder_prepare_relation(s->json, ri);
 		encoder_prepare_relation(s->pretty, ri);
+		encoder_prepare_relation(s->dbz, ri);
 	}
 }
 
@@ -152,7 +199,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s.rels = relmap_new();
 	s.json = encoder_new("json", NULL);
 	s.pretty = encoder_new("pretty", NULL);
-	if (s.dec == NULL || s.rels == NULL || s.json == NULL || s.pretty == NULL)
+	s.dbz = encoder_new("debezium", &(struct encoder_options){.schemas = true});
+	if (s.dec == NULL || s.rels == NULL || s.json == NULL || s.pretty == NULL || s.dbz == NULL)
 		abort(); /* versions 1..4 are all valid: only OOM gets here */
 	buf_init(&s.out, OUT_LIMIT);
 	while (pos + 2 <= size) {
@@ -179,6 +227,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		lsn += n + 1;
 	}
 	buf_reset(&s.out);
+	encoder_free(s.dbz);
 	encoder_free(s.pretty);
 	encoder_free(s.json);
 	relmap_free(s.rels);

@@ -10,8 +10,11 @@ PKGS=(build-essential cmake pkg-config libpq-dev libssl-dev libcmocka-dev postgr
       librdkafka-dev kcat                     # the Kafka sink; its tests read back with kcat
       libmicrohttpd-dev python3-prometheus-client  # --metrics-addr; its test parses with the reference parser
       chromium                                # the status page test (headless)
+      systemd                                 # systemd-analyze verify of the installed unit
       libcurl4-openssl-dev                    # the webhook sink (left out of a build without it)
-      libhiredis-dev redis-server)            # the Redis sink and the server its tests start
+      libhiredis-dev redis-server             # the Redis sink and the server its tests start
+      libnats-dev nats-server                 # the NATS sink and the server its tests start
+      zlib1g-dev libzstd-dev zstd)            # --rotate-compress; its test reads .zst with zstd
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

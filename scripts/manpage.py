@@ -73,7 +73,9 @@ def main():
     print(".SH SIGNALS\n.TP\n\\fBSIGTERM\\fR, \\fBSIGINT\\fR\n"
           "Write out and acknowledge what was received, then exit 0.\n"
           ".TP\n\\fBSIGHUP\\fR\nReopen the \\fB\\-\\-output\\fR file (after logrotate moved it); "
-          "the old file ends with every event before the signal.")
+          "the old file ends with every event before the signal. With \\fB\\-\\-rotate\\-bytes\\fR "
+          "or \\fB\\-\\-rotate\\-seconds\\fR: close the current file; the next event starts a "
+          "new one.")
     print(".SH SEE ALSO\nThe README of the source tree, which this page is generated from, "
           "describes the event format, the guarantees and the metrics.")
 

@@ -9,6 +9,7 @@
 #   pgcluster.sh start DIR PORT [extra postgresql.conf lines...]
 #   pgcluster.sh stop DIR [fast|immediate]
 #   pgcluster.sh restart DIR [fast|immediate]
+#   pgcluster.sh promote DIR          (a standby: harness.py's Standby)
 #   pgcluster.sh url DIR PORT [DB]
 set -euo pipefail
 
@@ -62,6 +63,7 @@ case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
   restart) shift; stop "$1" "${2:-fast}"; as_owner "$(pgbin)/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 start >/dev/null ;;
+  promote) as_owner "$(pgbin)/pg_ctl" -D "$2/data" -w -t 60 promote >/dev/null ;;
   url) echo "postgresql://postgres@127.0.0.1:$3/${4:-postgres}" ;;
-  *) echo "usage: $0 start|stop|restart|url DIR ..." >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|promote|url DIR ..." >&2; exit 2 ;;
 esac

@@ -15,9 +15,11 @@
 #include <string.h>
 
 #include "event/encoder.h"
+#include "sink/compress.h"
 #include "sink/sink.h"
 #include "util/log.h"
 #include "util/lsn.h"
+#include "util/parse.h"
 
 enum opt_kind {
 	OPT_STRING,
@@ -37,8 +39,8 @@ enum opt_kind {
 	OPT_INTERVAL,
 	OPT_NUMERIC,
 	OPT_TOAST,
-	OPT_PROPERTY, /* k=v, repeatable: appended as a line */
 	OPT_SNAPSHOT,
+	OPT_ORIGIN,
 	OPT_COUNT, /* a whole number, 0..MAX_COUNT; ranges are validate()'s */
 	OPT_LINES, /* repeatable: appended as a line (environment: one per line) */
 };
@@ -71,7 +73,9 @@ static const struct option_def OPTIONS[] = {
      "with --output: a new file FILE.<first position> once one would pass N bytes"},
     {"rotate-seconds", "ROTATE_SECONDS", OPT_SECONDS, F(rotate_ms), "SECONDS",
      "with --output: a new file once one is this old"},
-    {"sink", "SINK", OPT_SINK, F(sink), SINK_NAMES,
+    {"rotate-compress", "ROTATE_COMPRESS", OPT_STRING, F(rotate_compress), "none|gzip|zstd",
+     "with rotation: compress each closed file in the background (default none)"},
+    {"sink", "SINK", OPT_SINK, F(sink), NULL, /* metavar: sink_names() */
      "where events go (default stdout, or file with --output); the sinks of this build"},
     {"debezium-decimal", "DEBEZIUM_DECIMAL", OPT_DECIMAL, F(debezium_decimal),
      "precise|string|double",
@@ -82,6 +86,9 @@ static const struct option_def OPTIONS[] = {
     {"debezium-interval", "DEBEZIUM_INTERVAL", OPT_INTERVAL, F(debezium_interval_iso),
      "numeric|string",
      "with --format debezium: Debezium's interval.handling.mode (default numeric)"},
+    {"debezium-schemas", "DEBEZIUM_SCHEMAS", OPT_BOOL, F(debezium_schemas), NULL,
+     "with --format debezium: each value as {\"schema\":..,\"payload\":..} (Kafka Connect's "
+     "JSON converter with schemas.enable=true)"},
     {"include-tables", "INCLUDE_TABLES", OPT_STRING, F(include_tables), "S.T,...",
      "emit only these tables' events (globs: public.*,app.order?)"},
     {"exclude-tables", "EXCLUDE_TABLES", OPT_STRING, F(exclude_tables), "S.T,...",
@@ -105,18 +112,8 @@ static const struct option_def OPTIONS[] = {
      "the placeholder of --unchanged-toast (default __debezium_unavailable_value)"},
     {"tx-events", "TX_EVENTS", OPT_BOOL, F(tx_events), NULL,
      "a begin and a commit event (with its event count) around each transaction's events"},
-    {"kafka-brokers", "KAFKA_BROKERS", OPT_STRING, F(kafka_brokers), "HOST:PORT,...",
-     "with --sink kafka: bootstrap brokers"},
     {"topic-prefix", "TOPIC_PREFIX", OPT_STRING, F(topic_prefix), "PREFIX",
      "{prefix} in Kafka topic names (default: the slot name)"},
-    {"kafka-topic", "KAFKA_TOPIC", OPT_STRING, F(kafka_topic), "TEMPLATE",
-     "topic per table (default {prefix}.{schema}.{table}; no placeholder: one topic)"},
-    {"kafka-messages-topic", "KAFKA_MESSAGES_TOPIC", OPT_STRING, F(kafka_messages_topic),
-     "TEMPLATE", "topic of logical messages (default {prefix}.messages)"},
-    {"kafka-tombstones", "KAFKA_TOMBSTONES", OPT_BOOL, F(kafka_tombstones), NULL,
-     "after a DELETE (or a key change) a tombstone for the key (default true)"},
-    {"kafka-property", "KAFKA_PROPERTIES", OPT_PROPERTY, F(kafka_properties), "KEY=VALUE",
-     "librdkafka producer property, repeatable (environment: KEY=VALUE;KEY=VALUE)"},
     {"snapshot", "SNAPSHOT", OPT_SNAPSHOT, F(snapshot), "never|initial|initial_only",
      "read the tables' existing rows (op read) when creating the slot, then stream; "
      "initial_only: read them and exit (default never)"},
@@ -128,43 +125,6 @@ static const struct option_def OPTIONS[] = {
      "on-demand snapshots: rows per chunk, 1-100000 (default 1024)"},
     {"table", NULL, OPT_LINES, F(snapshot_tables), "SCHEMA.TABLE",
      "pgstream snapshot: a table to snapshot while streaming, repeatable"},
-    {"kafka-exactly-once", "KAFKA_EXACTLY_ONCE", OPT_BOOL, F(kafka_exactly_once), NULL,
-     "Kafka transactions with a checkpoint in Kafka: read_committed consumers see each "
-     "change once"},
-    {"kafka-transactional-id", "KAFKA_TRANSACTIONAL_ID", OPT_STRING, F(kafka_transactional_id),
-     "ID",
-     "with --kafka-exactly-once: the producer's transactional.id (default "
-     "{prefix}.pgstream.{slot})"},
-    {"kafka-commit-interval", "KAFKA_COMMIT_INTERVAL", OPT_SECONDS, F(kafka_commit_interval_ms),
-     "SECONDS",
-     "with --kafka-exactly-once: how often a Kafka transaction is committed (default "
-     "0.1)"},
-    {"kafka-offsets-topic", "KAFKA_OFFSETS_TOPIC", OPT_STRING, F(kafka_offsets_topic), "TEMPLATE",
-     "with --kafka-exactly-once: the checkpoint topic (default "
-     "{prefix}.pgstream.offsets)"},
-    {"webhook-url", "WEBHOOK_URL", OPT_STRING, F(webhook_url), "URL",
-     "with --sink webhook: where batches of events are POSTed (http:// or https://)"},
-    {"webhook-secret", "WEBHOOK_SECRET", OPT_STRING, F(webhook_secret), "SECRET",
-     "HMAC-SHA-256 key: X-Pgstream-Signature: sha256=HEX over each body (prefer the "
-     "environment)"},
-    {"webhook-header", "WEBHOOK_HEADERS", OPT_LINES, F(webhook_headers), "'NAME: VALUE'",
-     "an HTTP header of every request, repeatable (environment: one per line)"},
-    {"webhook-body", "WEBHOOK_BODY", OPT_STRING, F(webhook_body), "ndjson|array",
-     "a batch as one JSON line per event (default) or as one JSON array"},
-    {"webhook-batch-size", "WEBHOOK_BATCH_SIZE", OPT_COUNT, F(webhook_batch_size), "N",
-     "events per request at most (default 1000)"},
-    {"webhook-batch-bytes", "WEBHOOK_BATCH_BYTES", OPT_COUNT, F(webhook_batch_bytes), "N",
-     "bytes per request at most, unless one event is larger (default 1048576)"},
-    {"webhook-linger-ms", "WEBHOOK_LINGER_MS", OPT_COUNT, F(webhook_linger_ms), "MS",
-     "how long a batch waits for more events while no request is in flight (default 5)"},
-    {"webhook-timeout", "WEBHOOK_TIMEOUT", OPT_SECONDS, F(webhook_timeout_ms), "SECONDS",
-     "a request not answered in this long is retried (default 30)"},
-    {"webhook-retry-max-delay", "WEBHOOK_RETRY_MAX_DELAY", OPT_SECONDS, F(webhook_retry_max_ms),
-     "SECONDS", "cap of the exponential retry backoff (default 30)"},
-    {"redis-url", "REDIS_URL", OPT_STRING, F(redis_url), "URL",
-     "with --sink redis: redis://[:PASSWORD@]HOST[:PORT][/DB]"},
-    {"redis-maxlen", "REDIS_MAXLEN", OPT_COUNT, F(redis_maxlen), "N",
-     "trim each stream to about N entries (XADD MAXLEN ~; default 0: never)"},
     {"start-lsn", "START_LSN", OPT_LSN, F(start_lsn), "X/X",
      "start streaming at this LSN (default: where the slot stands)"},
     {"end-lsn", "END_LSN", OPT_LSN, F(end_lsn), "X/X",
@@ -187,12 +147,20 @@ static const struct option_def OPTIONS[] = {
      "pgstream (default replace)"},
     {"streaming", "STREAMING", OPT_BOOL, F(streaming), NULL,
      "receive large transactions while in progress (PG 14+), spooled to $TMPDIR until commit"},
+    {"origin", "ORIGIN", OPT_ORIGIN, F(origin), "any|none",
+     "none: only changes without a replication origin, not those another replicator "
+     "applied (PG 16+; default: not sent, the server's any)"},
     {"temporary-slot", "TEMPORARY_SLOT", OPT_BOOL, F(temporary_slot), NULL,
      "use a temporary slot, dropped when pgstream disconnects"},
+    {"failover-slot", "FAILOVER_SLOT", OPT_BOOL, F(failover_slot), NULL,
+     "create the slot with FAILOVER, synchronized to standbys (PostgreSQL 17+)"},
     {"create-publication", "CREATE_PUBLICATION", OPT_BOOL, F(create_publication), NULL,
      "create the publication if it is missing"},
     {"tables", "TABLES", OPT_STRING, F(tables), "T1,T2",
      "with --create-publication: publish only these tables (default all)"},
+    {"allow-no-replica-identity", "ALLOW_NO_REPLICA_IDENTITY", OPT_BOOL, F(allow_no_identity), NULL,
+     "with --create-publication: create it even with tables whose UPDATEs and DELETEs "
+     "the server would refuse"},
     {"metrics-addr", "METRICS_ADDR", OPT_STRING, F(metrics_addr), "HOST:PORT",
      "serve /metrics (Prometheus), /healthz and a status page at / (default: off)"},
     {"log-level", "LOG_LEVEL", OPT_LOGLEVEL, F(log_level), "LEVEL",
@@ -214,54 +182,10 @@ struct seen {
 	bool set[NOPTIONS];
 };
 
-static bool parse_bool(const char *s, bool *out)
-{
-	static const char *const yes[] = {"1", "true", "yes", "on"};
-	static const char *const no[] = {"0", "false", "no", "off"};
-
-	for (size_t i = 0; i < 4; i++) {
-		if (strcasecmp(s, yes[i]) == 0)
-			return *out = true, true;
-		if (strcasecmp(s, no[i]) == 0)
-			return *out = false, true;
-	}
-	return false;
-}
-
-/* Seconds, integer or decimal, 0 < s <= 86400, stored as milliseconds. */
-static bool parse_seconds(const char *s, int *out_ms)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !(v > 0) || v > 86400)
-		return false;
-	*out_ms = (int)(v * 1000 + 0.5);
-	return *out_ms > 0;
-}
-
-/* A whole number 0 <= n <= max, digits only. */
-static bool parse_whole(const char *s, long max, int *out)
-{
-	char *end;
-	long v;
-
-	if (!isdigit((unsigned char)*s))
-		return false;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || *end != '\0' || v > max)
-		return false;
-	*out = (int)v;
-	return true;
-}
-
 /* Microseconds of --read-delay-us. */
 #define MAX_MICROS 100000
 /* Counts (workers, chunk sizes): their own ranges are validate()'s. */
-#define MAX_COUNT 1000000000
+#define MAX_COUNT PARSE_MAX_COUNT
 
 /* Slot names: Postgres allows lower-case letters, digits and '_', 1..63. */
 static bool valid_slot_name(const char *s)
@@ -313,6 +237,7 @@ static const char *show(struct shown *sh, const char *text)
 
 /* The source of a value given as a flag (error messages say "--flag"). */
 static const char FLAG_SOURCE[] = "--";
+static const char ENV_SOURCE[] = "environment variable for --";
 
 /*
  * Append "k=v" entries to the newline-separated list *field. A flag gives
@@ -320,8 +245,8 @@ static const char FLAG_SOURCE[] = "--";
  * librdkafka value never needs one). Each must be KEY=VALUE with a
  * non-empty key; whether librdkafka knows the key is the sink's check.
  */
-static int add_properties(char **field, const char *value, const struct option_def *opt,
-                          const char *source, struct err *e)
+static int add_properties(char **field, const char *value, const char *flag, const char *source,
+                          struct err *e)
 {
 	bool many = source != FLAG_SOURCE || strchr(value, '\n') != NULL;
 	size_t old = *field ? strlen(*field) : 0;
@@ -337,10 +262,10 @@ static int add_properties(char **field, const char *value, const struct option_d
 			if (eq == NULL || eq == p)
 				return err_set(
 				    e, "invalid value for %s%s: \"%s\" (expected KEY=VALUE)",
-				    source, opt->flag, show(&sh, value));
+				    source, flag, show(&sh, value));
 			list = realloc(*field, old + n + 2);
 			if (list == NULL)
-				return err_set(e, "could not store %s: out of memory", opt->flag);
+				return err_set(e, "could not store %s: out of memory", flag);
 			if (old > 0)
 				list[old++] = '\n';
 			memcpy(list + old, p, n);
@@ -356,16 +281,16 @@ static int add_properties(char **field, const char *value, const struct option_d
 
 /* Append value's lines to the newline-separated list *field; what a line
  * must be is the sink's check. */
-static int add_lines(char **field, const char *value, const struct option_def *opt, struct err *e)
+static int add_lines(char **field, const char *value, const char *flag, struct err *e)
 {
 	size_t old = *field ? strlen(*field) : 0, n = strlen(value);
 	char *list;
 
 	if (n == 0)
-		return err_set(e, "invalid value for --%s: must not be empty", opt->flag);
+		return err_set(e, "invalid value for --%s: must not be empty", flag);
 	list = realloc(*field, old + n + 2);
 	if (list == NULL)
-		return err_set(e, "could not store %s: out of memory", opt->flag);
+		return err_set(e, "could not store %s: out of memory", flag);
 	if (old > 0)
 		list[old++] = '\n';
 	memcpy(list + old, value, n + 1);
@@ -374,6 +299,43 @@ static int add_lines(char **field, const char *value, const struct option_def *o
 }
 
 /* Apply one textual value to the option's field. */
+/*
+ * A value of the kinds both the core's options and the sinks' take: text
+ * (not empty), a boolean, seconds or a whole number, checked with the one
+ * message each gives, the last three parsed into *out (a bool or an int).
+ */
+static int check_plain(enum opt_kind kind, const char *flag, const char *value, const char *source,
+                       void *out, struct err *e)
+{
+	struct shown sh;
+
+	switch (kind) {
+	case OPT_BOOL:
+		if (!parse_bool(value, out))
+			return err_set(e, "invalid value for %s%s: \"%s\" (expected true or false)",
+			               source, flag, show(&sh, value));
+		return 0;
+	case OPT_SECONDS:
+		if (!parse_seconds(value, out))
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected seconds, "
+			               "greater than 0 and at most 86400)",
+			               source, flag, show(&sh, value));
+		return 0;
+	case OPT_COUNT:
+		if (!parse_whole(value, MAX_COUNT, out))
+			return err_set(e,
+			               "invalid value for %s%s: \"%s\" (expected a whole number)",
+			               source, flag, show(&sh, value));
+		return 0;
+	default: /* OPT_STRING */
+		if (*value == '\0')
+			return err_set(e, "invalid value for %s%s: must not be empty", source,
+			               flag);
+		return 0;
+	}
+}
+
 static int apply_option(struct config *cfg, const struct option_def *opt, const char *value,
                         const char *source, struct err *e)
 {
@@ -383,9 +345,8 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 
 	switch (opt->kind) {
 	case OPT_STRING:
-		if (*value == '\0')
-			return err_set(e, "invalid value for %s%s: must not be empty", source,
-			               opt->flag);
+		if (check_plain(OPT_STRING, opt->flag, value, source, NULL, e) < 0)
+			return -1;
 		break;
 	case OPT_SLOTNAME:
 		if (!valid_slot_name(value))
@@ -395,22 +356,14 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               source, opt->flag, show(&sh, value));
 		break;
 	case OPT_BOOL:
-		if (!parse_bool(value, field))
-			return err_set(e, "invalid value for %s%s: \"%s\" (expected true or false)",
-			               source, opt->flag, show(&sh, value));
-		return 0;
+	case OPT_SECONDS:
+	case OPT_COUNT:
+		return check_plain(opt->kind, opt->flag, value, source, field, e);
 	case OPT_LSN:
 		if (!lsn_parse(value, field))
 			return err_set(
 			    e, "invalid value for %s%s: \"%s\" (expected an LSN like 0/16B3748)",
 			    source, opt->flag, show(&sh, value));
-		return 0;
-	case OPT_SECONDS:
-		if (!parse_seconds(value, field))
-			return err_set(e,
-			               "invalid value for %s%s: \"%s\" (expected seconds, "
-			               "greater than 0 and at most 86400)",
-			               source, opt->flag, show(&sh, value));
 		return 0;
 	case OPT_MICROS:
 		if (!parse_whole(value, MAX_MICROS, field))
@@ -436,19 +389,18 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               source, opt->flag, show(&sh, value));
 		return 0;
 	case OPT_SINK: {
-		enum sink_kind kind;
 		const char *library;
-		int known = sink_kind_named(value, &kind, &library);
+		int known = sink_named(value, &library);
 
 		if (known < 0)
 			return err_set(e, "invalid value for %s%s: \"%s\" (expected one of %s)",
-			               source, opt->flag, show(&sh, value), SINK_NAMES);
+			               source, opt->flag, show(&sh, value), sink_names());
 		if (known == 0)
 			return err_set(e,
 			               "invalid value for %s%s: this pgstream was built without "
 			               "the %s sink (%s was not found at build time; this build "
 			               "has %s)",
-			               source, opt->flag, value, library, SINK_NAMES);
+			               source, opt->flag, value, library, sink_names());
 		break;
 	}
 	case OPT_DECIMAL:
@@ -515,8 +467,6 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			    e, "invalid value for %s%s: \"%s\" (expected omit or placeholder)",
 			    source, opt->flag, show(&sh, value));
 		return 0;
-	case OPT_PROPERTY:
-		return add_properties(field, value, opt, source, e);
 	case OPT_SNAPSHOT:
 		if (strcmp(value, "never") == 0)
 			cfg->snapshot = SNAPSHOT_NEVER;
@@ -530,14 +480,17 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 			               "initial_only)",
 			               source, opt->flag, show(&sh, value));
 		return 0;
-	case OPT_LINES:
-		return add_lines(field, value, opt, e);
-	case OPT_COUNT:
-		if (!parse_whole(value, MAX_COUNT, field))
-			return err_set(e,
-			               "invalid value for %s%s: \"%s\" (expected a whole number)",
+	case OPT_ORIGIN:
+		if (strcmp(value, "any") == 0)
+			cfg->origin = ORIGIN_ANY;
+		else if (strcmp(value, "none") == 0)
+			cfg->origin = ORIGIN_NONE;
+		else
+			return err_set(e, "invalid value for %s%s: \"%s\" (expected any or none)",
 			               source, opt->flag, show(&sh, value));
 		return 0;
+	case OPT_LINES:
+		return add_lines(field, value, opt->flag, e);
 	case OPT_LOGFORMAT:
 		level = log_format_parse(value);
 		if (level < 0)
@@ -560,6 +513,84 @@ static int apply_option(struct config *cfg, const struct option_def *opt, const 
 	return 0;
 }
 
+/* The value a source already gave the sink option whose flag is flag,
+ * NULL if none did. */
+static struct sink_value *sink_value_of(const struct config *cfg, const char *flag)
+{
+	for (size_t i = 0; i < cfg->nsink_values; i++)
+		if (strcmp(cfg->sink_values[i].flag, flag) == 0)
+			return &cfg->sink_values[i];
+	return NULL;
+}
+
+/*
+ * Check value as a value of the sink option o, with the messages the core's
+ * options give, and keep it as text for the sink (sink.c reads it into the
+ * sink's settings). A flag given again replaces it, or adds to it if it is
+ * repeatable; the caller skips an option an earlier source set. The config
+ * owns every value (config_reset frees them).
+ */
+static int apply_sink_option(struct config *cfg, const struct sink_option *o, const char *value,
+                             const char *source, struct err *e)
+{
+	struct sink_value *v = sink_value_of(cfg, o->flag);
+	char *text = v ? (char *)v->value : NULL;
+	union {
+		bool b;
+		int n;
+	} parsed; /* only checked here: the sink parses the text again */
+
+	switch (o->kind) {
+	case SINK_OPT_STRING:
+	case SINK_OPT_BOOL:
+	case SINK_OPT_COUNT:
+	case SINK_OPT_SECONDS:
+		if (check_plain(o->kind == SINK_OPT_BOOL      ? OPT_BOOL
+		                : o->kind == SINK_OPT_COUNT   ? OPT_COUNT
+		                : o->kind == SINK_OPT_SECONDS ? OPT_SECONDS
+		                                              : OPT_STRING,
+		                o->flag, value, source, &parsed, e) < 0)
+			return -1;
+		break;
+	case SINK_OPT_LINES:
+	case SINK_OPT_PROPERTY:
+		if ((o->kind == SINK_OPT_LINES
+		         ? add_lines(&text, value, o->flag, e)
+		         : add_properties(&text, value, o->flag, source, e)) < 0) {
+			if (v)
+				v->value = text; /* what was added before the error */
+			else
+				free(text);
+			return -1;
+		}
+		goto store;
+	}
+	if (set_string(&text, value) < 0)
+		return err_set(e, "could not store %s: out of memory", o->flag);
+store:
+	if (v == NULL) {
+		struct sink_value *grown =
+		    realloc(cfg->sink_values, (cfg->nsink_values + 1) * sizeof *grown);
+
+		if (grown == NULL) {
+			free(text);
+			return err_set(e, "could not store %s: out of memory", o->flag);
+		}
+		cfg->sink_values = grown;
+		v = &grown[cfg->nsink_values++];
+		v->flag = o->flag;
+		v->from_flag = source == FLAG_SOURCE;
+	}
+	v->value = text;
+	return 0;
+}
+
+/* The metavar --help shows: the sinks' names are this build's. */
+static const char *metavar_of(const struct option_def *opt)
+{
+	return opt->kind == OPT_SINK ? sink_names() : opt->metavar;
+}
+
 static const struct option_def *find_flag(const char *name, size_t len)
 {
 	for (size_t i = 0; i < NOPTIONS; i++)
@@ -576,6 +607,8 @@ static int load_flags(struct config *cfg, struct seen *seen, int argc, char **ar
 		const char *arg = argv[i];
 		const char *name, *eq, *value;
 		const struct option_def *opt;
+		const struct sink_option *sopt = NULL;
+		const char *sink;
 		struct shown sh;
 		size_t len;
 
@@ -591,7 +624,9 @@ static int load_flags(struct config *cfg, struct seen *seen, int argc, char **ar
 		eq = strchr(name, '=');
 		len = eq ? (size_t)(eq - name) : strlen(name);
 		opt = find_flag(name, len);
-		if (opt == NULL) {
+		if (opt == NULL)
+			sopt = sink_option_flag(name, len, &sink);
+		if (opt == NULL && sopt == NULL) {
 			char flag[64];
 
 			snprintf(flag, sizeof flag, "%.*s", (int)(len < 63 ? len : 63), name);
@@ -599,13 +634,19 @@ static int load_flags(struct config *cfg, struct seen *seen, int argc, char **ar
 		}
 		if (eq)
 			value = eq + 1;
-		else if (opt->kind == OPT_BOOL)
+		else if (opt ? opt->kind == OPT_BOOL : sopt->kind == SINK_OPT_BOOL)
 			value = "true";
 		else if (i + 1 < argc)
 			value = argv[++i];
 		else
-			return err_set(e, "option --%s needs a value (%s)", opt->flag,
-			               opt->metavar);
+			return err_set(e, "option --%s needs a value (%s)",
+			               opt ? opt->flag : sopt->flag,
+			               opt ? metavar_of(opt) : sopt->metavar);
+		if (sopt) {
+			if (apply_sink_option(cfg, sopt, value, FLAG_SOURCE, e) < 0)
+				return -1;
+			continue;
+		}
 		if (apply_option(cfg, opt, value, FLAG_SOURCE, e) < 0)
 			return -1;
 		seen->set[opt - OPTIONS] = true;
@@ -615,6 +656,9 @@ static int load_flags(struct config *cfg, struct seen *seen, int argc, char **ar
 
 static int load_env(struct config *cfg, struct seen *seen, struct err *e)
 {
+	const struct sink_option *o;
+	const char *sink;
+
 	for (size_t i = 0; i < NOPTIONS; i++) {
 		const char *value;
 
@@ -623,9 +667,17 @@ static int load_env(struct config *cfg, struct seen *seen, struct err *e)
 		value = getenv(OPTIONS[i].env);
 		if (value == NULL)
 			continue;
-		if (apply_option(cfg, &OPTIONS[i], value, "environment variable for --", e) < 0)
+		if (apply_option(cfg, &OPTIONS[i], value, ENV_SOURCE, e) < 0)
 			return -1;
 		seen->set[i] = true;
+	}
+	for (size_t i = 0; (o = sink_option_at(i, &sink)) != NULL; i++) {
+		const char *value = o->env ? getenv(o->env) : NULL;
+
+		if (value == NULL || sink_value_of(cfg, o->flag))
+			continue;
+		if (apply_sink_option(cfg, o, value, ENV_SOURCE, e) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -647,6 +699,8 @@ static char *trim(char *s)
 static int apply_dotenv_line(struct config *cfg, struct seen *seen, char *line, const char *path,
                              int lineno, struct err *e)
 {
+	const struct sink_option *o;
+	const char *sink;
 	char *key, *value, *eq;
 	size_t vlen;
 
@@ -674,6 +728,15 @@ static int apply_dotenv_line(struct config *cfg, struct seen *seen, char *line, 
 		if (apply_option(cfg, &OPTIONS[i], value, "--", e) < 0)
 			return err_wrap(e, "%s line %d", path, lineno);
 		seen->set[i] = true;
+		return 0;
+	}
+	for (size_t i = 0; (o = sink_option_at(i, &sink)) != NULL; i++) {
+		if (o->env == NULL || strcmp(o->env, key) != 0)
+			continue;
+		if (sink_value_of(cfg, o->flag))
+			return 0;
+		if (apply_sink_option(cfg, o, value, "--", e) < 0)
+			return err_wrap(e, "%s line %d", path, lineno);
 		return 0;
 	}
 	/* Unknown keys are allowed: a .env is often shared with other tools. */
@@ -729,10 +792,12 @@ static int apply_defaults(struct config *cfg, struct err *e)
 	return 0;
 }
 
+/* The rules of the core's sink settings; a sink checks its own options
+ * (sink_check_config). */
 static int validate_sink(const struct config *cfg, struct err *e)
 {
-	bool kafka = cfg->sink && strcmp(cfg->sink, "kafka") == 0;
 	bool output = cfg->output && strcmp(cfg->output, "-") != 0;
+	enum compress_method compress;
 
 	if (cfg->sink && strcmp(cfg->sink, "file") == 0 && !output)
 		return err_set(e, "invalid options: --sink file needs --output FILE");
@@ -742,35 +807,14 @@ static int validate_sink(const struct config *cfg, struct err *e)
 	if ((cfg->rotate_bytes || cfg->rotate_ms) && !output)
 		return err_set(e, "invalid options: --rotate-bytes and --rotate-seconds need "
 		                  "--output FILE");
-	if (kafka && cfg->kafka_brokers == NULL)
-		return err_set(e, "invalid options: --sink kafka needs --kafka-brokers "
-		                  "HOST:PORT,... (or KAFKA_BROKERS)");
-	if (kafka && cfg->tx_events)
-		return err_set(e, "invalid options: --tx-events cannot be used with --sink kafka "
-		                  "yet (it has no topic for transaction events)");
-	if (kafka && cfg->format && strcmp(cfg->format, "json") != 0)
-		return err_set(e, "invalid options: --sink kafka sends --format json, not %s",
-		               cfg->format);
-	if (cfg->kafka_exactly_once && !kafka)
-		return err_set(e, "invalid options: --kafka-exactly-once needs --sink kafka (it is "
-		                  "Kafka's transactions)");
-	if (!cfg->kafka_exactly_once && cfg->kafka_transactional_id)
-		return err_set(e, "invalid options: --kafka-transactional-id needs "
-		                  "--kafka-exactly-once");
-	if (!cfg->kafka_exactly_once && cfg->kafka_offsets_topic)
+	if (compress_method_named(cfg->rotate_compress, &compress, e) < 0)
+		return -1;
+	if (compress != COMPRESS_NONE && !cfg->rotate_bytes && !cfg->rotate_ms)
 		return err_set(e,
-		               "invalid options: --kafka-offsets-topic needs --kafka-exactly-once");
-	if (!cfg->kafka_exactly_once && cfg->kafka_commit_interval_ms)
-		return err_set(
-		    e, "invalid options: --kafka-commit-interval needs --kafka-exactly-once");
-	if (cfg->kafka_transactional_id && *cfg->kafka_transactional_id == '\0')
-		return err_set(e, "invalid value for --kafka-transactional-id: empty");
-	if (cfg->sink && (strcmp(cfg->sink, "webhook") == 0 || strcmp(cfg->sink, "redis") == 0) &&
-	    cfg->format && strcmp(cfg->format, "pretty") == 0)
-		return err_set(e,
-		               "invalid options: --sink %s sends one JSON line per event: "
-		               "--format json or debezium, not pretty",
-		               cfg->sink);
+		               "invalid options: --rotate-compress needs --rotate-bytes or "
+		               "--rotate-seconds (only closed files of a series are compressed)");
+	if (cfg->debezium_schemas && (cfg->format == NULL || strcmp(cfg->format, "debezium") != 0))
+		return err_set(e, "invalid options: --debezium-schemas needs --format debezium");
 	return 0;
 }
 
@@ -787,6 +831,12 @@ static int validate(const struct config *cfg, struct err *e)
 		               "of life)");
 	if (cfg->tables && !cfg->create_publication)
 		return err_set(e, "invalid options: --tables needs --create-publication");
+	if (cfg->failover_slot && cfg->temporary_slot)
+		return err_set(e, "invalid options: --failover-slot cannot be used with "
+		                  "--temporary-slot (a temporary slot is never synchronized)");
+	if (cfg->allow_no_identity && !cfg->create_publication)
+		return err_set(e, "invalid options: --allow-no-replica-identity needs "
+		                  "--create-publication");
 	if (cfg->snapshot_chunk_rows < 1 || cfg->snapshot_chunk_rows > 100000)
 		return err_set(e,
 		               "invalid options: --snapshot-chunk-rows must be from 1 to 100000");
@@ -814,14 +864,8 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *e)
 	cfg->read_hold = true;
 	cfg->log_level = LOG_INFO;
 	cfg->fsync = true;
-	cfg->kafka_tombstones = true;
 	cfg->snapshot_workers = 2;
 	cfg->snapshot_chunk_rows = 1024;
-	cfg->webhook_batch_size = 1000;
-	cfg->webhook_batch_bytes = 1 << 20;
-	cfg->webhook_linger_ms = 5;
-	cfg->webhook_timeout_ms = 30000;
-	cfg->webhook_retry_max_ms = 30000;
 
 	if (load_flags(cfg, &seen, argc, argv, e) < 0)
 		return -1;
@@ -842,7 +886,6 @@ static bool holds_string(enum opt_kind kind)
 	case OPT_SLOTNAME:
 	case OPT_FORMAT:
 	case OPT_SINK:
-	case OPT_PROPERTY:
 	case OPT_LINES:
 		return true;
 	default:
@@ -850,17 +893,36 @@ static bool holds_string(enum opt_kind kind)
 	}
 }
 
-/* Every string a config holds is an option's field: the table says which. */
+/* Every string a config holds is an option's field (the table says which)
+ * or a sink option's value. */
 void config_reset(struct config *cfg)
 {
 	for (size_t i = 0; i < NOPTIONS; i++)
 		if (holds_string(OPTIONS[i].kind))
 			free(*(char **)((char *)cfg + OPTIONS[i].offset));
+	for (size_t i = 0; i < cfg->nsink_values; i++)
+		free((char *)cfg->sink_values[i].value); /* ours: apply_sink_option */
+	free(cfg->sink_values);
 	memset(cfg, 0, sizeof *cfg);
+}
+
+static void print_option(FILE *out, const char *flag, const char *metavar, const char *help,
+                         const char *env)
+{
+	char left[64];
+
+	snprintf(left, sizeof left, "--%s%s%s", flag, metavar ? " " : "", metavar ? metavar : "");
+	fprintf(out, "  %-34s %s", left, help);
+	if (env)
+		fprintf(out, " [%s]", env);
+	fputc('\n', out);
 }
 
 void config_print_help(FILE *out)
 {
+	const struct sink_option *o;
+	const char *sink, *last = NULL;
+
 	fprintf(out, "usage: pgstream [OPTIONS]\n"
 	             "       pgstream snapshot --table SCHEMA.TABLE [OPTIONS]\n"
 	             "       pgstream status [--json] [OPTIONS]\n"
@@ -869,15 +931,13 @@ void config_print_help(FILE *out)
 	             "read from a logical replication slot with the pgoutput plugin. status shows\n"
 	             "the slot and the publication's tables; drop-slot removes the slot.\n\n"
 	             "Options (flags win over environment variables, which win over .env):\n");
-	for (size_t i = 0; i < NOPTIONS; i++) {
-		const struct option_def *o = &OPTIONS[i];
-		char left[64];
-
-		snprintf(left, sizeof left, "--%s%s%s", o->flag, o->metavar ? " " : "",
-		         o->metavar ? o->metavar : "");
-		fprintf(out, "  %-34s %s", left, o->help);
-		if (o->env)
-			fprintf(out, " [%s]", o->env);
-		fputc('\n', out);
+	for (size_t i = 0; i < NOPTIONS; i++)
+		print_option(out, OPTIONS[i].flag, metavar_of(&OPTIONS[i]), OPTIONS[i].help,
+		             OPTIONS[i].env);
+	for (size_t i = 0; (o = sink_option_at(i, &sink)) != NULL; i++) {
+		if (last == NULL || strcmp(last, sink) != 0)
+			fprintf(out, "\nOptions of the %s sink:\n", sink);
+		last = sink;
+		print_option(out, o->flag, o->metavar, o->help, o->env);
 	}
 }

@@ -14,7 +14,16 @@
 #include <stdio.h>
 
 #include "event/utf8guard.h"
+#include "sink/sink.h"
 #include "util/err.h"
+
+/* --origin: pgoutput's origin option (PostgreSQL 16+). Unset, nothing is
+ * sent and the server streams every change (its default, any). */
+enum origin_filter {
+	ORIGIN_UNSET,
+	ORIGIN_ANY,  /* every change, whatever its replication origin */
+	ORIGIN_NONE, /* only changes without one: not applied by a replicator */
+};
 
 /* --snapshot: whether the rows already in the tables are read, and when. */
 enum snapshot_mode {
@@ -31,29 +40,13 @@ struct config {
 	char *tables;       /* comma list for --create-publication, NULL = all tables */
 	char *env_file;     /* path of the .env file read */
 	char *format;       /* an encoder's name (event/encoder.h); NULL: decided by isatty */
-	char *sink;         /* a name sink_kind_named() knows; NULL: by --output */
-	char *kafka_brokers;
+	char *sink;         /* a name sink_named() knows; NULL: by --output */
+	/* The options the sinks declare (sink.h), as given: flags first, then
+	 * the environment, then .env, each option once. */
+	struct sink_value *sink_values;
+	size_t nsink_values;
 	char *topic_prefix; /* NULL: the slot name */
-	char *kafka_topic;  /* topic template */
-	char *kafka_messages_topic;
-	char *kafka_properties;       /* "k=v" lines, one per --kafka-property */
-	char *metrics_addr;           /* HOST:PORT of /metrics and /healthz; NULL: none */
-	char *kafka_transactional_id; /* NULL: {prefix}.pgstream.{slot} */
-	char *kafka_offsets_topic;    /* NULL: {prefix}.pgstream.offsets */
-	bool kafka_tombstones;
-	bool kafka_exactly_once;
-	int kafka_commit_interval_ms; /* 0: unset (100) */
-	char *webhook_url;
-	char *webhook_secret;
-	char *webhook_headers; /* "Name: value" lines, one per --webhook-header */
-	char *webhook_body;    /* "ndjson" or "array"; NULL: ndjson */
-	int webhook_batch_size;
-	int webhook_batch_bytes;
-	int webhook_linger_ms;
-	int webhook_timeout_ms;
-	int webhook_retry_max_ms;
-	char *redis_url;
-	int redis_maxlen;   /* 0: streams are not trimmed */
+	char *metrics_addr; /* HOST:PORT of /metrics and /healthz; NULL: none */
 	uint64_t start_lsn; /* 0 = where the slot stands */
 	uint64_t end_lsn;   /* 0 = run forever */
 	int status_interval_ms;
@@ -73,6 +66,7 @@ struct config {
 	char *snapshot_tables;         /* pgstream snapshot --table: names, one per line */
 	bool debezium_connect_times;   /* --debezium-time-precision connect */
 	bool debezium_interval_iso;    /* --debezium-interval string */
+	bool debezium_schemas;         /* --debezium-schemas */
 	char *include_tables;          /* comma lists of globs, event/filter.h */
 	char *exclude_tables;
 	char *exclude_columns;
@@ -86,10 +80,15 @@ struct config {
 	char *toast_placeholder;
 	bool temporary_slot;
 	bool create_publication;
+	bool allow_no_identity;
+	bool failover_slot;
 	bool streaming;   /* protocol v2 streaming of in-progress transactions */
+	int origin;       /* enum origin_filter */
 	bool fsync;       /* file sink: fsync before acknowledging */
 	int rotate_bytes; /* file sink: a new file past this size; 0: never */
 	int rotate_ms;    /* file sink: a new file once one is this old; 0: never */
+	/* file sink: none|gzip|zstd, for the rotated files */
+	char *rotate_compress;
 	bool help;
 	bool version;
 	bool json; /* pgstream status: JSON */

@@ -155,6 +155,7 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 {
 	struct sink_record rec = {
 	    .delete = ev->op == EVENT_DELETE,
+	    .boundary = ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT,
 	    .transactional = ev->txn != NULL,
 	    .lsn = ev->lsn,
 	    .commit_lsn = ev->txn ? ev->txn->commit_lsn : 0,
@@ -167,21 +168,36 @@ static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
 	                                    : 1,
 	};
 
-	if (ev->op != EVENT_MESSAGE) {
+	if (ev->rel) { /* not a message, nor a transaction boundary */
 		rec.schema = ev->rel->remote->nspname;
 		rec.table = ev->rel->remote->relname;
 	}
 	buf_clear(&d->key);
 	buf_clear(&d->old_key);
+	rec.second = encoder_second_record(d->enc);
 	if (!d->keys)
 		return sink_event_done(d->sink, ++d->seq, &rec, e);
-	if (key_write(&d->key, ev, &d->key_opts)) {
-		rec.key = d->key.data;
-		rec.key_len = d->key.len;
-	}
-	if (key_write_old(&d->old_key, ev, rec.key, rec.key_len, &d->key_opts)) {
-		rec.old_key = d->old_key.data;
-		rec.old_key_len = d->old_key.len;
+	if (encoder_has_keys(d->enc)) {
+		/* the format's own keys (debezium's); an old one only if it differs */
+		if (encoder_write_key(d->enc, &d->key, ev, false)) {
+			rec.key = d->key.data;
+			rec.key_len = d->key.len;
+		}
+		if (encoder_write_key(d->enc, &d->old_key, ev, true) &&
+		    (rec.key == NULL || d->old_key.len != rec.key_len ||
+		     memcmp(d->old_key.data, rec.key, rec.key_len) != 0)) {
+			rec.old_key = d->old_key.data;
+			rec.old_key_len = d->old_key.len;
+		}
+	} else {
+		if (key_write(&d->key, ev, &d->key_opts)) {
+			rec.key = d->key.data;
+			rec.key_len = d->key.len;
+		}
+		if (key_write_old(&d->old_key, ev, rec.key, rec.key_len, &d->key_opts)) {
+			rec.old_key = d->old_key.data;
+			rec.old_key_len = d->old_key.len;
+		}
 	}
 	if (!buf_ok(&d->key) || !buf_ok(&d->old_key))
 		return err_setk(e, ERR_SINK, "could not encode the key of the event at %X/%X: %s",
@@ -488,6 +504,53 @@ static int full_identity_key(struct daemon *d, struct relinfo *ri, struct err *e
 	return 0;
 }
 
+/* --debezium-schemas: what the catalog says of ri's columns (NOT NULL, an
+ * enum's labels), matched to the columns the stream carries by name. A
+ * failed lookup leaves every column optional and enums plain strings,
+ * loudly; only memory is fatal. */
+static int describe_columns(struct daemon *d, struct relinfo *ri, struct err *e)
+{
+	const struct relation *rel = ri->remote;
+	struct buf cols;
+	struct err ce;
+	int n;
+
+	if (rel->ncols == 0)
+		return 0;
+	buf_init(&cols, 0);
+	n = catalog_columns(d->cat, rel->oid, &cols, &ce);
+	if (n < 0) {
+		log_warn("%s; the schemas of %s.%s make every column optional", ce.msg,
+		         rel->nspname, rel->relname);
+		buf_reset(&cols);
+		return 0;
+	}
+	ri->meta = calloc(rel->ncols, sizeof *ri->meta);
+	if (ri->meta == NULL) {
+		buf_reset(&cols);
+		return err_set(e, "could not follow stream: out of memory");
+	}
+	ri->nmeta = rel->ncols;
+	for (const char *p = cols.data, *end = cols.data + cols.len; n > 0 && p < end; n--) {
+		const char *name = p, *notnull = name + strlen(name) + 1;
+		const char *labels = notnull + strlen(notnull) + 1;
+
+		p = labels + strlen(labels) + 1;
+		for (uint16_t i = 0; i < rel->ncols; i++) {
+			if (strcmp(rel->cols[i].name, name) != 0)
+				continue;
+			ri->meta[i].notnull = *notnull == 't';
+			if (*labels && (ri->meta[i].allowed = strdup(labels)) == NULL) {
+				buf_reset(&cols);
+				return err_set(e, "could not follow stream: out of memory");
+			}
+			break;
+		}
+	}
+	buf_reset(&cols);
+	return 0;
+}
+
 /* A Relation message arrived: domains and arrays of user types render like
  * their base types, so ask the catalog (a failed lookup leaves those
  * columns text, loudly); then let the encoder derive what it needs once.
@@ -524,6 +587,15 @@ static struct relinfo *refine_relation(struct daemon *d, struct relmap *map,
 			*t = (struct coltype){COLTYPE_HSTORE, false};
 			continue;
 		}
+		if (name && strlen(name) > 6 && strcmp(name + strlen(name) - 6, ".ltree") == 0) {
+			*t = (struct coltype){COLTYPE_LTREE, false};
+			continue;
+		}
+		/* hstore's array type: an array of strings still to the other formats */
+		if (name && strlen(name) > 8 && strcmp(name + strlen(name) - 8, "._hstore") == 0) {
+			*t = (struct coltype){COLTYPE_HSTORE, true};
+			continue;
+		}
 		if (catalog_type_base(d->cat, t->base, &t->base, &t->array, &ce) < 0) {
 			log_warn("%s; user-defined types of %s.%s are emitted as strings", ce.msg,
 			         rel->nspname, rel->relname);
@@ -536,6 +608,8 @@ static struct relinfo *refine_relation(struct daemon *d, struct relmap *map,
 	if (rel->replident == 'f' && full_identity_key(d, ri, e) < 0)
 		return NULL;
 	if (filter_columns(&d->filter, ri, e) < 0)
+		return NULL;
+	if (d->cfg->debezium_schemas && describe_columns(d, ri, e) < 0)
 		return NULL;
 	metrics_relation(&d->metrics, rel->oid, rel->nspname, rel->relname);
 	encoder_prepare_relation(d->enc, ri);
@@ -805,7 +879,7 @@ static int reopen_output(struct daemon *d, struct err *e)
 	rc = sink_reopen(d->sink, e);
 	if (rc < 0)
 		return -1;
-	if (rc > 0)
+	if (rc > 0 && !d->cfg->rotate_bytes && !d->cfg->rotate_ms) /* a series logs its own */
 		log_info("reopened %s (SIGHUP)", d->cfg->output);
 	else if (d->cfg->output == NULL)
 		log_info("SIGHUP: nothing to reopen (events go to %s)",
@@ -907,12 +981,25 @@ static int snapshot_wait(struct daemon *d, struct snapshot_reader *r, const stru
 	return confirm(d, false, e);
 }
 
+/* Each table's estimate and whether it is done, for the metrics. */
+static void snapshot_metrics(struct daemon *d, const struct snapshot_reader *r)
+{
+	for (size_t i = 0; i < snapshot_ntables(r); i++) {
+		const struct snapshot_table *t = snapshot_table(r, i);
+		bool done = t->chunks_done == t->chunks;
+
+		metrics_snapshot_table(&d->metrics, t->rel->oid,
+		                       done ? t->rows_done : t->rows_estimated, done);
+	}
+}
+
 /* The progress line or bar if due, and the metrics' sign of life. */
 static void snapshot_progress(struct daemon *d, struct progress *pr, struct snapshot_reader *r)
 {
 	int64_t now = clock_ms();
 
 	if (now - d->snapshot_published_ms >= 1000) {
+		snapshot_metrics(d, r);
 		metrics_state(&d->metrics, METRICS_SNAPSHOT, NULL);
 		d->snapshot_published_ms = now;
 	}
@@ -1011,8 +1098,10 @@ static int run_snapshot(struct daemon *d, const struct conn_info *info, struct e
 	if (snapshot_settle(d, r, &pr, e) < 0)
 		goto out;
 	rc = *d->stop ? 1 : 0;
-	if (rc == 0)
+	if (rc == 0) {
+		snapshot_metrics(d, r); /* published as streaming starts */
 		progress_update(&pr, r, clock_ms(), true);
+	}
 out:
 	if (rc == 1)
 		log_info("snapshot interrupted: it is not complete, and the next start takes it "
@@ -1225,9 +1314,10 @@ static int run_session(struct daemon *d, struct err *e)
 		lsn_format(info.slot_confirmed_lsn, slot_at);
 		lsn_format(info.xlogpos, wal_at);
 		log_debug("start_replication at %s (slot confirmed at %s, server WAL at %s), "
-		          "server %d: proto_version %d, messages %s, streaming %s",
+		          "server %d: proto_version %d, messages %s, streaming %s, origin %s",
 		          s, slot_at, wal_at, info.server_version, info.proto_version,
-		          info.messages ? "on" : "off", info.streaming ? "on" : "off");
+		          info.messages ? "on" : "off", info.streaming ? "on" : "off",
+		          d->params.origin ? d->params.origin : "not sent");
 	}
 	if (conn_start_replication(d->conn, &d->params, &info, start, e) < 0) {
 		session_end(d);
@@ -1298,52 +1388,24 @@ static const char *pick_format(const struct config *cfg)
 	return "json";
 }
 
-/* The sink's settings, borrowed from cfg. */
+/* The sink's settings, borrowed from cfg: what every sink may read, and
+ * the values of the sinks' own options, which only the sink interprets. */
 static struct sink_config sink_config_of(const struct config *cfg)
 {
-	struct sink_config scfg = {.output = cfg->output,
-	                           .fsync = cfg->fsync,
-	                           .rotate_bytes = cfg->rotate_bytes,
-	                           .rotate_ms = cfg->rotate_ms};
-	const char *library;
-
-	/* config.c accepted only names this build has. */
-	if (cfg->sink == NULL || sink_kind_named(cfg->sink, &scfg.kind, &library) != 1)
-		scfg.kind = SINK_KIND_DEFAULT;
-	scfg.kafka = (struct sink_kafka_config){
-	    .brokers = cfg->kafka_brokers,
+	return (struct sink_config){
+	    .sink = cfg->sink,
+	    .output = cfg->output,
+	    .fsync = cfg->fsync,
+	    .rotate_bytes = cfg->rotate_bytes,
+	    .rotate_ms = cfg->rotate_ms,
+	    .rotate_compress = cfg->rotate_compress,
 	    .prefix = cfg->topic_prefix ? cfg->topic_prefix : cfg->slot,
-	    .topic = cfg->kafka_topic ? cfg->kafka_topic : "{prefix}.{schema}.{table}",
-	    .messages_topic =
-	        cfg->kafka_messages_topic ? cfg->kafka_messages_topic : "{prefix}.messages",
-	    .properties = cfg->kafka_properties,
-	    .tombstones = cfg->kafka_tombstones,
-	    .exactly_once = cfg->kafka_exactly_once,
-	    .transactional_id = cfg->kafka_transactional_id,
-	    .offsets_topic =
-	        cfg->kafka_offsets_topic ? cfg->kafka_offsets_topic : "{prefix}.pgstream.offsets",
 	    .slot = cfg->slot,
-	    .commit_interval_ms =
-	        cfg->kafka_commit_interval_ms ? cfg->kafka_commit_interval_ms : 100,
+	    .tx_events = cfg->tx_events,
+	    .format = cfg->format,
+	    .values = cfg->sink_values,
+	    .nvalues = cfg->nsink_values,
 	};
-	scfg.webhook = (struct sink_webhook_config){
-	    .url = cfg->webhook_url,
-	    .secret = cfg->webhook_secret,
-	    .headers = cfg->webhook_headers,
-	    .prefix = scfg.kafka.prefix,
-	    .body = cfg->webhook_body,
-	    .batch_events = cfg->webhook_batch_size,
-	    .batch_bytes = cfg->webhook_batch_bytes,
-	    .linger_ms = cfg->webhook_linger_ms,
-	    .timeout_ms = cfg->webhook_timeout_ms,
-	    .retry_max_ms = cfg->webhook_retry_max_ms,
-	};
-	scfg.redis = (struct sink_redis_config){
-	    .url = cfg->redis_url,
-	    .prefix = scfg.kafka.prefix,
-	    .maxlen = cfg->redis_maxlen,
-	};
-	return scfg;
 }
 
 /* backfill.h's prepare hook: its tables' relations made ready as the
@@ -1399,7 +1461,12 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	            .tables = cfg->tables,
 	            .temporary_slot = cfg->temporary_slot,
 	            .create_publication = cfg->create_publication,
+	            .allow_no_identity = cfg->allow_no_identity,
+	            .failover_slot = cfg->failover_slot,
 	            .streaming = cfg->streaming,
+	            .origin = cfg->origin == ORIGIN_NONE  ? "none"
+	                      : cfg->origin == ORIGIN_ANY ? "any"
+	                                                  : NULL,
 	            .read_delay_us = cfg->read_delay_us,
 	            .read_hold = cfg->read_hold,
 	            .export_snapshot = cfg->snapshot != SNAPSHOT_NEVER,
@@ -1443,6 +1510,7 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	    .decimal = cfg->debezium_decimal,
 	    .connect_times = cfg->debezium_connect_times,
 	    .interval_iso = cfg->debezium_interval_iso,
+	    .schemas = cfg->debezium_schemas,
 	    .postgres_times = cfg->postgres_times,
 	    .numeric_strings = cfg->numeric_strings,
 	    .toast = cfg->unchanged_toast,

@@ -65,6 +65,8 @@ void encoder_free(struct encoder *enc)
 {
 	if (enc == NULL)
 		return;
+	if (enc->ops->fini)
+		enc->ops->fini(enc->state);
 	free(enc->state);
 	free(enc);
 }
@@ -83,4 +85,19 @@ void encoder_prepare_relation(struct encoder *enc, struct relinfo *ri)
 void encoder_write(struct encoder *enc, struct buf *out, const struct event *ev)
 {
 	enc->ops->write(enc->state, out, ev);
+}
+
+size_t encoder_second_record(const struct encoder *enc)
+{
+	return enc->ops->second_record ? enc->ops->second_record(enc->state) : 0;
+}
+
+bool encoder_has_keys(const struct encoder *enc)
+{
+	return enc->ops->write_key != NULL;
+}
+
+bool encoder_write_key(struct encoder *enc, struct buf *out, const struct event *ev, bool old)
+{
+	return enc->ops->write_key(enc->state, out, ev, old) > 0;
 }

@@ -53,6 +53,10 @@ struct encoder_options {
 	 * intervals as ISO 8601 durations. */
 	bool connect_times;
 	bool interval_iso;
+	/* --debezium-schemas: each value {"schema":..,"payload":..}, as Kafka
+	 * Connect's JSON converter writes it with schemas.enable=true
+	 * (event/dbz_schema.h). */
+	bool schemas;
 	/* json and pretty: --time-format postgres, dates and times as
 	 * Postgres prints them instead of RFC 3339 (event/rfc3339.h); and
 	 * --numeric string, numerics as JSON strings. */
@@ -94,5 +98,19 @@ void encoder_prepare_relation(struct encoder *enc, struct relinfo *ri);
 
 /* Append ev to out: a line ending in '\n' (json) or a block (pretty). */
 void encoder_write(struct encoder *enc, struct buf *out, const struct event *ev);
+
+/* Where the last encoder_write began its second record, counted from
+ * where it began writing; 0 if it wrote one. Only debezium writes two, for
+ * an update that changed the key (a delete and a create), which a sink
+ * that routes by key sends apart (sink.h's struct sink_record). */
+size_t encoder_second_record(const struct encoder *enc);
+
+/* Whether the format renders an event's routing key itself (debezium:
+ * the connector's key, with its schema under --debezium-schemas); if not,
+ * the caller uses event/key.h. Then encoder_write_key appends ev's key
+ * (old: an UPDATE's old key, which the caller compares with the new) and
+ * returns true, or appends nothing and returns false when it has none. */
+bool encoder_has_keys(const struct encoder *enc);
+bool encoder_write_key(struct encoder *enc, struct buf *out, const struct event *ev, bool old);
 
 #endif

@@ -16,6 +16,11 @@ struct encoder_ops {
 	void (*init)(void *state, const struct encoder_options *opt); /* may be NULL */
 	void (*prepare_relation)(void *state, struct relinfo *ri);    /* may be NULL */
 	void (*write)(void *state, struct buf *out, const struct event *ev);
+	void (*fini)(void *state); /* may be NULL: frees what init allocated */
+	/* may be NULL: the format writes one record per event, and keys as
+	 * event/key.h does (encoder.h) */
+	size_t (*second_record)(const void *state);
+	int (*write_key)(void *state, struct buf *out, const struct event *ev, bool old);
 };
 
 extern const struct encoder_ops ENCODER_JSON;     /* fmt_json.c */

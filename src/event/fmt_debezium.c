@@ -1,7 +1,10 @@
 /*
  * fmt_debezium.c — the value of a Debezium PostgreSQL connector change
  * event, as Kafka Connect's JSON converter writes it with
- * schemas.enable=false (README, "Debezium format"), one per line.
+ * schemas.enable=false (README, "The Debezium envelope"), one per line, or
+ * with schemas.enable=true under --debezium-schemas, its schema
+ * (event/dbz_schema.h) rendered once per relation; and, for a sink that
+ * routes by key (Kafka), the connector's keys.
  *
  * The envelope follows Debezium's documentation (postgresql.adoc, "Data
  * change events"): before, after, source, op, ts_ms/us/ns, transaction.
@@ -24,62 +27,17 @@
 #include <time.h>
 
 #include "event/binary.h"
+#include "event/dbz_schema.h"
 #include "event/encoder_int.h"
 #include "event/jscan.h"
 #include "event/jstring.h"
+#include "event/key.h"
 #include "event/pgarray.h"
+#include "event/pgoid.h"
 #include "event/row.h"
 #include "event/txmeta.h"
 #include "event/value.h"
 #include "util/lsn.h"
-
-/* Type OIDs (pg_type.dat). */
-enum {
-	OID_BOOL = 16,
-	OID_BYTEA = 17,
-	OID_NAME = 19,
-	OID_INT8 = 20,
-	OID_INT2 = 21,
-	OID_INT4 = 23,
-	OID_TEXT = 25,
-	OID_OID = 26,
-	OID_JSON = 114,
-	OID_FLOAT4 = 700,
-	OID_FLOAT8 = 701,
-	OID_BOOLARR = 1000,
-	OID_INT2ARR = 1005,
-	OID_INT4ARR = 1007,
-	OID_TEXTARR = 1009,
-	OID_BPCHARARR = 1014,
-	OID_VARCHARARR = 1015,
-	OID_INT8ARR = 1016,
-	OID_FLOAT4ARR = 1021,
-	OID_FLOAT8ARR = 1022,
-	OID_BPCHAR = 1042,
-	OID_VARCHAR = 1043,
-	OID_DATE = 1082,
-	OID_TIME = 1083,
-	OID_TIMESTAMP = 1114,
-	OID_TIMESTAMPTZ = 1184,
-	OID_INTERVAL = 1186,
-	OID_TIMETZ = 1266,
-	OID_NUMERIC = 1700,
-	OID_UUID = 2950,
-	OID_UUIDARR = 2951,
-	OID_JSONB = 3802,
-	OID_BIT = 1560,
-	OID_VARBIT = 1562,
-	OID_JSONARR = 199,
-	OID_BYTEAARR = 1001,
-	OID_TIMESTAMPARR = 1115,
-	OID_DATEARR = 1182,
-	OID_TIMEARR = 1183,
-	OID_TIMESTAMPTZARR = 1185,
-	OID_TIMETZARR = 1270,
-	OID_JSONBARR = 3807,
-	OID_POINT = 600,
-	OID_MONEY = 790,
-};
 
 struct dbz_state {
 	struct encoder_options opt;
@@ -87,6 +45,24 @@ struct dbz_state {
 	 * before the current one, as Debezium's lastCommitLsn (0: none seen). */
 	uint64_t last_commit_lsn;
 	uint64_t cur_commit_lsn; /* the current transaction's, 0: none yet */
+	/* A numeric[] or hstore[] element's text, copied apart (see
+	 * write_copied_elem). */
+	struct buf scratch;
+	/* --debezium-schemas: '{"schema":<S>,"payload":' of the events no
+	 * relation describes, logical messages and transaction metadata;
+	 * a relation's is in its enc_data (struct dbz_rel). */
+	struct buf msg_head, tx_head;
+	/* Where the last write's second record began, from the write's
+	 * start (a key change's create), 0: it wrote one (encoder.h). */
+	size_t second;
+};
+
+/* A relation's heads under --debezium-schemas: its values'
+ * '{"schema":<envelope>,"payload":' (len bytes), then its keys'
+ * '{"schema":<key>,"payload":' (key_len bytes; 0: no key columns). */
+struct dbz_rel {
+	size_t len, key_len;
+	char head[];
 };
 
 static void dbz_init(void *state, const struct encoder_options *opt)
@@ -94,6 +70,76 @@ static void dbz_init(void *state, const struct encoder_options *opt)
 	struct dbz_state *st = state;
 
 	st->opt = *opt;
+	buf_init(&st->scratch, 0);
+	buf_init(&st->msg_head, 0);
+	buf_init(&st->tx_head, 0);
+	if (opt->schemas) {
+		buf_puts(&st->msg_head, "{\"schema\":");
+		dbz_schema_message(&st->msg_head);
+		buf_puts(&st->msg_head, ",\"payload\":");
+		buf_puts(&st->tx_head, "{\"schema\":");
+		dbz_schema_tx(&st->tx_head);
+		buf_puts(&st->tx_head, ",\"payload\":");
+	}
+}
+
+static void dbz_fini(void *state)
+{
+	struct dbz_state *st = state;
+
+	buf_reset(&st->scratch);
+	buf_reset(&st->msg_head);
+	buf_reset(&st->tx_head);
+}
+
+/* '{"schema":<ri's envelope schema>,"payload":' */
+static void put_rel_head(struct buf *out, const struct relinfo *ri,
+                         const struct encoder_options *opt)
+{
+	buf_puts(out, "{\"schema\":");
+	dbz_schema_envelope(out, ri, opt);
+	buf_puts(out, ",\"payload\":");
+}
+
+/* '{"schema":<ri's key schema>,"payload":'; nothing without key columns. */
+static void put_key_head(struct buf *out, const struct relinfo *ri,
+                         const struct encoder_options *opt)
+{
+	size_t mark = out->len;
+
+	buf_puts(out, "{\"schema\":");
+	if (!dbz_schema_key(out, ri, opt)) {
+		buf_truncate(out, mark);
+		return;
+	}
+	buf_puts(out, ",\"payload\":");
+}
+
+/* A Relation message: render its schema once, for every event of it until
+ * the next (relinfo.h frees the old one with its entry). */
+static void dbz_prepare_relation(void *state, struct relinfo *ri)
+{
+	struct dbz_state *st = state;
+	struct dbz_rel *r;
+	struct buf b;
+
+	if (!st->opt.schemas)
+		return;
+	buf_init(&b, 0);
+	put_rel_head(&b, ri, &st->opt);
+	size_t len = b.len;
+
+	put_key_head(&b, ri, &st->opt);
+	if (buf_ok(&b) && (r = malloc(sizeof *r + b.len)) != NULL) {
+		r->len = len;
+		r->key_len = b.len - len;
+		memcpy(r->head, b.data, b.len);
+		if (ri->enc_free)
+			ri->enc_free(ri->enc_data);
+		ri->enc_data = r;
+		ri->enc_free = free;
+	}
+	buf_reset(&b); /* on failure each event renders it (dbz_write_change) */
 }
 
 /* The envelope's numbers (times, LSNs, ids: about ten an event) without
@@ -482,10 +528,20 @@ static bool write_interval(struct buf *out, const char *s, size_t len, bool iso)
 		put_interval_iso(out, years, months, days, h, mi, (double)sec + (double)frac / 1e6);
 		return true;
 	}
-	double ndays = (double)(int32_t)(years * 12 + months) * (365.25 / 12.0) + (double)days;
+	/* PGInterval's months are an int: the total wraps as Java's does
+	 * (in unsigned arithmetic, which has no overflow). */
+	int32_t total_months = (int32_t)(uint32_t)((uint64_t)years * 12u + (uint64_t)months);
+	double ndays = (double)total_months * (365.25 / 12.0) + (double)days;
 	double nsecs =
 	    ((ndays * 24 + (double)h) * 60 + (double)mi) * 60 + ((double)sec + (double)frac / 1e6);
-	put_i64(out, (int64_t)(nsecs * 1e6));
+	double us = nsecs * 1e6;
+
+	/* Java's (long) of a double: saturated, NaN 0; C's would be undefined
+	 * past the range (text no server prints, found by the decoder fuzzer) */
+	put_i64(out, isnan(us)                      ? 0
+	             : us >= 9223372036854775807.0  ? INT64_MAX
+	             : us <= -9223372036854775808.0 ? INT64_MIN
+	                                            : (int64_t)us);
 	return true;
 }
 
@@ -508,7 +564,8 @@ static bool write_bytea(struct buf *out, const char *s, size_t len)
 		int b = lo <= '9' ? lo - '0' : (lo | 0x20) - 'a' + 10;
 
 		ok = a >= 0 && a < 16 && b >= 0 && b < 16;
-		p[k] = (uint8_t)(a << 4 | b);
+		if (ok) /* (a shift of a bad digit's negative value is undefined) */
+			p[k] = (uint8_t)(a << 4 | b);
 	}
 	if (ok)
 		json_write_base64(out, p, n);
@@ -517,74 +574,115 @@ static bool write_bytea(struct buf *out, const char *s, size_t len)
 	return ok;
 }
 
+/* mag = mag * mul + add, mag little-endian base 2^32 limbs with room for
+ * the carry. */
+static void mag_mul_add(uint32_t *mag, size_t *n, uint32_t mul, uint32_t add)
+{
+	uint64_t carry = add;
+
+	for (size_t k = 0; k < *n; k++) {
+		uint64_t t = (uint64_t)mag[k] * mul + carry;
+
+		mag[k] = (uint32_t)t;
+		carry = t >> 32;
+	}
+	if (carry)
+		mag[(*n)++] = (uint32_t)carry;
+}
+
 /*
- * The unscaled integer of a numeric's digits (sign, integer digits and
- * the first scale fraction digits, zero-padded) as java.math.BigInteger's
- * toByteArray(): big-endian two's complement, as few bytes as hold it and
- * its sign, which Kafka Connect's Decimal is and the JSON converter
- * writes in base64.
+ * The unscaled integer of a numeric's digits at scale (sign, integer
+ * digits and the fraction zero-padded to scale digits; a negative scale's
+ * trailing zeros dropped) as java.math.BigInteger's toByteArray():
+ * big-endian two's complement, as few bytes as hold it and its sign, which
+ * Kafka Connect's Decimal is and the JSON converter writes in base64.
+ * Nine digits at a time into 32-bit limbs: a numeric may have 147,455 of
+ * them, and a byte-at-a-time multiply would be quadratic in bytes.
  */
 static bool write_unscaled(struct buf *out, const char *s, size_t len, int scale)
 {
+	static const uint32_t pow10[10] = {1,      10,      100,      1000,      10000,
+	                                   100000, 1000000, 10000000, 100000000, 1000000000};
 	bool neg = len && s[0] == '-';
-	size_t i = neg, nb = 0;
-	int fracd = 0;
-	bool dot = false, any = false;
-	/* Little-endian magnitude: a decimal digit needs under half a byte. */
-	uint8_t *mag = calloc(len + (size_t)scale + 2, 1);
+	const char *p = s + neg, *end = s + len;
+	const char *dot = memchr(p, '.', (size_t)(end - p));
+	const char *intend = dot ? dot : end, *stop = end;
+	size_t fracd = dot ? (size_t)(end - dot - 1) : 0, pad = 0, n = 0, nb;
+	uint32_t *mag, chunk = 0;
+	uint8_t *bytes;
+	int inchunk = 0;
 
+	if (intend == p && fracd == 0)
+		return false;
+	for (const char *c = p; c < end; c++)
+		if ((*c < '0' || *c > '9') && c != dot)
+			return false;
+	if (scale >= 0) {
+		if (fracd > (size_t)scale)
+			return false; /* more fraction digits than the scale */
+		pad = (size_t)scale - fracd;
+	} else { /* numeric(p,-k), PostgreSQL 15+: the last k digits are zeros */
+		size_t drop = (size_t)-scale;
+
+		if (fracd)
+			return false;
+		for (; drop && intend > p; drop--)
+			if (*--intend != '0')
+				return false;
+		stop = intend;
+	}
+	mag = calloc((size_t)(stop - p) / 9 + pad / 9 + 3, sizeof *mag);
 	if (mag == NULL)
 		return false;
-	for (; i < len || (fracd < scale); i++) {
-		unsigned carry;
-
-		if (i < len && s[i] == '.' && !dot) {
-			dot = true;
+	for (const char *c = p; c < stop; c++) {
+		if (c == dot)
 			continue;
-		}
-		if (i < len && (s[i] < '0' || s[i] > '9' || (dot && fracd == scale)))
-			break; /* not digits, or more fraction digits than the scale */
-		carry = i < len ? (unsigned)(s[i] - '0') : 0; /* past the end: pad */
-		any |= i < len;
-		if (dot || i >= len)
-			fracd++;
-		for (size_t k = 0; k < nb || carry; k++) {
-			unsigned t = (k < nb ? mag[k] * 10u : 0u) + carry;
-
-			mag[k] = (uint8_t)t;
-			carry = t >> 8;
-			if (k >= nb)
-				nb = k + 1;
+		chunk = chunk * 10 + (uint32_t)(*c - '0');
+		if (++inchunk == 9) {
+			mag_mul_add(mag, &n, pow10[9], chunk);
+			chunk = 0;
+			inchunk = 0;
 		}
 	}
-	if (i < len || !any) {
+	mag_mul_add(mag, &n, pow10[inchunk], chunk);
+	for (; pad >= 9; pad -= 9)
+		mag_mul_add(mag, &n, pow10[9], 0);
+	mag_mul_add(mag, &n, pow10[pad], 0);
+	bytes = malloc(n * 4 + 1);
+	if (bytes == NULL) {
 		free(mag);
 		return false;
 	}
+	for (size_t k = 0; k < n * 4; k++) /* little-endian bytes */
+		bytes[k] = (uint8_t)(mag[k / 4] >> (8 * (k % 4)));
+	free(mag);
+	nb = n * 4;
+	while (nb && bytes[nb - 1] == 0)
+		nb--;
 	if (neg && nb) { /* two's complement of the magnitude */
 		unsigned carry = 1;
 
 		for (size_t k = 0; k < nb; k++) {
-			unsigned t = (uint8_t)~mag[k] + carry;
+			unsigned t = (uint8_t)~bytes[k] + carry;
 
-			mag[k] = (uint8_t)t;
+			bytes[k] = (uint8_t)t;
 			carry = t >> 8;
 		}
-		if (!(mag[nb - 1] & 0x80)) /* the sign needs a byte of its own */
-			mag[nb++] = 0xff;
-		while (nb > 1 && mag[nb - 1] == 0xff && (mag[nb - 2] & 0x80))
+		if (!(bytes[nb - 1] & 0x80)) /* the sign needs a byte of its own */
+			bytes[nb++] = 0xff;
+		while (nb > 1 && bytes[nb - 1] == 0xff && (bytes[nb - 2] & 0x80))
 			nb--;
-	} else if (nb == 0 || (mag[nb - 1] & 0x80)) {
-		mag[nb++] = 0; /* zero, or a sign byte above a set top bit */
+	} else if (nb == 0 || (bytes[nb - 1] & 0x80)) {
+		bytes[nb++] = 0; /* zero, or a sign byte above a set top bit */
 	}
 	for (size_t k = 0; k < nb / 2; k++) { /* to big-endian */
-		uint8_t t = mag[k];
+		uint8_t t = bytes[k];
 
-		mag[k] = mag[nb - 1 - k];
-		mag[nb - 1 - k] = t;
+		bytes[k] = bytes[nb - 1 - k];
+		bytes[nb - 1 - k] = t;
 	}
-	json_write_base64(out, mag, nb);
-	free(mag);
+	json_write_base64(out, bytes, nb);
+	free(bytes);
 	return true;
 }
 
@@ -697,8 +795,8 @@ static bool write_numeric(struct buf *out, const char *s, size_t len, int32_t ty
 		buf_puts(out, "null");
 		return true;
 	}
-	if (typmod >= 4) /* VARHDRSZ + (precision << 16 | scale) */
-		return write_unscaled(out, s, len, (typmod - 4) & 0xffff);
+	if (typmod >= 4)
+		return write_unscaled(out, s, len, pgoid_numeric_scale(typmod));
 	size_t at = out->len;
 	int scale = text_scale(s, len);
 	char sc[40];
@@ -749,27 +847,25 @@ static bool write_converted(struct dbz_state *st, struct buf *out, const struct 
 
 /* The element type of the arrays whose elements this file converts (the
  * connector's arrays of those types hold the same conversions), 0 for
- * others. Not numeric[]: a VariableScaleDecimal can outgrow the room
- * pgarray.h reserves per element. */
+ * others. Not point[], money[] nor interval[]: the connector has no schema
+ * for them and leaves such columns out; here they stay the json format's
+ * arrays of strings (README). */
 static uint32_t converted_elem(uint32_t oid)
 {
-	switch (oid) {
-	case OID_JSONARR:
-		return OID_JSON;
-	case OID_JSONBARR:
-		return OID_JSONB;
-	case OID_BYTEAARR:
-		return OID_BYTEA;
-	case OID_DATEARR:
-		return OID_DATE;
-	case OID_TIMEARR:
-		return OID_TIME;
-	case OID_TIMETZARR:
-		return OID_TIMETZ;
-	case OID_TIMESTAMPARR:
-		return OID_TIMESTAMP;
-	case OID_TIMESTAMPTZARR:
-		return OID_TIMESTAMPTZ;
+	uint32_t elem = pgoid_array_elem(oid);
+
+	switch (elem) { /* (the others' text is already their JSON) */
+	case OID_NUMERIC:
+	case COLTYPE_HSTORE:
+	case OID_JSON:
+	case OID_JSONB:
+	case OID_BYTEA:
+	case OID_DATE:
+	case OID_TIME:
+	case OID_TIMETZ:
+	case OID_TIMESTAMP:
+	case OID_TIMESTAMPTZ:
+		return elem;
 	}
 	return 0;
 }
@@ -780,13 +876,34 @@ struct elem_ctx {
 	uint32_t elem;
 };
 
-/* pgarray.h's element writer: every conversion here writes at most
- * PGARRAY_ELEM_MAX(n) bytes for n bytes of text (a JSON string of it at
- * worst), as the parser requires. */
+/*
+ * A numeric[] or hstore[] element. Unlike the other conversions these can
+ * outgrow PGARRAY_ELEM_MAX ("1" at scale 30 is a 13-byte integer; an
+ * hstore's control characters take 7 bytes each): the text is copied
+ * apart first, so that out may grow while it is read (pgarray.h).
+ */
+static void write_copied_elem(struct elem_ctx *c, struct buf *out, const char *s, size_t n)
+{
+	struct buf *r = &c->st->scratch;
+
+	buf_clear(r);
+	buf_append(r, s, n);
+	if (!buf_ok(r)) {
+		json_write_string(out, s, n); /* out of memory: out records it too */
+		return;
+	}
+	if (!write_converted(c->st, out, c->col, c->elem, r->data, n))
+		json_write_string(out, r->data, n);
+}
+
 static void write_elem(void *ctx, struct buf *out, const char *s, size_t n)
 {
 	struct elem_ctx *c = ctx;
 
+	if (c->elem == OID_NUMERIC || c->elem == COLTYPE_HSTORE) {
+		write_copied_elem(c, out, s, n);
+		return;
+	}
 	if (!write_converted(c->st, out, c->col, c->elem, s, n))
 		json_write_string(out, s, n);
 }
@@ -956,10 +1073,198 @@ bad:
 	return false;
 }
 
+/* circle "<(x,y),r>" as the connector's io.debezium.data.geometry.Circle:
+ * {"center":<its Point>,"radius":r}. */
+static bool write_circle(struct buf *out, const char *s, size_t len)
+{
+	const char *close = len > 2 ? memchr(s, ')', len) : NULL;
+	size_t mark = out->len;
+	double r;
+
+	if (close == NULL || s[0] != '<' || s[len - 1] != '>' || close + 2 >= s + len - 1 ||
+	    close[1] != ',')
+		return false;
+	buf_puts(out, "{\"center\":");
+	if (!write_point(out, s + 1, (size_t)(close + 1 - (s + 1))))
+		goto bad;
+	buf_puts(out, ",\"radius\":");
+	if (!put_coord(out, close + 2, (size_t)(s + len - 1 - (close + 2)), &r))
+		goto bad;
+	buf_putc(out, '}');
+	return true;
+bad:
+	buf_truncate(out, mark);
+	return false;
+}
+
+/* line "{A,B,C}" (Ax + By + C = 0) as io.debezium.data.geometry.Line:
+ * {"a":A,"b":B,"c":C}. */
+static bool write_line(struct buf *out, const char *s, size_t len)
+{
+	static const char *const names[3] = {"{\"a\":", ",\"b\":", ",\"c\":"};
+	size_t mark = out->len, i = 1;
+	double v;
+
+	if (len < 2 || s[0] != '{' || s[len - 1] != '}')
+		return false;
+	for (int k = 0; k < 3; k++) {
+		const char *end = memchr(s + i, k < 2 ? ',' : '}', len - i);
+
+		buf_puts(out, names[k]);
+		if (end == NULL || !put_coord(out, s + i, (size_t)(end - (s + i)), &v))
+			goto bad;
+		i = (size_t)(end - s) + 1;
+	}
+	if (i != len)
+		goto bad;
+	buf_putc(out, '}');
+	return true;
+bad:
+	buf_truncate(out, mark);
+	return false;
+}
+
+/* The points "(x,y),(x,y),..." of s[0..len) into a new array xy, two
+ * doubles a point; false (nothing allocated) if s holds anything else. */
+static bool parse_points(const char *s, size_t len, double **xy, size_t *n)
+{
+	size_t cap = 0, i = 0;
+
+	*xy = NULL;
+	*n = 0;
+	while (i < len) {
+		const char *close, *comma;
+		char num[64];
+		char *end;
+
+		if (*n && s[i++] != ',') /* between points */
+			goto bad;
+		close = i < len ? memchr(s + i, ')', len - i) : NULL;
+		comma = close ? memchr(s + i, ',', (size_t)(close - (s + i))) : NULL;
+		if (close == NULL || s[i] != '(' || comma == NULL)
+			goto bad;
+		if (*n == cap) {
+			double *p = realloc(*xy, (cap = cap ? cap * 2 : 8) * 2 * sizeof **xy);
+
+			if (p == NULL)
+				goto bad;
+			*xy = p;
+		}
+		for (int k = 0; k < 2; k++) {
+			const char *a = k ? comma + 1 : s + i + 1, *b = k ? close : comma;
+
+			if (b <= a || (size_t)(b - a) >= sizeof num)
+				goto bad;
+			memcpy(num, a, (size_t)(b - a));
+			num[b - a] = '\0';
+			(*xy)[2 * *n + (size_t)k] = strtod(num, &end);
+			if (end != num + (b - a))
+				goto bad;
+		}
+		++*n;
+		i = (size_t)(close - s) + 1;
+	}
+	return *n > 0;
+bad:
+	free(*xy);
+	*xy = NULL;
+	return false;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int b = 0; b < 4; b++)
+		p[b] = (uint8_t)(v >> (8 * b));
+}
+
+static void put_le_double(uint8_t *p, double d)
+{
+	uint64_t bits;
+
+	memcpy(&bits, &d, sizeof bits);
+	for (int b = 0; b < 8; b++)
+		p[b] = (uint8_t)(bits >> (8 * b));
+}
+
+/*
+ * box, lseg, path and polygon as the connector's
+ * io.debezium.data.geometry.Geometry: {"wkb":..,"srid":null,"extensions":
+ * {"type":..}}, the OGC well-known binary (little-endian) of a 5-point
+ * closed ring for a box ((x1,y1),(x1,y2),(x2,y2),(x2,y1),(x1,y1) of its
+ * two corners as Postgres prints them), a two-point line string for an
+ * lseg, a line string for a path (its being closed in the extensions), a
+ * closed ring for a polygon (its first point repeated if need be).
+ */
+static bool write_geometry(struct buf *out, const char *s, size_t len, uint32_t oid)
+{
+	bool closed = false, ring = oid == OID_BOX || oid == OID_POLYGON;
+	double *xy, box[10];
+	size_t n, np, size;
+	uint8_t *wkb, *p;
+
+	if (len >= 2 && (s[0] == '[' || (oid != OID_BOX && s[0] == '('))) {
+		if (s[len - 1] != (s[0] == '[' ? ']' : ')'))
+			return false;
+		closed = s[0] == '(';
+		s++;
+		len -= 2;
+	}
+	if (!parse_points(s, len, &xy, &n))
+		return false;
+	np = n;
+	if ((oid == OID_BOX || oid == OID_LSEG) && n != 2) {
+		free(xy);
+		return false;
+	}
+	if (oid == OID_BOX) {
+		double x1 = xy[0], y1 = xy[1], x2 = xy[2], y2 = xy[3];
+		double c[10] = {x1, y1, x1, y2, x2, y2, x2, y1, x1, y1};
+
+		memcpy(box, c, sizeof box);
+		np = 5;
+	} else if (oid == OID_POLYGON && n >= 2 &&
+	           (xy[0] != xy[2 * n - 2] || xy[1] != xy[2 * n - 1])) {
+		np = n + 1; /* closeRing */
+	}
+	size = 5 + 4 + (ring ? 4 : 0) + np * 16;
+	if ((wkb = malloc(size)) == NULL) {
+		free(xy);
+		return false;
+	}
+	wkb[0] = 1;                      /* little-endian */
+	put_le32(wkb + 1, ring ? 3 : 2); /* Polygon, LineString */
+	p = wkb + 5;
+	if (ring) {
+		put_le32(p, 1); /* one ring */
+		p += 4;
+	}
+	put_le32(p, (uint32_t)np);
+	p += 4;
+	for (size_t k = 0; k < np; k++, p += 16) {
+		const double *pt = oid == OID_BOX ? box + 2 * k : xy + 2 * (k < n ? k : 0);
+
+		put_le_double(p, pt[0]);
+		put_le_double(p + 8, pt[1]);
+	}
+	buf_puts(out, "{\"wkb\":");
+	json_write_base64(out, wkb, size);
+	buf_puts(out, ",\"srid\":null,\"extensions\":{\"type\":");
+	buf_puts(out, oid == OID_BOX    ? "\"box\"}}"
+	              : oid == OID_LSEG ? "\"lseg\"}}"
+	              : oid == OID_PATH ? (closed ? "\"path\",\"closed\":\"true\"}}"
+	                                          : "\"path\",\"closed\":\"false\"}}")
+	                                : "\"polygon\"}}");
+	free(wkb);
+	free(xy);
+	return true;
+}
+
 /* One column's value; false if the text is not what the type promises. */
 static bool write_converted(struct dbz_state *st, struct buf *out, const struct relcol *col,
                             uint32_t oid, const char *s, size_t len)
 {
+	uint32_t elem;
+
 	switch (oid) {
 	case OID_NUMERIC:
 		return write_numeric(out, s, len, col->typmod, st->opt.decimal);
@@ -986,13 +1291,22 @@ static bool write_converted(struct dbz_state *st, struct buf *out, const struct 
 		return true;
 	case OID_POINT:
 		return write_point(out, s, len);
+	case OID_CIRCLE:
+		return write_circle(out, s, len);
+	case OID_LINE:
+		return write_line(out, s, len);
+	case OID_BOX:
+	case OID_LSEG:
+	case OID_PATH:
+	case OID_POLYGON:
+		return write_geometry(out, s, len, oid);
 	case OID_MONEY:
 		return write_money(out, s, len, st->opt.decimal);
 	case COLTYPE_HSTORE:
 		return write_hstore(out, s, len);
 	}
-	if (converted_elem(oid)) {
-		struct elem_ctx c = {st, col, converted_elem(oid)};
+	if ((elem = converted_elem(oid)) != 0) {
+		struct elem_ctx c = {st, col, elem};
 
 		return pgarray_write(out, s, len, ',', write_elem, &c);
 	}
@@ -1003,11 +1317,10 @@ static void write_column(struct dbz_state *st, struct buf *out, const struct rel
                          uint16_t i, const struct pgo_value *v)
 {
 	const struct relcol *col = &ri->remote->cols[i];
-	/* A domain's values are its base type's (event/relinfo.h). */
-	uint32_t oid =
-	    ri->types && !ri->types[i].array && ri->types[i].base ? ri->types[i].base : col->typoid;
-	/* Values no rule converts stay Postgres's text, times included. */
-	struct valtype vt = valtype_adjust(valtype_for_oid(col->typoid), true, false);
+	uint32_t oid = pgoid_of_column(ri, i);
+	/* Values no rule converts stay Postgres's text, times included; a
+	 * domain's as its base type's (an int domain's are numbers). */
+	struct valtype vt = valtype_adjust(valtype_for_oid(oid), true, false);
 
 	if (v->kind == 'u') {
 		/* What Debezium writes for a value it was not sent
@@ -1023,10 +1336,19 @@ static void write_column(struct dbz_state *st, struct buf *out, const struct rel
 		json_write_column(out, &vt, v); /* not matched: as the json format */
 }
 
+/* Which columns of a tuple write_row writes. */
+enum rowpick {
+	PICK_ALL,      /* every column Postgres sent */
+	PICK_IDENTITY, /* a key tuple's: the replica identity's, its nulls left out */
+	PICK_KEY,      /* the event key's (relinfo_is_key), a Kafka key's payload */
+};
+
 /* A row as Debezium's struct: the columns Postgres sent, in order. */
 static void write_row(struct dbz_state *st, struct buf *out, const struct relinfo *ri,
-                      const struct pgo_tuple *tup, bool keys_only)
+                      const struct pgo_tuple *tup, enum rowpick pick)
 {
+	bool keys_only = pick == PICK_IDENTITY;
+
 	const struct relation *rel = ri->remote;
 	bool first = true;
 
@@ -1040,6 +1362,8 @@ static void write_row(struct dbz_state *st, struct buf *out, const struct relinf
 			continue;
 		if (keys_only && tup->cols[i].kind == 'n')
 			continue; /* a key tuple's other columns are nulls pgoutput fills in */
+		if (pick == PICK_KEY && !relinfo_is_key(ri, i))
+			continue;
 		if (tup->cols[i].kind == 'u' && st->opt.toast == ENCODER_TOAST_OMIT)
 			continue; /* --unchanged-toast omit */
 		if (!first)
@@ -1060,6 +1384,22 @@ static int64_t now_ns(const struct dbz_state *st)
 		return st->opt.clock_ns();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A commit time (µs since 2000, as the server sends it) in µs since 1970,
+ * and in ns: clamped to int64, so that a corrupt stream's time far outside
+ * the calendar does not overflow (the decoder fuzzer's regression input);
+ * past 2262 ns do not fit, as Debezium's ts_ns does not in a Java long. */
+static int64_t commit_us(int64_t pg_us)
+{
+	return pg_us > INT64_MAX - PG_EPOCH_OFFSET_US ? INT64_MAX : pg_us + PG_EPOCH_OFFSET_US;
+}
+
+static int64_t commit_ns(int64_t pg_us)
+{
+	int64_t us = commit_us(pg_us);
+
+	return us > INT64_MAX / 1000 ? INT64_MAX : us < INT64_MIN / 1000 ? INT64_MIN : us * 1000;
 }
 
 /* ,"ts_ms":..,"ts_us":..,"ts_ns":.. of a time in ns since 1970. */
@@ -1102,7 +1442,7 @@ static void write_source(struct dbz_state *st, struct buf *out, const struct eve
 	buf_puts(out, ",\"connector\":\"postgresql\",\"name\":");
 	put_str(out, st->opt.topic_prefix ? st->opt.topic_prefix : "pgstream");
 	/* The commit time; a non-transactional message has none: processing time. */
-	put_times(out, txn ? (txn->commit_time + PG_EPOCH_OFFSET_US) * 1000 : processed_ns);
+	put_times(out, txn ? commit_ns(txn->commit_time) : processed_ns);
 	/* Debezium marks the rows of a snapshot "true" ("last" on the final one,
 	 * which a stream of rows cannot know when it writes one). */
 	buf_puts(out, ev->op == EVENT_READ ? ",\"snapshot\":\"true\",\"db\":"
@@ -1145,8 +1485,12 @@ static void put_tx_id(struct buf *out, const struct event *ev)
 /* --tx-events: Debezium's transaction metadata values (the BEGIN and END
  * records of its <prefix>.transaction topic), fields in its schema's
  * order: status, id, event_count, data_collections, ts_ms (commit time). */
-static void dbz_write_tx(struct buf *out, const struct event *ev)
+static void dbz_write_tx(struct dbz_state *st, struct buf *out, const struct event *ev)
 {
+	bool schemas = st->opt.schemas;
+
+	if (schemas)
+		buf_append(out, st->tx_head.data, st->tx_head.len);
 	buf_puts(out, ev->op == EVENT_BEGIN ? "{\"status\":\"BEGIN\",\"id\":"
 	                                    : "{\"status\":\"END\",\"id\":");
 	put_tx_id(out, ev);
@@ -1166,8 +1510,8 @@ static void dbz_write_tx(struct buf *out, const struct event *ev)
 		buf_putc(out, ']');
 	}
 	buf_puts(out, ",\"ts_ms\":");
-	put_i64(out, ev->txn ? (ev->txn->commit_time + PG_EPOCH_OFFSET_US) / 1000 : 0);
-	buf_puts(out, "}\n");
+	put_i64(out, ev->txn ? commit_us(ev->txn->commit_time) / 1000 : 0);
+	buf_puts(out, schemas ? "}}\n" : "}\n");
 }
 
 /* The envelope's transaction block: null unless --tx-events numbered ev. */
@@ -1216,14 +1560,24 @@ static bool key_changed(const struct event *ev)
 static void dbz_write_change(struct dbz_state *st, struct buf *out, const struct event *ev,
                              enum event_op op, int64_t processed)
 {
+	if (st->opt.schemas) {
+		const struct dbz_rel *r = ev->op == EVENT_MESSAGE ? NULL : ev->rel->enc_data;
+
+		if (ev->op == EVENT_MESSAGE)
+			buf_append(out, st->msg_head.data, st->msg_head.len);
+		else if (r)
+			buf_append(out, r->head, r->len);
+		else /* no Relation message seen by the format (tests), or no memory */
+			put_rel_head(out, ev->rel, &st->opt);
+	}
 	buf_putc(out, '{');
 	if (op == EVENT_INSERT || op == EVENT_UPDATE || op == EVENT_DELETE || op == EVENT_READ) {
 		buf_puts(out, "\"before\":");
 		write_row(st, out, ev->rel,
 		          op == EVENT_INSERT || op == EVENT_READ ? NULL : ev->oldtup,
-		          ev->old_kind == 'K');
+		          ev->old_kind == 'K' ? PICK_IDENTITY : PICK_ALL);
 		buf_puts(out, ",\"after\":");
-		write_row(st, out, ev->rel, op == EVENT_DELETE ? NULL : ev->newtup, false);
+		write_row(st, out, ev->rel, op == EVENT_DELETE ? NULL : ev->newtup, PICK_ALL);
 		buf_putc(out, ',');
 	}
 	write_source(st, out, ev, processed);
@@ -1240,7 +1594,7 @@ static void dbz_write_change(struct dbz_state *st, struct buf *out, const struct
 	} else {
 		put_tx_block(out, ev);
 	}
-	buf_puts(out, "}\n");
+	buf_puts(out, st->opt.schemas ? "}}\n" : "}\n");
 }
 
 static void dbz_write(void *state, struct buf *out, const struct event *ev)
@@ -1249,21 +1603,99 @@ static void dbz_write(void *state, struct buf *out, const struct event *ev)
 	int64_t processed;
 
 	if (ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT) {
-		dbz_write_tx(out, ev);
+		dbz_write_tx(st, out, ev);
 		return;
 	}
 	processed = now_ns(st);
+	st->second = 0;
 	if (key_changed(ev)) {
+		size_t start = out->len;
+
 		dbz_write_change(st, out, ev, EVENT_DELETE, processed);
+		st->second = out->len - start;
 		dbz_write_change(st, out, ev, EVENT_INSERT, processed);
 		return;
 	}
 	dbz_write_change(st, out, ev, ev->op, processed);
 }
 
+static size_t dbz_second_record(const void *state)
+{
+	return ((const struct dbz_state *)state)->second;
+}
+
+/*
+ * An event's Kafka key as the connector's (the Key struct of the event
+ * key's columns, {"prefix":..} for a message, {"id":"xid:lsn"} for a
+ * transaction boundary as its TransactionMetadataKey), each value by this
+ * file's rules, under --debezium-schemas with its schema. old: the old key
+ * of an UPDATE (key.h's key_tuple); 0 when the event has none.
+ */
+static int dbz_write_key(void *state, struct buf *out, const struct event *ev, bool old)
+{
+	struct dbz_state *st = state;
+	bool schemas = st->opt.schemas;
+	const struct pgo_tuple *tup;
+
+	switch (ev->op) {
+	case EVENT_TRUNCATE:
+		return 0;
+	case EVENT_MESSAGE:
+		if (old)
+			return 0;
+		if (schemas) {
+			buf_puts(out, "{\"schema\":");
+			dbz_schema_message_key(out);
+			buf_puts(out, ",\"payload\":");
+		}
+		buf_puts(out, "{\"prefix\":");
+		put_str(out, ev->prefix);
+		buf_puts(out, schemas ? "}}" : "}");
+		return 1;
+	case EVENT_BEGIN:
+	case EVENT_COMMIT:
+		if (old)
+			return 0;
+		if (schemas) {
+			buf_puts(out, "{\"schema\":");
+			dbz_schema_tx_key(out);
+			buf_puts(out, ",\"payload\":");
+		}
+		buf_puts(out, "{\"id\":");
+		put_tx_id(out, ev);
+		buf_puts(out, schemas ? "}}" : "}");
+		return 1;
+	default:
+		break;
+	}
+	/* REPLICA IDENTITY FULL without a primary key: pgoutput flags every
+	 * column, but the connector's key is null without a primary or
+	 * unique key (postgresql.adoc, "Change event keys"). */
+	if (ev->rel->remote->replident == 'f' && ev->rel->key == NULL)
+		return 0;
+	if ((tup = key_tuple(ev, old)) == NULL)
+		return 0;
+	if (schemas) {
+		const struct dbz_rel *r = ev->rel->enc_data;
+
+		if (r)
+			buf_append(out, r->head + r->len, r->key_len);
+		else
+			put_key_head(out, ev->rel, &st->opt);
+	}
+	write_row(st, out, ev->rel, tup, PICK_KEY);
+	if (schemas)
+		buf_putc(out, '}');
+	return 1;
+}
+
 const struct encoder_ops ENCODER_DEBEZIUM = {
     .name = "debezium",
     .state_size = sizeof(struct dbz_state),
     .init = dbz_init,
+    .prepare_relation = dbz_prepare_relation,
     .write = dbz_write,
+    .fini = dbz_fini,
+    .second_record = dbz_second_record,
+    .write_key = dbz_write_key,
 };

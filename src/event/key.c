@@ -1,6 +1,7 @@
 /* key.c — an event's key (see key.h). */
 #include "event/key.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "event/jstring.h"
@@ -44,21 +45,48 @@ bool key_write(struct buf *out, const struct event *ev, const struct row_opts *o
 		return true;
 	case EVENT_TRUNCATE:
 		return false;
-	case EVENT_DELETE:
-		tup = ev->oldtup;
-		break;
-	case EVENT_INSERT:
-	case EVENT_UPDATE:
+	case EVENT_BEGIN:
+	case EVENT_COMMIT: {
+		/* --tx-events: a transaction's two boundaries share a key, so a
+		 * topic's partitions keep them in order. */
+		char x[32];
+
+		snprintf(x, sizeof x, "{\"xid\":%u}", ev->txn ? (unsigned)ev->txn->xid : 0u);
+		buf_puts(out, x);
+		return true;
+	}
 	default:
-		tup = ev->newtup;
-		if (ev->oldtup && key_toasted(ev->rel, tup))
-			tup = ev->oldtup;
 		break;
 	}
-	if (tup == NULL || !has_key_columns(ev->rel))
+	if ((tup = key_tuple(ev, false)) == NULL)
 		return false;
 	write_row_key(out, ev->rel, tup, opt);
 	return true;
+}
+
+const struct pgo_tuple *key_tuple(const struct event *ev, bool old)
+{
+	const struct pgo_tuple *tup = NULL;
+
+	switch (ev->op) {
+	case EVENT_DELETE:
+		tup = old ? NULL : ev->oldtup;
+		break;
+	case EVENT_INSERT:
+	case EVENT_UPDATE:
+	case EVENT_READ:
+		if (old)
+			tup = ev->op == EVENT_UPDATE ? ev->oldtup : NULL;
+		else if ((tup = ev->newtup) != NULL && ev->oldtup && key_toasted(ev->rel, tup))
+			tup = ev->oldtup;
+		break;
+	case EVENT_TRUNCATE:
+	case EVENT_MESSAGE:
+	case EVENT_BEGIN:
+	case EVENT_COMMIT:
+		return NULL;
+	}
+	return tup && has_key_columns(ev->rel) ? tup : NULL;
 }
 
 bool key_write_old(struct buf *out, const struct event *ev, const char *key, size_t key_len,

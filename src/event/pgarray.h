@@ -17,7 +17,8 @@
 /* Writes one element's text s[0..n) (quotes and escapes removed; never the
  * NULL word) as a JSON value, at most PGARRAY_ELEM_MAX(n) bytes: an element
  * with escapes is unescaped into out itself first, and the room reserved
- * for it must not move while the writer reads it. */
+ * for it must not move while the writer reads it. A writer that may write
+ * more must be done reading s before it appends to out. */
 typedef void (*pgarray_elem_fn)(void *ctx, struct buf *out, const char *s, size_t n);
 #define PGARRAY_ELEM_MAX(n) (6 * (n) + 16)
 

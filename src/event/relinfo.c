@@ -25,6 +25,9 @@ static void relinfo_free(void *p)
 	free(ri->view);
 	free(ri->src);
 	free(ri->masked);
+	for (uint16_t i = 0; ri->meta && i < ri->nmeta; i++)
+		free(ri->meta[i].allowed);
+	free(ri->meta);
 	free(ri);
 }
 

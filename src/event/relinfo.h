@@ -36,6 +36,18 @@ struct coltype {
  * from database to database, known by its name (the Type message's). Text
  * to every format but debezium, which writes it as the connector does. */
 #define COLTYPE_HSTORE UINT32_MAX
+/* ltree, known the same way: text to every format, debezium's schemas name
+ * it (io.debezium.data.Ltree). UINT32_MAX - 1 is taken (event/pgoid.h). */
+#define COLTYPE_LTREE (UINT32_MAX - 2)
+
+/* What the catalog says of a column beyond pgoutput, asked only for
+ * --debezium-schemas, whose schemas describe it: whether it is NOT NULL,
+ * and an enum's labels in their sort order, comma-separated (NULL: not an
+ * enum). */
+struct colmeta {
+	bool notnull;
+	char *allowed;
+};
 
 struct relinfo {
 	const struct relation *remote; /* borrowed, see above */
@@ -61,6 +73,10 @@ struct relinfo {
 	struct relation *view;
 	uint16_t *src;
 	bool *masked;
+	/* remote's columns (the view's, once filtered) as the catalog
+	 * describes them, nmeta entries; NULL: not asked, or not known. */
+	struct colmeta *meta;
+	uint16_t nmeta;
 };
 
 /* Whether column i is one of the event key's columns (see key above). */

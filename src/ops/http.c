@@ -188,9 +188,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	} else if (strcmp(url, "/healthz") == 0) {
 		if (!metrics_health(h->m, &body))
 			status = MHD_HTTP_SERVICE_UNAVAILABLE;
+	} else if (strcmp(url, "/livez") == 0) {
+		if (!metrics_live(h->m, &body))
+			status = MHD_HTTP_SERVICE_UNAVAILABLE;
 	} else {
 		status = MHD_HTTP_NOT_FOUND;
-		buf_puts(&body, "not found: try /, /metrics, /healthz or /status.json\n");
+		buf_puts(&body, "not found: try /, /metrics, /healthz, /livez or /status.json\n");
 	}
 	rc = respond(conn, status, &body, type);
 	buf_reset(&body);

@@ -129,6 +129,17 @@ void metrics_caught_up(struct metrics *m)
 	m->f.lag_seconds = 0;
 }
 
+void metrics_snapshot_table(struct metrics *m, uint32_t oid, int64_t rows_estimated, bool done)
+{
+	struct metrics_table *t = (struct metrics_table *)oidmap_get(&m->by_oid, oid);
+
+	if (t == NULL)
+		return; /* not counted per table (see metrics_relation) */
+	t->in_snapshot = true;
+	t->snapshot_done = done;
+	t->rows_estimated = rows_estimated;
+}
+
 void metrics_sink_flush(struct metrics *m, int64_t us)
 {
 	int b = 0;
@@ -277,6 +288,8 @@ void metrics_slot(struct metrics *m, uint64_t wal_end, uint64_t restart_lsn, uin
                   bool active)
 {
 	m->f.slot_known = true;
+	if (wal_end > m->f.server_lsn)
+		m->f.server_lsn = wal_end;
 	m->f.slot_retained_bytes = wal_end > restart_lsn ? wal_end - restart_lsn : 0;
 	m->f.slot_lag_bytes = wal_end > confirmed ? wal_end - confirmed : 0;
 	m->f.slot_active = active;
@@ -357,6 +370,48 @@ static void take_view(struct metrics *m, struct view *v)
 	pthread_mutex_unlock(&m->pub.mu);
 }
 
+static void table_labels(struct buf *out, const char *name, const struct metrics_table *t)
+{
+	buf_printf(out, "%s{schema=\"", name);
+	put_label(out, t->schema);
+	buf_puts(out, "\",table=\"");
+	put_label(out, t->name);
+	buf_puts(out, "\"} ");
+}
+
+/* The initial snapshot's tables, when there was one: with the read events
+ * per table, enough for a progress figure (read / estimated). */
+static void render_snapshot(struct buf *out, const struct view *v)
+{
+	size_t n = 0, done = 0;
+
+	for (size_t i = 0; i < v->ntables; i++)
+		if (v->tables[i].in_snapshot) {
+			n++;
+			done += v->tables[i].snapshot_done;
+		}
+	if (n == 0)
+		return;
+	gauge_u(out, "pgstream_snapshot_tables", "Tables the initial snapshot reads.", n);
+	gauge_u(out, "pgstream_snapshot_tables_done",
+	        "Tables the initial snapshot has read to the end.", done);
+	head(out, "pgstream_snapshot_rows_estimated", "gauge",
+	     "Rows of a table the initial snapshot expects (the planner's estimate; its rows "
+	     "read once done); absent if never analyzed.");
+	for (size_t i = 0; i < v->ntables; i++)
+		if (v->tables[i].in_snapshot && v->tables[i].rows_estimated >= 0) {
+			table_labels(out, "pgstream_snapshot_rows_estimated", &v->tables[i]);
+			buf_printf(out, "%lld\n", (long long)v->tables[i].rows_estimated);
+		}
+	head(out, "pgstream_snapshot_table_done", "gauge",
+	     "1 once the initial snapshot has read the table to the end.");
+	for (size_t i = 0; i < v->ntables; i++)
+		if (v->tables[i].in_snapshot) {
+			table_labels(out, "pgstream_snapshot_table_done", &v->tables[i]);
+			buf_printf(out, "%d\n", v->tables[i].snapshot_done);
+		}
+}
+
 void metrics_render(struct metrics *m, struct buf *out)
 {
 	struct view v;
@@ -395,6 +450,7 @@ void metrics_render(struct metrics *m, struct buf *out)
 			buf_printf(out, "\",op=\"%s\"} %llu\n", OP_NAMES[op],
 			           (unsigned long long)v.tables[i].events[op]);
 		}
+	render_snapshot(out, &v);
 	counter_u(out, "pgstream_messages_total", "Logical messages emitted.", v.f.messages);
 	counter_u(out, "pgstream_transactions_total",
 	          "Transactions emitted (their commit reached).", v.f.transactions);
@@ -403,7 +459,8 @@ void metrics_render(struct metrics *m, struct buf *out)
 
 	gauge_u(out, "pgstream_received_lsn",
 	        "Highest WAL position received from the server (as a number).", v.f.received_lsn);
-	gauge_u(out, "pgstream_server_wal_lsn", "The server's WAL end, as its last message said.",
+	gauge_u(out, "pgstream_server_wal_lsn",
+	        "The server's WAL end: the most its messages or the catalog (every 10 s) said.",
 	        v.f.server_lsn);
 	gauge_u(out, "pgstream_written_lsn", "Highest WAL position decoded and handed to the sink.",
 	        v.f.written_lsn);
@@ -484,16 +541,13 @@ bool metrics_health(struct metrics *m, struct buf *out)
 	pthread_mutex_unlock(&m->pub.mu);
 	since = (now - f.state_since_ms) / 1000;
 	lsn_format(f.acked_lsn, lsn);
-	/* A snapshot publishes as it goes (a long one must not look dead to a
-	 * liveness probe that would restart it from the beginning). */
+	/* Not streaming yet: a liveness probe asks /livez instead. */
 	if (f.state == METRICS_SNAPSHOT) {
-		stale = now - f.published_ms;
-		if (stale > 2 * (int64_t)m->status_interval_ms + 5000) {
-			buf_printf(out, "snapshot silent for %lld s\n", (long long)(stale / 1000));
-			return false;
-		}
-		buf_printf(out, "ok: snapshot for %lld s\n", (long long)since);
-		return true;
+		buf_printf(out,
+		           "snapshot in progress for %lld s: not streaming yet (/livez says "
+		           "whether it goes on)\n",
+		           (long long)since);
+		return false;
 	}
 	if (f.state != METRICS_STREAMING) {
 		buf_printf(out, "%s for %lld s", STATE_NAMES[f.state], (long long)since);
@@ -521,6 +575,29 @@ bool metrics_health(struct metrics *m, struct buf *out)
 		return false;
 	}
 	buf_printf(out, "ok: streaming for %lld s, acknowledged up to %s\n", (long long)since, lsn);
+	return true;
+}
+
+bool metrics_live(struct metrics *m, struct buf *out)
+{
+	struct metrics_figures f;
+	int64_t now = clock_ms(), stale;
+
+	pthread_mutex_lock(&m->pub.mu);
+	f = m->pub.f;
+	pthread_mutex_unlock(&m->pub.mu);
+	/* The loop and a snapshot publish at least at every status interval;
+	 * the other states wait on a server or a timer of their own. */
+	stale = now - f.published_ms;
+	if ((f.state == METRICS_STREAMING || f.state == METRICS_SNAPSHOT ||
+	     f.state == METRICS_SINK_BLOCKED) &&
+	    stale > 2 * (int64_t)m->status_interval_ms + 5000) {
+		buf_printf(out, "%s silent for %lld s\n", STATE_NAMES[f.state],
+		           (long long)(stale / 1000));
+		return false;
+	}
+	buf_printf(out, "ok: %s for %lld s\n", STATE_NAMES[f.state],
+	           (long long)((now - f.state_since_ms) / 1000));
 	return true;
 }
 

@@ -51,7 +51,7 @@ enum metrics_state {
 	METRICS_SINK_BLOCKED,
 	METRICS_RECONNECTING,
 	METRICS_STOPPING,
-	METRICS_SNAPSHOT, /* the initial snapshot: healthy while it goes on */
+	METRICS_SNAPSHOT, /* the initial snapshot: alive (/livez), not yet healthy */
 	METRICS_NSTATES,
 };
 
@@ -66,6 +66,11 @@ struct metrics_table {
 	uint64_t events[METRICS_NOPS];
 	double rate;        /* events per second over the last sample interval */
 	uint64_t rate_base; /* ... its event count at the start of it */
+	/* The initial snapshot's progress (in_snapshot: one of its tables);
+	 * its rows read are events[METRICS_READ]. */
+	bool in_snapshot;
+	bool snapshot_done;
+	int64_t rows_estimated; /* -1: unknown (never analyzed); once done, rows read */
 };
 
 /* The status page's history: one sample a second for an hour, and the
@@ -90,7 +95,7 @@ struct metrics_figures {
 	uint64_t bytes_out;    /* encoded event bytes handed to the sink */
 	uint64_t
 	    received_lsn;     /* highest position the server sent (XLogData start, keepalive end) */
-	uint64_t server_lsn;  /* the server's WAL end, as its last frame said */
+	uint64_t server_lsn;  /* the server's WAL end: the most its frames or the catalog said */
 	uint64_t written_lsn; /* highest position processed */
 	uint64_t flushed_lsn; /* durable in the sink: may be acknowledged */
 	uint64_t acked_lsn;   /* last flush position sent to the server */
@@ -170,7 +175,9 @@ static inline void metrics_event(struct metrics *m, uint32_t oid, int op, size_t
 }
 
 /* A frame arrived: position is the XLogData start or the keepalive's WAL
- * end, server_end the server's WAL end from its header. */
+ * end, server_end the WAL end from its header (a logical walsender's is
+ * only how far it has sent, so the catalog's figure, metrics_slot, counts
+ * too: the backlog not yet sent is lag as well). */
 static inline void metrics_frame(struct metrics *m, uint64_t position, uint64_t server_end)
 {
 	if (position > m->f.received_lsn)
@@ -183,6 +190,10 @@ static inline void metrics_frame(struct metrics *m, uint64_t position, uint64_t 
 void metrics_commit(struct metrics *m, int64_t commit_time);
 /* Everything the server sent before its WAL end is handled: caught up. */
 void metrics_caught_up(struct metrics *m);
+
+/* The initial snapshot's table oid: its estimated rows (-1 unknown) and
+ * whether it is read to the end. */
+void metrics_snapshot_table(struct metrics *m, uint32_t oid, int64_t rows_estimated, bool done);
 
 /* A sink flush took us microseconds (durable: with fsync or delivery). */
 void metrics_sink_flush(struct metrics *m, int64_t us);
@@ -215,8 +226,14 @@ void metrics_render_status(struct metrics *m, struct buf *out);
  * appended to out, with the process's CPU and RSS read now. */
 void metrics_render(struct metrics *m, struct buf *out);
 
-/* Healthy: streaming, and acknowledgement moving or nothing to
- * acknowledge. Appends one line saying why, or what is well, to out. */
+/* Healthy (/healthz): streaming, and acknowledgement moving or nothing
+ * to acknowledge. Appends one line saying why, or what is well, to out. */
 bool metrics_health(struct metrics *m, struct buf *out);
+
+/* Alive (/livez): the loop, or a snapshot, still publishes; waiting for a
+ * server or a sink counts as alive (a restart would not help). For a
+ * liveness probe, which must not restart a long snapshot from the start.
+ * Appends one line to out. */
+bool metrics_live(struct metrics *m, struct buf *out);
 
 #endif

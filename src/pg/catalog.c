@@ -209,6 +209,38 @@ int catalog_type_name(struct catalog *cat, uint32_t oid, char *out, size_t outle
 	return 0;
 }
 
+/* Run sql with relid as $1 and append the first nfields fields of each
+ * row to out, each NUL-terminated (out is cleared first). The number of
+ * rows; -1 with *e set ("could not <what>: ..."). */
+static int query_relation(struct catalog *cat, const char *sql, uint32_t relid, int nfields,
+                          struct buf *out, const char *what, struct err *e)
+{
+	char oidtext[16];
+	const char *params[1] = {oidtext};
+	PGresult *res;
+	int n;
+
+	buf_clear(out);
+	if (ensure_connected(cat, e) < 0)
+		return -1;
+	snprintf(oidtext, sizeof oidtext, "%u", relid);
+	res = PQexecParams(cat->pg, sql, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		int rc = conn_result_error(cat->pg, res, e, what);
+
+		PQclear(res);
+		return rc;
+	}
+	n = PQntuples(res);
+	for (int i = 0; i < n; i++)
+		for (int f = 0; f < nfields; f++)
+			buf_append(out, PQgetvalue(res, i, f), (size_t)PQgetlength(res, i, f) + 1);
+	PQclear(res);
+	if (!buf_ok(out))
+		return err_set(e, "could not %s: out of memory", what);
+	return n;
+}
+
 int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, struct err *e)
 {
 	/* The primary key first; an index's columns in its own order. An
@@ -223,29 +255,20 @@ int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, 
 	    "AND 0 <> ALL (x.indkey::pg_catalog.int2[]) "
 	    "ORDER BY x.indisprimary DESC, x.indexrelid LIMIT 1) "
 	    "AND a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n";
-	char oidtext[16];
-	const char *params[1] = {oidtext};
-	PGresult *res;
-	int n;
 
-	buf_clear(names);
-	if (ensure_connected(cat, e) < 0)
-		return -1;
-	snprintf(oidtext, sizeof oidtext, "%u", relid);
-	res = PQexecParams(cat->pg, SQL, 1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		int rc = conn_result_error(cat->pg, res, e, "look up primary key");
+	return query_relation(cat, SQL, relid, 1, names, "look up primary key", e);
+}
 
-		PQclear(res);
-		return rc;
-	}
-	n = PQntuples(res);
-	for (int i = 0; i < n; i++)
-		buf_append(names, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0) + 1);
-	PQclear(res);
-	if (!buf_ok(names))
-		return err_set(e, "could not look up primary key: out of memory");
-	return n;
+int catalog_columns(struct catalog *cat, uint32_t relid, struct buf *out, struct err *e)
+{
+	static const char SQL[] =
+	    "SELECT a.attname, a.attnotnull, COALESCE((SELECT pg_catalog.string_agg(e.enumlabel, "
+	    "',' ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = "
+	    "COALESCE(NULLIF(t.typbasetype, 0), a.atttypid)), '') "
+	    "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+	    "WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+
+	return query_relation(cat, SQL, relid, 3, out, "look up columns", e);
 }
 
 int catalog_copy_slot(struct catalog *cat, const char *src, const char *dst, struct err *e)
@@ -363,7 +386,10 @@ int catalog_slot_info(struct catalog *cat, const char *slot, struct catalog_slot
                       struct err *e)
 {
 	static const char SQL[] =
-	    "SELECT pg_catalog.pg_current_wal_lsn()::text, s.active, s.restart_lsn::text, "
+	    /* On a standby (decoding there, 16+) the WAL ends where it replayed. */
+	    "SELECT (CASE WHEN pg_catalog.pg_is_in_recovery() THEN "
+	    "pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END)::text, "
+	    "s.active, s.restart_lsn::text, "
 	    "s.confirmed_flush_lsn::text FROM (SELECT 1) one LEFT JOIN "
 	    "pg_catalog.pg_replication_slots s ON s.slot_name = $1";
 	const char *params[1] = {slot};

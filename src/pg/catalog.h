@@ -68,6 +68,17 @@ int catalog_to_utf8(struct catalog *cat, const char *encoding, const uint8_t *in
 int catalog_primary_key(struct catalog *cat, uint32_t relid, struct buf *names, struct err *e);
 
 /*
+ * What pgoutput does not say of relation relid's columns, which the debezium
+ * format's schemas describe (--debezium-schemas): for each column in attnum
+ * order, dropped ones left out, three strings each followed by a NUL in
+ * out (cleared first): its name, "t" if it is NOT NULL ("f" if not), and
+ * its labels in their sort order, comma-separated, if its type is an enum
+ * or a domain over one ("" if not). Returns the number of columns, or -1
+ * with *e set when the catalog cannot be asked.
+ */
+int catalog_columns(struct catalog *cat, uint32_t relid, struct buf *out, struct err *e);
+
+/*
  * Make slot dst, permanent, a copy of slot src (pg_copy_logical_replication_slot):
  * the same consistent point and the same WAL held, so a stream from dst
  * starts exactly where a snapshot exported by src ends. Used once a

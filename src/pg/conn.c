@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "pg/conn_int.h"
+#include "pg/identity.h"
 #include "pg/pace.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -35,15 +36,18 @@
 #define MIN_SERVER_VERSION       100000 /* logical replication protocol: PG 10 */
 #define MESSAGES_SERVER_VERSION  140000 /* pgoutput 'messages' option: PG 14 */
 #define STREAMING_SERVER_VERSION 140000 /* pgoutput 'streaming' option: PG 14 */
+#define TWO_PHASE_SERVER_VERSION 150000 /* pgoutput decodes at PREPARE: PG 15 */
+#define ORIGIN_SERVER_VERSION    160000 /* pgoutput 'origin' option: PG 16 */
+#define FAILOVER_SERVER_VERSION  170000 /* slots synchronized to standbys: PG 17 */
 
 struct pg_conn {
 	PGconn *pg;
 	struct pace pace; /* read pacing (pg/pace.h), used by stream.c */
 };
 
-/* Which SQLSTATEs a retry can cure: the server going away or coming back, or
- * a slot still held by a walsender that has not yet noticed its client is
- * gone (object_in_use). */
+/* Which SQLSTATEs a retry can cure: the server going away or coming back, a
+ * standby's recovery conflict, or a slot still held by a walsender that has
+ * not yet noticed its client is gone (object_in_use). */
 static enum err_kind sqlstate_kind(const char *state)
 {
 	if (state == NULL)
@@ -54,7 +58,11 @@ static enum err_kind sqlstate_kind(const char *state)
 	    strcmp(state, "57P01") == 0 ||  /* admin_shutdown */
 	    strcmp(state, "57P02") == 0 ||  /* crash_shutdown */
 	    strcmp(state, "57P03") == 0 ||  /* cannot_connect_now */
-	    strcmp(state, "53300") == 0)    /* too_many_connections */
+	    strcmp(state, "53300") == 0 ||  /* too_many_connections */
+	    /* On a standby (decoding there, 16+), a recovery conflict that
+	     * cancelled the walsender: the reconnect streams again, or finds
+	     * the slot invalidated by it and says why. */
+	    strcmp(state, "40001") == 0)
 		return ERR_TRANSIENT;
 	return ERR_FATAL;
 }
@@ -300,13 +308,62 @@ static int create_publication(PGconn *pg, const struct conn_params *p, const cha
 	}
 	if (rc == 0 && !buf_ok(&sql))
 		rc = err_set(e, "could not build CREATE PUBLICATION: too long");
+	/* In a transaction, so that the tables it would contain are known
+	 * exactly (the server's own rules for FOR ALL TABLES) before it
+	 * exists for anyone: a table without a replica identity in it makes
+	 * the application's UPDATEs and DELETEs of that table fail. */
+	if (rc == 0 && (res = run(pg, "BEGIN", "create publication", e)) == NULL)
+		rc = -1;
+	PQclear(res);
+	res = NULL;
 	if (rc == 0 && (res = run(pg, sql.data, "create publication", e)) == NULL)
+		rc = -1;
+	buf_clear(&sql);
+	if (rc == 0) {
+		int missing = 0;
+
+		rc = identity_missing(pg, p->publication, &sql, &missing, e);
+		if (rc == 0 && missing && !p->allow_no_identity)
+			rc = err_set(
+			    e,
+			    "could not create publication %s: the server would refuse UPDATE "
+			    "and DELETE on %d %s without a replica identity while published "
+			    "(" IDENTITY_REMEDY ", leave %s out with --tables, or pass "
+			    "--allow-no-replica-identity): %s",
+			    p->publication, missing, missing == 1 ? "table" : "tables",
+			    missing == 1 ? "it" : "them", sql.data ? sql.data : "");
+	}
+	PQclear(res);
+	res = run(pg, rc == 0 ? "COMMIT" : "ROLLBACK", "create publication",
+	          rc == 0 ? e : &(struct err){0});
+	if (rc == 0 && res == NULL)
 		rc = -1;
 	if (rc == 0)
 		log_info("publication created: %s", p->publication);
 	PQclear(res);
 	buf_reset(&sql);
 	return rc;
+}
+
+/* Every start: the application's UPDATEs and DELETEs of these tables fail
+ * while they are published, which pgstream cannot fix but can name. */
+static int warn_identity(PGconn *pg, const struct conn_params *p, struct err *e)
+{
+	struct buf names;
+	int missing = 0;
+
+	buf_init(&names, 1 << 16);
+	if (identity_missing(pg, p->publication, &names, &missing, e) < 0) {
+		buf_reset(&names);
+		return -1;
+	}
+	if (missing)
+		log_warn("publication %s: %d %s no replica identity: %s; the server refuses "
+		         "UPDATE and DELETE on %s while published: " IDENTITY_REMEDY,
+		         p->publication, missing, missing == 1 ? "table has" : "tables have",
+		         names.data ? names.data : "", missing == 1 ? "it" : "them");
+	buf_reset(&names);
+	return 0;
 }
 
 static int ensure_publication(PGconn *pg, const struct conn_params *p, struct err *e)
@@ -349,6 +406,28 @@ out:
 	return rc;
 }
 
+/* Why the server gave up a slot, and what to change so it does not again
+ * (pg_replication_slots.invalidation_reason, 17+; 16 says only whether a
+ * standby's recovery conflicted with it; before, WAL removal is the only
+ * cause). */
+static const char *invalidation_cause(const char *reason)
+{
+	if (strcmp(reason, "rows_removed") == 0)
+		return "rows_removed: the primary removed catalog rows it needed; on a standby "
+		       "keep hot_standby_feedback on with primary_slot_name set";
+	if (strcmp(reason, "wal_level_insufficient") == 0)
+		return "wal_level_insufficient: the primary's wal_level was lowered below logical; "
+		       "set it back to logical and restart the primary";
+	if (strcmp(reason, "idle_timeout") == 0)
+		return "idle_timeout: inactive longer than idle_replication_slot_timeout; raise "
+		       "it, "
+		       "or keep pgstream connected";
+	if (strcmp(reason, "conflict") == 0)
+		return "a recovery conflict on this standby: the primary removed catalog rows it "
+		       "needed, or its wal_level was lowered below logical";
+	return "wal_status lost: the WAL it needed was removed, see max_slot_wal_keep_size";
+}
+
 /* Check a slot that already exists; fill its confirmed position. Returns 1
  * if the slot exists and is usable, 0 if it does not exist. */
 static int check_existing_slot(PGconn *pg, const struct conn_params *p, struct conn_info *info,
@@ -361,8 +440,14 @@ static int check_existing_slot(PGconn *pg, const struct conn_params *p, struct c
 
 	snprintf(sql, sizeof sql,
 	         "SELECT plugin, slot_type, database, active_pid, confirmed_flush_lsn, %s, "
-	         "current_database() FROM pg_catalog.pg_replication_slots WHERE slot_name = '%s'",
-	         info->server_version >= 130000 ? "wal_status" : "NULL", p->slot);
+	         "current_database(), %s, %s, %s FROM pg_catalog.pg_replication_slots "
+	         "WHERE slot_name = '%s'",
+	         info->server_version >= 130000 ? "wal_status" : "NULL",
+	         info->server_version >= FAILOVER_SERVER_VERSION ? "failover" : "false",
+	         info->server_version >= FAILOVER_SERVER_VERSION ? "invalidation_reason"
+	         : info->server_version >= 160000 ? "CASE WHEN conflicting THEN 'conflict' END"
+	                                          : "NULL",
+	         info->server_version >= TWO_PHASE_SERVER_VERSION ? "two_phase" : "false", p->slot);
 	res = run(pg, sql, "look up replication slot", e);
 	if (res == NULL)
 		return -1;
@@ -386,26 +471,77 @@ static int check_existing_slot(PGconn *pg, const struct conn_params *p, struct c
 		             "pgoutput (use another --slot name, or drop it with SELECT "
 		             "pg_drop_replication_slot('%s'))",
 		             p->slot, plugin, p->slot);
+	/* From 15 such a slot has pgoutput decode a transaction at its
+	 * PREPARE, whatever START_REPLICATION asks, in messages of protocol
+	 * version 3, and send only its outcome later (14's pgoutput has no
+	 * two-phase decoding, so the flag does nothing): pgstream emits committed
+	 * transactions, whole, at their commit, which a slot without it gives
+	 * (a prepared transaction is decoded at its COMMIT PREPARED). */
+	else if (PQgetvalue(res, 0, 9)[0] == 't')
+		rc = err_set(e,
+		             "replication slot \"%s\" has two_phase enabled, and pgstream does not "
+		             "decode prepared transactions at PREPARE (it emits them when they "
+		             "commit): use another --slot name, or drop it with SELECT "
+		             "pg_drop_replication_slot('%s')",
+		             p->slot, p->slot);
 	else if (strcmp(db, PQgetvalue(res, 0, 6)) != 0)
 		rc = err_set(e,
 		             "replication slot \"%s\" belongs to database \"%s\", not \"%s\" "
 		             "(slot names are per server: give each pgstream its own --slot, "
 		             "e.g. --slot pgstream_%s)",
 		             p->slot, db, PQgetvalue(res, 0, 6), PQgetvalue(res, 0, 6));
-	else if (strcmp(status, "lost") == 0)
+	else if (strcmp(status, "lost") == 0 || !PQgetisnull(res, 0, 8))
 		rc = err_set(e,
-		             "replication slot \"%s\" is invalidated (wal_status lost: the WAL it "
-		             "needed was removed, see max_slot_wal_keep_size); changes were lost "
-		             "on the server, drop the slot and resynchronize",
-		             p->slot);
+		             "replication slot \"%s\" is invalidated (%s); changes were lost on "
+		             "the server, drop the slot and resynchronize",
+		             p->slot, invalidation_cause(PQgetvalue(res, 0, 8)));
 	else if (!PQgetisnull(res, 0, 3))
 		rc = err_setk(e, ERR_BUSY,
 		              "replication slot \"%s\" is active in another process (pid %s)",
 		              p->slot, pid);
 	else if (!PQgetisnull(res, 0, 4))
 		lsn_parse(PQgetvalue(res, 0, 4), &info->slot_confirmed_lsn);
+	if (rc == 1)
+		info->slot_failover = PQgetvalue(res, 0, 7)[0] == 't';
 	PQclear(res);
 	return rc;
+}
+
+/* --failover-slot on a slot made without it (by an older pgstream, or
+ * copied from the snapshot's temporary slot, which cannot have it). */
+static int enable_failover(PGconn *pg, const struct conn_params *p, struct err *e)
+{
+	char sql[256];
+	PGresult *res;
+
+	snprintf(sql, sizeof sql, "ALTER_REPLICATION_SLOT \"%s\" (FAILOVER true)", p->slot);
+	res = run(pg, sql, "enable failover on the replication slot", e);
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	log_info("replication slot %s: failover enabled", p->slot);
+	return 0;
+}
+
+/* A failover slot reaches a standby only through its slot sync, and is
+ * safe there only if the server holds back changes the standby has not
+ * received: otherwise pgstream may emit transactions that a failover to
+ * that standby loses, and its synchronized slot is behind what pgstream
+ * acknowledged. */
+static int check_failover_setup(PGconn *pg, struct err *e)
+{
+	PGresult *res =
+	    run(pg, "SHOW synchronized_standby_slots", "read synchronized_standby_slots", e);
+
+	if (res == NULL)
+		return -1;
+	if (PQgetvalue(res, 0, 0)[0] == '\0')
+		log_warn("--failover-slot: synchronized_standby_slots is empty, so pgstream may "
+		         "receive changes a standby has not yet received; after a failover to it "
+		         "those are gone from the database but not from pgstream's output (set "
+		         "synchronized_standby_slots to the standbys' physical slots)");
+	PQclear(res);
+	return 0;
 }
 
 /* A temporary slot exporting its snapshot (conn.h, export_snapshot). It
@@ -464,7 +600,8 @@ static int ensure_slot(PGconn *pg, const struct conn_params *p, struct conn_info
 			return -1;
 		if (exists) {
 			log_info("using existing replication slot: %s", p->slot);
-			return 0;
+			return p->failover_slot && !info->slot_failover ? enable_failover(pg, p, e)
+			                                                : 0;
 		}
 		/* Creating it again would start after the changes made since it
 		 * vanished: a silent loss. Say so instead. */
@@ -472,16 +609,20 @@ static int ensure_slot(PGconn *pg, const struct conn_params *p, struct conn_info
 			return err_set(
 			    e,
 			    "replication slot \"%s\" no longer exists (dropped while "
-			    "pgstream was disconnected?): changes since its last "
+			    "pgstream was disconnected, or a failover to a server it was not "
+			    "synchronized to: see --failover-slot): changes since its last "
 			    "acknowledged position are lost on the server; resynchronize, "
 			    "then start pgstream again to create a new slot",
 			    p->slot);
 	}
 	if (p->export_snapshot)
 		return create_snapshot_slot(pg, p, info, e);
-	snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT \"%s\" %sLOGICAL pgoutput%s", p->slot,
+	snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT \"%s\" %sLOGICAL pgoutput%s%s", p->slot,
 	         p->temporary_slot ? "TEMPORARY " : "",
-	         info->server_version >= 150000 ? " (SNAPSHOT 'nothing')" : " NOEXPORT_SNAPSHOT");
+	         info->server_version >= 150000 ? " (SNAPSHOT 'nothing'" : " NOEXPORT_SNAPSHOT",
+	         info->server_version < 150000 ? ""
+	         : p->failover_slot            ? ", FAILOVER true)"
+	                                       : ")");
 	res = run(pg, sql, "create replication slot", e);
 	if (res == NULL)
 		return -1;
@@ -489,7 +630,9 @@ static int ensure_slot(PGconn *pg, const struct conn_params *p, struct conn_info
 		lsn_parse(PQgetvalue(res, 0, 1), &info->slot_confirmed_lsn);
 	PQclear(res);
 	log_info("replication slot created: %s%s", p->slot,
-	         p->temporary_slot ? " (temporary)" : "");
+	         p->temporary_slot  ? " (temporary)"
+	         : p->failover_slot ? " (failover)"
+	                            : "");
 	return 0;
 }
 
@@ -708,11 +851,53 @@ fail:
 	return NULL;
 }
 
+/*
+ * The publication (looked up, created if asked) and its tables' replica
+ * identities, over an ordinary connection of its own, not the walsender's:
+ * pg_publication_tables and CREATE PUBLICATION ... FOR TABLE open the
+ * tables, and a table's relcache entry built there, with today's columns,
+ * is what the walsender would then decode older changes with (an ALTER
+ * TABLE since them: events with the wrong columns, seen on 18).
+ */
+static int publication_checks(const struct conn_params *p, struct err *e)
+{
+	PGconn *pg = conn_connect(p->database_url, false, e);
+	int rc;
+
+	if (pg == NULL)
+		return -1;
+	if (PQstatus(pg) != CONNECTION_OK) {
+		err_setk(e, ERR_TRANSIENT, "could not connect to read the publication: %s",
+		         PQerrorMessage(pg));
+		PQfinish(pg);
+		return -1;
+	}
+	rc = ensure_publication(pg, p, e) < 0 || warn_identity(pg, p, e) < 0 ? -1 : 0;
+	PQfinish(pg);
+	return rc;
+}
+
 int conn_prepare(struct pg_conn *c, const struct conn_params *p, struct conn_info *info,
                  struct err *e)
 {
-	if (check_server(c->pg, info, e) < 0 || identify_system(c->pg, info, e) < 0 ||
-	    ensure_publication(c->pg, p, e) < 0 || ensure_slot(c->pg, p, info, e) < 0)
+	if (check_server(c->pg, info, e) < 0)
+		return -1;
+	/* Refused before the slot is made, as nothing could stream from it:
+	 * an older pgoutput refuses the option at START_REPLICATION, and
+	 * leaving it out would stream what --origin none is to keep out. */
+	if (p->origin && info->server_version < ORIGIN_SERVER_VERSION)
+		return err_set(e, "could not use --origin: it needs PostgreSQL 16 or newer");
+	/* Before the slot is made: one made without it would not survive a
+	 * failover, which is what was asked for. */
+	if (p->failover_slot && info->server_version < FAILOVER_SERVER_VERSION)
+		return err_set(e,
+		               "could not use --failover-slot: it needs PostgreSQL 17 or newer "
+		               "(before 17 a slot exists on its server only, and a failover loses "
+		               "it; see README, Upgrades, failover)");
+	if (p->failover_slot && check_failover_setup(c->pg, e) < 0)
+		return -1;
+	if (identify_system(c->pg, info, e) < 0 || publication_checks(p, e) < 0 ||
+	    ensure_slot(c->pg, p, info, e) < 0)
 		return -1;
 	/* Version 1 unless streaming is asked for: the server then sends large
 	 * transactions before they commit (version 2, PostgreSQL 14+). */
@@ -730,6 +915,7 @@ int conn_start_replication(struct pg_conn *c, const struct conn_params *p,
 	char lsn[LSN_STR_MAX];
 	char *ident = PQescapeIdentifier(c->pg, p->publication, strlen(p->publication));
 	char *lit = ident ? PQescapeLiteral(c->pg, ident, strlen(ident)) : NULL;
+	char origin[32] = ""; /* p->origin is config's "any" or "none" */
 	struct buf sql;
 	PGresult *res;
 	int rc = 0;
@@ -739,13 +925,15 @@ int conn_start_replication(struct pg_conn *c, const struct conn_params *p,
 		return err_set(e, "could not quote publication name \"%s\"", p->publication);
 	}
 	lsn_format(start_lsn, lsn);
+	if (p->origin)
+		snprintf(origin, sizeof origin, ", origin '%s'", p->origin);
 	buf_init(&sql, 4096);
 	buf_printf(&sql,
 	           "START_REPLICATION SLOT \"%s\" LOGICAL %s (proto_version '%d', "
-	           "publication_names %s%s%s)",
+	           "publication_names %s%s%s%s)",
 	           p->slot, lsn, info->proto_version, lit,
 	           info->messages ? ", messages 'true'" : "",
-	           info->streaming ? ", streaming 'on'" : "");
+	           info->streaming ? ", streaming 'on'" : "", origin);
 	res = PQexec(c->pg, sql.data);
 	if (PQresultStatus(res) != PGRES_COPY_BOTH)
 		rc = conn_result_error(c->pg, res, e, "start replication");

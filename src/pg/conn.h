@@ -25,7 +25,9 @@ struct conn_params {
 	const char *tables; /* --tables list for --create-publication */
 	bool temporary_slot;
 	bool create_publication;
-	bool slot_must_exist; /* set once streaming has started: never recreate */
+	bool allow_no_identity; /* create it even with tables lacking a replica identity */
+	bool failover_slot;     /* --failover-slot: synchronized to standbys (PG 17+) */
+	bool slot_must_exist;   /* set once streaming has started: never recreate */
 	/* A slot that does not exist yet is made for a snapshot: a temporary
 	 * one (snapshot_slot in conn_info) exporting the snapshot its
 	 * consistent point starts from, which the caller reads and then
@@ -35,6 +37,7 @@ struct conn_params {
 	bool export_snapshot;
 	bool snapshot_only; /* ... even if the slot exists: --snapshot initial_only */
 	bool streaming;     /* ask for in-progress transactions (protocol v2) */
+	const char *origin; /* pgoutput's origin option, "any" or "none"; NULL: not sent */
 	int read_delay_us;  /* read pacing, see pg/pace.c */
 	bool read_hold;     /* --read-hold: the hold, see pg/pace.c */
 };
@@ -46,6 +49,7 @@ struct conn_info {
 	bool messages;               /* logical messages requested */
 	bool streaming;              /* in-progress transactions requested */
 	uint64_t slot_confirmed_lsn; /* confirmed_flush_lsn of a reused slot */
+	bool slot_failover;          /* the reused slot is synchronized to standbys */
 	uint64_t xlogpos;            /* IDENTIFY_SYSTEM's current WAL position */
 	char server_encoding[32];    /* the database's encoding, e.g. "UTF8", "LATIN1" */
 	char dbname[64];             /* the database connected to (NAMEDATALEN) */

@@ -23,6 +23,7 @@
 
 #include <poll.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/buf.h"
@@ -30,79 +31,74 @@
 
 struct sink;
 
-enum sink_kind {
-	SINK_KIND_DEFAULT, /* stdout, or the file --output names */
-	SINK_KIND_STDOUT,
-	SINK_KIND_FILE,
-	SINK_KIND_KAFKA,
-	SINK_KIND_WEBHOOK, /* built with libcurl only (PGSTREAM_HAVE_WEBHOOK) */
-	SINK_KIND_REDIS,   /* built with hiredis only (PGSTREAM_HAVE_REDIS) */
+/*
+ * A setting a sink declares for itself (its ops' options, sink_int.h): the
+ * core's option parser (config.c) reads it from flags, the environment and
+ * .env like its own settings, and knows nothing more of it. The sink reads
+ * the value from its own settings struct, at offset.
+ */
+enum sink_opt_kind {
+	SINK_OPT_STRING,   /* non-empty text */
+	SINK_OPT_BOOL,     /* true or false; a flag without a value is true */
+	SINK_OPT_COUNT,    /* a whole number (int); ranges are the sink's check */
+	SINK_OPT_SECONDS,  /* seconds, stored as int milliseconds */
+	SINK_OPT_LINES,    /* repeatable: appended as a line (environment: one per line) */
+	SINK_OPT_PROPERTY, /* KEY=VALUE, repeatable (environment: KEY=VALUE;KEY=VALUE) */
 };
 
-/* The sinks this build has, for --help: a sink whose library was not found
- * at build time is left out. */
-#ifdef PGSTREAM_HAVE_WEBHOOK
-#define SINK_NAMES_WEBHOOK "|webhook"
-#else
-#define SINK_NAMES_WEBHOOK ""
-#endif
-#ifdef PGSTREAM_HAVE_REDIS
-#define SINK_NAMES_REDIS "|redis"
-#else
-#define SINK_NAMES_REDIS ""
-#endif
-#define SINK_NAMES "stdout|file|kafka" SINK_NAMES_WEBHOOK SINK_NAMES_REDIS
+struct sink_option {
+	const char *flag; /* without the leading "--" */
+	const char *env;  /* NULL: flag only */
+	enum sink_opt_kind kind;
+	size_t offset; /* of its field in the sink's settings struct */
+	const char *metavar;
+	const char *help;
+	const char *def; /* the default, as a user would write it; NULL: zero */
+	/* Given as a flag while another sink is chosen: "--FLAG needs NEEDS";
+	 * NULL: "--sink NAME". */
+	const char *needs;
+};
 
-/* The kind --sink NAME names: 1 and *kind set if this build has it, 0 if
- * it is a sink this build was made without (*library says which library it
+/* A sink option's value as the user gave it (config.c checked its syntax):
+ * SINK_OPT_LINES and SINK_OPT_PROPERTY values are the '\n'-joined lines of
+ * every occurrence. */
+struct sink_value {
+	const char *flag; /* the option's flag, without "--" */
+	const char *value;
+	bool from_flag; /* on the command line, not the environment or .env */
+};
+
+/* Whether --sink NAME names a sink: 1 if this build has it, 0 if it is a
+ * sink this build was made without (*library says which library it
  * lacked), -1 if no sink has that name. */
-int sink_kind_named(const char *name, enum sink_kind *kind, const char **library);
+int sink_named(const char *name, const char **library);
 
-struct sink_kafka_config {
-	const char *brokers;        /* bootstrap.servers */
-	const char *prefix;         /* {prefix} in the templates */
-	const char *topic;          /* template: {prefix}, {schema}, {table} */
-	const char *messages_topic; /* template for logical messages: {prefix} */
-	const char *properties;     /* "k=v" lines for rd_kafka_conf_set, or NULL */
-	bool tombstones;            /* DELETE (and a key-changing UPDATE): tombstone */
-	/* --kafka-exactly-once: transactions, and a checkpoint in Kafka. */
-	bool exactly_once;
-	const char *transactional_id; /* NULL: {prefix}.pgstream.{slot} */
-	const char *offsets_topic;    /* template: {prefix} */
-	const char *slot;             /* named in the checkpoint record */
-	int commit_interval_ms;       /* a transaction is committed this long after it began */
-};
+/* The names of the sinks this build has, "stdout|file|kafka|...". */
+const char *sink_names(void);
 
-/* --sink webhook (sink_webhook.c). */
-struct sink_webhook_config {
-	const char *url;
-	const char *secret;  /* HMAC-SHA-256 key of the signature header; NULL: none */
-	const char *headers; /* "Name: value" lines added to every request, or NULL */
-	const char *prefix;  /* first part of every Idempotency-Key */
-	const char *body;    /* "ndjson" (NULL) or "array" */
-	int batch_events;    /* a batch closes at this many events, */
-	int batch_bytes;     /* ... or before it would pass this many bytes, */
-	int linger_ms;       /* ... or this long after its first event */
-	int timeout_ms;      /* one request, connection included */
-	int retry_max_ms;    /* cap of the backoff between retries */
-};
+/* The i-th option of all the sinks this build has (from 0), with its
+ * sink's name in *sink; NULL past the last. */
+const struct sink_option *sink_option_at(size_t i, const char **sink);
 
-/* --sink redis (sink_redis.c). */
-struct sink_redis_config {
-	const char *url;    /* redis://[:password@]host[:port][/db] */
-	const char *prefix; /* streams are {prefix}:{schema}.{table} */
-	long maxlen;        /* XADD MAXLEN ~ this; 0: no trimming */
-};
+/* The option whose flag is the len bytes at flag, NULL if no sink has it. */
+const struct sink_option *sink_option_flag(const char *flag, size_t len, const char **sink);
 
+/* What every sink may read; each sink's own settings are in values. */
 struct sink_config {
-	enum sink_kind kind;
+	const char *sink;   /* --sink NAME (sink_named() is 1); NULL: by output */
 	const char *output; /* NULL or "-": stdout, else a file to append to */
 	bool fsync;         /* file: fsync before confirming */
 	long rotate_bytes;  /* file: a new file past this many bytes; 0: never */
 	int rotate_ms;      /* file: a new file once one is this old; 0: never */
-	struct sink_kafka_config kafka;
-	struct sink_webhook_config webhook;
-	struct sink_redis_config redis;
+	/* file: none (NULL), gzip or zstd, for the closed files of a series */
+	const char *rotate_compress;
+	const char
+	    *prefix;      /* --topic-prefix, default the slot (never NULL): names topics, streams */
+	const char *slot; /* the replication slot */
+	bool tx_events;   /* --tx-events: begin and commit events */
+	const char *format;              /* --format as given; NULL: the daemon's choice */
+	const struct sink_value *values; /* the sinks' own options, as given */
+	size_t nvalues;
 };
 
 /*
@@ -118,6 +114,11 @@ struct sink_record {
 	const char *old_key; /* an UPDATE that changed the key: the old one */
 	size_t old_key_len;  /* ... when Postgres sent it; else NULL */
 	bool delete;         /* a DELETE: the key's row is gone */
+	bool boundary;       /* --tx-events: a transaction's begin or commit */
+	/* Where a second record begins in the event's bytes, 0: none. Only
+	 * debezium writes two, for an update that changed the key: the delete
+	 * of the old row (under old_key) and the create of the new. */
+	size_t second;
 	bool transactional;  /* false only for a non-transactional message */
 	uint64_t lsn;        /* the change's own WAL position */
 	uint64_t commit_lsn; /* its transaction's commit record */

@@ -61,6 +61,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -77,6 +78,100 @@
 #include "sink/sink_int.h"
 #include "util/log.h"
 #include "util/lsn.h"
+
+/* The sink's settings: its options' values (KAFKA_OPTIONS), completed by
+ * kafka_settle from the settings every sink shares. */
+struct sink_kafka_config {
+	const char *brokers;        /* bootstrap.servers */
+	const char *prefix;         /* {prefix} in the templates */
+	const char *topic;          /* template: {prefix}, {schema}, {table} */
+	const char *messages_topic; /* template for logical messages: {prefix} */
+	const char *properties;     /* "k=v" lines for rd_kafka_conf_set, or NULL */
+	bool tombstones;            /* DELETE (and a key-changing UPDATE): tombstone */
+	/* --kafka-exactly-once: transactions, and a checkpoint in Kafka. */
+	bool exactly_once;
+	const char *transactional_id; /* NULL: {prefix}.pgstream.{slot} */
+	const char *offsets_topic;    /* template: {prefix} */
+	const char *slot;             /* named in the checkpoint record */
+	int commit_interval_ms;       /* a transaction is committed this long after it began */
+	/* --tx-events: template of the begin and commit events' topic,
+	 * {prefix} (Debezium's topic.transaction); NULL: no such events. */
+	const char *transaction_topic;
+};
+
+#define K(field) offsetof(struct sink_kafka_config, field)
+
+static const struct sink_option KAFKA_OPTIONS[] = {
+    {"kafka-brokers", "KAFKA_BROKERS", SINK_OPT_STRING, K(brokers), "HOST:PORT,...",
+     "with --sink kafka: bootstrap brokers", NULL, NULL},
+    {"kafka-topic", "KAFKA_TOPIC", SINK_OPT_STRING, K(topic), "TEMPLATE",
+     "topic per table (default {prefix}.{schema}.{table}; no placeholder: one topic)",
+     "{prefix}.{schema}.{table}", NULL},
+    {"kafka-messages-topic", "KAFKA_MESSAGES_TOPIC", SINK_OPT_STRING, K(messages_topic), "TEMPLATE",
+     "topic of logical messages (default {prefix}.messages)", "{prefix}.messages", NULL},
+    {"kafka-transaction-topic", "KAFKA_TRANSACTION_TOPIC", SINK_OPT_STRING, K(transaction_topic),
+     "TEMPLATE",
+     "with --tx-events: topic of the begin and commit events (default {prefix}.transaction)", NULL,
+     "--sink kafka and --tx-events"},
+    {"kafka-tombstones", "KAFKA_TOMBSTONES", SINK_OPT_BOOL, K(tombstones), NULL,
+     "after a DELETE (or a key change) a tombstone for the key (default true)", "true", NULL},
+    {"kafka-property", "KAFKA_PROPERTIES", SINK_OPT_PROPERTY, K(properties), "KEY=VALUE",
+     "librdkafka producer property, repeatable (environment: KEY=VALUE;KEY=VALUE)", NULL, NULL},
+    {"kafka-exactly-once", "KAFKA_EXACTLY_ONCE", SINK_OPT_BOOL, K(exactly_once), NULL,
+     "Kafka transactions with a checkpoint in Kafka: read_committed consumers see each "
+     "change once",
+     NULL, "--sink kafka (it is Kafka's transactions)"},
+    {"kafka-transactional-id", "KAFKA_TRANSACTIONAL_ID", SINK_OPT_STRING, K(transactional_id), "ID",
+     "with --kafka-exactly-once: the producer's transactional.id (default "
+     "{prefix}.pgstream.{slot})",
+     NULL, NULL},
+    {"kafka-commit-interval", "KAFKA_COMMIT_INTERVAL", SINK_OPT_SECONDS, K(commit_interval_ms),
+     "SECONDS",
+     "with --kafka-exactly-once: how often a Kafka transaction is committed (default "
+     "0.1)",
+     NULL, NULL},
+    {"kafka-offsets-topic", "KAFKA_OFFSETS_TOPIC", SINK_OPT_STRING, K(offsets_topic), "TEMPLATE",
+     "with --kafka-exactly-once: the checkpoint topic (default "
+     "{prefix}.pgstream.offsets)",
+     NULL, NULL},
+    {0},
+};
+
+/* The rules between the options, and the defaults that depend on the
+ * settings every sink shares (the prefix, the slot, --tx-events). */
+static int kafka_settle(const struct sink_config *cfg, struct sink_kafka_config *kc, struct err *e)
+{
+	if (kc->brokers == NULL)
+		return err_set(e, "invalid options: --sink kafka needs --kafka-brokers "
+		                  "HOST:PORT,... (or KAFKA_BROKERS)");
+	if (kc->transaction_topic && !cfg->tx_events)
+		return err_set(e, "invalid options: --kafka-transaction-topic needs --sink kafka "
+		                  "and --tx-events");
+	if (cfg->format && strcmp(cfg->format, "pretty") == 0)
+		return err_set(
+		    e, "invalid options: --sink kafka sends --format json or debezium, not %s",
+		    cfg->format);
+	if (!kc->exactly_once && kc->transactional_id)
+		return err_set(e, "invalid options: --kafka-transactional-id needs "
+		                  "--kafka-exactly-once");
+	if (!kc->exactly_once && kc->offsets_topic)
+		return err_set(e,
+		               "invalid options: --kafka-offsets-topic needs --kafka-exactly-once");
+	if (!kc->exactly_once && kc->commit_interval_ms)
+		return err_set(
+		    e, "invalid options: --kafka-commit-interval needs --kafka-exactly-once");
+	if (kc->transactional_id && *kc->transactional_id == '\0')
+		return err_set(e, "invalid value for --kafka-transactional-id: empty");
+	kc->prefix = cfg->prefix;
+	kc->slot = cfg->slot;
+	if (cfg->tx_events && kc->transaction_topic == NULL)
+		kc->transaction_topic = "{prefix}.transaction";
+	if (kc->offsets_topic == NULL)
+		kc->offsets_topic = "{prefix}.pgstream.offsets";
+	if (kc->commit_interval_ms == 0)
+		kc->commit_interval_ms = 100;
+	return 0;
+}
 
 /*
  * Set before the user's --kafka-property, which may override them:
@@ -138,8 +233,9 @@ static const char *const MANAGED[] = {
 
 /* A topic handle and the table it is for, cached for the sink's life. */
 struct topic_entry {
-	char *schema; /* NULL: the messages topic */
+	char *schema; /* NULL: the messages topic, or the transaction topic */
 	char *table;
+	bool boundaries; /* the transaction topic (--tx-events) */
 	rd_kafka_topic_t *rkt;
 };
 
@@ -151,6 +247,7 @@ struct pending {
 	struct kafka_pos pos;
 	struct topic_entry *topic;
 	size_t value_len; /* with the newline */
+	size_t second;    /* struct sink_record's */
 	size_t key_len, old_key_len;
 	uint32_t xid;
 	bool has_key, has_old_key, delete, transactional;
@@ -165,16 +262,16 @@ struct kafka_sink {
 	unsigned topic_uses; /* KAFKA_TOPIC_* placeholders of topic_tmpl */
 	bool tombstones;
 	struct topic_entry messages; /* the logical messages' topic */
+	struct topic_entry txtopic;  /* --tx-events: transaction boundaries' */
 	struct topic_entry **topics; /* open addressing by (schema, table) */
 	size_t ntopics, topics_cap;  /* topics_cap: a power of two, or 0 */
 	struct seqwin win;
-	struct buf backlog;   /* struct pending + keys, oldest first */
-	size_t backlog_bytes; /* of s->out, the waiting events' values */
-	struct buf name;      /* scratch: a topic's name */
-	bool opening;         /* errors go into the open's error, not the log */
-	bool failed;          /* a message failed for good: every call says so */
-	char failmsg[ERR_MSG_MAX];
-	char last_error[256]; /* the last error line logged, and when */
+	struct buf backlog;    /* struct pending + keys, oldest first */
+	size_t backlog_bytes;  /* of s->out, the waiting events' values */
+	struct buf name;       /* scratch: a topic's name */
+	bool opening;          /* errors go into the open's error, not the log */
+	struct sink_failure f; /* the first failure that will not pass */
+	char last_error[256];  /* the last error line logged, and when */
 	int64_t last_error_ms;
 
 	/* Exactly once (see the top of the file). */
@@ -337,6 +434,10 @@ static int check_topics(const struct sink_kafka_config *kc, unsigned *uses, stru
 	if (kc->exactly_once && kafka_topic_check("kafka-offsets-topic", kc->offsets_topic,
 	                                          kc->prefix, KAFKA_TOPIC_PREFIX, &ignored, e) < 0)
 		return -1;
+	if (kc->transaction_topic &&
+	    kafka_topic_check("kafka-transaction-topic", kc->transaction_topic, kc->prefix,
+	                      KAFKA_TOPIC_PREFIX, &ignored, e) < 0)
+		return -1;
 	return kafka_topic_check("kafka-messages-topic", kc->messages_topic, kc->prefix,
 	                         KAFKA_TOPIC_PREFIX, &ignored, e);
 }
@@ -366,8 +467,9 @@ static int commit_interval_check(const struct sink_kafka_config *kc, rd_kafka_co
 /* Everything librdkafka can judge without a broker: the properties one by
  * one, then together (rd_kafka_new refuses, for example, acks=1 with
  * idempotence), and the topic templates. */
-static int kafka_check_config(const struct sink_config *cfg, struct err *e)
+static int kafka_check_config(const struct sink_config *cfg, void *settings, struct err *e)
 {
+	struct sink_kafka_config *kc = settings;
 	rd_kafka_conf_t *conf;
 	rd_kafka_t *rk;
 	char errstr[512];
@@ -375,15 +477,15 @@ static int kafka_check_config(const struct sink_config *cfg, struct err *e)
 
 	char *txn_id = NULL;
 
-	if (check_topics(&cfg->kafka, &uses, e) < 0)
+	if (kafka_settle(cfg, kc, e) < 0 || check_topics(kc, &uses, e) < 0)
 		return -1;
-	if (cfg->kafka.exactly_once && (txn_id = transactional_id(&cfg->kafka)) == NULL)
+	if (kc->exactly_once && (txn_id = transactional_id(kc)) == NULL)
 		return err_set(e, "could not check the Kafka configuration: out of memory");
-	conf = build_conf(&cfg->kafka, txn_id, e);
+	conf = build_conf(kc, txn_id, e);
 	free(txn_id);
 	if (conf == NULL)
 		return -1;
-	if (cfg->kafka.exactly_once && commit_interval_check(&cfg->kafka, conf, e) < 0) {
+	if (kc->exactly_once && commit_interval_check(kc, conf, e) < 0) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
@@ -397,19 +499,6 @@ static int kafka_check_config(const struct sink_config *cfg, struct err *e)
 }
 
 /* ---- callbacks (served by rd_kafka_poll on the daemon's thread) --------- */
-
-static void fail(struct kafka_sink *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(struct kafka_sink *k, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (k->failed)
-		return; /* the first failure is the one to report */
-	va_start(ap, fmt);
-	vsnprintf(k->failmsg, sizeof k->failmsg, fmt, ap);
-	va_end(ap);
-	k->failed = true;
-}
 
 /* What to do about a message that failed with err. */
 static const char *remedy(rd_kafka_resp_err_t err)
@@ -440,7 +529,9 @@ static void describe_topic(const rd_kafka_topic_t *rkt, char *out, size_t n)
 {
 	const struct topic_entry *t = rd_kafka_topic_opaque(rkt);
 
-	if (t && t->schema == NULL)
+	if (t && t->boundaries)
+		snprintf(out, n, " (transaction boundaries)");
+	else if (t && t->schema == NULL)
 		snprintf(out, n, " (logical messages)");
 	else if (t && *t->schema)
 		snprintf(out, n, " (table %s.%s)", t->schema, t->table);
@@ -455,10 +546,11 @@ static void fail_message(struct kafka_sink *k, const rd_kafka_topic_t *rkt, uint
 
 	describe_topic(rkt, what, sizeof what);
 	lsn_format(lsn, at);
-	fail(k,
-	     "could not produce to Kafka topic %s%s: the event at %s: %s; %s (nothing from it on "
-	     "was acknowledged: Postgres sends it again)",
-	     rd_kafka_topic_name(rkt), what, at, why ? why : rd_kafka_err2str(err), remedy(err));
+	sink_fail(
+	    &k->f,
+	    "could not produce to Kafka topic %s%s: the event at %s: %s; %s (nothing from it on "
+	    "was acknowledged: Postgres sends it again)",
+	    rd_kafka_topic_name(rkt), what, at, why ? why : rd_kafka_err2str(err), remedy(err));
 }
 
 /* The lsn header of a message, 0 if it has none. */
@@ -549,17 +641,18 @@ static bool fenced(rd_kafka_resp_err_t err)
 static void fail_fatal(struct kafka_sink *k, rd_kafka_resp_err_t err, const char *reason)
 {
 	if (k->eos && fenced(err))
-		fail(k,
-		     "could not produce to Kafka: fenced: a newer producer with transactional.id "
-		     "%s has started (another pgstream streaming this slot?), so this one stops; "
-		     "run one pgstream per transactional.id (nothing this one had not committed "
-		     "was acknowledged) [%s]",
-		     k->txn_id, reason);
+		sink_fail(
+		    &k->f,
+		    "could not produce to Kafka: fenced: a newer producer with transactional.id "
+		    "%s has started (another pgstream streaming this slot?), so this one stops; "
+		    "run one pgstream per transactional.id (nothing this one had not committed "
+		    "was acknowledged) [%s]",
+		    k->txn_id, reason);
 	else
-		fail(k,
-		     "could not produce to Kafka: fatal producer error: %s; restart pgstream "
-		     "(nothing undelivered was acknowledged: Postgres sends it again)",
-		     reason);
+		sink_fail(&k->f,
+		          "could not produce to Kafka: fatal producer error: %s; restart pgstream "
+		          "(nothing undelivered was acknowledged: Postgres sends it again)",
+		          reason);
 }
 
 /* The only place a message counts as delivered. */
@@ -574,10 +667,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	if (seq == 0) { /* exactly once: the checkpoint; commit waits for it */
 		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			if (recurring(m->err) && !k->aborting)
-				fail(k,
-				     "could not produce the checkpoint to Kafka topic %s: %s; %s",
-				     rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err),
-				     remedy(m->err));
+				sink_fail(
+				    &k->f,
+				    "could not produce the checkpoint to Kafka topic %s: %s; %s",
+				    rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err),
+				    remedy(m->err));
 			else
 				need_abort(k, "the checkpoint was not delivered to %s: %s",
 				           rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
@@ -663,11 +757,6 @@ static void serve(struct sink *s, int timeout_ms)
 		; /* the wake-up has done its job */
 	rd_kafka_poll(k->rk, timeout_ms);
 	s->confirmed_seq = k->eos ? k->committed_seq : seqwin_confirmed(&k->win);
-}
-
-static int failed(const struct kafka_sink *k, struct err *e)
-{
-	return err_setk(e, ERR_SINK, "%s", k->failmsg);
 }
 
 /* ---- topics ------------------------------------------------------------ */
@@ -795,6 +884,9 @@ struct outgoing {
 	struct topic_entry *topic;
 	const char *value; /* without the newline */
 	size_t value_len;
+	/* debezium's key change (struct sink_record): value holds the delete's
+	 * line, then from here the create's */
+	size_t second;
 	const char *key, *old_key; /* NULL: none */
 	size_t key_len, old_key_len;
 };
@@ -868,10 +960,10 @@ static int txn_begin(struct kafka_sink *k, struct err *e)
 		if (rd_kafka_error_is_fatal(error))
 			fail_fatal(k, rd_kafka_error_code(error), rd_kafka_error_string(error));
 		else
-			fail(k, "could not begin a Kafka transaction: %s",
-			     rd_kafka_error_string(error));
+			sink_fail(&k->f, "could not begin a Kafka transaction: %s",
+			          rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
-		return failed(k, e);
+		return sink_failed(&k->f, e);
 	}
 	k->txn = TXN_OPEN;
 	k->txn_n++;
@@ -907,11 +999,22 @@ static int produce_event(struct kafka_sink *k, const struct outgoing *o, unsigne
 		if (k->txn == TXN_NONE && txn_begin(k, e) < 0)
 			return -1;
 	}
-	for (; *stage < 3; (*stage)++) {
+	/* Stages: the value (or, for a key change written as two records, the
+	 * delete under the old key), the old key's tombstone, a delete's
+	 * tombstone, and the second record (the create) under the new key:
+	 * Debezium's order for a primary key update. */
+	for (; *stage < 4; (*stage)++) {
 		rd_kafka_resp_err_t err;
 
-		if (*stage == 0)
+		if (*stage == 0 && o->second)
+			err = produce_one(k, o, o->old_key ? o->old_key : o->key,
+			                  o->old_key ? o->old_key_len : o->key_len, o->value,
+			                  o->second - 1);
+		else if (*stage == 0)
 			err = produce_one(k, o, o->key, o->key_len, o->value, o->value_len);
+		else if (*stage == 3 && o->second)
+			err = produce_one(k, o, o->key, o->key_len, o->value + o->second,
+			                  o->value_len - o->second);
 		else if (*stage == 1 && o->old_key && k->tombstones)
 			err = produce_one(k, o, o->old_key, o->old_key_len, NULL, 0);
 		else if (*stage == 2 && o->delete &&o->key && k->tombstones)
@@ -921,16 +1024,17 @@ static int produce_event(struct kafka_sink *k, const struct outgoing *o, unsigne
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			return 0;
 		if (k->eos && txn_refused(k, err)) /* parked; the next turn aborts */
-			return k->failed ? failed(k, e) : 0;
+			return k->f.failed ? sink_failed(&k->f, e) : 0;
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			char why[160];
 
 			if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
 				snprintf(why, sizeof why, "%zu bytes is over message.max.bytes",
-				         *stage == 0 ? o->value_len + o->key_len : o->key_len);
+				         *stage == 0 || *stage == 3 ? o->value_len + o->key_len
+				                                    : o->key_len);
 			fail_message(k, o->topic->rkt, o->lsn, err,
 			             err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? why : NULL);
-			return failed(k, e);
+			return sink_failed(&k->f, e);
 		}
 	}
 	seqwin_event_sent(&k->win, o->seq);
@@ -951,6 +1055,7 @@ static int backlog_push(struct sink *s, const struct outgoing *o, unsigned stage
 	    .pos = o->pos,
 	    .topic = o->topic,
 	    .value_len = o->value_len + 1,
+	    .second = o->second,
 	    .key_len = o->key ? o->key_len : 0,
 	    .old_key_len = o->old_key ? o->old_key_len : 0,
 	    .xid = o->xid,
@@ -1015,6 +1120,7 @@ static int backlog_drain(struct sink *s, bool head_only, struct err *e)
 		    .topic = p.topic,
 		    .value = s->out.data + value_off,
 		    .value_len = p.value_len - 1,
+		    .second = p.second,
 		    .key = p.has_key ? k->backlog.data + off + sizeof p : NULL,
 		    .key_len = p.key_len,
 		    .old_key = p.has_old_key ? k->backlog.data + off + sizeof p + p.key_len : NULL,
@@ -1060,8 +1166,8 @@ static int produce_checkpoint(struct kafka_sink *k, struct err *e)
 	buf_clear(&k->mark);
 	kafka_offsets_format(&k->mark, k->slot, &k->produced, k->txn_label);
 	if (!buf_ok(&k->mark)) {
-		fail(k, "could not produce the checkpoint: out of memory");
-		return failed(k, e);
+		sink_fail(&k->f, "could not produce the checkpoint: out of memory");
+		return sink_failed(&k->f, e);
 	}
 	err = rd_kafka_producev(
 	    k->rk, RD_KAFKA_V_RKT(k->offsets_rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -1070,11 +1176,11 @@ static int produce_checkpoint(struct kafka_sink *k, struct err *e)
 	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		return 0;
 	if (txn_refused(k, err))
-		return k->failed ? failed(k, e) : 0;
+		return k->f.failed ? sink_failed(&k->f, e) : 0;
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		fail(k, "could not produce the checkpoint to Kafka topic %s: %s; %s",
-		     k->offsets_name, rd_kafka_err2str(err), remedy(err));
-		return failed(k, e);
+		sink_fail(&k->f, "could not produce the checkpoint to Kafka topic %s: %s; %s",
+		          k->offsets_name, rd_kafka_err2str(err), remedy(err));
+		return sink_failed(&k->f, e);
 	}
 	k->txn_pos = k->produced;
 	k->txn_seq = k->win.sent;
@@ -1127,16 +1233,17 @@ static int txn_abort(struct sink *s, struct err *e)
 				if (k->abort_failing_ms == 0)
 					k->abort_failing_ms = now;
 				if (now - k->abort_failing_ms >= KAFKA_ABORT_GIVE_UP_MS)
-					fail(k,
-					     "could not abort the Kafka transaction (%s) for %d s: "
-					     "%s; "
-					     "restart pgstream (nothing of it was acknowledged)",
-					     k->abort_why, KAFKA_ABORT_GIVE_UP_MS / 1000,
-					     rd_kafka_error_string(error));
+					sink_fail(
+					    &k->f,
+					    "could not abort the Kafka transaction (%s) for %d s: "
+					    "%s; "
+					    "restart pgstream (nothing of it was acknowledged)",
+					    k->abort_why, KAFKA_ABORT_GIVE_UP_MS / 1000,
+					    rd_kafka_error_string(error));
 				k->abort_retry_ms = now + KAFKA_TXN_SLICE_MS;
 			}
 			rd_kafka_error_destroy(error);
-			return k->failed ? failed(k, e) : 0;
+			return k->f.failed ? sink_failed(&k->f, e) : 0;
 		}
 	}
 	snprintf(label, sizeof label, "%s", k->txn_label);
@@ -1172,8 +1279,8 @@ static int txn_step(struct sink *s, struct err *e)
 {
 	struct kafka_sink *k = s->backend;
 
-	if (k->failed)
-		return failed(k, e);
+	if (k->f.failed)
+		return sink_failed(&k->f, e);
 	if (k->abort_needed || k->aborting)
 		return txn_abort(s, e);
 	if (k->txn == TXN_OPEN && now_ms() >= k->txn_due_ms)
@@ -1183,18 +1290,18 @@ static int txn_step(struct sink *s, struct err *e)
 			/* its remaining tombstones first: an event is never split
 			 * between two transactions */
 			serve(s, 0);
-			if (!k->failed && backlog_drain(s, true, e) < 0)
+			if (!k->f.failed && backlog_drain(s, true, e) < 0)
 				return -1;
 			if (head_half_produced(k))
 				serve(s, KAFKA_TXN_SLICE_MS);
 		}
-		if (!k->failed && !head_half_produced(k)) {
+		if (!k->f.failed && !head_half_produced(k)) {
 			/* flush: linger.ms does not hold the last batches back */
 			rd_kafka_flush(k->rk, KAFKA_TXN_SLICE_MS);
 			serve(s, 0);
 		}
-		if (k->failed)
-			return failed(k, e);
+		if (k->f.failed)
+			return sink_failed(&k->f, e);
 		if (k->abort_needed)
 			return txn_abort(s, e);
 		if (!head_half_produced(k) && seqwin_confirmed(&k->win) == k->win.sent) {
@@ -1219,12 +1326,12 @@ static int txn_step(struct sink *s, struct err *e)
 				need_abort(k, "the commit failed: %s",
 				           rd_kafka_error_string(error));
 			else if (!rd_kafka_error_is_retriable(error))
-				fail(k, "could not commit the Kafka transaction: %s",
-				     rd_kafka_error_string(error));
+				sink_fail(&k->f, "could not commit the Kafka transaction: %s",
+				          rd_kafka_error_string(error));
 			/* else: not done within the slice; resumed at the next turn */
 			rd_kafka_error_destroy(error);
-			if (k->failed)
-				return failed(k, e);
+			if (k->f.failed)
+				return sink_failed(&k->f, e);
 			if (k->abort_needed)
 				return txn_abort(s, e);
 			return 0;
@@ -1261,8 +1368,8 @@ static int kafka_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 	struct outgoing o;
 	int rc;
 
-	if (k->failed)
-		return failed(k, e);
+	if (k->f.failed)
+		return sink_failed(&k->f, e);
 	if (len == 0 || s->out.data[s->out.len - 1] != '\n')
 		return err_setk(e, ERR_SINK,
 		                "could not produce event %" PRIu64 ": not one JSON line", seq);
@@ -1281,12 +1388,17 @@ static int kafka_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 	    .delete = rec->delete,
 	    .value = s->out.data + k->backlog_bytes,
 	    .value_len = len - 1,
+	    .second = rec->second < len ? rec->second : 0,
 	    .key = rec->key,
 	    .key_len = rec->key_len,
 	    .old_key = rec->old_key,
 	    .old_key_len = rec->old_key_len,
 	};
-	o.topic = topic_for(k, rec->schema, rec->table, e);
+	if (rec->boundary && k->txtopic.rkt == NULL)
+		return err_setk(e, ERR_SINK,
+		                "could not produce to Kafka: a transaction boundary "
+		                "without a transaction topic");
+	o.topic = rec->boundary ? &k->txtopic : topic_for(k, rec->schema, rec->table, e);
 	if (o.topic == NULL)
 		return -1;
 	/* Serve reports as we go, as librdkafka's producer example does: they
@@ -1296,8 +1408,8 @@ static int kafka_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 	if (k->eos) {
 		/* Never waits here: an abort, or a transaction due to close,
 		 * is seen to at the sink's next turn. */
-		if (k->failed)
-			return failed(k, e);
+		if (k->f.failed)
+			return sink_failed(&k->f, e);
 		if (k->abort_needed)
 			return txn_abort(s, e);
 		if (k->txn == TXN_OPEN && now_ms() >= k->txn_due_ms)
@@ -1331,7 +1443,7 @@ static int kafka_flush(struct sink *s, bool durable, struct err *e)
 	serve(s, 0);
 	if (k->eos && txn_step(s, e) < 0)
 		return -1;
-	if (!k->failed && k->backlog.len > 0 && producing(k) && backlog_drain(s, false, e) < 0)
+	if (!k->f.failed && k->backlog.len > 0 && producing(k) && backlog_drain(s, false, e) < 0)
 		return -1;
 	if (k->eos && durable) {
 		txn_close_now(s);
@@ -1344,15 +1456,15 @@ static int kafka_flush(struct sink *s, bool durable, struct err *e)
 		return 0;
 	}
 	target = k->win.sent;
-	while (durable && !k->failed && seqwin_confirmed(&k->win) < target) {
+	while (durable && !k->f.failed && seqwin_confirmed(&k->win) < target) {
 		int64_t left = deadline - now_ms();
 
 		if (left <= 0)
 			break;
 		serve(s, (int)left);
 	}
-	if (k->failed)
-		return failed(k, e);
+	if (k->f.failed)
+		return sink_failed(&k->f, e);
 	return 0;
 }
 
@@ -1391,9 +1503,9 @@ static int kafka_process(struct sink *s, const struct sink_pollset *ps, struct e
 	serve(s, 0);
 	if (k->eos && txn_step(s, e) < 0)
 		return -1;
-	if (!k->failed && k->backlog.len > 0 && producing(k) && backlog_drain(s, false, e) < 0)
+	if (!k->f.failed && k->backlog.len > 0 && producing(k) && backlog_drain(s, false, e) < 0)
 		return -1;
-	return k->failed ? failed(k, e) : 0;
+	return k->f.failed ? sink_failed(&k->f, e) : 0;
 }
 
 static uint64_t kafka_resume_lsn(const struct sink *s)
@@ -1489,8 +1601,8 @@ static int eos_open(struct sink *s, const struct sink_kafka_config *kc, struct e
 		rd_kafka_error_destroy(error);
 		return -1;
 	}
-	if (k->failed)
-		return err_set(e, "%s", k->failmsg);
+	if (k->f.failed)
+		return err_set(e, "%s", k->f.msg);
 	log_debug("kafka: transactions initialized (transactional.id %s)", k->txn_id);
 	buf_clear(&k->name);
 	if (!kafka_topic_render(&k->name, kc->offsets_topic, kc->prefix, NULL, NULL))
@@ -1540,10 +1652,10 @@ static int eos_open(struct sink *s, const struct sink_kafka_config *kc, struct e
 	return 0;
 }
 
-static int kafka_open(struct sink *s, const struct sink_config *cfg, struct err *e)
+static int kafka_open(struct sink *s, const struct sink_config *cfg, void *settings, struct err *e)
 {
 	struct kafka_sink *k = s->backend;
-	const struct sink_kafka_config *kc = &cfg->kafka;
+	struct sink_kafka_config *kc = settings;
 	rd_kafka_conf_t *conf;
 	char errstr[512];
 	struct timespec now;
@@ -1554,7 +1666,7 @@ static int kafka_open(struct sink *s, const struct sink_config *cfg, struct err 
 	buf_init(&k->name, 0);
 	buf_init(&k->mark, 0);
 	k->tombstones = kc->tombstones;
-	if (check_topics(kc, &k->topic_uses, e) < 0)
+	if (kafka_settle(cfg, kc, e) < 0 || check_topics(kc, &k->topic_uses, e) < 0)
 		return -1;
 	k->prefix = strdup(kc->prefix);
 	k->topic_tmpl = strdup(kc->topic);
@@ -1607,6 +1719,19 @@ static int kafka_open(struct sink *s, const struct sink_config *cfg, struct err 
 	k->messages.rkt = topic_open(k, &k->messages, e);
 	if (k->messages.rkt == NULL)
 		return -1;
+	if (kc->transaction_topic) {
+		buf_clear(&k->name);
+		if (!kafka_topic_render(&k->name, kc->transaction_topic, kc->prefix, NULL, NULL))
+			return err_set(
+			    e,
+			    "invalid value for --kafka-transaction-topic: longer than %d "
+			    "characters",
+			    KAFKA_TOPIC_MAX);
+		k->txtopic.boundaries = true;
+		k->txtopic.rkt = topic_open(k, &k->txtopic, e);
+		if (k->txtopic.rkt == NULL)
+			return -1;
+	}
 	if (connect_check(s, kc, e) < 0)
 		return -1;
 	return k->eos ? eos_open(s, kc, e) : 0;
@@ -1627,15 +1752,15 @@ static void eos_close(struct sink *s)
 	          "%" PRIu64 " aborted, %" PRIu64 " events skipped as already in Kafka",
 	          k->commits, k->commits ? (double)k->closing_ms / (double)k->commits : 0.0,
 	          k->aborts, k->skipped);
-	if (k->failed || k->txn == TXN_NONE)
+	if (k->f.failed || k->txn == TXN_NONE)
 		return;
 	txn_close_now(s);
-	while (k->txn != TXN_NONE && k->txn_n == txn_n && !k->failed && now_ms() < deadline) {
+	while (k->txn != TXN_NONE && k->txn_n == txn_n && !k->f.failed && now_ms() < deadline) {
 		serve(s, 1);
 		if (txn_step(s, &ignored) < 0)
 			break; /* failed, or aborted (rewound) */
 	}
-	if (k->txn != TXN_NONE && !k->failed) {
+	if (k->txn != TXN_NONE && !k->f.failed) {
 		rd_kafka_error_t *error = rd_kafka_abort_transaction(k->rk, 1000);
 
 		if (error)
@@ -1659,11 +1784,11 @@ static void kafka_close(struct sink *s)
 		 * would only be repeated. Otherwise deliver it, within a
 		 * deadline, so that a restart repeats little (exactly once,
 		 * the transaction is committed or aborted by now). */
-		if (k->failed || k->eos)
+		if (k->f.failed || k->eos)
 			rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-		rd_kafka_flush(k->rk, k->failed || k->eos ? 0 : KAFKA_CLOSE_FLUSH_MS);
+		rd_kafka_flush(k->rk, k->f.failed || k->eos ? 0 : KAFKA_CLOSE_FLUSH_MS);
 		left = rd_kafka_outq_len(k->rk);
-		if (left > 0 && !k->failed && !k->eos)
+		if (left > 0 && !k->f.failed && !k->eos)
 			log_warn("kafka: %d messages not delivered within %d s at exit (not "
 			         "acknowledged: Postgres sends them again)",
 			         left, KAFKA_CLOSE_FLUSH_MS / 1000);
@@ -1679,6 +1804,8 @@ static void kafka_close(struct sink *s)
 		}
 		if (k->messages.rkt)
 			rd_kafka_topic_destroy(k->messages.rkt);
+		if (k->txtopic.rkt)
+			rd_kafka_topic_destroy(k->txtopic.rkt);
 		if (k->offsets_rkt)
 			rd_kafka_topic_destroy(k->offsets_rkt);
 		if (k->mainq) {
@@ -1706,6 +1833,8 @@ static void kafka_close(struct sink *s)
 const struct sink_ops SINK_KAFKA = {
     .name = "kafka",
     .backend_size = sizeof(struct kafka_sink),
+    .options = KAFKA_OPTIONS,
+    .settings_size = sizeof(struct sink_kafka_config),
     .check_config = kafka_check_config,
     .open = kafka_open,
     .event_routed = kafka_event_routed,

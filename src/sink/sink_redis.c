@@ -43,7 +43,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +55,20 @@
 #include "sink/sink_int.h"
 #include "util/log.h"
 #include "util/lsn.h"
+
+/* --sink redis's settings: its options' values (REDIS_OPTIONS). */
+struct sink_redis_config {
+	const char *url; /* redis://[:password@]host[:port][/db] */
+	int maxlen;      /* XADD MAXLEN ~ this; 0: no trimming */
+};
+
+static const struct sink_option REDIS_OPTIONS[] = {
+    {"redis-url", "REDIS_URL", SINK_OPT_STRING, offsetof(struct sink_redis_config, url), "URL",
+     "with --sink redis: redis://[:PASSWORD@]HOST[:PORT][/DB]", NULL, NULL},
+    {"redis-maxlen", "REDIS_MAXLEN", SINK_OPT_COUNT, offsetof(struct sink_redis_config, maxlen),
+     "N", "trim each stream to about N entries (XADD MAXLEN ~; default 0: never)", NULL, NULL},
+    {0},
+};
 
 /* Events in calls awaiting replies before the sink blocks. */
 #define REDIS_WINDOW       8192
@@ -163,9 +177,8 @@ struct redis_sink {
 	int64_t reconnect_at;
 	unsigned attempts;
 	unsigned since_drive;
-	uint64_t duplicates; /* entries Redis already had */
-	bool failed;
-	char failmsg[ERR_MSG_MAX];
+	uint64_t duplicates;   /* entries Redis already had */
+	struct sink_failure f; /* the first failure that will not pass */
 };
 
 /* ---- configuration ------------------------------------------------------ */
@@ -253,34 +266,18 @@ static int parse_url(const char *url, struct redis_url *u, struct err *e)
 	return 0;
 }
 
-static int redis_check_config(const struct sink_config *cfg, struct err *e)
+static int redis_check_config(const struct sink_config *cfg, void *settings, struct err *e)
 {
+	const struct sink_redis_config *c = settings;
 	struct redis_url u;
 
-	if (cfg->redis.maxlen < 0)
+	(void)cfg;
+	if (c->maxlen < 0)
 		return err_set(e, "invalid value for --redis-maxlen: must not be negative");
-	return parse_url(cfg->redis.url, &u, e);
+	return parse_url(c->url, &u, e);
 }
 
 /* ---- helpers -------------------------------------------------------------- */
-
-static void fail(struct redis_sink *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(struct redis_sink *k, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (k->failed)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(k->failmsg, sizeof k->failmsg, fmt, ap);
-	va_end(ap);
-	k->failed = true;
-}
-
-static int failed(struct redis_sink *k, struct err *e)
-{
-	return err_setk(e, ERR_SINK, "%s", k->failmsg);
-}
 
 /* The stream a queued command is for: its fourth element, after
  * "*N\r\n$7\r\nEVALSHA\r\n$40\r\nSHA\r\n$1\r\n1\r\n". */
@@ -414,7 +411,8 @@ static void reconnect(struct redis_sink *k)
 
 	if (dial(k, REDIS_CONNECT_TIMEOUT_MS, why, sizeof why, &fatal) < 0) {
 		if (fatal)
-			fail(k, "could not reconnect to Redis at %s:%d: %s", k->host, k->port, why);
+			sink_fail(&k->f, "could not reconnect to Redis at %s:%d: %s", k->host,
+			          k->port, why);
 		else
 			lost(k, why);
 		return;
@@ -438,10 +436,10 @@ static void refused(struct redis_sink *k, const struct cmd *c, const char *id, c
 		at = strcmp(dash + 1, "0") == 0 ? strtoull(id, NULL, 10)
 		                                : strtoull(dash + 1, NULL, 10);
 	lsn_format(at, lsn);
-	fail(k,
-	     "Redis refused XADD to stream %s (the event at %s): %s; nothing from it on was "
-	     "acknowledged: fix Redis, then restart to send it again",
-	     stream, lsn, why);
+	sink_fail(&k->f,
+	          "Redis refused XADD to stream %s (the event at %s): %s; nothing from it on was "
+	          "acknowledged: fix Redis, then restart to send it again",
+	          stream, lsn, why);
 }
 
 static void answered(struct sink *s, redisReply *r)
@@ -515,7 +513,7 @@ static void io(struct sink *s)
 
 	close_group(k);
 
-	while (k->c && !k->failed && k->written < k->pend.len) {
+	while (k->c && !k->f.failed && k->written < k->pend.len) {
 		ssize_t w = write(k->c->fd, k->pend.data + k->written, k->pend.len - k->written);
 
 		if (w < 0 && errno == EINTR)
@@ -532,7 +530,7 @@ static void io(struct sink *s)
 		}
 		k->written += (size_t)w;
 	}
-	while (k->c && !k->failed && k->n > 0) {
+	while (k->c && !k->f.failed && k->n > 0) {
 		ssize_t got = read(k->c->fd, chunk, sizeof chunk);
 		void *reply;
 
@@ -552,7 +550,7 @@ static void io(struct sink *s)
 			lost(k, "could not read Redis's reply");
 			break;
 		}
-		while (k->c && !k->failed && k->n > 0) {
+		while (k->c && !k->f.failed && k->n > 0) {
 			if (redisReaderGetReply(k->c->reader, &reply) != REDIS_OK) {
 				lost(k, "Redis sent a reply that could not be parsed");
 				break;
@@ -569,7 +567,7 @@ static void io(struct sink *s)
 		k->written -= k->done;
 		k->done = 0;
 	}
-	s->blocked = !k->failed &&
+	s->blocked = !k->f.failed &&
 	             (k->inflight >= REDIS_WINDOW || k->pend.len - k->done >= REDIS_WINDOW_BYTES);
 }
 
@@ -579,7 +577,7 @@ static void redis_adjust_pollset(struct sink *s, struct sink_pollset *ps)
 {
 	struct redis_sink *k = s->backend;
 
-	if (k->failed)
+	if (k->f.failed)
 		return;
 	if (k->c == NULL) {
 		int64_t wait = k->reconnect_at - clock_ms();
@@ -601,10 +599,10 @@ static int redis_process(struct sink *s, const struct sink_pollset *ps, struct e
 	struct redis_sink *k = s->backend;
 
 	(void)ps; /* io() tries the socket itself, without waiting */
-	if (!k->failed && k->c == NULL && clock_ms() >= k->reconnect_at)
+	if (!k->f.failed && k->c == NULL && clock_ms() >= k->reconnect_at)
 		reconnect(k);
 	io(s);
-	return k->failed ? failed(k, e) : 0;
+	return k->f.failed ? sink_failed(&k->f, e) : 0;
 }
 
 static uint64_t name_hash(const char *p, size_t n)
@@ -676,8 +674,8 @@ static int redis_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 	struct stream_entry *st;
 	char nfields[4];
 
-	if (k->failed)
-		return failed(k, e);
+	if (k->f.failed)
+		return sink_failed(&k->f, e);
 	if (len == 0 || s->out.data[len - 1] != '\n')
 		return err_setk(e, ERR_SINK, "could not send event %" PRIu64 ": not one JSON line",
 		                seq);
@@ -736,7 +734,7 @@ static int redis_event_routed(struct sink *s, uint64_t seq, const struct sink_re
 	} else {
 		s->blocked = k->pend.len - k->done >= REDIS_WINDOW_BYTES;
 	}
-	return k->failed ? failed(k, e) : 0;
+	return k->f.failed ? sink_failed(&k->f, e) : 0;
 }
 
 /* Never waits: what Redis has answered by now is what gets confirmed. */
@@ -745,16 +743,17 @@ static int redis_flush(struct sink *s, bool durable, struct err *e)
 	struct redis_sink *k = s->backend;
 
 	(void)durable; /* a reply means Redis has it, as its persistence settings keep it */
-	if (!k->failed && k->c == NULL && clock_ms() >= k->reconnect_at)
+	if (!k->f.failed && k->c == NULL && clock_ms() >= k->reconnect_at)
 		reconnect(k);
 	io(s);
-	return k->failed ? failed(k, e) : 0;
+	return k->f.failed ? sink_failed(&k->f, e) : 0;
 }
 
 /* ---- open and close ------------------------------------------------------------ */
 
-static int redis_open(struct sink *s, const struct sink_config *cfg, struct err *e)
+static int redis_open(struct sink *s, const struct sink_config *cfg, void *settings, struct err *e)
 {
+	const struct sink_redis_config *c = settings;
 	struct redis_sink *k = s->backend;
 	struct redis_url u;
 	char why[256];
@@ -764,10 +763,10 @@ static int redis_open(struct sink *s, const struct sink_config *cfg, struct err 
 	buf_init(&k->g.args, 0);
 	buf_init(&k->name, 0);
 	buf_init(&k->id, 0);
-	if (redis_check_config(cfg, e) < 0 || parse_url(cfg->redis.url, &u, e) < 0)
+	if (redis_check_config(cfg, settings, e) < 0 || parse_url(c->url, &u, e) < 0)
 		return -1;
 	k->host = strdup(u.host);
-	k->prefix = strdup(cfg->redis.prefix ? cfg->redis.prefix : "pgstream");
+	k->prefix = strdup(cfg->prefix);
 	k->password = u.password[0] ? strdup(u.password) : NULL;
 	k->user = u.user[0] ? strdup(u.user) : NULL;
 	k->ring = calloc(REDIS_RING, sizeof *k->ring);
@@ -776,7 +775,7 @@ static int redis_open(struct sink *s, const struct sink_config *cfg, struct err 
 		return err_set(e, "could not open the Redis sink: out of memory");
 	k->port = u.port;
 	k->db = u.db;
-	k->maxlen = cfg->redis.maxlen;
+	k->maxlen = c->maxlen;
 	memset(&u, 0, sizeof u);
 	if (dial(k, REDIS_OPEN_TIMEOUT_MS, why, sizeof why, &fatal) < 0)
 		return err_set(e, "could not connect to Redis at %s:%d: %s", k->host, k->port, why);
@@ -818,6 +817,9 @@ static void redis_close(struct sink *s)
 const struct sink_ops SINK_REDIS = {
     .name = "redis",
     .backend_size = sizeof(struct redis_sink),
+    .options = REDIS_OPTIONS,
+    .settings_size = sizeof(struct sink_redis_config),
+    .json_lines_only = true,
     .check_config = redis_check_config,
     .open = redis_open,
     .event_routed = redis_event_routed,

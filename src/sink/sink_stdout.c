@@ -60,13 +60,14 @@ static void stdout_close(struct sink *s)
 		fcntl(STDOUT_FILENO, F_SETFL, so->restore_flags);
 }
 
-static int stdout_open(struct sink *s, const struct sink_config *cfg, struct err *e)
+static int stdout_open(struct sink *s, const struct sink_config *cfg, void *settings, struct err *e)
 {
 	struct stdout_sink *so = s->backend;
 	struct stat st;
 	int flags;
 
 	(void)cfg;
+	(void)settings;
 	(void)e;
 	so->restore_flags = -1;
 	if (fstat(STDOUT_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) &&

@@ -34,7 +34,7 @@
  * the sockets every WEBHOOK_DRIVE_EVERY events keeps the request moving.
  */
 #include <inttypes.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +47,47 @@
 #include "sink/sink_int.h"
 #include "util/log.h"
 #include "util/lsn.h"
+
+/* --sink webhook's settings: its options' values (WEBHOOK_OPTIONS), with
+ * the prefix every sink shares. */
+struct sink_webhook_config {
+	const char *url;
+	const char *secret;  /* HMAC-SHA-256 key of the signature header; NULL: none */
+	const char *headers; /* "Name: value" lines added to every request, or NULL */
+	const char *prefix;  /* first part of every Idempotency-Key */
+	const char *body;    /* "ndjson" (NULL) or "array" */
+	int batch_events;    /* a batch closes at this many events, */
+	int batch_bytes;     /* ... or before it would pass this many bytes, */
+	int linger_ms;       /* ... or this long after its first event */
+	int timeout_ms;      /* one request, connection included */
+	int retry_max_ms;    /* cap of the backoff between retries */
+};
+
+#define W(field) offsetof(struct sink_webhook_config, field)
+
+static const struct sink_option WEBHOOK_OPTIONS[] = {
+    {"webhook-url", "WEBHOOK_URL", SINK_OPT_STRING, W(url), "URL",
+     "with --sink webhook: where batches of events are POSTed (http:// or https://)", NULL, NULL},
+    {"webhook-secret", "WEBHOOK_SECRET", SINK_OPT_STRING, W(secret), "SECRET",
+     "HMAC-SHA-256 key: X-Pgstream-Signature: sha256=HEX over each body (prefer the "
+     "environment)",
+     NULL, NULL},
+    {"webhook-header", "WEBHOOK_HEADERS", SINK_OPT_LINES, W(headers), "'NAME: VALUE'",
+     "an HTTP header of every request, repeatable (environment: one per line)", NULL, NULL},
+    {"webhook-body", "WEBHOOK_BODY", SINK_OPT_STRING, W(body), "ndjson|array",
+     "a batch as one JSON line per event (default) or as one JSON array", NULL, NULL},
+    {"webhook-batch-size", "WEBHOOK_BATCH_SIZE", SINK_OPT_COUNT, W(batch_events), "N",
+     "events per request at most (default 1000)", "1000", NULL},
+    {"webhook-batch-bytes", "WEBHOOK_BATCH_BYTES", SINK_OPT_COUNT, W(batch_bytes), "N",
+     "bytes per request at most, unless one event is larger (default 1048576)", "1048576", NULL},
+    {"webhook-linger-ms", "WEBHOOK_LINGER_MS", SINK_OPT_COUNT, W(linger_ms), "MS",
+     "how long a batch waits for more events while no request is in flight (default 5)", "5", NULL},
+    {"webhook-timeout", "WEBHOOK_TIMEOUT", SINK_OPT_SECONDS, W(timeout_ms), "SECONDS",
+     "a request not answered in this long is retried (default 30)", "30", NULL},
+    {"webhook-retry-max-delay", "WEBHOOK_RETRY_MAX_DELAY", SINK_OPT_SECONDS, W(retry_max_ms),
+     "SECONDS", "cap of the exponential retry backoff (default 30)", "30", NULL},
+    {0},
+};
 
 /* Closed batches that may wait behind the request in flight; more arrive
  * only while the daemon finishes a message after being told to stop. */
@@ -121,8 +162,7 @@ struct webhook_sink {
 	unsigned since_drive;
 	uint64_t rng;
 
-	bool failed;
-	char failmsg[ERR_MSG_MAX];
+	struct sink_failure f; /* the first failure that will not pass */
 };
 
 /* ---- configuration ------------------------------------------------------ */
@@ -235,9 +275,11 @@ static int check_headers(const char *lines, struct err *e)
 	return 0;
 }
 
-static int webhook_check_config(const struct sink_config *cfg, struct err *e)
+static int webhook_check_config(const struct sink_config *cfg, void *settings, struct err *e)
 {
-	const struct sink_webhook_config *w = &cfg->webhook;
+	struct sink_webhook_config *w = settings;
+
+	w->prefix = cfg->prefix;
 
 	if (w->url == NULL)
 		return err_set(e, "invalid options: --sink webhook needs --webhook-url URL (or "
@@ -261,25 +303,6 @@ static int webhook_check_config(const struct sink_config *cfg, struct err *e)
 }
 
 /* ---- small helpers -------------------------------------------------------- */
-
-static void fail(struct webhook_sink *k, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void fail(struct webhook_sink *k, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (k->failed)
-		return; /* the first failure is the one to report */
-	va_start(ap, fmt);
-	vsnprintf(k->failmsg, sizeof k->failmsg, fmt, ap);
-	va_end(ap);
-	k->failed = true;
-}
-
-static int failed(struct webhook_sink *k, struct err *e)
-{
-	return err_setk(e, ERR_SINK, "%s", k->failmsg);
-}
 
 /* xorshift64*: jitter needs no more. */
 static uint64_t rnd(struct webhook_sink *k)
@@ -490,7 +513,7 @@ static int pump(struct sink *s, bool force, struct err *e)
 {
 	struct webhook_sink *k = s->backend;
 
-	if (k->failed)
+	if (k->f.failed)
 		return 0;
 	if (!k->have_inflight) {
 		if (k->nclosed == 0 && k->open.events > 0 &&
@@ -579,8 +602,8 @@ static void finished(struct sink *s, CURLcode rc)
 		snprintf(why, sizeof why, "%s%s%s", curl_easy_strerror(rc), *k->errbuf ? ": " : "",
 		         k->errbuf);
 		if (permanent(rc)) {
-			fail(
-			    k,
+			sink_fail(
+			    &k->f,
 			    "could not deliver to the webhook at %s: %s (batch %s, nothing from it "
 			    "on acknowledged)",
 			    k->where, why, k->key);
@@ -608,12 +631,13 @@ static void finished(struct sink *s, CURLcode rc)
 		char reply[WEBHOOK_REPLY_MAX + 1];
 
 		quote_reply(k->reply, k->reply_len, reply, sizeof reply);
-		fail(k,
-		     "the webhook at %s refused batch %s (%" PRIu32 " events) with HTTP %ld%s%s%s; "
-		     "nothing from it on was acknowledged: fix the receiver (or the events), then "
-		     "restart to send it again",
-		     k->where, k->key, k->inflight.events, status, *reply ? ": \"" : "", reply,
-		     *reply ? "\"" : "");
+		sink_fail(
+		    &k->f,
+		    "the webhook at %s refused batch %s (%" PRIu32 " events) with HTTP %ld%s%s%s; "
+		    "nothing from it on was acknowledged: fix the receiver (or the events), then "
+		    "restart to send it again",
+		    k->where, k->key, k->inflight.events, status, *reply ? ": \"" : "", reply,
+		    *reply ? "\"" : "");
 	}
 }
 
@@ -647,7 +671,7 @@ static void webhook_adjust_pollset(struct sink *s, struct sink_pollset *ps)
 		at = k->timer_at;
 	if (k->have_inflight && !k->running && (at < 0 || k->retry_at < at))
 		at = k->retry_at;
-	if (!k->have_inflight && !k->failed && (k->nclosed > 0 || k->open.events > 0)) {
+	if (!k->have_inflight && !k->f.failed && (k->nclosed > 0 || k->open.events > 0)) {
 		int64_t due = k->nclosed > 0 ? now : k->open.opened_ms + k->linger_ms;
 
 		if (at < 0 || due < at)
@@ -685,7 +709,7 @@ static int webhook_process(struct sink *s, const struct sink_pollset *ps, struct
 	collect(s);
 	if (pump(s, false, e) < 0)
 		return -1;
-	return k->failed ? failed(k, e) : 0;
+	return k->f.failed ? sink_failed(&k->f, e) : 0;
 }
 
 /* A look at curl's sockets without waiting, so that a request progresses
@@ -709,8 +733,8 @@ static int webhook_event_routed(struct sink *s, uint64_t seq, const struct sink_
 	size_t len = s->out.len - before;
 	struct pos p = {.commit_lsn = rec->commit_lsn, .lsn = rec->lsn};
 
-	if (k->failed)
-		return failed(k, e);
+	if (k->f.failed)
+		return sink_failed(&k->f, e);
 	if (len == 0 || s->out.data[s->out.len - 1] != '\n' ||
 	    memchr(s->out.data + before, '\n', len - 1) != NULL)
 		return err_setk(e, ERR_SINK, "could not send event %" PRIu64 ": not one JSON line",
@@ -749,13 +773,13 @@ static int webhook_flush(struct sink *s, bool durable, struct err *e)
 {
 	struct webhook_sink *k = s->backend;
 
-	if (k->failed)
-		return failed(k, e);
+	if (k->f.failed)
+		return sink_failed(&k->f, e);
 	if (drive(s, e) < 0)
 		return -1;
 	if (pump(s, durable, e) < 0)
 		return -1;
-	return k->failed ? failed(k, e) : 0;
+	return k->f.failed ? sink_failed(&k->f, e) : 0;
 }
 
 /* ---- open and close ----------------------------------------------------------- */
@@ -795,16 +819,17 @@ static int connect_check(struct webhook_sink *k, const struct sink_webhook_confi
 	return 0;
 }
 
-static int webhook_open(struct sink *s, const struct sink_config *cfg, struct err *e)
+static int webhook_open(struct sink *s, const struct sink_config *cfg, void *settings,
+                        struct err *e)
 {
 	struct webhook_sink *k = s->backend;
-	const struct sink_webhook_config *w = &cfg->webhook;
+	const struct sink_webhook_config *w = settings;
 	char ua[64];
 
 	buf_init(&k->body, 0);
 	k->timer_at = -1;
 	k->rng = (((uint64_t)clock_ms() * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)getpid()) | 1;
-	if (webhook_check_config(cfg, e) < 0 || parse_url(w->url, &k->where, e) < 0)
+	if (webhook_check_config(cfg, settings, e) < 0 || parse_url(w->url, &k->where, e) < 0)
 		return -1;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return err_set(e, "could not open the webhook sink: curl_global_init failed");
@@ -875,6 +900,9 @@ static void webhook_close(struct sink *s)
 const struct sink_ops SINK_WEBHOOK = {
     .name = "webhook",
     .backend_size = sizeof(struct webhook_sink),
+    .options = WEBHOOK_OPTIONS,
+    .settings_size = sizeof(struct sink_webhook_config),
+    .json_lines_only = true,
     .check_config = webhook_check_config,
     .open = webhook_open,
     .event_routed = webhook_event_routed,

@@ -173,22 +173,27 @@ def status_updates(buf, cut=False):
 
 
 def check_ack_order(trace_path, out_path, events):
-    """From a strace log of a pgstream run writing to out_path (a new file):
-    every status update that moves the flush position to F must come after
-    the write() and the fsync() of every event whose transaction committed
-    before F (commit_lsn < F). events: the file's events, in file order.
+    """From a strace log of a pgstream run writing to out_path (a new file,
+    or a list of new files: a rotated series, in order): every status update
+    that moves the flush position to F must come after the write() and the
+    fsync() of every event whose transaction committed before F
+    (commit_lsn < F), each in its file. events: the files' events, in order.
     Returns (status updates that moved the flush position, fsyncs)."""
-    ends, commits, off = [], [], 0
-    with open(out_path, "rb") as f:
-        for line in f:
-            off += len(line)
-            ends.append(off)
+    paths = [out_path] if isinstance(out_path, str) else list(out_path)
+    ends, commits, starts, off = [], [], [], 0
+    for path in paths:
+        starts.append(off)
+        with open(path, "rb") as f:
+            for line in f:
+                off += len(line)
+                ends.append(off)
     assert len(ends) == len(events), (len(ends), len(events))
     for e in events:
         commits.append(lsn_int(e["commit_lsn"]) if e.get("commit_lsn") else 0)
     assert commits == sorted(commits), "events out of commit order in one run"
-    out_path = os.path.realpath(out_path)
-    written = synced = 0
+    index = {os.path.realpath(p): i for i, p in enumerate(paths)}
+    written = [0] * len(paths)  # bytes written to each file so far,
+    synced = [0] * len(paths)   # ... and at its last fsync
     moved = fsyncs = 0
     flushed = 0
     with open(trace_path) as f:
@@ -199,11 +204,12 @@ def check_ack_order(trace_path, out_path, events):
             call, _fd, target, rest, ret = m.groups()
             target = _unhex(target)
             ret = int(ret)
-            if target == out_path:
+            if target in index:
+                i = index[target]
                 if call in ("write", "pwrite64", "writev") and ret > 0:
-                    written += ret
+                    written[i] += ret
                 elif call in ("fsync", "fdatasync") and ret == 0:
-                    synced = written
+                    synced[i] = written[i]
                     fsyncs += 1
                 continue
             if call not in ("sendto", "sendmsg") or not target.startswith("socket:"):
@@ -215,16 +221,22 @@ def check_ack_order(trace_path, out_path, events):
             for _write_lsn, flush in status_updates(buf, cut=bool(h.group(2))):
                 if flush <= flushed:
                     continue
-                # Events of transactions that committed before flush.
+                # Events of transactions that committed before flush, and the
+                # bytes of each file they take.
                 need = bisect.bisect_left(commits, flush)
                 need_end = ends[need - 1] if need else 0
-                assert need_end <= written, \
-                    "flush position %s reported with %d bytes written, %d needed" % (
-                        lsn_str(flush), written, need_end)
-                assert need_end <= synced, \
-                    "flush position %s reported before fsync: %d bytes written, %d synced, " \
-                    "%d needed" % (lsn_str(flush), written, synced, need_end)
+                for i, start in enumerate(starts):
+                    want = min(max(need_end - start, 0),
+                               (starts[i + 1] if i + 1 < len(starts) else off) - start)
+                    assert want <= written[i], \
+                        "flush position %s reported with %d bytes of %s written, %d needed" % (
+                            lsn_str(flush), written[i], paths[i], want)
+                    assert want <= synced[i], \
+                        "flush position %s reported before fsync: %d bytes of %s written, " \
+                        "%d synced, %d needed" % (lsn_str(flush), written[i], paths[i],
+                                                  synced[i], want)
                 flushed = flush
                 moved += 1
-    assert written == off, "trace saw %d bytes written, file has %d" % (written, off)
+    assert sum(written) == off, "trace saw %d bytes written, the files have %d" % (
+        sum(written), off)
     return moved, fsyncs

@@ -118,6 +118,57 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Standby(Cluster):
+    """A hot standby of `primary`, streaming from it through the physical
+    slot `slot` with hot_standby_feedback, plus extra postgresql.conf lines.
+    The builds have no pg_basebackup, so it starts from a cold copy of the
+    primary's data directory: the primary is stopped for the copy and
+    started again. The copy leaves out pg_replslot (a standby's slots are
+    its own, or synchronized) and postgresql.auto.conf (ALTER SYSTEM on
+    the primary stays the primary's)."""
+
+    def __init__(self, primary, *conf, slot="standby_slot"):
+        self.env = dict(primary.env)
+        self.dir = tempfile.mkdtemp(prefix="pgstream-it-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        if not primary.sql("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)):
+            primary.sql("SELECT pg_create_physical_replication_slot(%s)", (slot,))
+        primary.stop()
+        data = os.path.join(self.dir, "data")
+        shutil.copytree(os.path.join(primary.dir, "data"), data, symlinks=True,
+                        ignore=lambda d, names: [n for n in names if n == "postmaster.pid"])
+        for name in os.listdir(os.path.join(data, "pg_replslot")):
+            shutil.rmtree(os.path.join(data, "pg_replslot", name))
+        open(os.path.join(data, "postgresql.auto.conf"), "w").close()
+        open(os.path.join(data, "standby.signal"), "w").close()
+        with open(os.path.join(data, "postgresql.conf"), "a") as f:
+            for line in ("port = %d" % self.port, "unix_socket_directories = '%s'" % self.dir,
+                         "primary_conninfo = 'host=127.0.0.1 port=%d user=postgres"
+                         " dbname=postgres application_name=standby'" % primary.port,
+                         "primary_slot_name = '%s'" % slot, "hot_standby_feedback = on",
+                         *conf):
+                f.write(line + "\n")
+        if os.getuid() == 0:
+            subprocess.run(["chown", "-R", "postgres:", self.dir], check=True)
+        subprocess.run([PGCLUSTER, "start", primary.dir, str(primary.port)], check=True,
+                       env=primary.env)
+        subprocess.run([PGCLUSTER, "start", self.dir, str(self.port)], check=True, env=self.env)
+
+    def promote(self):
+        subprocess.run([PGCLUSTER, "promote", self.dir], check=True, env=self.env)
+
+    def wait_replayed(self, primary, timeout=30):
+        """Until this standby has replayed the primary's WAL as it is now."""
+        target = primary.current_lsn()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if lsn_int(self.value("SELECT pg_last_wal_replay_lsn()::text")) >= target:
+                return
+            time.sleep(0.05)
+        raise AssertionError("standby did not replay up to %s" % lsn_str(target))
+
+
 class PgStream:
     """One pgstream process; stdout and stderr go to files so tests can read
     what it emitted even after a kill -9."""

@@ -25,10 +25,12 @@ INVALID = {
     "--wal-receiver-timeout": ["", "0", "later"],
     "--read-delay-us": ["", "-1", "1.5", "100001", "1e3", "0x10", "99999999999999999999"],
     "--streaming": ["perhaps"],
+    "--origin": ["", "local", "none ", "NONE"],
     "--invalid-utf8": ["", "ignore", "REPLACE", "fail "],
     "--temporary-slot": ["nope"],
     "--create-publication": ["sure"],
     "--tables": [""],
+    "--allow-no-replica-identity": ["maybe"],
     "--log-level": ["", "verbose", "INFO1"],
     "--env-file": ["", "/nonexistent/dir/.env"],
     "--snapshot": ["", "always", "INITIAL", "initial "],
@@ -49,12 +51,13 @@ INVALID = {
     "--tx-events": ["sometimes"],
     "--debezium-time-precision": ["", "micro", "Connect"],
     "--debezium-interval": ["", "iso"],
+    "--debezium-schemas": ["yes please"],
 }
 
 ENV_NAMES = {
     "--slot": "SLOT_NAME", "--format": "FORMAT", "--start-lsn": "START_LSN",
     "--status-interval": "STATUS_INTERVAL", "--log-level": "LOG_LEVEL",
-    "--fsync": "FSYNC", "--streaming": "STREAMING",
+    "--fsync": "FSYNC", "--streaming": "STREAMING", "--origin": "ORIGIN",
     "--time-format": "TIME_FORMAT", "--numeric": "NUMERIC", "--unchanged-toast": "UNCHANGED_TOAST",
     "--tx-events": "TX_EVENTS",
 }
@@ -120,6 +123,8 @@ class ConfigMatrix(unittest.TestCase):
                             "cannot be used with --temporary-slot")
         self.assert_refused(run(base + ["--status-interval=30", "--wal-receiver-timeout=20"]),
                             "--wal-receiver-timeout must be longer")
+        self.assert_refused(run(base + ["--format=json", "--debezium-schemas"]),
+                            "--debezium-schemas needs --format debezium")
 
     def test_unreadable_or_malformed_dotenv(self):
         with tempfile.TemporaryDirectory() as d:

@@ -29,7 +29,8 @@ TYPES_TABLE = """CREATE TABLE dtypes (
         id int PRIMARY KEY, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8, b bool,
         t text, vc varchar(10), ch char(3), n52 numeric(5,2), n300 numeric(30,0), nv numeric,
         d date, ts timestamp, ts3 timestamp(3), tstz timestamptz, tm time, tm3 time(3),
-        ttz timetz, u uuid, j json, jb jsonb, by bytea, ia int[], ta text[], iv interval)"""
+        ttz timetz, u uuid, j json, jb jsonb, by bytea, ia int[], ta text[], iv interval,
+        nneg numeric(5,-2))"""
 TYPES_ROWS = """INSERT INTO dtypes VALUES
         (1, -32768, 2147483647, -9223372036854775808, 1.5, 'NaN', true,
          'say "hi"', 'short', 'ab', 123.45, 123456789012345678901234567890, 1.5,
@@ -37,15 +38,15 @@ TYPES_ROWS = """INSERT INTO dtypes VALUES
          '2018-06-20 15:13:16.945104+02', '04:05:06.789', '04:05:06.789',
          '04:05:06.789+02', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
          '{"a" : [1, 2]}', '{"k": {"z": [true, 1.50]}}', '\\x0102ff', '{1,NULL,3}',
-         ARRAY['a b', NULL], '1 year 2 mons 3 days 04:05:06.78'),
+         ARRAY['a b', NULL], '1 year 2 mons 3 days 04:05:06.78', 12345),
         (2, 0, 0, 0, '-Infinity', 'Infinity', false, '', '', '', -1.00, -129, -0.001,
          '1969-12-31', '1969-12-31 23:59:59.999999', '1969-12-31 23:59:59.999',
          '2026-01-01 00:30:00+05:30', '00:00:00', '23:59:59.999', '00:30:00+05:30',
          '00000000-0000-0000-0000-000000000000', '3', '[]', '\\x', '{}', '{}',
-         '-1 mons -00:00:01.5'),
+         '-1 mons -00:00:01.5', -4250),
         (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
          NULL, 'infinity', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-         NULL, NULL)"""
+         NULL, NULL, NULL)"""
 
 
 MORE_TABLE = """CREATE TABLE dmore (
@@ -320,6 +321,8 @@ class Values(unittest.TestCase):
         self.assertEqual(r2["n52"], unscaled_b64(-100))
         self.assertEqual(r2["n300"], unscaled_b64(-129))
         self.assertEqual(r2["nv"], {"scale": 3, "value": unscaled_b64(-1)})
+        # numeric(5,-2): the server rounds to hundreds, the Decimal's scale is -2
+        self.assertEqual((r1["nneg"], r2["nneg"]), (unscaled_b64(123), unscaled_b64(-43)))
 
     def test_numeric_string_and_double(self):
         s = {r["id"]: r for r in self.modes["string"][:3]}

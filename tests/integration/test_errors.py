@@ -155,6 +155,91 @@ class Errors(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
 
 
+class ReplicaIdentity(unittest.TestCase):
+    """Tables whose UPDATEs and DELETEs the server refuses while published
+    (no primary key under REPLICA IDENTITY DEFAULT, or NOTHING): named with
+    the remedy at every start, and --create-publication refuses to publish
+    them unless --allow-no-replica-identity."""
+
+    def setUp(self):
+        C.sql("CREATE TABLE ri_nokey (v text)")
+        C.sql("CREATE TABLE ri_nothing (id int PRIMARY KEY)")
+        C.sql("ALTER TABLE ri_nothing REPLICA IDENTITY NOTHING")
+        C.sql("CREATE TABLE ri_full (v text)")
+        C.sql("ALTER TABLE ri_full REPLICA IDENTITY FULL")
+
+    def tearDown(self):
+        # Dropped, so that other tests' FOR ALL TABLES publications are
+        # created as before.
+        for pub in ("pub_ri", "pub_ri_ins", "pub_ri_new"):
+            C.sql("DROP PUBLICATION IF EXISTS " + pub)
+        for t in ("ri_nokey", "ri_nothing", "ri_full"):
+            C.sql("DROP TABLE " + t)
+
+    def start(self, pub, *args):
+        return run("--database-url", C.url(), "--publication", pub, "--slot", "s_" + pub,
+                   *args, "--end-lsn", lsn_str(C.current_lsn()))
+
+    def test_warned_at_every_start(self):
+        C.sql("CREATE PUBLICATION pub_ri FOR TABLE t, ri_nokey, ri_nothing, ri_full")
+        p = self.start("pub_ri")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        warned = [l for l in p.stderr.splitlines() if "no replica identity" in l]
+        self.assertEqual(len(warned), 1, p.stderr)
+        self.assertIn("2 tables have no replica identity: public.ri_nokey (no primary key),"
+                      " public.ri_nothing (REPLICA IDENTITY NOTHING)", warned[0])
+        self.assertIn("REPLICA IDENTITY FULL", warned[0])
+        self.assertNotIn("ri_full", warned[0])
+        self.assertNotIn("public.t ", warned[0])
+        # Each start, not just the first: the slot exists now.
+        C.sql("ALTER TABLE ri_nothing REPLICA IDENTITY DEFAULT")
+        p = self.start("pub_ri")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("using existing replication slot", p.stderr)
+        self.assertIn("1 table has no replica identity: public.ri_nokey (no primary key)",
+                      p.stderr)
+        C.sql("ALTER TABLE ri_nokey REPLICA IDENTITY FULL")
+        p = self.start("pub_ri")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("replica identity", p.stderr)
+        # A publication of INSERTs only: the server refuses nothing.
+        C.sql("CREATE PUBLICATION pub_ri_ins FOR TABLE ri_nokey WITH (publish = 'insert')")
+        C.sql("ALTER TABLE ri_nokey REPLICA IDENTITY DEFAULT")
+        p = self.start("pub_ri_ins")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("replica identity", p.stderr)
+
+    def test_create_publication_refused(self):
+        p = self.start("pub_ri_new", "--create-publication", "--tables",
+                       "t,ri_nokey,ri_nothing,ri_full")
+        one_error_line(self, p, "could not create publication pub_ri_new: the server would"
+                       " refuse UPDATE and DELETE on 2 tables without a replica identity")
+        self.assertIn("--allow-no-replica-identity): public.ri_nokey (no primary key),"
+                      " public.ri_nothing (REPLICA IDENTITY NOTHING)", p.stderr)
+        self.assertEqual(C.sql("SELECT 1 FROM pg_publication WHERE pubname = 'pub_ri_new'"),
+                         [])
+        self.assertEqual(C.sql("SELECT 1 FROM pg_replication_slots"
+                               " WHERE slot_name = 's_pub_ri_new'"), [])
+        # FOR ALL TABLES: the server's own list of the tables it would hold.
+        p = self.start("pub_ri_new", "--create-publication")
+        one_error_line(self, p, "public.ri_nokey (no primary key)")
+        self.assertEqual(C.sql("SELECT 1 FROM pg_publication WHERE pubname = 'pub_ri_new'"),
+                         [])
+        p = self.start("pub_ri_new", "--create-publication", "--tables", "t,ri_full")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("publication created: pub_ri_new", p.stderr)
+        self.assertNotIn("replica identity", p.stderr)
+        C.sql("DROP PUBLICATION pub_ri_new")
+        p = self.start("pub_ri_new", "--create-publication", "--tables", "t,ri_nokey",
+                       "--allow-no-replica-identity")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("publication created: pub_ri_new", p.stderr)
+        self.assertIn("warning: publication pub_ri_new: 1 table has no replica identity:"
+                      " public.ri_nokey (no primary key)", p.stderr)
+        p = run("--database-url", C.url(), "--allow-no-replica-identity")
+        one_error_line(self, p, "--allow-no-replica-identity needs --create-publication", 2)
+
+
 class WalLevel(unittest.TestCase):
     def test_wal_level_not_logical(self):
         c = Cluster("wal_level = replica")

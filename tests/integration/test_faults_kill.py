@@ -96,7 +96,11 @@ class KillNine(unittest.TestCase):
             for r in range(rounds):
                 p = PgStream(C, "--status-interval", random.choice(["0.05", "0.2", "1"]),
                              slot=slot).start()
-                # Sometimes before streaming starts, mostly while it streams.
+                # Sometimes before streaming starts, mostly while it streams:
+                # counted from its start, which under load may take longer
+                # than the whole delay.
+                if random.random() < 0.7:
+                    p.wait_stderr("listening for changes", 60)
                 time.sleep(random.choice([0.0, 0.01]) + random.expovariate(1 / 0.4))
                 p.kill()
                 STATS.fault("kill9")

@@ -6,19 +6,24 @@ visibly). Everything is read back from Kafka with kcat.
 
 1. Every operation lands in its table's topic with the row's key, headers
    lsn/commit_lsn/xid and the very bytes --format json prints; tombstones
-   after a DELETE and for the old key of a key-changing UPDATE; a fixed
-   topic and --kafka-tombstones=false.
+   after a DELETE and for the old key of a key-changing UPDATE; every keyed
+   record in the partition Java's murmur2 gives; a fixed topic and
+   --kafka-tombstones=false; --format debezium's envelopes, a key change
+   as Debezium sends it (delete, tombstone, create).
 2. The reference workload (bench/workload) counted back, every key's
    changes in one partition and in order.
 3. Produce errors injected and all brokers down for seconds under load:
    nothing lost, the slot's confirmed_flush_lsn frozen while nothing can be
    delivered, memory flat, the Postgres connection kept; a kill -9 while
-   the brokers are down loses nothing.
+   the brokers are down loses nothing. One broker answering 5 s late: the
+   acknowledgement held before its partitions' first row, the other
+   partitions delivered meanwhile.
 4. A row larger than message.max.bytes: exit 1 with one line naming the
    topic, the table, the LSN and the remedy, nothing acknowledged past it;
-   a restart with the limit raised delivers it.
+   a restart with the limit raised delivers it. The same for a topic
+   refused (TOPIC_AUTHORIZATION_FAILED, UNKNOWN_TOPIC_OR_PART).
 5. SIGTERM under load flushes and exits 0; SIGTERM inside a 1,000,000-row
-   transaction: exit 0 at once, nothing of it acknowledged, the restart
+   transaction: exit 0 within about a second, nothing of it acknowledged, the restart
    delivers it whole; kill -9 at random moments under load: every
    committed row in Kafka at least once, repeats only of transactions not
    acknowledged before the restart.
@@ -130,6 +135,25 @@ def new_slot(name):
     C.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,))
 
 
+def drop_slots(*names):
+    """Drop slots once their runs ended: the module's tests together need
+    more than the server's max_replication_slots (10)."""
+    for name in names:
+        wait_slot_inactive(C, name)
+        C.sql("SELECT pg_drop_replication_slot(%s)", (name,))
+
+
+def drop_slot(name):
+    drop_slots(name)
+
+
+def slot_copy(base, name):
+    """A new slot where base is (which nothing reads): several runs over
+    the same WAL, one slot at a time besides base."""
+    C.sql("SELECT pg_copy_logical_replication_slot(%s, %s)", (base, name))
+    return name
+
+
 def run_to(lsn, slot, *args, timeout=300):
     """One pgstream run to --end-lsn lsn; returns it (closed by the caller)."""
     p = PgStream(C, "--end-lsn", lsn_str(lsn), *args, slot=slot)
@@ -208,6 +232,58 @@ def events_of(msgs):
     return events
 
 
+def murmur2(data):
+    """Kafka's Java client's murmur2 (Utils.murmur2), unsigned 32 bits."""
+    m, h = 0x5bd1e995, (0x9747b28c ^ len(data)) & 0xffffffff
+    n4 = len(data) // 4 * 4
+    for i in range(0, n4, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & 0xffffffff
+        k ^= k >> 24
+        k = (k * m) & 0xffffffff
+        h = ((h * m) & 0xffffffff) ^ k
+    rest = data[n4:]
+    if len(rest) == 3:
+        h ^= rest[2] << 16
+    if len(rest) >= 2:
+        h ^= rest[1] << 8
+    if rest:
+        h = ((h ^ rest[0]) * m) & 0xffffffff
+    h ^= h >> 13
+    h = (h * m) & 0xffffffff
+    return h ^ (h >> 15)
+
+
+# Kafka's own test vectors (UtilsTest.testMurmur2), as signed ints.
+for _text, _want in (("21", -973932308), ("foobar", -790332482), ("abc", 479470107),
+                     ("a-little-bit-long-string", -985981536),
+                     ("a-little-bit-longer-string", -1486304829)):
+    assert murmur2(_text.encode()) == _want & 0xffffffff, _text
+
+
+def java_partition(key, partitions):
+    """Where Java's default partitioner (and Debezium) puts a keyed record."""
+    return (murmur2(key.encode()) & 0x7fffffff) % partitions
+
+
+def partition_counts(kafka):
+    p = subprocess.run(["kcat", "-L", "-J", "-b", kafka.bootstrap], capture_output=True,
+                       text=True, timeout=60, check=True)
+    return {t["topic"]: len(t["partitions"]) for t in json.loads(p.stdout)["topics"]}
+
+
+def without_processing_time(line):
+    """A Debezium value without its top-level ts_ms/us/ns (pgstream's clock
+    when it wrote the event; source's, the commit's, stays, but for a
+    non-transactional message, which has no commit)."""
+    ev = json.loads(line)
+    src = ev.get("source", {})
+    for d in (ev, src if src.get("txId") is None else {}):
+        for f in ("ts_ms", "ts_us", "ts_ns"):
+            d.pop(f, None)
+    return json.dumps(ev, sort_keys=True)
+
+
 def check_headers(m, ev):
     h = m["headers"]
     assert h["lsn"] == ev["lsn"], (h, ev)
@@ -265,7 +341,7 @@ def topic_of(prefix, ev):
 
 class Operations(unittest.TestCase):
     def test_every_op_lands_in_its_topic(self):
-        for s in ("s_ops_json", "s_ops_kafka", "s_ops_fixed"):
+        for s in ("s_ops_json", "s_ops_kafka", "s_ops_fixed", "s_ops_dbz", "s_ops_dbzk"):
             new_slot(s)
         for stmt in OPS:
             C.sql(stmt)
@@ -275,7 +351,7 @@ class Operations(unittest.TestCase):
         ref.close()
         p = run_to(end, "s_ops_kafka", *kafka_args("ops"))
         self.assertEqual(p.stdout(), "")
-        self.assertEqual(wait_slot_inactive(C, "s_ops_kafka"), end)
+        self.assertGreaterEqual(wait_slot_inactive(C, "s_ops_kafka"), end)
         p.close()
 
         topics = K.topics("ops")
@@ -324,6 +400,14 @@ class Operations(unittest.TestCase):
             for idx in parts.values():
                 self.assertEqual(idx, sorted(idx))
         self.assertIn("ops.other_schema.odd_name", topics)
+        # Keyed records (tombstones too) where Java's murmur2 partitioner
+        # puts them: the partitioner is murmur2_random, not librdkafka's
+        # consistent_random (CRC32).
+        parts = partition_counts(K)
+        keyed = [m for m in msgs if m["key"] is not None]
+        for m in keyed:
+            self.assertEqual(m["partition"], java_partition(m["key"], parts[m["topic"]]), m)
+        self.assertGreater(len({m["partition"] for m in keyed}), 1)
 
         # One fixed topic, no tombstones.
         p = run_to(end, "s_ops_fixed", *kafka_args("fixed", "--kafka-topic", "fixed.all",
@@ -333,9 +417,36 @@ class Operations(unittest.TestCase):
         fixed = K.read("fixed.all") + K.read("fixed.messages")
         self.assertTrue(all(m["payload"] is not None for m in fixed))
         self.assertEqual(sorted(m["payload"] for m in fixed), sorted(lines))
-        print("operations: %d events read back from %d topics, %d tombstones; fixed topic: %d"
-              % (len(values), len(topics), want_tombstones, len(fixed)), flush=True)
-        STATS.checked += len(values) + len(fixed)
+
+        # --format debezium: the values are its envelopes, as it prints them.
+        ref = run_to(end, "s_ops_dbz", "--format", "debezium", "--topic-prefix", "dbz")
+        dbz = ref.stdout().splitlines()
+        ref.close()
+        p = run_to(end, "s_ops_dbzk", "--format", "debezium", *kafka_args("dbz"))
+        p.close()
+        got = [m for t in K.topics("dbz") for m in K.read(t)]
+        self.maxDiff = None
+        self.assertEqual(sorted(without_processing_time(m["payload"]) for m in got
+                                if m["payload"] is not None),
+                         sorted(without_processing_time(x) for x in dbz))
+        self.assertEqual(sum(m["payload"] is None for m in got), want_tombstones)
+        # A key change, users' id 2 -> 20: Debezium's delete under the old
+        # key, its tombstone right behind it, the create under the new key.
+        users = K.read("dbz.public.users")
+        old = [m for m in users if m["key"] == '{"id":2}']
+        self.assertEqual([m["payload"] and json.loads(m["payload"])["op"] for m in old],
+                         ["c", "d", None])
+        self.assertEqual((old[2]["partition"], old[2]["offset"]),
+                         (old[1]["partition"], old[1]["offset"] + 1))
+        new = [json.loads(m["payload"]) for m in users if m["key"] == '{"id":20}']
+        self.assertEqual([(e["op"], e["after"]["id"]) for e in new], [("c", 20)])
+        print("operations: %d events read back from %d topics, %d tombstones, %d keyed records"
+              " each in murmur2's partition; fixed topic: %d; debezium: %d"
+              % (len(values), len(topics), want_tombstones, len(keyed), len(fixed), len(got)),
+              flush=True)
+        STATS.checked += len(values) + len(fixed) + len(got)
+        for s in ("s_ops_dbz", "s_ops_dbzk"):
+            drop_slot(s)
 
 
 class Snapshot(unittest.TestCase):
@@ -456,6 +567,219 @@ class FullIdentity(unittest.TestCase):
         STATS.checked += len(values) + len(nk)
 
 
+class TxEvents(unittest.TestCase):
+    """--tx-events into Kafka, as Debezium's transaction metadata: each
+    transaction's begin and commit events on a topic of their own
+    ({prefix}.transaction, or --kafka-transaction-topic), keyed by the
+    transaction so that both land in one partition in order; the changes in
+    their tables' topics with their place in the transaction. The same
+    bytes as --tx-events to stdout, with and without exactly once."""
+
+    def test_boundaries_on_their_topic(self):
+        new_slot("s_tx_base")
+        C.sql("CREATE TABLE tx_a (id int PRIMARY KEY, v text)")
+        C.sql("CREATE TABLE tx_b (id int PRIMARY KEY)")
+        conn = C.connect()
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO tx_a VALUES (1, 'x'), (2, 'y')")
+            cur.execute("INSERT INTO tx_b VALUES (1)")
+            cur.execute("SELECT pg_logical_emit_message(true, 'app', 'in')")
+        conn.commit()
+        with conn.cursor() as cur:
+            cur.execute("UPDATE tx_a SET v = 'z' WHERE id = 1")
+            cur.execute("DELETE FROM tx_b")
+        conn.commit()
+        conn.close()
+        end = C.current_lsn()
+        ref = run_to(end, slot_copy("s_tx_base", "s_tx_json"), "--tx-events")
+        lines = ref.stdout().splitlines()
+        ref.close()
+        drop_slots("s_tx_json")
+        evs = [json.loads(line) for line in lines]
+        self.assertEqual([e["op"] for e in evs],
+                         ["begin", "insert", "insert", "insert", "message", "commit",
+                          "begin", "update", "delete", "commit"])
+        bounds = [line for line, e in zip(lines, evs) if e["op"] in ("begin", "commit")]
+
+        for slot, prefix, topic, more in (
+                ("s_tx_kafka", "txk", "txk.transaction", ()),
+                ("s_tx_named", "txn", "txn.meta", ("--kafka-transaction-topic", "{prefix}.meta")),
+                ("s_tx_eos", "txe", "txe.transaction", ("--kafka-exactly-once",))):
+            with self.subTest(topic=topic):
+                run_to(end, slot_copy("s_tx_base", slot), "--tx-events",
+                       *kafka_args(prefix, *more)).close()
+                drop_slots(slot)
+                topics = K.topics(prefix)
+                self.assertIn(topic, topics)
+                tx = K.read(topic)
+                # exactly once: the checkpoint records of its offsets topic
+                # aside, every value once
+                got = [m["payload"] for m in tx]
+                self.assertEqual(sorted(got), sorted(bounds))
+                for m in tx:
+                    ev = json.loads(m["payload"])
+                    self.assertEqual(m["key"], '{"xid":%d}' % ev["xid"])
+                    check_headers(m, ev)
+                # a transaction's begin before its commit, in one partition
+                for xid in {json.loads(b)["xid"] for b in bounds}:
+                    mine = [m for m in tx if json.loads(m["payload"])["xid"] == xid]
+                    self.assertEqual(len({m["partition"] for m in mine}), 1)
+                    self.assertEqual([json.loads(m["payload"])["op"] for m in mine],
+                                     ["begin", "commit"])
+                data = [m["payload"] for t in topics if t != topic and ".pgstream." not in t
+                        for m in K.read(t) if m["payload"] is not None]
+                self.assertEqual(sorted(data),
+                                 sorted(set(lines) - set(bounds)))
+
+        # --format debezium --debezium-schemas: the connector's transaction
+        # metadata values and keys (ids "xid:lsn", BEGIN's and END's
+        # apart), and each change's transaction block counted by its END
+        with self.subTest(topic="txd.transaction"):
+            p = PgStream(C, "--end-lsn", lsn_str(end), "--tx-events", "--debezium-schemas",
+                         *kafka_args("txd"), slot=slot_copy("s_tx_base", "s_tx_dbz"),
+                         fmt="debezium")
+            self.assertEqual(p.run(), 0, p.stderr())
+            p.close()
+            drop_slots("s_tx_dbz")
+            tx = K.read("txd.transaction")
+            self.assertEqual(len(tx), len(bounds))
+            ends = {}
+            for m in tx:
+                v, k = json.loads(m["payload"]), json.loads(m["key"])
+                self.assertEqual(v["schema"]["name"],
+                                 "io.debezium.connector.common.TransactionMetadataValue")
+                self.assertEqual(k["schema"]["name"],
+                                 "io.debezium.connector.common.TransactionMetadataKey")
+                self.assertEqual(k["payload"], {"id": v["payload"]["id"]})
+                if v["payload"]["status"] == "END":
+                    ends[v["payload"]["id"].split(":")[0]] = v["payload"]
+            self.assertEqual(sorted(ends), sorted(str(json.loads(b)["xid"]) for b in bounds
+                                                  if json.loads(b)["op"] == "commit"))
+            changes = [json.loads(m["payload"])["payload"] for t in ("txd.public.tx_a",
+                                                                     "txd.public.tx_b")
+                       for m in K.read(t) if m["payload"] is not None]
+            for xid, end_ev in ends.items():
+                mine = [c for c in changes if c["transaction"]["id"].startswith(xid + ":")]
+                self.assertEqual(sorted(c["transaction"]["total_order"] for c in mine),
+                                 list(range(1, end_ev["event_count"] + 1)))
+                counts = {}
+                for c in mine:
+                    t = "%s.%s" % (c["source"]["schema"], c["source"]["table"])
+                    counts[t] = counts.get(t, 0) + 1
+                self.assertEqual({d["data_collection"]: d["event_count"]
+                                  for d in end_ev["data_collections"]}, counts)
+        drop_slots("s_tx_base")
+        print("tx events: %d boundaries on their topic in four runs (default, named, "
+              "exactly once, debezium with schemas)" % len(bounds), flush=True)
+        STATS.checked += 3 * len(lines)
+
+
+def without_times(ev):
+    """A debezium value without its processing times (each run's own) and
+    its source.name (each run's --topic-prefix)."""
+    if "payload" in ev:
+        ev = ev["payload"]
+    ev = {k: v for k, v in ev.items() if k not in ("ts_ms", "ts_us", "ts_ns")}
+    ev["source"] = dict(ev["source"], name=None)
+    return json.dumps(ev, sort_keys=True)
+
+
+class DebeziumFormat(unittest.TestCase):
+    """--format debezium into Kafka: the connector's values and keys, a key
+    change as its delete under the old key, the old key's tombstone, then
+    the create under the new (RelationalChangeRecordEmitter's primary key
+    update); with --debezium-schemas, keys and values as the JSON converter
+    writes them with schemas.enable=true."""
+
+    def test_values_keys_and_key_change(self):
+        new_slot("s_dbz_base")
+        for stmt in ("CREATE TABLE dk (id int PRIMARY KEY, v text)",
+                     "CREATE TABLE dk_full (x int, y text)",
+                     "ALTER TABLE dk_full REPLICA IDENTITY FULL",
+                     "INSERT INTO dk_full VALUES (1, 'one')",
+                     "UPDATE dk_full SET y = 'uno'",
+                     "INSERT INTO dk VALUES (1, 'a'), (2, 'b')",
+                     "UPDATE dk SET v = 'c' WHERE id = 1",
+                     "UPDATE dk SET id = 3 WHERE id = 2",
+                     "DELETE FROM dk WHERE id = 1",
+                     "SELECT pg_logical_emit_message(true, 'app', 'hi')"):
+            C.sql(stmt)
+        end = C.current_lsn()
+        ref = PgStream(C, "--end-lsn", lsn_str(end), slot=slot_copy("s_dbz_base", "s_dbz_out"),
+                       fmt="debezium")
+        self.assertEqual(ref.run(), 0, ref.stderr())
+        want = [json.loads(line) for line in ref.stdout().splitlines()]
+        ref.close()
+        drop_slots("s_dbz_out")
+        self.assertEqual([e["op"] for e in want], ["c", "u", "c", "c", "u", "d", "c", "d", "m"])
+        key_schema = {"type": "struct", "fields": [{"type": "int32", "optional": False,
+                                                     "field": "id"}],
+                      "optional": False, "name": "dzs.public.dk.Key"}
+        for slot, prefix, more in (("s_dbz_k", "dz", ()),
+                                   ("s_dbz_ks", "dzs", ("--debezium-schemas",))):
+            with self.subTest(prefix=prefix):
+                p = PgStream(C, "--end-lsn", lsn_str(end), *kafka_args(prefix), *more,
+                             slot=slot_copy("s_dbz_base", slot), fmt="debezium")
+                self.assertEqual(p.run(), 0, p.stderr())
+                p.close()
+                drop_slots(slot)
+                rows = K.read(prefix + ".public.dk")
+                msgs = K.read(prefix + ".messages")
+                def op(m):
+                    """A message's op, None for a tombstone."""
+                    if m["payload"] is None:
+                        return None
+                    v = json.loads(m["payload"])
+                    return (v["payload"] if more else v)["op"]
+                # no primary key (REPLICA IDENTITY FULL): the connector's null key
+                # (so spread over the partitions, in no order between them)
+                full = K.read(prefix + ".public.dk_full")
+                self.assertEqual(sorted((m["key"] or "", op(m)) for m in full),
+                                 [("", "c"), ("", "u")])
+                self.assertTrue(all(m["key"] is None for m in full))
+
+                def key(m):
+                    k = json.loads(m["key"])
+                    if more:
+                        self.assertEqual(set(k), {"schema", "payload"})
+                        if "prefix" not in k["payload"]:
+                            self.assertEqual(k["schema"], key_schema)
+                        return k["payload"]
+                    return k
+                values = [m for m in rows + msgs + full if m["payload"] is not None]
+                self.assertEqual(sorted(without_times(json.loads(m["payload"])) for m in values),
+                                 sorted(without_times(e) for e in want))
+                for m in values:
+                    ev = json.loads(m["payload"])
+                    ev = ev["payload"] if more else ev
+                    row = ev.get("after") or ev.get("before")
+                    if m in full:
+                        continue
+                    self.assertEqual(key(m), {"prefix": "app"} if ev["op"] == "m"
+                                     else {"id": row["id"]})
+                if more:
+                    self.assertEqual(json.loads(msgs[0]["key"])["schema"]["name"],
+                                     "io.debezium.connector.postgresql.MessageKey")
+                # the key change: delete of id 2, its tombstone next, in one
+                # partition; the create of id 3 under its own key
+                by_id = {}
+                for m in rows:
+                    by_id.setdefault(key(m)["id"], []).append(m)
+                two = by_id[2]
+                self.assertEqual([op(m) for m in two], ["c", "d", None])
+                self.assertEqual(len({m["partition"] for m in two}), 1)
+                self.assertEqual([m["offset"] for m in two[1:]],
+                                 [two[1]["offset"], two[1]["offset"] + 1])
+                self.assertEqual([op(m) for m in by_id[3]], ["c"])
+                # id 1: created, updated, deleted, its tombstone
+                self.assertEqual([op(m) for m in by_id[1]], ["c", "u", "d", None])
+        drop_slots("s_dbz_base")
+        print("debezium: %d events in Kafka as on stdout, keys and the key change's delete, "
+              "tombstone, create, with and without schemas" % len(want), flush=True)
+        STATS.checked += 2 * len(want)
+
+
 class ReferenceWorkload(unittest.TestCase):
     N = 2000
 
@@ -547,8 +871,14 @@ class BrokerFaults(unittest.TestCase):
             # may be acknowledged, and memory must stay flat.
             for b in (1, 2, 3):
                 K.inject("down %d" % b)
-            time.sleep(1.5)  # reports of what was delivered before
-            frozen = C.slot_confirmed(slot)
+            # Reports of what was delivered before, and their status
+            # updates: until the slot has not moved for 2 s.
+            frozen, still, deadline = C.slot_confirmed(slot), time.time(), time.time() + 30
+            while time.time() - still < 2 and time.time() < deadline:
+                time.sleep(0.2)
+                now = C.slot_confirmed(slot)
+                if now != frozen:
+                    frozen, still = now, time.time()
             wal_before = C.current_lsn()
             rss = []
             t_end = time.time() + 6
@@ -596,6 +926,95 @@ class BrokerFaults(unittest.TestCase):
                  max(rss)), flush=True)
 
 
+def partition_leaders(kafka, topic):
+    p = subprocess.run(["kcat", "-L", "-J", "-b", kafka.bootstrap, "-t", topic],
+                       capture_output=True, text=True, timeout=60, check=True)
+    t = [t for t in json.loads(p.stdout)["topics"] if t["topic"] == topic][0]
+    return {x["partition"]: x["leader"] for x in t["partitions"]}
+
+
+class SlowPartition(unittest.TestCase):
+    @needs_mock
+    def test_one_slow_broker_holds_the_ack_not_the_others(self):
+        """Delivery reports complete out of order across partitions: with
+        one broker answering 5 s late, the rows of the partitions it leads
+        hold the acknowledgement back (never past the first row not yet
+        in Kafka) while the other partitions' rows keep being delivered;
+        once it answers in time again, everything is delivered and
+        acknowledged."""
+        slot, table, rows, parts = "s_slow", "slow_k", 200, 6
+        topic = "slow.public." + table
+        C.sql("CREATE TABLE %s (id int PRIMARY KEY)" % table)
+        new_slot(slot)
+        K.create(topic, parts)
+        leaders = partition_leaders(K, topic)
+        slow = leaders[0]
+        slow_parts = {q for q, b in leaders.items() if b == slow}
+        self.assertLess(len(slow_parts), parts)
+        p = PgStream(C, "--status-interval", "0.1", "--log-level", "debug",
+                     *kafka_args("slow"), slot=slot).start()
+        try:
+            p.wait_stderr("listening for changes", 60)
+            C.sql("INSERT INTO %s VALUES (0)" % table)  # the topic's metadata known
+            p.wait_for(lambda: high_watermarks(K, topic, parts) == 1, 30, "the first row")
+            K.inject("rtt %d 5000" % slow)
+            t0 = time.time()
+            before = {}
+            # One connection: a new one per statement would take seconds
+            # on a loaded machine, and the first held row's report comes 5 s
+            # after it was produced.
+            conn = C.connect()
+            try:
+                with conn.cursor() as cur:
+                    for i in range(1, rows + 1):
+                        cur.execute("SELECT pg_current_wal_insert_lsn()::text")
+                        before[i] = lsn_int(cur.fetchone()[0])
+                        cur.execute("INSERT INTO %s VALUES (%%s)" % table, (i,))
+            finally:
+                conn.close()
+            time.sleep(1.5)
+            sent = [lsn_int(x) for x in re.findall(r"acknowledged ([0-9A-F]+/[0-9A-F]+)",
+                                                   p.stderr())]
+            acked = max(sent + [C.slot_confirmed(slot)])
+            # (else the slow broker's first reports may have come)
+            self.assertLess(time.time() - t0, 4.5, "the machine too slow for this test")
+            # What the other brokers' partitions hold by now (the slow one
+            # would answer a read 5 s late too).
+            present = set()
+            for q in sorted(set(range(parts)) - slow_parts):
+                r = subprocess.run(["kcat", "-C", "-e", "-q", "-o", "beginning", "-b",
+                                    K.bootstrap, "-t", topic, "-p", str(q), "-f", "%k\\n"],
+                                   capture_output=True, text=True, timeout=60, check=True)
+                present |= {json.loads(k)["id"] for k in r.stdout.split()}
+        finally:
+            K.inject("rtt %d 0" % slow)
+        STATS.fault("rtt")
+        held = [i for i in range(1, rows + 1) if java_partition('{"id":%d}' % i, parts) in slow_parts]
+        others = set(range(1, rows + 1)) - set(held)
+        self.assertEqual(present, others | {0} if java_partition('{"id":0}', parts) not in
+                         slow_parts else others, "the other partitions' rows not all delivered")
+        # The slow broker answers every Produce 5 s late: none of its rows
+        # can have its delivery report, so nothing from the first is
+        # acknowledged.
+        missing = held
+        self.assertLessEqual(acked, before[missing[0]],
+                             "acknowledged past row %d, not yet reported delivered" % missing[0])
+        self.assertGreater(max(present), missing[0], "the other partitions were held too")
+        end = C.current_lsn()
+        p.wait_for(lambda: C.slot_confirmed(slot) >= end, 60, "the end acknowledged")
+        self.assertEqual(p.stop(), 0, p.stderr())
+        p.close()
+        ids = sorted(json.loads(m["key"])["id"] for m in K.read(topic))
+        self.assertEqual(ids, list(range(0, rows + 1)))
+        print("one slow broker (leading partitions %s of %d): %d of %d rows held back, the"
+              " first row %d; acknowledged %s, before it; %d rows past it delivered meanwhile;"
+              " then all %d delivered once" % (
+                  sorted(slow_parts), parts, len(missing), rows, missing[0], lsn_str(acked),
+                  len([i for i in present if i > missing[0]]), len(ids)), flush=True)
+        STATS.checked += len(ids)
+        drop_slot(slot)
+
+
 class PermanentError(unittest.TestCase):
     def test_row_over_message_max_bytes(self):
         slot = "s_large"
@@ -631,10 +1050,62 @@ class PermanentError(unittest.TestCase):
         p.close()
         ids = [json.loads(m["payload"])["new"]["id"] for m in K.read("large.public.large")]
         self.assertEqual(sorted(set(ids)), list(range(1, 21)))
-        self.assertEqual(wait_slot_inactive(C, slot), end)
+        self.assertGreaterEqual(wait_slot_inactive(C, slot), end)
         print("permanent error: exit 1 with %r; %d events read back after the restart"
               % (err[-1][:90], len(ids)), flush=True)
         STATS.fault("message_too_large")
+
+    @needs_mock
+    def test_topic_not_authorized_or_unknown(self):
+        """The brokers refuse the topic (a Produce answered
+        TOPIC_AUTHORIZATION_FAILED, as when an ACL denies Write; or the
+        topic's metadata UNKNOWN_TOPIC_OR_PART, as when auto-creation is
+        off): exit 1, one line naming topic, table and LSN with the remedy,
+        nothing acknowledged past it; once the brokers allow it, a restart
+        delivers everything. (The mock answers a topic's metadata with its
+        partitions even when told to fail it with TOPIC_AUTHORIZATION_FAILED,
+        which leaves librdkafka 2.0.2 waiting, not failing: hence the
+        Produce error for that case.)"""
+        for code, remedy in ((29, "grant pgstream's principal Write"), (3, "create the topic")):
+            slot, table = "s_refused%d" % code, "refused%d" % code
+            topic = "refused.public." + table
+            C.sql("CREATE TABLE %s (id int PRIMARY KEY)" % table)
+            new_slot(slot)
+            before = C.current_lsn()
+            C.sql("INSERT INTO %s SELECT g FROM generate_series(1, 10) g" % table)
+            end = C.current_lsn()
+            K.create(topic, 4)
+            K.inject("errors 1 29" if code == 29 else "topic-error %s %d" % (topic, code))
+            # (an unknown topic fails its messages after this long)
+            args = kafka_args("refused", "--kafka-property", "topic.metadata.propagation.max.ms=2000")
+            p = PgStream(C, "--status-interval", "0.2", *args, slot=slot)
+            try:
+                rc = p.run(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                self.fail("still running after 60 s: %s" % p.stderr()[-3000:])
+            err = p.stderr().strip().splitlines()
+            p.close()
+            self.assertEqual(rc, 1, err)
+            self.assertTrue(err[-1].startswith("pgstream: could not produce to Kafka topic %s "
+                                               "(table public.%s): the event at " % (topic, table)),
+                            err)
+            self.assertIn(remedy, err[-1])
+            self.assertEqual([x for x in err if x.startswith("pgstream:")], [err[-1]])
+            self.assertLessEqual(wait_slot_inactive(C, slot), before + 200,
+                                 "acknowledged past the refused events")
+            if code != 29:  # (the Produce error was used up)
+                K.inject("topic-error %s 0" % topic)
+            p = run_to(end, slot, *args)
+            p.close()
+            ids = sorted(json.loads(m["payload"])["new"]["id"] for m in K.read(topic))
+            self.assertEqual(sorted(set(ids)), list(range(1, 11)))
+            self.assertGreaterEqual(wait_slot_inactive(C, slot), end)
+            print("topic refused (%d): exit 1 with %r; %d events read back after the restart"
+                  % (code, err[-1], len(ids)), flush=True)
+            STATS.fault("topic_refused_%d" % code)
+            STATS.checked += len(ids)
+            drop_slot(slot)
 
 
 class Stops(unittest.TestCase):
@@ -677,7 +1148,9 @@ class Stops(unittest.TestCase):
         exit 0 within the close's bounded flush, the small transactions
         delivered before it acknowledged, nothing of it (it never
         completed) acknowledged, and the restart delivers it whole."""
-        rows, slot = 1000000, "s_bigterm"
+        # A quarter of it under AddressSanitizer: the same paths, in a
+        # fraction of the time (the plain build's run has the million).
+        rows, slot = (250000 if SANITIZED else 1000000), "s_bigterm"
         C.sql("CREATE TABLE big_k (id bigint PRIMARY KEY)")
         C.sql("CREATE TABLE around_k (id int PRIMARY KEY)")
         new_slot(slot)
@@ -830,6 +1303,8 @@ class BadConfig(unittest.TestCase):
             (kafka + ["--kafka-property", "bootstrap.servers=x:1"], 2, "--kafka-brokers"),
             (kafka + ["--kafka-topic", "{prefix}.{db}"], 2, "--kafka-topic"),
             (kafka + ["--kafka-messages-topic", "{table}"], 2, "--kafka-messages-topic"),
+            (kafka + ["--tx-events", "--kafka-transaction-topic", "{schema}.tx"], 2,
+             "--kafka-transaction-topic"),
             (kafka + ["--topic-prefix", "a/b"], 2, "--topic-prefix"),
             (kafka + ["--format", "pretty"], 2, "--format json"),
             (kafka + ["--output", "/tmp/x"], 2, "--output"),

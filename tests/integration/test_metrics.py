@@ -1,13 +1,15 @@
 """--metrics-addr: /metrics scraped during a run and checked against what
 the run did (events per table and operation, transactions, bytes written,
 the acknowledged LSN against pg_replication_slots, the slot's retained WAL);
-/healthz 503 while the output is not read and while the server is down,
-200 again after; a malformed or occupied address refused with one line.
+/healthz 503 while the output is not read, while the sink confirms nothing
+and while the server is down, 200 again after; the lag in seconds and
+bytes; a snapshot's progress; a malformed or occupied address refused with one line.
 
 The exposition is parsed with prometheus_client's own parser (Debian's
 python3-prometheus-client), so the text format is checked by the reference
 implementation, not by a parser written to agree with ours."""
 
+import json
 import os
 import re
 import socket
@@ -20,7 +22,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import PGCLUSTER, Cluster, PgStream, free_port, lsn_int, lsn_str
+from harness import PGCLUSTER, Cluster, PgStream, free_port, lsn_int
+from webhook_server import WebhookServer
 
 C = None
 
@@ -135,9 +138,14 @@ class Metrics(unittest.TestCase):
             # Every byte handed to the stdout sink is in the file, and only those.
             self.assertEqual(value(s, "pgstream_output_bytes_total"),
                              os.path.getsize(p.out_path))
+            # (equal to the slot's once settled; a later status update may
+            # have moved both since)
             acked = value(s, "pgstream_acknowledged_lsn")
-            self.assertEqual(acked, C.slot_confirmed("s_scrape"))
+            self.assertGreaterEqual(acked, end)
+            self.assertLessEqual(acked, C.slot_confirmed("s_scrape"))
             self.assertGreaterEqual(value(s, "pgstream_flushed_lsn"), acked)
+            self.assertGreaterEqual(value(s, "pgstream_written_lsn"),
+                                    value(s, "pgstream_flushed_lsn"))
             self.assertGreaterEqual(value(s, "pgstream_received_lsn"), end)
             self.assertGreaterEqual(value(s, "pgstream_server_wal_lsn"), end)
             retained = C.value("SELECT pg_current_wal_lsn() - restart_lsn FROM "
@@ -164,7 +172,7 @@ class Metrics(unittest.TestCase):
             self.assertEqual(status, 200, body)
             self.assertRegex(body, r"^ok: streaming for \d+ s, acknowledged up to [0-9A-F]+/"
                              r"[0-9A-F]+\n$")
-            self.assertIn(lsn_str(int(acked)), body)
+            self.assertGreaterEqual(lsn_int(body.split()[-1]), int(acked), body)
             self.assertEqual(get(port, "/nothing")[0], 404)
             self.assertEqual(p.stop(), 0, p.stderr())
         finally:
@@ -209,6 +217,73 @@ class Metrics(unittest.TestCase):
                 proc.wait()
             p.close()
 
+    def test_lag_against_the_run(self):
+        """Lag in seconds and bytes: a small transaction committed 3 s before
+        pgstream starts, then a big one that the unread output pipe stops
+        half way. The small one's commit-to-emit time is the lag in seconds
+        (at least the 3 s, not yet reset by a keepalive: pgstream is inside
+        the big one), and the big one's WAL is not acknowledged, so it is
+        all in the lag in bytes."""
+        C.sql("CREATE TABLE m_lag (id int PRIMARY KEY, pad text)")
+        C.sql("SELECT pg_create_logical_replication_slot('s_lag', 'pgoutput')")
+        C.sql("INSERT INTO m_lag VALUES (0, 'first')")
+        committed = time.time()
+        before_big = C.current_lsn()
+        C.sql("INSERT INTO m_lag SELECT g, repeat('x', 1000) FROM generate_series(1, 3000) g")
+        big = C.current_lsn() - before_big
+        time.sleep(3)
+        port = free_port()
+        p = PgStream(C, "--metrics-addr", "127.0.0.1:%d" % port, "--status-interval", "1",
+                     slot="s_lag")
+        with open(p.err_path, "wb") as err:
+            proc = subprocess.Popen(p.argv, stdout=subprocess.PIPE, stderr=err)
+        p.proc = proc
+        try:
+            wait_health(port, 503, "sink_blocked for")
+            s, _ = scrape(port)
+            lag = value(s, "pgstream_replication_lag_seconds")
+            self.assertGreaterEqual(lag, 3)
+            self.assertLess(lag, time.time() - committed + 1)
+            self.assertGreaterEqual(value(s, "pgstream_replication_lag_bytes"), big)
+            self.assertLessEqual(value(s, "pgstream_acknowledged_lsn"), before_big)
+            self.assertEqual(value(s, "pgstream_transactions_total"), 1)
+            status, body = get(port, "/status.json")
+            self.assertEqual(status, 200)
+            self.assertGreaterEqual(json.loads(body)["lag_seconds"], 3)
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            p.close()
+
+    def test_healthz_while_acknowledgement_is_stuck(self):
+        """Streaming, the output not blocked, but the sink confirms nothing
+        (a webhook answering 500 for 15 s): 503 once three status intervals
+        pass without the acknowledgement moving, 200 when it moves again."""
+        C.sql("CREATE TABLE m_stuck (id int PRIMARY KEY)")
+        C.sql("SELECT pg_create_logical_replication_slot('s_stuck', 'pgoutput')")
+        server = WebhookServer()
+        port = free_port()
+        p = PgStream(C, "--sink", "webhook", "--webhook-url", server.url,
+                     "--webhook-retry-max-delay", "1", "--metrics-addr",
+                     "127.0.0.1:%d" % port, "--status-interval", "1", slot="s_stuck")
+        try:
+            p.start()
+            wait_health(port, 200, "ok: streaming")
+            server.fail_for(15, 500)  # the 503 comes 3-4 s in: room for a loaded machine
+            C.sql("INSERT INTO m_stuck VALUES (1)")
+            status, body = wait_health(port, 503, "acknowledgement stuck at", timeout=14)
+            self.assertRegex(body, r"^acknowledgement stuck at [0-9A-F]+/[0-9A-F]+ for \d+ s "
+                             r"\(written up to [0-9A-F]+/[0-9A-F]+\): the sink has not "
+                             r"confirmed\n$")
+            self.assertEqual(value(scrape(port)[0], "pgstream_state", state="streaming"), 1)
+            wait_health(port, 200, "ok: streaming", timeout=30)
+            self.assertEqual([e["new"]["id"] for e in server.delivered()], [1])
+            self.assertEqual(p.stop(), 0, p.stderr())
+        finally:
+            p.close()
+            server.close()
+
     def test_healthz_while_the_server_is_down(self):
         C.sql("CREATE TABLE m_down (id int PRIMARY KEY)")
         C.sql("SELECT pg_create_logical_replication_slot('s_down', 'pgoutput')")
@@ -231,6 +306,52 @@ class Metrics(unittest.TestCase):
             s, _ = scrape(port)
             self.assertGreaterEqual(value(s, "pgstream_reconnects_total"), 1)
             self.assertGreaterEqual(value(s, "pgstream_errors_total", kind="transient"), 1)
+            self.assertEqual(p.stop(), 0, p.stderr())
+        finally:
+            p.close()
+
+    def test_snapshot_progress(self):
+        """--snapshot initial: the tables it reads, how many are done, each
+        one's estimate (the planner's, from ANALYZE) and its read events;
+        once done the estimate is the rows read."""
+        C.sql("CREATE TABLE m_snap (id int PRIMARY KEY)")
+        C.sql("CREATE TABLE m_snap_new (id int PRIMARY KEY)")  # never analyzed: no estimate
+        C.sql("INSERT INTO m_snap SELECT generate_series(1, 1234)")
+        C.sql("INSERT INTO m_snap_new SELECT generate_series(1, 56)")
+        C.sql("ANALYZE m_snap")
+        C.sql("CREATE PUBLICATION pub_snap FOR TABLE m_snap, m_snap_new")
+        port = free_port()
+        p = PgStream(C, "--snapshot", "initial", "--metrics-addr", "127.0.0.1:%d" % port,
+                     "--status-interval", "1", slot="s_snap", pub="pub_snap")
+        try:
+            p.start()
+            p.wait_stderr("listening for changes")
+            wait_until("the snapshot's tables done",
+                       lambda: (lambda v: (v == 2, v))(value(scrape(port)[0],
+                                                             "pgstream_snapshot_tables_done")))
+            s, types = scrape(port)
+            self.assertEqual(value(s, "pgstream_snapshot_tables"), 2)
+            self.assertEqual(value(s, "pgstream_snapshot_tables_done"), 2)
+            self.assertEqual(types["pgstream_snapshot_rows_estimated"], "gauge")
+            for table, n in (("m_snap", 1234), ("m_snap_new", 56)):
+                self.assertEqual(value(s, "pgstream_events_total", schema="public", table=table,
+                                       op="read"), n, table)
+                self.assertEqual(value(s, "pgstream_snapshot_rows_estimated", schema="public",
+                                       table=table), n, table)
+                self.assertEqual(value(s, "pgstream_snapshot_table_done", schema="public",
+                                       table=table), 1, table)
+            self.assertEqual(len(p.events()), 1234 + 56)
+            self.assertEqual(p.stop(), 0, p.stderr())
+        finally:
+            p.close()
+        # Without a snapshot the family is absent, not zero.
+        port = free_port()
+        p = PgStream(C, "--metrics-addr", "127.0.0.1:%d" % port, slot="s_snap", pub="pub_snap")
+        try:
+            p.start()
+            p.wait_stderr("listening for changes")
+            s, types = scrape(port)
+            self.assertNotIn("pgstream_snapshot_tables", types)
             self.assertEqual(p.stop(), 0, p.stderr())
         finally:
             p.close()

@@ -33,7 +33,12 @@ def quickstart(seconds, database_url=None, writes=()):
         env["DATABASE_URL"] = database_url
 
     def writer():
-        time.sleep(seconds / 2)
+        # Once pgstream's temporary slot is there (under load it may take
+        # longer than half the demo), so the writes are streamed.
+        deadline = time.time() + seconds
+        while writes and time.time() < deadline and not C.value(
+                "SELECT count(*) FROM pg_replication_slots WHERE active"):
+            time.sleep(0.05)
         for stmt in writes:
             C.sql(stmt)
     t = threading.Thread(target=writer)
@@ -46,7 +51,7 @@ def quickstart(seconds, database_url=None, writes=()):
 
 class Quickstart(unittest.TestCase):
     def test_existing_database_left_as_it_was(self):
-        r = quickstart(4, C.url(), ["INSERT INTO qs VALUES (1)"])
+        r = quickstart(6, C.url(), ["INSERT INTO qs VALUES (1)"])
         self.assertEqual(r.returncode, 0, r.stderr)
         events = [json.loads(l) for l in r.stdout.splitlines()]
         self.assertEqual([(e["table"], e["new"]) for e in events], [("qs", {"id": 1})])
@@ -60,7 +65,7 @@ class Quickstart(unittest.TestCase):
             env_pub = dict(os.environ)
             os.environ["PUBLICATION_NAME"] = "mine"
             try:
-                r = quickstart(4, C.url(), ["INSERT INTO qs VALUES (2)"])
+                r = quickstart(6, C.url(), ["INSERT INTO qs VALUES (2)"])
             finally:
                 os.environ.clear()
                 os.environ.update(env_pub)

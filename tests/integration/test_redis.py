@@ -216,7 +216,7 @@ class Streams(unittest.TestCase):
         msgs = R.entries("basic:messages")
         self.assertEqual(len(msgs), 2)
         self.assertTrue(msgs[0][0].endswith("-0"), msgs)
-        self.assertGreaterEqual(C.slot_confirmed(slot), end)
+        self.assertGreaterEqual(wait_slot_inactive(C, slot), end)
         p.close()
 
     def test_maxlen_and_credentials(self):
@@ -323,10 +323,14 @@ class Faults(unittest.TestCase):
                 p.close()
                 p = PgStream(C, *args, slot=slot)
                 p.start()
+                # (else the last run can be told to stop before it handles
+                # SIGTERM, once the stream already holds every row)
+                p.wait_stderr("listening for changes")
             w.join()
             wait_rows("kill:public.rd_kill", w)
             self.assertEqual(p.stop(), 0, p.stderr())
             err = p.stderr()
+            runs.append(err)
             p.close()
             events = R.events("kill:public.rd_kill")
             checked, repeats = check_stream(events, w)
@@ -337,6 +341,17 @@ class Faults(unittest.TestCase):
             print("\ntest_redis: kill -9 x3 under load: %d rows, each once; last run: %s"
                   % (checked, [ln for ln in err.splitlines() if "already in Redis" in ln]),
                   flush=True)
+        except BaseException:
+            # What each run said, for a failure seen only on a busy machine.
+            try:
+                if len(runs) < 4:
+                    runs.append(p.stderr())
+            except OSError:  # (closed)
+                pass
+            for k, r in enumerate(runs):
+                print("--- run %d of pgstream, its stderr's last lines:\n%s"
+                      % (k + 1, "\n".join(r.splitlines()[-15:])), flush=True)
+            raise
         finally:
             w.stop()
             p.close()

@@ -397,11 +397,14 @@ class Interrupted(unittest.TestCase):
 
     def slow_run(self, slot, stderr, seconds):
         """A snapshot whose reader takes 64 kB every 0.25 s for seconds, then
-        SIGTERM; returns once pgstream exited 0."""
+        SIGTERM; returns once pgstream exited 0. The seconds count from
+        the first rows read, not from the start, which under load may take
+        one of them."""
         p = subprocess.Popen(PgStream(C, "--snapshot", "initial", "--snapshot-workers", "1",
                                       slot=slot, pub="pub_cut").argv,
                              stdout=subprocess.PIPE, stderr=stderr)
         try:
+            p.stdout.read(1 << 16)
             deadline = time.time() + seconds
             while time.time() < deadline:
                 p.stdout.read(1 << 16)
@@ -429,11 +432,13 @@ class Interrupted(unittest.TestCase):
         wait_no_slot("sn_progress_snapshot")
 
     def test_health_and_metrics_during_snapshot(self):
-        """--metrics-addr: /healthz answers 200 while a snapshot goes on (a
-        liveness probe must not restart it), and the rows read so far show
-        as op="read" per table."""
+        """--metrics-addr: while a snapshot goes on /livez answers 200 (a
+        liveness probe must not restart it) and /healthz 503 (not streaming
+        yet), and the rows read so far show as op="read" per table, the
+        table as not done yet."""
         import socket
         import urllib.request
+        import urllib.error
         with socket.socket() as sk:
             sk.bind(("127.0.0.1", 0))
             port = sk.getsockname()[1]
@@ -442,22 +447,32 @@ class Interrupted(unittest.TestCase):
                                       slot="sn_health", pub="pub_cut").argv,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
-            health, reads = [], []
+            health, live, reads, done = [], [], [], []
             deadline = time.time() + 3
             while time.time() < deadline:
                 p.stdout.read(1 << 16)
                 time.sleep(0.2)
+                for path, seen in (("/healthz", health), ("/livez", live)):
+                    try:
+                        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                                    timeout=2) as r:
+                            seen.append((r.status, r.read().decode()))
+                    except urllib.error.HTTPError as exc:  # 503
+                        seen.append((exc.code, exc.read().decode()))
+                    except OSError as exc:
+                        seen.append((None, str(exc)))
                 try:
-                    with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port,
-                                                timeout=2) as r:
-                        health.append((r.status, r.read().decode()))
                     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
                                                 timeout=2) as r:
+                        text = r.read().decode()
                         m = re.search(r'pgstream_events_total\{schema="public",table="cut",'
-                                      r'op="read"\} (\d+)', r.read().decode())
+                                      r'op="read"\} (\d+)', text)
                         reads.append(int(m.group(1)) if m else -1)
-                except OSError as exc:  # 503 is an HTTPError
-                    health.append((getattr(exc, "code", None), str(exc)))
+                        m = re.search(r'pgstream_snapshot_table_done\{schema="public",'
+                                      r'table="cut"\} (\d)', text)
+                        done.append(int(m.group(1)) if m else -1)
+                except OSError:
+                    pass
             p.send_signal(signal.SIGTERM)
             p.stdout.read()
             self.assertEqual(p.wait(timeout=60), 0)
@@ -465,10 +480,16 @@ class Interrupted(unittest.TestCase):
             if p.poll() is None:
                 p.kill()
             p.stdout.close()
-        ok = [h for h in health if h[0] == 200 and "snapshot" in h[1]]
-        self.assertGreater(len(ok), len(health) // 2, health)
+        alive = [h for h in live if h[0] == 200 and h[1].startswith("ok: snapshot for")]
+        self.assertGreater(len(alive), len(live) // 2, live)
+        waiting = [h for h in health if h[0] == 503 and "snapshot in progress" in h[1]]
+        self.assertGreater(len(waiting), len(health) // 2, health)
+        self.assertNotIn(200, [h[0] for h in health], health)
         self.assertGreater(max(reads), 0, reads)
         self.assertEqual(reads, sorted(reads))
+        # The table is not read to the end in these 3 s: its series says so.
+        self.assertIn(0, done, done)
+        self.assertNotIn(1, done, done)
         wait_no_slot("sn_health_snapshot")
 
     def test_progress_bar_on_a_terminal(self):
@@ -644,7 +665,9 @@ class OnDemand(unittest.TestCase):
         finally:
             p.close()
         warnings = [l for l in err.splitlines() if l.startswith("warning:")]
-        self.assertEqual(len(warnings), 4, err)
+        self.assertEqual(len(warnings), 5, err)
+        self.assertIn("publication pub_od: 1 table has no replica identity: public.od_nokey"
+                      " (no primary key)", err)  # at start, pg/identity.c
         self.assertIn('table public.no_such_table is not in publication "pub_od"', err)
         self.assertIn("table public.od_nokey has no primary key", err)
         self.assertIn("ignoring the snapshot signal at", err)

@@ -196,11 +196,14 @@ class Streamed(unittest.TestCase):
 
 
 class Options(unittest.TestCase):
-    def test_refused_with_kafka(self):
-        p = subprocess.run([BIN, "--database-url", C.url(), "--env-file", "/dev/null",
-                            "--tx-events", "--sink", "kafka", "--kafka-brokers", "localhost:1"],
-                           capture_output=True, text=True, timeout=60, env={})
-        assert_refused(self, p, "--tx-events cannot be used with --sink kafka")
+    def test_transaction_topic_needs_kafka_and_tx_events(self):
+        # (--tx-events with Kafka itself: test_kafka.py TxEvents)
+        for args in (["--sink", "kafka", "--kafka-brokers", "localhost:1"], ["--tx-events"]):
+            p = subprocess.run([BIN, "--database-url", C.url(), "--env-file", "/dev/null",
+                                "--kafka-transaction-topic", "{prefix}.tx", *args],
+                               capture_output=True, text=True, timeout=60, env={})
+            assert_refused(self, p, "--kafka-transaction-topic needs --sink kafka and "
+                                    "--tx-events")
 
 
 if __name__ == "__main__":

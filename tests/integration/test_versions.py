@@ -7,7 +7,11 @@ entry as Skipped, never Passed.
 
 The checks are the core modules' own test classes, run against this
 module's cluster: every operation under each replica identity, unchanged
-TOAST, ALTER TABLE mid-stream, TRUNCATE (test_ops), the value rules
+TOAST, ALTER TABLE mid-stream, TRUNCATE (test_ops), partitioned tables
+with and without publish_via_partition_root (test_partitions), row filters
+and column lists (15+, test_filter), --origin (16+; refused before,
+test_origin), prepared transactions emitted at COMMIT PREPARED
+(test_twophase), the value rules
 (test_values), resume after SIGTERM and kill -9 and the idle-slot
 acknowledgement (test_resume), streaming against the server's own decoding
 (test_streaming, 16+; on 14, which has no pg_walinspect, streamed against
@@ -15,21 +19,28 @@ unstreamed byte for byte and the tables' contents); plus the reference
 workload's event count, the protocol version pgstream chose (logged at
 debug level), and what differs by version: logical messages and
 --streaming from 14 on, --streaming refused on 13 and messages not asked
-for there."""
+for there; heartbeats on every version (test_heartbeat's run)."""
 
 import json
 import os
 import subprocess
 import sys
+import time
 import unittest
 
 import harness
-from harness import Cluster, PgStream, lsn_str
+from harness import Cluster, PgStream, lsn_str, wait_slot_inactive
 
+import test_failover
+import test_filter
+import test_heartbeat
 import test_ops
+import test_origin
+import test_partitions
 import test_resume
 import test_snapshot
 import test_streaming
+import test_twophase
 import test_values
 
 
@@ -54,14 +65,18 @@ C = None
 def setUpModule():
     global C
     # wal_sender_timeout as test_resume has it, the decoding budget as
-    # test_streaming has it; slots are many (each test makes its own).
+    # test_streaming has it; slots are many (each test makes its own);
+    # prepared transactions for test_twophase.
     C = Cluster("wal_sender_timeout = 10s", "logical_decoding_work_mem = '64kB'",
-                "max_replication_slots = 60", version=VERSION)
+                "max_replication_slots = 60", "max_prepared_transactions = 4",
+                version=VERSION)
     got = C.value("SHOW server_version_num")
     assert int(got) // 10000 == VERSION, "asked for %d, server is %s" % (VERSION, got)
     print("PostgreSQL %s" % C.value("SHOW server_version"), flush=True)
-    for mod in (test_ops, test_resume, test_snapshot, test_streaming, test_values):
+    for mod in (test_filter, test_heartbeat, test_ops, test_origin, test_partitions, test_resume,
+                test_snapshot, test_streaming, test_twophase, test_values):
         mod.C = C
+    test_failover.VERSION = VERSION
     test_snapshot.BIG_ROWS = 100000
     C.sql(test_values.VALS_TABLE)
     C.sql("CREATE TABLE big (id int PRIMARY KEY, v text, n int)")
@@ -69,6 +84,8 @@ def setUpModule():
     if VERSION >= 15:
         C.sql("CREATE EXTENSION pg_walinspect")
     C.sql("CREATE PUBLICATION pgstream_pub FOR ALL TABLES")
+    C.sql("CREATE DATABASE hb_elsewhere")
+    C.sql("CREATE TABLE hb_other (id serial PRIMARY KEY)", db="hb_elsewhere")
 
 
 def tearDownModule():
@@ -98,6 +115,15 @@ class Operations(test_ops.Operations):
                 p.close()
 
 
+class Origin(test_origin.Origin):
+    # --origin none and any from 16; refused before.
+    pass
+
+
+class Partitions(test_partitions.Partitions):
+    pass
+
+
 class Values(test_values.Values):
     if VERSION < 14:
         # numeric has no Infinity before 14: row 3's numeric is NaN there.
@@ -119,6 +145,31 @@ class Values(test_values.Values):
             self.assertIn('"f4":"NaN","f8":"Infinity","n":"NaN"', self.raw[2])
             self.assertIn('"f4":"-Infinity","f8":"-Infinity","n":"NaN"', self.raw[3])
             self.assertIn('"f4":1e-40,"f8":1.7976931348623157e+308', self.raw[4])
+
+
+class TwoPhase(test_twophase.TwoPhase):
+    if VERSION < 14:
+        test_streamed_prepared_transaction = None  # no --streaming
+    if VERSION < 15:
+        test_two_phase_slot_refused = None  # no two_phase slots, or (14) no effect
+
+    if VERSION == 14:
+        def test_two_phase_slot_streams_on_14(self):
+            """14's pgoutput has no two-phase decoding: a slot made with
+            two_phase is used, and a prepared transaction still comes at
+            its COMMIT PREPARED."""
+            C.sql("SELECT pg_create_logical_replication_slot('s_2pc_tp14', 'pgoutput',"
+                  " false, true)")
+            try:
+                xid = test_twophase.prepare("tp14", 20001)
+                C.sql("INSERT INTO t_2pc VALUES (30000, 'after the prepare')")
+                C.sql("COMMIT PREPARED 'tp14'")
+                evs = test_twophase.run_to("s_2pc_tp14", C.current_lsn())
+                self.assertEqual([e["new"]["id"] for e in evs],
+                                 [30000] + list(range(20001, 20001 + test_twophase.BIG)))
+                self.assertEqual({e["xid"] for e in evs[1:]}, {xid})
+            finally:
+                C.sql("SELECT pg_drop_replication_slot('s_2pc_tp14')")
 
 
 class UserTypes(test_values.UserTypes):
@@ -154,6 +205,13 @@ else:
             self.assertEqual(p.stderr.strip(),
                              "pgstream: could not request a snapshot: on-demand snapshots need "
                              "PostgreSQL 14 or newer (pgoutput sends logical messages from 14 on)")
+
+
+if VERSION >= 15:
+    # Before 15 the server has neither (CREATE PUBLICATION ... WHERE fails):
+    # nothing of pgstream's to refuse.
+    class RowFilterColumnList(test_filter.RowFilterColumnList):
+        pass
 
 
 class SnapshotPublications(test_snapshot.Publications):
@@ -277,6 +335,110 @@ class GeneratedColumns(unittest.TestCase):
                 self.assertEqual(got, want, pub)
             finally:
                 p.close()
+
+
+class Heartbeat(unittest.TestCase):
+    def test_heartbeats_on_this_version(self):
+        """--heartbeat-interval writes pg_logical_emit_message, which every
+        supported server has (so no heartbeat table is needed): its messages
+        are in the WAL, none is an event, and the slot keeps up while only
+        another database writes."""
+        behind, moved, beats, events = test_heartbeat.run(self, "v_hb", "hb_elsewhere",
+                                                          "--heartbeat-interval", "1")
+        self.assertGreaterEqual(beats, test_heartbeat.WINDOW - 2)
+        self.assertGreater(moved, 10000)
+        self.assertLess(behind, 1024)
+        self.assertEqual(events, [])
+
+    def test_keepalives_advance_the_slot_without_heartbeats(self):
+        """The README's advice (heartbeats are not what keeps an idle slot
+        moving) on this version too."""
+        behind, moved, beats, events = test_heartbeat.run(self, "v_nohb", "hb_elsewhere")
+        self.assertEqual(beats, 0)
+        self.assertGreater(moved, 10000)
+        self.assertLess(behind, 1024)
+        self.assertEqual(events, [])
+
+
+if VERSION >= 17:
+    class Failover(test_failover.FailoverSlotChecks, unittest.TestCase):
+        """--failover-slot through a promotion (test_failover.py); its own
+        primary and standby."""
+
+        def test_failover_enabled_on_existing_and_snapshot_slots(self):
+            """A slot made without FAILOVER (an older pgstream, or the copy
+            of --snapshot's temporary slot, which cannot have it) gets it;
+            the module's server has no synchronized_standby_slots: warned."""
+            C.sql("CREATE TABLE t_fo (id int PRIMARY KEY)")
+            C.sql("INSERT INTO t_fo VALUES (1)")
+            for slot, args in (("s_fo_old", ()), ("s_fo_snap", ("--snapshot", "initial"))):
+                if not args:
+                    C.sql("SELECT pg_create_logical_replication_slot('s_fo_old', 'pgoutput')")
+                p = PgStream(C, "--failover-slot", "--end-lsn", lsn_str(C.current_lsn()),
+                             *args, slot=slot)
+                try:
+                    self.assertEqual(p.run(), 0, p.stderr())
+                    self.assertIn("replication slot %s: failover enabled" % slot, p.stderr())
+                    self.assertIn("warning: --failover-slot: synchronized_standby_slots is"
+                                  " empty", p.stderr())
+                    self.assertTrue(C.value("SELECT failover FROM pg_replication_slots"
+                                            " WHERE slot_name = %s", (slot,)))
+                finally:
+                    p.close()
+            p = PgStream(C, "--failover-slot", "--temporary-slot")
+            try:
+                self.assertEqual(p.run(), 2, p.stderr())
+                self.assertIn("--failover-slot cannot be used with --temporary-slot", p.stderr())
+            finally:
+                p.close()
+else:
+    class Failover(unittest.TestCase):
+        test_failover_slot_refused_before_17 = \
+            test_failover.FailoverLosesSlot.test_failover_slot_refused_before_17
+
+
+if VERSION >= 16:
+    class StandbyDecoding(test_failover.StandbyDecodingChecks, unittest.TestCase):
+        """A slot on a hot standby (test_failover.py); its own primary and
+        standby."""
+
+
+if VERSION >= 18:
+    class IdleSlotTimeout(unittest.TestCase):
+        def test_slot_invalidated_by_idle_replication_slot_timeout(self):
+            """An idle slot the server invalidated (18's
+            idle_replication_slot_timeout, at a checkpoint): one line with
+            the cause and remedy, exit 1, the slot not made again. Its own
+            server: the timeout would take the module's idle slots too."""
+            c = Cluster("idle_replication_slot_timeout = 1s", version=VERSION)
+            try:
+                c.sql("CREATE PUBLICATION pgstream_pub FOR ALL TABLES")
+                p = PgStream(c, "--end-lsn", lsn_str(c.current_lsn()), slot="s_idle")
+                self.assertEqual(p.run(), 0, p.stderr())
+                p.close()
+                # Idle for more than the timeout once released, then the
+                # checkpoint that invalidates it (again, until it has).
+                wait_slot_inactive(c, "s_idle")
+                deadline = time.time() + 30
+                while True:
+                    time.sleep(1.5)
+                    c.sql("CHECKPOINT")
+                    if c.value("SELECT invalidation_reason FROM pg_replication_slots "
+                               "WHERE slot_name = 's_idle'") or time.time() > deadline:
+                        break
+                p = PgStream(c, slot="s_idle")
+                self.assertEqual(p.run(), 1, p.stderr())
+                self.assertEqual(
+                    p.stderr().strip().splitlines()[-1],
+                    'pgstream: replication slot "s_idle" is invalidated (idle_timeout:'
+                    " inactive longer than idle_replication_slot_timeout; raise it, or keep"
+                    " pgstream connected); changes were lost on the server, drop the slot"
+                    " and resynchronize")
+                self.assertEqual(c.sql("SELECT invalidation_reason FROM pg_replication_slots"
+                                       " WHERE slot_name = 's_idle'"), [("idle_timeout",)])
+                p.close()
+            finally:
+                c.close()
 
 
 class Workload(unittest.TestCase):

@@ -164,7 +164,7 @@ class Batches(unittest.TestCase):
                     checked, repeats = check_stream(server.delivered(), w)
                     self.assertEqual(repeats, 0)
                     STATS.checked += checked
-                    self.assertGreaterEqual(C.slot_confirmed(slot), end)
+                    self.assertGreaterEqual(wait_slot_inactive(C, slot), end)
                     p.close()
                 finally:
                     server.close()
@@ -247,14 +247,16 @@ class Faults(unittest.TestCase):
             p.wait_stderr("listening for changes")
             w.start(8000, pause=0.002)
             time.sleep(1)
-            # 500s for 2 s: the slot must not pass the failing batch.
+            # 500s for 3 s: the slot must not pass the failing batch.
             t0 = time.time()
-            server.fail_for(2.0, 500)
+            server.fail_for(3.0, 500)
             STATS.fault("http500")
-            time.sleep(0.5)
-            bound = first_failing_commit(server, t0)
+            bound = None
+            while bound is None and time.time() < t0 + 2.5:
+                time.sleep(0.05)
+                bound = first_failing_commit(server, t0)
             self.assertIsNotNone(bound, "no request failed during the 500s")
-            while time.time() < t0 + 2.0:
+            while time.time() < t0 + 3.0:
                 acked = C.slot_confirmed(slot)
                 self.assertLessEqual(acked, bound, "slot moved past a batch that had no 2xx")
                 time.sleep(0.1)
@@ -379,6 +381,9 @@ class Faults(unittest.TestCase):
                 p.close()
                 p = PgStream(C, *args, slot=slot)
                 p.start()
+                # (else the last run can be told to stop before it handles
+                # SIGTERM, once the receiver already holds every row)
+                p.wait_stderr("listening for changes")
             w.join()
             wait_rows(server, w)
             self.assertEqual(p.stop(), 0, p.stderr())

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "daemon.h"
 #include "event/encoder.h"
 
 static char envfile[] = "/tmp/pgstream-test-envXXXXXX";
@@ -61,13 +62,16 @@ static void test_precedence(void **state)
 	(void)state;
 	setenv("SLOT_NAME", "env_slot", 1);
 	setenv("PUBLICATION_NAME", "env_pub", 1);
+	setenv("ORIGIN", "any", 1);
 	assert_int_equal(load(&cfg, &e, argv), 0);
+	assert_int_equal(cfg.origin, ORIGIN_ANY);
 	assert_string_equal(cfg.slot, "flag_slot");                      /* flag beats env */
 	assert_string_equal(cfg.publication, "env_pub");                 /* env beats .env */
 	assert_string_equal(cfg.database_url, "postgres://dotenv@h/db"); /* .env */
 	config_reset(&cfg);
 	unsetenv("SLOT_NAME");
 	unsetenv("PUBLICATION_NAME");
+	unsetenv("ORIGIN");
 }
 
 static void test_defaults(void **state)
@@ -87,6 +91,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.invalid_utf8, UTF8_REPLACE);
 	assert_true(cfg.fsync);
 	assert_false(cfg.temporary_slot);
+	assert_int_equal(cfg.origin, ORIGIN_UNSET); /* not sent: the server's own default */
 	config_reset(&cfg);
 }
 
@@ -109,6 +114,7 @@ static void test_values_parse(void **state)
 	                "--read-delay-us=0",
 	                "--read-hold=false",
 	                "--invalid-utf8=fail",
+	                "--origin=none",
 	                NULL};
 
 	(void)state;
@@ -122,6 +128,7 @@ static void test_values_parse(void **state)
 	assert_int_equal(cfg.read_delay_us, 0);
 	assert_false(cfg.read_hold);
 	assert_int_equal(cfg.invalid_utf8, UTF8_FAIL);
+	assert_int_equal(cfg.origin, ORIGIN_NONE);
 	config_reset(&cfg);
 }
 
@@ -158,6 +165,7 @@ static void test_bad_values(void **state)
 	char *a14[] = {"pgstream", "--read-delay-us", "100001", NULL};
 	char *a15[] = {"pgstream", "--read-delay-us", " 5", NULL};
 	char *a16[] = {"pgstream", "--invalid-utf8", "ignore", NULL};
+	char *a17[] = {"pgstream", "--origin", "local", NULL};
 
 	(void)state;
 	expect_error(a1, "--format");
@@ -176,6 +184,7 @@ static void test_bad_values(void **state)
 	expect_error(a14, "from 0 to 100000");
 	expect_error(a15, "--read-delay-us");
 	expect_error(a16, "(expected replace or fail)");
+	expect_error(a17, "invalid value for --origin: \"local\" (expected any or none)");
 }
 
 /* --format debezium and its --debezium-decimal (default precise). */
@@ -245,9 +254,18 @@ static void test_dotenv_nul_byte(void **state)
 	unlink(path);
 }
 
+/* The value config_load kept for a sink's option, NULL if none was given. */
+static const char *sink_value(const struct config *cfg, const char *flag)
+{
+	for (size_t i = 0; i < cfg->nsink_values; i++)
+		if (strcmp(cfg->sink_values[i].flag, flag) == 0)
+			return cfg->sink_values[i].value;
+	return NULL;
+}
+
 /* --kafka-property repeats and accumulates; the environment gives several
  * separated by ';' and is ignored once a flag gave any; the sink's
- * settings are checked against each other. */
+ * settings are checked against each other (the sink's check). */
 static void test_kafka_settings(void **state)
 {
 	struct config cfg;
@@ -271,25 +289,41 @@ static void test_kafka_settings(void **state)
 	char *file_no_out[] = {"pgstream", "--env-file", "/dev/null", "--sink", "file", NULL};
 	char *pretty[] = {"pgstream", "--env-file", "/dev/null",       "--sink", "kafka",
 	                  "--format", "pretty",     "--kafka-brokers", "k:1",    NULL};
+	char *eos_stdout[] = {"pgstream", "--env-file", "/dev/null", "--kafka-exactly-once", NULL};
+	char *nats_kafka[] = {"pgstream",        "--env-file", "/dev/null",  "--sink",   "kafka",
+	                      "--kafka-brokers", "k:1",        "--nats-url", "nats://x", NULL};
+	char *env_only_brokers[] = {"pgstream", "--env-file",      "/dev/null", "--sink",
+	                            "kafka",    "--kafka-brokers", "k:1",       NULL};
 
 	(void)state;
 	setenv("KAFKA_PROPERTIES", "compression.type=lz4;batch.size=100000", 1);
 	assert_int_equal(load(&cfg, &e, flags), 0);
 	assert_string_equal(cfg.sink, "kafka");
-	assert_string_equal(cfg.kafka_brokers, "k1:9092");
-	assert_string_equal(cfg.kafka_properties, "linger.ms=20\nacks=all");
-	assert_false(cfg.kafka_tombstones);
+	assert_string_equal(sink_value(&cfg, "kafka-brokers"), "k1:9092");
+	assert_string_equal(sink_value(&cfg, "kafka-property"), "linger.ms=20\nacks=all");
+	assert_string_equal(sink_value(&cfg, "kafka-tombstones"), "false");
+	assert_int_equal(daemon_check_config(&cfg, &e), 0);
 	config_reset(&cfg);
 	setenv("KAFKA_BROKERS", "env:9092", 1);
 	assert_int_equal(load(&cfg, &e, env_only), 0);
-	assert_string_equal(cfg.kafka_properties, "compression.type=lz4\nbatch.size=100000");
-	assert_string_equal(cfg.kafka_brokers, "env:9092");
-	assert_true(cfg.kafka_tombstones);
+	assert_string_equal(sink_value(&cfg, "kafka-property"),
+	                    "compression.type=lz4\nbatch.size=100000");
+	assert_string_equal(sink_value(&cfg, "kafka-brokers"), "env:9092");
+	assert_null(sink_value(&cfg, "kafka-tombstones")); /* the sink's default: */
+	{
+		const char *sink;
+		const struct sink_option *o = sink_option_flag("kafka-tombstones", 16, &sink);
+
+		assert_non_null(o);
+		assert_string_equal(sink, "kafka");
+		assert_string_equal(o->def, "true");
+	}
 	assert_null(cfg.topic_prefix); /* the daemon uses the slot name */
 	config_reset(&cfg);
 	unsetenv("KAFKA_BROKERS");
 	unsetenv("KAFKA_PROPERTIES");
-	assert_int_equal(load(&cfg, &e, no_brokers), -1);
+	assert_int_equal(load(&cfg, &e, no_brokers), 0);
+	assert_int_equal(daemon_check_config(&cfg, &e), -1);
 	assert_non_null(strstr(e.msg, "--kafka-brokers"));
 	config_reset(&cfg);
 	assert_int_equal(load(&cfg, &e, bad_prop), -1);
@@ -298,9 +332,26 @@ static void test_kafka_settings(void **state)
 	assert_int_equal(load(&cfg, &e, file_no_out), -1);
 	assert_non_null(strstr(e.msg, "--output"));
 	config_reset(&cfg);
-	assert_int_equal(load(&cfg, &e, pretty), -1);
+	assert_int_equal(load(&cfg, &e, pretty), 0);
+	assert_int_equal(daemon_check_config(&cfg, &e), -1);
 	assert_non_null(strstr(e.msg, "--format json"));
 	config_reset(&cfg);
+	/* another sink's option: refused as a flag, left alone from the
+	 * environment (shared with other tools) */
+	assert_int_equal(load(&cfg, &e, eos_stdout), 0);
+	assert_int_equal(daemon_check_config(&cfg, &e), -1);
+	assert_string_equal(e.msg, "invalid options: --kafka-exactly-once needs --sink kafka (it "
+	                           "is Kafka's transactions)");
+	config_reset(&cfg);
+	assert_int_equal(load(&cfg, &e, nats_kafka), 0);
+	assert_int_equal(daemon_check_config(&cfg, &e), -1);
+	assert_string_equal(e.msg, "invalid options: --nats-url needs --sink nats");
+	config_reset(&cfg);
+	setenv("NATS_URL", "nats://localhost:4222", 1);
+	assert_int_equal(load(&cfg, &e, env_only_brokers), 0);
+	assert_int_equal(daemon_check_config(&cfg, &e), 0);
+	config_reset(&cfg);
+	unsetenv("NATS_URL");
 }
 
 int main(void)

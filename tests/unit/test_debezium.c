@@ -293,12 +293,11 @@ static void test_default_options(void **state)
  * must be want.
  * ------------------------------------------------------------------------ */
 
-static void check_value_mode(enum encoder_decimal mode, uint32_t oid, int32_t typmod,
-                             const char *in, const char *want)
+static void check_value_ct(enum encoder_decimal mode, uint32_t oid, struct coltype ct,
+                           int32_t typmod, const char *in, const char *want)
 {
 	struct relcol col = {"v", oid, typmod, 0};
 	struct relation rel = {1, "public", "t", 'd', 1, &col};
-	struct coltype ct = {oid, false};
 	struct relinfo ri = {.remote = &rel, .types = &ct};
 	struct pgo_value val = {PGO_COL_TEXT, (uint32_t)strlen(in), in};
 	struct pgo_tuple tup = {1, &val};
@@ -322,13 +321,20 @@ static void check_value_mode(enum encoder_decimal mode, uint32_t oid, int32_t ty
 	encoder_free(enc);
 }
 
+static void check_value_mode(enum encoder_decimal mode, uint32_t oid, int32_t typmod,
+                             const char *in, const char *want)
+{
+	check_value_ct(mode, oid, (struct coltype){oid, false}, typmod, in, want);
+}
+
 static void check_value(uint32_t oid, int32_t typmod, const char *in, const char *want)
 {
 	check_value_mode(ENCODER_DECIMAL_PRECISE, oid, typmod, in, want);
 }
 
-/* numeric typmod: VARHDRSZ (4) + (precision << 16 | scale) */
-#define NUMERIC(p, s) ((int32_t)(((p) << 16 | (s)) + 4))
+/* numeric typmod: VARHDRSZ (4) + (precision << 16 | scale), the scale in
+ * 11 bits (negative since PostgreSQL 15) */
+#define NUMERIC(p, s) ((int32_t)(((p) << 16 | ((s)&0x7ff)) + 4))
 
 static void test_values_coinciding(void **state)
 {
@@ -468,6 +474,16 @@ static void test_values_numeric_precise(void **state)
 	check_value(1700, NUMERIC(41, 0), "10000000000000000000000000000000000000000",
 	            "\"HWMp8cNcpL+rufVhAAAAAAA=\"");
 	check_value(1700, NUMERIC(5, 2), "NaN", "null");
+	/* past nine digits, the limbs' width: padded to the scale, negative */
+	check_value(1700, NUMERIC(40, 30), "0.5", "\"Bk+WTmgjOnb1IAAAAA==\""); /* 5e29 */
+	check_value(1700, NUMERIC(100, 0),
+	            "-1234567890123456789012345678901234567890123456789012345678901234567890"
+	            "123456789012345678901234567890",
+	            "\"/b4D6L0BctamxZUBrUzovjAaWAcZgbiMfkG4eum+EIQOtFMwDmkxwPUu\"");
+	/* numeric(5,-2) (PostgreSQL 15+): 12300 is 123 at scale -2 */
+	check_value(1700, NUMERIC(5, -2), "12300", "\"ew==\"");
+	check_value(1700, NUMERIC(5, -2), "-4200", "\"1g==\""); /* -42 */
+	check_value(1700, NUMERIC(5, -2), "0", "\"AA==\"");
 	/* VariableScaleDecimal when no scale is declared: 15 at scale 1 */
 	check_value(1700, -1, "1.5", "{\"scale\":1,\"value\":\"Dw==\"}");
 	check_value(1700, -1, "-123", "{\"scale\":0,\"value\":\"hQ==\"}"); /* -123 = 0x85 */
@@ -521,6 +537,36 @@ static void test_values_arrays(void **state)
 	check_value(1182, -1, "{soon,1970-01-01}", "[\"soon\",0]");
 }
 
+/* numeric[] and hstore[], whose elements can outgrow the room pgarray.h
+ * reserves for one: 1 at scale 30 is 10^30, 13 bytes (Python's
+ * (10**30).to_bytes(13, "big", signed=True) in base64); an hstore key of
+ * 20 control characters takes 7 bytes each. Both quoted (unescaped into
+ * the output first) and not. */
+static void test_values_numeric_hstore_arrays(void **state)
+{
+	struct coltype hs = {COLTYPE_HSTORE, true};
+	char in[64], want[256];
+	size_t n = 0, m = 0;
+
+	(void)state;
+	check_value(1231, NUMERIC(40, 30), "{1,\"1\",NULL}",
+	            "[\"DJ8snNBGdO3qQAAAAA==\",\"DJ8snNBGdO3qQAAAAA==\",null]");
+	check_value(1231, -1, "{1.5,NaN}", "[{\"scale\":1,\"value\":\"Dw==\"},null]");
+	check_value_mode(ENCODER_DECIMAL_STRING, 1231, -1, "{1.5,NaN}", "[\"1.5\",\"NAN\"]");
+	check_value_mode(ENCODER_DECIMAL_DOUBLE, 1231, -1, "{1.5,-2}", "[1.5,-2]");
+	check_value_ct(ENCODER_DECIMAL_PRECISE, 16500, hs, -1, "{\"\\\"a\\\"=>\\\"1\\\"\",NULL}",
+	               "[\"{\\\"a\\\":\\\"1\\\"}\",null]");
+	n += (size_t)snprintf(in + n, sizeof in - n, "{\"\\\"");
+	m += (size_t)snprintf(want + m, sizeof want - m, "[\"{\\\"");
+	for (int i = 0; i < 20; i++) {
+		in[n++] = 1;
+		m += (size_t)snprintf(want + m, sizeof want - m, "\\\\u0001");
+	}
+	snprintf(in + n, sizeof in - n, "\\\"=>NULL\"}");
+	snprintf(want + m, sizeof want - m, "\\\":null}\"]");
+	check_value_ct(ENCODER_DECIMAL_PRECISE, 16500, hs, -1, in, want);
+}
+
 /* Text that is not what the type promises falls back to the json format's
  * rendering (a string, or the number for a numeric), so the line stays
  * valid JSON. */
@@ -530,6 +576,9 @@ static void test_values_special(void **state)
 	check_value(1082, -1, "not a date", "\"not a date\"");
 	check_value(1700, NUMERIC(5, 2), "1.234", "1.234"); /* more digits than the scale */
 	check_value(1186, -1, "3 fortnights", "\"3 fortnights\"");
+	/* Past a long's range: Java's (long) saturates (the fuzzer's input) */
+	check_value(1186, -1, "999999999999999999 days", "9223372036854775807");
+	check_value(1186, -1, "-999999999999999999 days", "-9223372036854775808");
 }
 
 /* hstore as hstore.handling.mode=json: a JSON string of the object. The
@@ -585,6 +634,179 @@ static void test_values_point(void **state)
 	check_value(600, -1, "(1,2", "\"(1,2\""); /* not a point: as text */
 	check_value(600, -1, "(1;2)", "\"(1;2)\"");
 	check_value(600, -1, "(x,2)", "\"(x,2)\"");
+	/* circle: its center as the point above; line: its coefficients */
+	check_value(718, -1, "<(1,2),3>",
+	            "{\"center\":{\"x\":1,\"y\":2,\"wkb\":\"AQEAAAAAAAAAAADwPwAAAAAAAABA\","
+	            "\"srid\":null},\"radius\":3}");
+	check_value(718, -1, "<(1,2),>", "\"<(1,2),>\"");
+	check_value(718, -1, "<(1,2)3>", "\"<(1,2)3>\"");
+	check_value(718, -1, "<(1,2),3", "\"<(1,2),3\"");
+	check_value(628, -1, "{1,-1,0.5}", "{\"a\":1,\"b\":-1,\"c\":0.5}");
+	check_value(628, -1, "{1,-1}", "\"{1,-1}\"");
+	check_value(628, -1, "{1,-1,0,2}", "\"{1,-1,0,2}\"");
+	check_value(628, -1, "{1,x,0}", "\"{1,x,0}\"");
+}
+
+/* box, lseg, path, polygon as Geometry: the WKB expected here is Python's
+ * struct.pack("<BIII", 1, 3, 1, n) (a polygon of one ring; "<BII", 1, 2, n
+ * a line string) followed by "<dd" of each point, in base64. */
+static void test_values_geometry(void **state)
+{
+	(void)state;
+	/* the box's corners (1,1),(0,0): the ring (1,1),(1,0),(0,0),(0,1),(1,1) */
+	check_value(
+	    603, -1, "(1,1),(0,0)",
+	    "{\"wkb\":\"AQMAAAABAAAABQAAAAAAAAAAAPA/AAAAAAAA8D8AAAAAAADwPwAAAAAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAA8D8AAAAAAADwPwAAAAAAAPA/\",\"srid\":null,"
+	    "\"extensions\":{\"type\":\"box\"}}");
+	check_value(
+	    601, -1, "[(0,0),(1,2)]",
+	    "{\"wkb\":\"AQIAAAACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAPA/AAAAAAAAAEA=\",\"srid\":null,"
+	    "\"extensions\":{\"type\":\"lseg\"}}");
+	check_value(602, -1, "[(0,0),(1,1),(2,0)]",
+	            "{\"wkb\":\"AQIAAAADAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAPA/"
+	            "AAAAAAAA8D8AAAAAAAAAQAAAAAAAAAAA"
+	            "\",\"srid\":null,\"extensions\":{\"type\":\"path\",\"closed\":\"false\"}}");
+	check_value(
+	    602, -1, "((0,0),(1,1))",
+	    "{\"wkb\":\"AQIAAAACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAPA/AAAAAAAA8D8=\",\"srid\":null,"
+	    "\"extensions\":{\"type\":\"path\",\"closed\":\"true\"}}");
+	/* the ring closed: (0,0) again at its end */
+	check_value(604, -1, "((0,0),(1,1),(2,0))",
+	            "{\"wkb\":\"AQMAAAABAAAABAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAADwPwAAAAAAAPA/"
+	            "AAAAAAAAAEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"srid\":null,"
+	            "\"extensions\":{\"type\":\"polygon\"}}");
+	/* not what the type prints: as text */
+	check_value(603, -1, "(1,1),(0,0),(2,2)", "\"(1,1),(0,0),(2,2)\"");
+	check_value(601, -1, "[(0,0),(1,2)", "\"[(0,0),(1,2)\"");
+	check_value(602, -1, "[(0,0);(1,1)]", "\"[(0,0);(1,1)]\"");
+	check_value(604, -1, "((0,x))", "\"((0,x))\"");
+	check_value(604, -1, "()", "\"()\"");
+}
+
+/* --debezium-schemas: the schema a Relation message's rendering keeps is
+ * the one an event renders without it, the payload is the event without
+ * schemas, and a second Relation message replaces the first's. */
+static void test_schemas_cached(void **state)
+{
+	struct encoder_options opt = {
+	    .topic_prefix = "PostgreSQL_server", .database = "postgres", .clock_ns = fixed_clock};
+	struct relinfo ri = cust_ri;
+	struct event ev = {
+	    .op = EVENT_INSERT, .lsn = 24023128, .txn = &txn, .rel = &ri, .newtup = &anne_tup};
+	struct encoder *plain = encoder_new("debezium", &opt), *enc;
+	struct buf lazy, cached, bare;
+	const char *head = "{\"schema\":{\"type\":\"struct\",\"fields\":[{\"type\":\"struct\","
+	                   "\"fields\":[{\"type\":\"int32\",\"optional\":true,\"field\":\"id\"},";
+
+	(void)state;
+	opt.schemas = true;
+	enc = encoder_new("debezium", &opt);
+	assert_non_null(plain);
+	assert_non_null(enc);
+	buf_init(&lazy, 0);
+	buf_init(&cached, 0);
+	buf_init(&bare, 0);
+	encoder_write(enc, &lazy, &ev);
+	encoder_prepare_relation(enc, &ri);
+	assert_non_null(ri.enc_data);
+	encoder_prepare_relation(enc, &ri); /* replaced: ASan sees a leak otherwise */
+	encoder_write(enc, &cached, &ev);
+	encoder_write(plain, &bare, &ev);
+	assert_true(buf_ok(&lazy) && buf_ok(&cached) && buf_ok(&bare));
+	assert_string_equal(cached.data, lazy.data);
+	assert_true(jsoncheck_line(cached.data, cached.len));
+	assert_memory_equal(cached.data, head, strlen(head));
+	/* ... ,"payload":<the event without schemas, its newline after the '}'> */
+	{
+		const char *p = strstr(cached.data, ",\"payload\":");
+
+		assert_non_null(p);
+		p += strlen(",\"payload\":");
+		assert_int_equal(strlen(p), bare.len + 1);
+		assert_memory_equal(p, bare.data, bare.len - 1);
+		assert_string_equal(p + bare.len - 1, "}\n");
+	}
+	ri.enc_free(ri.enc_data);
+	buf_reset(&lazy);
+	buf_reset(&cached);
+	buf_reset(&bare);
+	encoder_free(enc);
+	encoder_free(plain);
+}
+
+/* The Kafka keys --format debezium renders itself (encoder_write_key). */
+static void check_key(struct encoder *enc, const struct event *ev, bool old, const char *want)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	if (want == NULL) {
+		assert_false(encoder_write_key(enc, &b, ev, old));
+		assert_int_equal(b.len, 0);
+	} else {
+		assert_true(encoder_write_key(enc, &b, ev, old));
+		buf_putc(&b, '\0');
+		assert_string_equal(b.data, want);
+	}
+	buf_reset(&b);
+}
+
+/* The connector's keys: the key columns by this format's value rules (a
+ * timestamp key in microseconds, 1529507596945104 as in test_values_time),
+ * a message's prefix, a boundary's "xid:lsn" id; none for a TRUNCATE or a
+ * REPLICA IDENTITY FULL table without a primary key; the old key of an
+ * update from its old tuple; with --debezium-schemas each with its schema. */
+static void test_keys(void **state)
+{
+	struct relcol cols[] = {{"at", 1114, -1, RELCACHE_COL_KEY}, {"v", 25, -1, 0}};
+	struct relation rel = {16390, "public", "ev", 'd', 2, cols};
+	struct coltype types[2] = {{1114, false}, {25, false}};
+	struct relinfo ri = {.remote = &rel, .types = types};
+	struct pgo_value nv[] = {TXT("2018-06-20 15:13:16.945104"), TXT("x")};
+	struct pgo_value ov[] = {TXT("1970-01-01 00:00:00"), TXT("y")};
+	struct pgo_tuple nt = {2, nv}, ot = {2, ov};
+	struct event up = {.op = EVENT_UPDATE,
+	                   .lsn = 9,
+	                   .txn = &txn,
+	                   .rel = &ri,
+	                   .old_kind = 'K',
+	                   .oldtup = &ot,
+	                   .newtup = &nt};
+	struct event msg = {.op = EVENT_MESSAGE, .lsn = 9, .txn = &txn, .prefix = "app"};
+	struct event begin = {.op = EVENT_BEGIN, .lsn = 24023128, .txn = &txn};
+	struct event trunc = {.op = EVENT_TRUNCATE, .lsn = 9, .txn = &txn, .rel = &ri};
+	struct encoder_options opt = {.topic_prefix = "p", .clock_ns = fixed_clock};
+	struct encoder *enc = encoder_new("debezium", &opt), *sch;
+
+	(void)state;
+	assert_true(encoder_has_keys(enc));
+	check_key(enc, &up, false, "{\"at\":1529507596945104}");
+	check_key(enc, &up, true, "{\"at\":0}");
+	check_key(enc, &msg, false, "{\"prefix\":\"app\"}");
+	check_key(enc, &msg, true, NULL);
+	check_key(enc, &begin, false, "{\"id\":\"556:24023128\"}");
+	check_key(enc, &trunc, false, NULL);
+	opt.schemas = true;
+	sch = encoder_new("debezium", &opt);
+	check_key(sch, &up, false,
+	          "{\"schema\":{\"type\":\"struct\",\"fields\":[{\"type\":\"int64\","
+	          "\"optional\":true,\"name\":\"io.debezium.time.MicroTimestamp\",\"version\":1,"
+	          "\"field\":\"at\"}],\"optional\":false,\"name\":\"p.public.ev.Key\"},"
+	          "\"payload\":{\"at\":1529507596945104}}");
+	check_key(sch, &msg, false,
+	          "{\"schema\":{\"type\":\"struct\",\"fields\":[{\"type\":\"string\","
+	          "\"optional\":true,\"field\":\"prefix\"}],\"optional\":false,\"name\":"
+	          "\"io.debezium.connector.postgresql.MessageKey\",\"version\":1},\"payload\":"
+	          "{\"prefix\":\"app\"}}");
+	/* REPLICA IDENTITY FULL: pgoutput flags every column; without a
+	 * primary key (ri.key NULL) the connector's key is null */
+	rel.replident = 'f';
+	cols[1].flags = RELCACHE_COL_KEY;
+	check_key(enc, &up, false, NULL);
+	check_key(sch, &up, false, NULL);
+	encoder_free(enc);
+	encoder_free(sch);
 }
 
 int main(void)
@@ -607,10 +829,14 @@ int main(void)
 	    cmocka_unit_test(test_values_numeric_modes),
 	    cmocka_unit_test(test_values_bits),
 	    cmocka_unit_test(test_values_arrays),
+	    cmocka_unit_test(test_values_numeric_hstore_arrays),
 	    cmocka_unit_test(test_values_special),
 	    cmocka_unit_test(test_values_point),
+	    cmocka_unit_test(test_values_geometry),
 	    cmocka_unit_test(test_values_money),
 	    cmocka_unit_test(test_values_hstore),
+	    cmocka_unit_test(test_schemas_cached),
+	    cmocka_unit_test(test_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /*
  * test_metrics.c — ops/metrics.c without a server: counts per table and
  * operation, label escaping, the histogram's cumulative buckets, renamed
- * tables, and the health verdict's states and its acknowledgement clock.
+ * tables, the snapshot's progress, the lag in bytes, and the health
+ * verdict's states and its acknowledgement clock.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -53,9 +54,17 @@ static char *health(bool *ok)
 	return HB.data;
 }
 
+static char *live(bool *ok)
+{
+	buf_reset(&HB);
+	buf_init(&HB, 0);
+	*ok = metrics_live(&M, &HB);
+	return HB.data;
+}
+
 static void sleep_ms(int ms)
 {
-	struct timespec ts = {0, ms * 1000000L};
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
 }
@@ -143,6 +152,61 @@ static void test_histogram_is_cumulative(void **state)
 	assert_non_null(strstr(t, "# TYPE pgstream_sink_flush_duration_seconds histogram\n"));
 }
 
+static void test_snapshot_progress(void **state)
+{
+	char *t;
+
+	(void)state;
+	metrics_relation(&M, 100, "public", "users");
+	metrics_relation(&M, 200, "public", "fresh");
+	metrics_relation(&M, 300, "public", "other"); /* not in the snapshot */
+	metrics_tick(&M, 0, 0, 0, false, true);
+	/* No snapshot: no family at all, rather than zeros. */
+	assert_null(strstr(render(), "pgstream_snapshot"));
+	metrics_snapshot_table(&M, 100, 5000, false);
+	metrics_snapshot_table(&M, 200, -1, false); /* never analyzed */
+	metrics_snapshot_table(&M, 999, 7, true);   /* no Relation: not counted */
+	metrics_event(&M, 100, METRICS_READ, 10);
+	metrics_tick(&M, 0, 0, 0, false, true);
+	t = render();
+	assert_non_null(strstr(t, "pgstream_snapshot_tables 2\n"));
+	assert_non_null(strstr(t, "pgstream_snapshot_tables_done 0\n"));
+	assert_non_null(strstr(
+	    t, "pgstream_snapshot_rows_estimated{schema=\"public\",table=\"users\"} 5000\n"));
+	assert_null(
+	    strstr(t, "pgstream_snapshot_rows_estimated{schema=\"public\",table=\"fresh\"}"));
+	assert_null(strstr(t, "pgstream_snapshot_table_done{schema=\"public\",table=\"other\"}"));
+	assert_non_null(
+	    strstr(t, "pgstream_snapshot_table_done{schema=\"public\",table=\"fresh\"} 0\n"));
+	assert_non_null(strstr(t, "# TYPE pgstream_snapshot_rows_estimated gauge\n"));
+	/* Done: the estimate is the rows read. */
+	metrics_snapshot_table(&M, 200, 3, true);
+	metrics_tick(&M, 0, 0, 0, false, true);
+	t = render();
+	assert_non_null(strstr(t, "pgstream_snapshot_tables_done 1\n"));
+	assert_non_null(
+	    strstr(t, "pgstream_snapshot_rows_estimated{schema=\"public\",table=\"fresh\"} 3\n"));
+	assert_non_null(
+	    strstr(t, "pgstream_snapshot_table_done{schema=\"public\",table=\"fresh\"} 1\n"));
+}
+
+static void test_lag_bytes_counts_the_catalogs_wal_end(void **state)
+{
+	(void)state;
+	/* The walsender's frames say 1000; the catalog knows of WAL to 5000. */
+	metrics_frame(&M, 1000, 1000);
+	metrics_tick(&M, 1000, 1000, 1000, false, true);
+	assert_non_null(strstr(render(), "pgstream_replication_lag_bytes 0\n"));
+	metrics_slot(&M, 5000, 900, 1000, true);
+	metrics_tick(&M, 1000, 1000, 1000, false, true);
+	assert_non_null(strstr(render(), "pgstream_replication_lag_bytes 4000\n"));
+	assert_non_null(strstr(RB.data, "pgstream_server_wal_lsn 5000\n"));
+	/* An older catalog answer never moves the WAL end back. */
+	metrics_slot(&M, 3000, 900, 1000, true);
+	metrics_tick(&M, 1000, 1000, 1000, false, true);
+	assert_non_null(strstr(render(), "pgstream_server_wal_lsn 5000\n"));
+}
+
 static void test_health_states(void **state)
 {
 	struct err e = {.kind = ERR_TRANSIENT};
@@ -173,6 +237,36 @@ static void test_health_states(void **state)
 	assert_non_null(strstr(render(), "pgstream_reconnects_total 1\n"));
 	assert_non_null(strstr(render(), "pgstream_errors_total{kind=\"transient\"} 1\n"));
 	assert_non_null(strstr(render(), "pgstream_errors_total{kind=\"sink\"} 0\n"));
+}
+
+/* A snapshot is alive, not yet healthy; a wait on the server is alive; a
+ * loop that stopped publishing is neither. */
+static void test_live_states(void **state)
+{
+	bool ok;
+	char *h;
+
+	(void)state;
+	metrics_state(&M, METRICS_SNAPSHOT, NULL);
+	metrics_tick(&M, 0, 0, 0, false, true);
+	h = health(&ok);
+	assert_false(ok);
+	assert_non_null(strstr(h, "snapshot in progress for 0 s"));
+	h = live(&ok);
+	assert_true(ok);
+	assert_string_equal(h, "ok: snapshot for 0 s\n");
+	metrics_state(&M, METRICS_STREAMING, NULL);
+	sleep_ms(5000 + 2 * 10 + 100); /* past the staleness limit (10 ms status intervals) */
+	h = live(&ok);
+	assert_false(ok);
+	assert_non_null(strstr(h, "streaming silent for 5 s"));
+	metrics_tick(&M, 0, 0, 0, false, true);
+	h = live(&ok);
+	assert_true(ok);
+	metrics_state(&M, METRICS_RECONNECTING, "server closed the connection");
+	h = live(&ok);
+	assert_true(ok); /* waiting on the server: a restart would not help */
+	assert_string_equal(h, "ok: reconnecting for 0 s\n");
 }
 
 static void test_health_acknowledgement_clock(void **state)
@@ -246,7 +340,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_counts_and_labels, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_renamed_table_gets_new_series, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_histogram_is_cumulative, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_progress, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lag_bytes_counts_the_catalogs_wal_end, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_health_states, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_live_states, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_health_acknowledgement_clock, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
 	};

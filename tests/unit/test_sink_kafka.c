@@ -183,20 +183,34 @@ static void test_topic_templates(void **state)
 
 /* ---- the sink, against librdkafka's in-process mock cluster -------------- */
 
+/* The sink's options as config.c would give them (sink.h): one config
+ * at a time. */
+static struct sink_value mock_values[8];
+
+/* Set the option flag of cfg (a mock_config) to value, or add it. */
+static void mock_set(struct sink_config *cfg, const char *flag, const char *value)
+{
+	size_t i = 0;
+
+	while (i < cfg->nvalues && strcmp(mock_values[i].flag, flag) != 0)
+		i++;
+	assert_true(i < sizeof mock_values / sizeof mock_values[0]);
+	mock_values[i] = (struct sink_value){.flag = flag, .value = value, .from_flag = true};
+	if (i == cfg->nvalues)
+		cfg->nvalues++;
+}
+
 static struct sink_config mock_config(const char *properties)
 {
 	struct sink_config cfg = {
-	    .kind = SINK_KIND_KAFKA,
-	    .kafka =
-	        {
-	            .brokers = "localhost:9", /* replaced by the mock's */
-	            .prefix = "t",
-	            .topic = "{prefix}.{schema}.{table}",
-	            .messages_topic = "{prefix}.messages",
-	            .properties = properties,
-	            .tombstones = true,
-	        },
+	    .sink = "kafka",
+	    .prefix = "t",
+	    .values = mock_values,
 	};
+
+	mock_set(&cfg, "kafka-brokers", "localhost:9"); /* replaced by the mock's */
+	if (properties)
+		mock_set(&cfg, "kafka-property", properties);
 	return cfg;
 }
 
@@ -346,10 +360,10 @@ static void test_sink_exactly_once(void **state)
 	uint64_t seq = 0;
 
 	(void)state;
-	cfg.kafka.exactly_once = true;
-	cfg.kafka.offsets_topic = "{prefix}.pgstream.offsets";
-	cfg.kafka.slot = "s";
-	cfg.kafka.commit_interval_ms = 10000; /* only the durable flushes commit */
+	mock_set(&cfg, "kafka-exactly-once", "true");
+	mock_set(&cfg, "kafka-offsets-topic", "{prefix}.pgstream.offsets");
+	cfg.slot = "s";
+	mock_set(&cfg, "kafka-commit-interval", "10"); /* only the durable flushes commit */
 	s = sink_open(&cfg, &e);
 	if (s == NULL)
 		fail_msg("%s", e.msg);
@@ -404,29 +418,29 @@ static void test_check_config(void **state)
 	cfg = mock_config("compression.codec=lz4\nlinger.ms=20");
 	assert_int_equal(sink_check_config(&cfg, &e), 0);
 	cfg = mock_config(NULL);
-	cfg.kafka.topic = "{prefix}.{nope}";
+	mock_set(&cfg, "kafka-topic", "{prefix}.{nope}");
 	assert_int_equal(sink_check_config(&cfg, &e), -1);
 	/* exactly once: librdkafka's transactional rules, the offsets topic */
 	cfg = mock_config("enable.idempotence=false");
-	cfg.kafka.exactly_once = true;
-	cfg.kafka.offsets_topic = "{prefix}.pgstream.offsets";
+	mock_set(&cfg, "kafka-exactly-once", "true");
+	mock_set(&cfg, "kafka-offsets-topic", "{prefix}.pgstream.offsets");
 	assert_int_equal(sink_check_config(&cfg, &e), -1);
 	assert_non_null(strstr(e.msg, "enable.idempotence"));
 	cfg = mock_config(NULL);
-	cfg.kafka.exactly_once = true;
-	cfg.kafka.offsets_topic = "{table}";
+	mock_set(&cfg, "kafka-exactly-once", "true");
+	mock_set(&cfg, "kafka-offsets-topic", "{table}");
 	assert_int_equal(sink_check_config(&cfg, &e), -1);
 	assert_non_null(strstr(e.msg, "--kafka-offsets-topic"));
-	cfg.kafka.offsets_topic = "{prefix}.pgstream.offsets";
-	cfg.kafka.commit_interval_ms = 100;
+	mock_set(&cfg, "kafka-offsets-topic", "{prefix}.pgstream.offsets");
+	mock_set(&cfg, "kafka-commit-interval", "0.1");
 	assert_int_equal(sink_check_config(&cfg, &e), 0);
 	/* committed well within the transaction's timeout */
-	cfg.kafka.properties = "transaction.timeout.ms=1000";
-	cfg.kafka.commit_interval_ms = 600;
+	mock_set(&cfg, "kafka-property", "transaction.timeout.ms=1000");
+	mock_set(&cfg, "kafka-commit-interval", "0.6");
 	assert_int_equal(sink_check_config(&cfg, &e), -1);
 	assert_non_null(strstr(e.msg, "--kafka-commit-interval (600 ms) must be at most half of "
 	                              "transaction.timeout.ms (1000 ms)"));
-	cfg.kafka.commit_interval_ms = 500;
+	mock_set(&cfg, "kafka-commit-interval", "0.5");
 	assert_int_equal(sink_check_config(&cfg, &e), 0);
 }
 
