@@ -11,7 +11,7 @@ find_program(PGS_CLANG NAMES clang clang-14)
 if(NOT PGS_CLANG)
   message(FATAL_ERROR "clang not found (fuzz targets): run scripts/deps.sh, or -DPGSTREAM_FUZZ_TESTS=OFF")
 endif()
-set(PGSTREAM_FUZZ_SECONDS 60 CACHE STRING "Seconds each fuzz target runs in the test suite")
+set(PGSTREAM_FUZZ_SECONDS 30 CACHE STRING "Seconds each fuzz target runs in the test suite")
 
 set(PGS_FUZZ_BUILD ${CMAKE_BINARY_DIR}/fuzz-build)
 ExternalProject_Add(pgstream_fuzz
@@ -30,5 +30,5 @@ foreach(target decoder json_value config copytext)
            COMMAND ${PROJECT_SOURCE_DIR}/fuzz/run.sh run ${bin} ${target}
                    ${PGSTREAM_FUZZ_SECONDS} ${CMAKE_BINARY_DIR}/fuzz-work/${target})
   math(EXPR timeout "${PGSTREAM_FUZZ_SECONDS} + 120")
-  set_tests_properties(fuzz/${target}/run PROPERTIES TIMEOUT ${timeout})
+  set_tests_properties(fuzz/${target}/run PROPERTIES TIMEOUT ${timeout} PROCESSORS 2)
 endforeach()

@@ -353,10 +353,11 @@ static void free_keys(char **keys, uint16_t n)
 }
 
 /* Open table name and read its first chunk (after the nafter key values
- * given, taking them over, when the snapshot is taken over). 0 if the
- * table cannot be read (warned). */
+ * given, taking them over, when the snapshot is taken over: a watermark of
+ * the first chunk takes it over with none). 0 if the table cannot be read
+ * (warned). */
 static int start_table(struct backfill *bf, const char *name, char **after, uint16_t nafter,
-                       struct err *e)
+                       bool taken_over, struct err *e)
 {
 	struct backfill_table *t;
 	struct err why;
@@ -386,7 +387,7 @@ static int start_table(struct backfill *bf, const char *name, char **after, uint
 	bf->rows_done = 0;
 	bf->started_ms = now_ms();
 	log_info("on-demand snapshot of %s.%s: %s", t->rel->nspname, t->rel->relname,
-	         after ? "taken over from the stream's watermarks" : "started");
+	         taken_over ? "taken over from the stream's watermarks" : "started");
 	return start_chunk(bf, e) < 0 ? -1 : 1;
 }
 
@@ -399,7 +400,7 @@ static int next_table(struct backfill *bf, struct err *e)
 
 		memmove(bf->queue, bf->queue + 1, (bf->nqueue - 1) * sizeof *bf->queue);
 		bf->nqueue--;
-		rc = start_table(bf, name, NULL, 0, e);
+		rc = start_table(bf, name, NULL, 0, false, e);
 		free(name);
 		if (rc < 0)
 			return -1;
@@ -604,7 +605,7 @@ static int take_over(struct backfill *bf, const uint8_t *content, uint32_t len, 
 	}
 	npk = t->npk;
 	backfill_table_free(t);
-	rc = start_table(bf, table, keys, keys ? npk : 0, e);
+	rc = start_table(bf, table, keys, keys ? npk : 0, true, e);
 	buf_reset(&f);
 	if (rc < 0)
 		return -1;

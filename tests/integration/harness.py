@@ -755,7 +755,10 @@ class TestProgram(_unittest.TestProgram):
 
     def runTests(self):
         want_exit, self.exit = self.exit, False
+        if self.testRunner is None:
+            self.testRunner = _TimedRunner
         super().runTests()
+        _TimedResult.report()
         self.exit = want_exit
         r = self.result
         if not r.wasSuccessful():
@@ -780,6 +783,32 @@ class TestProgram(_unittest.TestProgram):
         if want_exit:
             _sys.stdout.flush()
             _sys.exit(status)
+
+
+class _TimedResult(_unittest.TextTestResult):
+    """Records how long each test took, so that a slow or slowing test
+    shows in the output (ctest prints it for a failed entry)."""
+
+    times = []
+
+    def startTest(self, test):
+        self._t0 = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        _TimedResult.times.append((time.monotonic() - self._t0, test.id()))
+
+    @classmethod
+    def report(cls):
+        slow = sorted((t for t in cls.times if t[0] >= 2), reverse=True)
+        if slow:
+            print("slowest tests: " + ", ".join("%s %.1f s" % (name.split(".", 1)[-1], t)
+                                                for t, name in slow[:12]), file=_sys.stderr)
+
+
+class _TimedRunner(_unittest.TextTestRunner):
+    resultclass = _TimedResult
 
 
 def _flatten(suite):

@@ -78,6 +78,7 @@ def setUpModule():
         mod.C = C
     test_failover.VERSION = VERSION
     test_snapshot.BIG_ROWS = 100000
+    test_snapshot.CUT_ROWS = 100000
     C.sql(test_values.VALS_TABLE)
     C.sql("CREATE TABLE big (id int PRIMARY KEY, v text, n int)")
     C.sql("CREATE TABLE small (id int PRIMARY KEY)")
