@@ -19,11 +19,12 @@ else
   bin=$here/build/pgstream
 fi
 
-# Run pgstream, for DEMO_SECONDS if set (then SIGTERM: a clean stop, exit 0).
+# Run pgstream, for DEMO_SECONDS if set (then SIGTERM: a clean stop, exit 0;
+# SIGKILL 10 s later if it has not stopped, which fails the demo, 137).
 run() {
   if [ -n "${DEMO_SECONDS:-}" ]; then
     local rc=0
-    timeout -s TERM "$DEMO_SECONDS" "$bin" "$@" || rc=$?
+    timeout -k 10 -s TERM "$DEMO_SECONDS" "$bin" "$@" || rc=$?
     [ "$rc" = 124 ] && rc=0
     return "$rc"
   fi

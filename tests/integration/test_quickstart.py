@@ -43,9 +43,17 @@ def quickstart(seconds, database_url=None, writes=()):
             C.sql(stmt)
     t = threading.Thread(target=writer)
     t.start()
-    r = subprocess.run(["bash", SCRIPT, "--format", "json"], capture_output=True, text=True,
-                       env=env, timeout=120)
-    t.join()
+    try:
+        r = subprocess.run(["bash", SCRIPT, "--format", "json"], capture_output=True,
+                           text=True, env=env, timeout=120)
+    except subprocess.TimeoutExpired as e:
+        # Where it hung: what the script and pgstream said until then.
+        def text(b):
+            return b.decode("utf-8", "replace") if isinstance(b, bytes) else (b or "")
+        raise AssertionError("quickstart.sh still running after 120 s; stderr:\n%s\nstdout:\n%s"
+                             % (text(e.stderr)[-3000:], text(e.stdout)[-1000:])) from None
+    finally:
+        t.join()
     return r
 
 
