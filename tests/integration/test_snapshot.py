@@ -647,12 +647,13 @@ class OnDemand(unittest.TestCase):
             # Once seen on 18 (the first keys missing): what each run held.
             missing = sorted(set(want["od"]) - set(got.get("od", {})))
             about = ["missing %d keys (%s ... %s)" % (len(missing), missing[:3], missing[-3:])]
+            first_missing = set(missing[:50])
             for i, r in enumerate(runs):
                 reads = [e for e in r if e["op"] == "read"]
                 about.append("run %d: %d events, %d reads (%d without commit_lsn), missing keys "
                              "read: %d, first lsns %s" % (
                                  i, len(r), len(reads), sum(not e["commit_lsn"] for e in reads),
-                                 sum(e["new"]["id"] in set(missing[:50]) for e in reads),
+                                 sum(e["new"]["id"] in first_missing for e in reads),
                                  [e["lsn"] for e in r[:2]]))
             self.fail("\n".join(about) + "\nlast run's log:\n" + err[-3000:])
         reads = sum(e["op"] == "read" for r in runs for e in r)
