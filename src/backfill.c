@@ -22,6 +22,14 @@
 
 #define MAX_QUEUED 256
 
+/* Between two reads of a chunk whose snapshot missed committed
+ * transactions (pg/backfill.h). */
+#define UNSETTLED_PAUSE_MS 50
+
+/* Commits the stream passed that a chunk's snapshot must see: as many as
+ * can pass while one chunk is read and the next one started. */
+#define RECENT_XIDS 1024
+
 struct backfill {
 	struct backfill_config cfg;
 	struct backfill_conn *bc;
@@ -45,6 +53,13 @@ struct backfill {
 	uint32_t nslots; /* a power of two, at least twice the rows */
 	int emit_next;   /* next row to emit after the high watermark */
 	int64_t rows_done, started_ms;
+	int unsettled;           /* transactions the chunk's snapshot missed */
+	int64_t unsettled_since; /* since when the chunk waits for them */
+
+	/* The transactions the stream committed last, newest at
+	 * recent[(ncommits - 1) % RECENT_XIDS]. */
+	uint32_t recent[RECENT_XIDS];
+	uint64_t ncommits;
 
 	/* Where the key columns are in the stream's relation of the table. */
 	const struct relation *srel;
@@ -122,6 +137,8 @@ static void drop_table(struct backfill *bf)
 	free(bf->spk);
 	bf->spk = NULL;
 	bf->srel = NULL;
+	bf->unsettled = 0;
+	bf->unsettled_since = 0;
 }
 
 void backfill_free(struct backfill *bf)
@@ -324,6 +341,31 @@ static char *watermark(const struct backfill *bf, const char *mark)
 	return s;
 }
 
+/*
+ * Transactions the stream has passed that the chunk's snapshot cannot see.
+ * A transaction can have committed - its commit record in the WAL, its
+ * changes streamed - and still be invisible to a new snapshot: its backend
+ * marks it committed, then waits (for a synchronous standby's reply, or
+ * for the CPU) before the server counts it as ended. Rows read without its
+ * changes, emitted at the high watermark, would overwrite them. What the
+ * stream passes after the chunk started takes rows out (start_chunk); what
+ * it passed before is in recent[].
+ */
+static int unsettled(const struct backfill *bf)
+{
+	size_t n = bf->ncommits < RECENT_XIDS ? bf->ncommits : RECENT_XIDS;
+	int count = 0;
+
+	for (size_t i = 0; i < n; i++)
+		count += !backfill_chunk_sees(&bf->chunk, bf->recent[i]);
+	return count;
+}
+
+void backfill_on_commit(struct backfill *bf, uint32_t xid)
+{
+	bf->recent[bf->ncommits++ % RECENT_XIDS] = xid;
+}
+
 /* Low watermark, the chunk's SELECT, high watermark: in that order in
  * time, so the SELECT's snapshot lies between the two in the WAL. */
 static int start_chunk(struct backfill *bf, struct err *e)
@@ -340,6 +382,31 @@ static int start_chunk(struct backfill *bf, struct err *e)
 	    index_chunk(bf, e) < 0 ||
 	    backfill_emit(bf->bc, BACKFILL_WATERMARK_PREFIX, bf->high, NULL, e) < 0)
 		return -1;
+	/* Changes the stream has still to pass before the low watermark take
+	 * rows out too: the SELECT saw them or something newer (or did not see
+	 * them at all, when their transaction was still settling), and the
+	 * change itself carries the row. */
+	bf->window = true;
+	bf->unsettled = unsettled(bf);
+	if (bf->unsettled) {
+		if (bf->unsettled_since == 0) {
+			bf->unsettled_since = now_ms();
+			log_info(
+			    "on-demand snapshot of %s.%s: %d transactions have committed but are "
+			    "not visible yet (waiting for a synchronous standby?): the chunk is "
+			    "read "
+			    "again once they are",
+			    bf->t->rel->nspname, bf->t->rel->relname, bf->unsettled);
+		}
+		bf->chunk.nrows = 0; /* none of its rows is emitted */
+		return 0;
+	}
+	if (bf->unsettled_since) {
+		log_info("on-demand snapshot of %s.%s: the transactions settled after %.1f s",
+		         bf->t->rel->nspname, bf->t->rel->relname,
+		         (double)(now_ms() - bf->unsettled_since) / 1000);
+		bf->unsettled_since = 0;
+	}
 	log_debug("on-demand snapshot of %s.%s: chunk %llu, %d rows", bf->t->rel->nspname,
 	          bf->t->rel->relname, (unsigned long long)bf->chunk_no, bf->chunk.nrows);
 	return 0;
@@ -430,6 +497,14 @@ int backfill_chunk_done(struct backfill *bf, struct err *e)
 {
 	int last = bf->chunk.nrows - 1;
 
+	if (bf->unsettled) {
+		/* The same chunk again, after a pause that keeps a transaction
+		 * waiting for its standby from filling the WAL with watermarks. */
+		struct timespec ts = {0, UNSETTLED_PAUSE_MS * 1000000L};
+
+		nanosleep(&ts, NULL);
+		return start_chunk(bf, e);
+	}
 	if (bf->chunk.nrows < bf->cfg.chunk_rows) {
 		log_info("on-demand snapshot of %s.%s done: %lld rows in %llu chunks, %.1f s",
 		         bf->t->rel->nspname, bf->t->rel->relname, (long long)bf->rows_done,

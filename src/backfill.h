@@ -8,11 +8,13 @@
  * pgstream on that slot takes it), so it is ordered in the WAL like any
  * change. Each requested table is then read in primary-key chunks. Around
  * each chunk's SELECT a low and a high watermark are written into the WAL
- * (pg/backfill.h). While the stream is between the two, a change to a key
- * of the chunk removes that key's row from the chunk: the change is as new
- * as the row or newer. At the high watermark the rows left are emitted as
- * read events, in the high watermark's transaction: after every change
- * before it, before every change after it.
+ * (pg/backfill.h). From the chunk's read until the stream reaches the high
+ * watermark, a change to a key of the chunk removes that key's row from the
+ * chunk: the change is as new as the row or newer. At the high watermark the
+ * rows left are emitted as read events, in the high watermark's
+ * transaction: after every change before it, before every change after it.
+ * A chunk whose snapshot misses a transaction the stream has passed (one
+ * that committed but is not visible yet) is read again.
  *
  * Progress lives in the WAL: every watermark carries the table, the key the
  * chunk starts after and the tables still queued. After a restart (or a
@@ -55,6 +57,9 @@ void backfill_free(struct backfill *bf);                          /* accepts NUL
  * the watermarks the next session replays. */
 void backfill_session_start(struct backfill *bf, int server_version);
 void backfill_session_end(struct backfill *bf);
+
+/* The stream passed the commit of transaction xid. */
+void backfill_on_commit(struct backfill *bf, uint32_t xid);
 
 enum backfill_verdict {
 	BACKFILL_PASS,     /* not pgstream's bookkeeping: emit it as a message */

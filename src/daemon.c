@@ -388,6 +388,7 @@ static int end_txn(struct daemon *d, uint64_t end_lsn, uint64_t lsn, struct err 
 			return -1;
 	}
 	d->in_txn = false;
+	backfill_on_commit(d->bf, d->txn.xid);
 	metrics_commit(&d->metrics, d->txn.commit_time);
 	if (mark(d, end_lsn, e) < 0)
 		return -1;

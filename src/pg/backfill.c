@@ -24,6 +24,8 @@ struct backfill_conn {
 	PGresult *chunk; /* the last chunk's rows */
 	struct pgo_value *vals;
 	size_t vals_cap;
+	uint64_t *xip; /* the last chunk's snapshot's running transactions */
+	size_t xip_cap;
 };
 
 struct backfill_conn *backfill_conn_new(const char *database_url)
@@ -51,6 +53,7 @@ void backfill_conn_free(struct backfill_conn *bc)
 		return;
 	backfill_conn_close(bc);
 	free(bc->vals);
+	free(bc->xip);
 	free(bc);
 }
 
@@ -293,6 +296,82 @@ int backfill_emit(struct backfill_conn *bc, const char *prefix, const char *cont
 	return 0;
 }
 
+static void end_read(struct backfill_conn *bc, const char *how)
+{
+	if (bc->pg && PQstatus(bc->pg) == CONNECTION_OK)
+		PQclear(PQexec(bc->pg, how));
+}
+
+/* "xmin:xmax:xip,xip,..." (pg_snapshot's text) into the chunk. */
+static int parse_snapshot(struct backfill_conn *bc, const char *text, struct backfill_chunk *c,
+                          struct err *e)
+{
+	char *end;
+	size_t n = 0;
+
+	c->xmin = strtoull(text, &end, 10);
+	if (*end != ':')
+		return err_set(e, "could not read a chunk: unexpected snapshot \"%s\"", text);
+	c->xmax = strtoull(end + 1, &end, 10);
+	if (*end != ':')
+		return err_set(e, "could not read a chunk: unexpected snapshot \"%s\"", text);
+	for (const char *p = end + 1; *p; p = *end ? end + 1 : end) {
+		if (n == bc->xip_cap) {
+			size_t cap = bc->xip_cap ? 2 * bc->xip_cap : 64;
+			uint64_t *x = realloc(bc->xip, cap * sizeof *x);
+
+			if (x == NULL)
+				return err_set(e, "could not read a chunk: out of memory");
+			bc->xip = x;
+			bc->xip_cap = cap;
+		}
+		bc->xip[n++] = strtoull(p, &end, 10);
+		if (end == p)
+			return err_set(e, "could not read a chunk: unexpected snapshot \"%s\"",
+			               text);
+	}
+	c->xip = bc->xip;
+	c->nxip = n;
+	return 0;
+}
+
+/* Begin the chunk's REPEATABLE READ transaction and take its snapshot. */
+static int begin_read(struct backfill_conn *bc, struct backfill_chunk *c, struct err *e)
+{
+	PGresult *res = exec(bc, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL,
+	                     PGRES_COMMAND_OK, "begin a chunk of an on-demand snapshot", e);
+	int rc;
+
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	res = exec(bc, "SELECT pg_catalog.pg_current_snapshot()::text", 0, NULL, PGRES_TUPLES_OK,
+	           "take the snapshot of a chunk", e);
+	if (res == NULL) {
+		end_read(bc, "ROLLBACK");
+		return -1;
+	}
+	rc = parse_snapshot(bc, PQgetvalue(res, 0, 0), c, e);
+	PQclear(res);
+	if (rc < 0)
+		end_read(bc, "ROLLBACK");
+	return rc;
+}
+
+bool backfill_chunk_sees(const struct backfill_chunk *c, uint32_t xid)
+{
+	/* 32-bit xids from the stream against the snapshot's 64-bit ones,
+	 * compared as the server does, modulo 2^32. */
+	if ((int32_t)(xid - (uint32_t)c->xmin) < 0)
+		return true; /* ended before the snapshot */
+	if ((int32_t)(xid - (uint32_t)c->xmax) >= 0)
+		return false; /* running, or not yet counted as ended */
+	for (size_t i = 0; i < c->nxip; i++)
+		if ((uint32_t)c->xip[i] == xid)
+			return false;
+	return true;
+}
+
 int backfill_read_chunk(struct backfill_conn *bc, const struct backfill_table *t,
                         const char *const *after, int limit, struct backfill_chunk *c,
                         struct err *e)
@@ -324,11 +403,19 @@ int backfill_read_chunk(struct backfill_conn *bc, const struct backfill_table *t
 		buf_reset(&sql);
 		return err_set(e, "could not read a chunk: out of memory");
 	}
+	*c = (struct backfill_chunk){.ncols = t->rel->ncols, .vals = bc->vals};
+	if (begin_read(bc, c, e) < 0) {
+		buf_reset(&sql);
+		return -1;
+	}
 	res = exec(bc, sql.data, after ? t->npk : 0, after, PGRES_TUPLES_OK,
 	           "read a chunk of an on-demand snapshot", e);
 	buf_reset(&sql);
-	if (res == NULL)
+	if (res == NULL) {
+		end_read(bc, "ROLLBACK");
 		return -1;
+	}
+	end_read(bc, "COMMIT"); /* read only: nothing to lose */
 	n = PQntuples(res);
 	need = (size_t)n * t->rel->ncols;
 	if (need > bc->vals_cap) {
@@ -351,6 +438,7 @@ int backfill_read_chunk(struct backfill_conn *bc, const struct backfill_table *t
 			                             .data = PQgetvalue(res, r, k)};
 	PQclear(bc->chunk);
 	bc->chunk = res;
-	*c = (struct backfill_chunk){.nrows = n, .ncols = t->rel->ncols, .vals = bc->vals};
+	c->nrows = n;
+	c->vals = bc->vals;
 	return 0;
 }

@@ -11,6 +11,7 @@
 #ifndef PGSTREAM_PG_BACKFILL_H
 #define PGSTREAM_PG_BACKFILL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,12 +76,20 @@ struct backfill_chunk {
 	int nrows;
 	uint16_t ncols;
 	struct pgo_value *vals; /* nrows * ncols, row after row */
+	/* The snapshot the rows were read in (pg_snapshot's fields). */
+	uint64_t xmin, xmax;
+	const uint64_t *xip;
+	size_t nxip;
 };
+
+/* Whether the chunk's snapshot sees the transaction xid (if it committed). */
+bool backfill_chunk_sees(const struct backfill_chunk *c, uint32_t xid);
 
 /*
  * The next chunk of t: at most limit rows whose key is above after (npk
  * key values as text; NULL: from the first row), in key order, as text
- * exactly as the stream sends values. -1 with *e set on failure.
+ * exactly as the stream sends values, read in one REPEATABLE READ
+ * transaction together with its snapshot. -1 with *e set on failure.
  */
 int backfill_read_chunk(struct backfill_conn *bc, const struct backfill_table *t,
                         const char *const *after, int limit, struct backfill_chunk *c,

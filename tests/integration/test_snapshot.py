@@ -663,6 +663,70 @@ class OnDemand(unittest.TestCase):
               % (len(want["od"]), reads, txns))
         C.sql("SELECT pg_drop_replication_slot('sn_od_kill')")
 
+    def test_transaction_committed_but_not_visible_yet(self):
+        """A commit that waits for a synchronous standby is in the WAL, and
+        the stream sends its change, but new snapshots cannot see it yet: a
+        chunk read then would hold the row as it was before and, emitted at
+        the high watermark, overwrite the change. pgstream reads the chunk
+        again once the transaction is visible."""
+        create_table("od_sync", "id int PRIMARY KEY, v text, n int")
+        C.sql("INSERT INTO od_sync SELECT g, 'row ' || g, g FROM generate_series(1, 100) g")
+        C.sql("CREATE PUBLICATION pub_sync FOR TABLE od_sync, od_sync_mirror")
+        p = PgStream(C, "--status-interval", "0.2", slot="sn_sync", pub="pub_sync").start()
+        held = {}
+
+        def hold():
+            conn = psycopg2.connect(C.url())
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SET synchronous_commit = on")
+                    cur.execute("SELECT pg_backend_pid()")
+                    held["pid"] = cur.fetchone()[0]
+                    cur.execute("UPDATE od_sync SET v = 'held' WHERE id = 50")
+                conn.commit()  # returns once its wait is cancelled
+            except psycopg2.Error as exc:
+                held["error"] = exc
+            finally:
+                conn.close()
+        holder = threading.Thread(target=hold)
+        try:
+            p.wait_stderr("listening for changes...")
+            # A standby that never answers; every session but the holder
+            # commits without waiting for it.
+            C.sql("ALTER SYSTEM SET synchronous_commit = 'local'")
+            C.sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+            C.sql("SELECT pg_reload_conf()")
+            holder.start()
+            p.wait_for(lambda: any(e["op"] == "update" for e in p.events()), timeout=60,
+                       what="the held transaction's change streamed")
+            self.assertTrue(holder.is_alive(), held)
+            request("--table", "od_sync", "--slot", "sn_sync")
+            p.wait_stderr("committed but are not visible yet", timeout=30)
+            time.sleep(1)  # a second of chunks read and refused
+            self.assertNotIn("od_sync done", p.stderr())
+            C.sql("SELECT pg_cancel_backend(%s)", (held["pid"],))  # committed: now visible
+            holder.join(timeout=30)
+            p.wait_stderr("on-demand snapshot of public.od_sync done", timeout=60)
+            self.assertEqual(p.stop(), 0, p.stderr())
+            events, err = p.events(), p.stderr()
+        finally:
+            C.sql("ALTER SYSTEM RESET synchronous_standby_names")
+            C.sql("ALTER SYSTEM RESET synchronous_commit")
+            C.sql("SELECT pg_reload_conf()")
+            if holder.is_alive() and "pid" in held:
+                C.sql("SELECT pg_cancel_backend(%s)", (held["pid"],))
+            holder.join(timeout=30)
+            p.close()
+        self.assertNotIn("error", held)
+        self.assertIn("the transactions settled after", err)
+        rest = stream_until_now("sn_sync", "pub_sync")
+        got = replay([events, rest], by_id)
+        want = expected_rows(["od_sync"], "pub_sync", by_id)
+        self.assertEqual(want["od_sync"][50]["v"], "held")
+        self.assertEqual(got.get("od_sync", {}), want["od_sync"])
+        self.assertEqual(sum(e["op"] == "read" for e in events), 100)
+        C.sql("SELECT pg_drop_replication_slot('sn_sync')")
+
     def test_bad_requests_leave_the_stream_going(self):
         p = self.stream("sn_od_bad")
         try:
