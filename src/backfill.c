@@ -23,8 +23,9 @@
 #define MAX_QUEUED 256
 
 /* Between two reads of a chunk whose snapshot missed committed
- * transactions (pg/backfill.h). */
+ * transactions, at most; and how long before that is said. */
 #define UNSETTLED_PAUSE_MS 50
+#define UNSETTLED_SAY_MS   1000
 
 /* Commits the stream passed that a chunk's snapshot must see: as many as
  * can pass while one chunk is read and the next one started. */
@@ -55,6 +56,7 @@ struct backfill {
 	int64_t rows_done, started_ms;
 	int unsettled;           /* transactions the chunk's snapshot missed */
 	int64_t unsettled_since; /* since when the chunk waits for them */
+	bool unsettled_said;     /* and that was logged */
 
 	/* The transactions the stream committed last, newest at
 	 * recent[(ncommits - 1) % RECENT_XIDS]. */
@@ -139,6 +141,7 @@ static void drop_table(struct backfill *bf)
 	bf->srel = NULL;
 	bf->unsettled = 0;
 	bf->unsettled_since = 0;
+	bf->unsettled_said = false;
 }
 
 void backfill_free(struct backfill *bf)
@@ -389,23 +392,30 @@ static int start_chunk(struct backfill *bf, struct err *e)
 	bf->window = true;
 	bf->unsettled = unsettled(bf);
 	if (bf->unsettled) {
-		if (bf->unsettled_since == 0) {
-			bf->unsettled_since = now_ms();
+		int64_t now = now_ms();
+
+		/* Behind a healthy synchronous standby this lasts a round trip:
+		 * said only when it lasts. */
+		if (bf->unsettled_since == 0)
+			bf->unsettled_since = now;
+		if (!bf->unsettled_said && now - bf->unsettled_since >= UNSETTLED_SAY_MS) {
+			bf->unsettled_said = true;
 			log_info(
 			    "on-demand snapshot of %s.%s: %d transactions have committed but are "
 			    "not visible yet (waiting for a synchronous standby?): the chunk is "
-			    "read "
-			    "again once they are",
+			    "read again once they are",
 			    bf->t->rel->nspname, bf->t->rel->relname, bf->unsettled);
 		}
 		bf->chunk.nrows = 0; /* none of its rows is emitted */
 		return 0;
 	}
 	if (bf->unsettled_since) {
-		log_info("on-demand snapshot of %s.%s: the transactions settled after %.1f s",
-		         bf->t->rel->nspname, bf->t->rel->relname,
-		         (double)(now_ms() - bf->unsettled_since) / 1000);
+		log_msg(bf->unsettled_said ? LOG_INFO : LOG_DEBUG,
+		        "on-demand snapshot of %s.%s: the transactions settled after %.3f s",
+		        bf->t->rel->nspname, bf->t->rel->relname,
+		        (double)(now_ms() - bf->unsettled_since) / 1000);
 		bf->unsettled_since = 0;
+		bf->unsettled_said = false;
 	}
 	log_debug("on-demand snapshot of %s.%s: chunk %llu, %d rows", bf->t->rel->nspname,
 	          bf->t->rel->relname, (unsigned long long)bf->chunk_no, bf->chunk.nrows);
@@ -498,9 +508,14 @@ int backfill_chunk_done(struct backfill *bf, struct err *e)
 	int last = bf->chunk.nrows - 1;
 
 	if (bf->unsettled) {
-		/* The same chunk again, after a pause that keeps a transaction
-		 * waiting for its standby from filling the WAL with watermarks. */
-		struct timespec ts = {0, UNSETTLED_PAUSE_MS * 1000000L};
+		/* The same chunk again, after a pause that grows (1, 2, 4 ... ms)
+		 * so that a transaction stuck behind its standby does not fill
+		 * the WAL with watermarks. */
+		int64_t waited = now_ms() - bf->unsettled_since;
+		int64_t pause = waited < 1                    ? 1
+		                : waited > UNSETTLED_PAUSE_MS ? UNSETTLED_PAUSE_MS
+		                                              : waited;
+		struct timespec ts = {0, (long)pause * 1000000L};
 
 		nanosleep(&ts, NULL);
 		return start_chunk(bf, e);
