@@ -6,7 +6,7 @@ PKGS=(build-essential cmake pkg-config libpq-dev libssl-dev libcmocka-dev postgr
       postgresql-client-15 python3 python3-psycopg2 util-linux clang-format
       valgrind clang-14 libclang-rt-14-dev    # memcheck test; libFuzzer targets
       postgresql-15-wal2json time             # the benchmark's smoke test
-      strace                                  # the acknowledgement-order test
+      strace gdb                              # the acknowledgement-order test; the stop-signal race
       librdkafka-dev kcat                     # the Kafka sink; its tests read back with kcat
       libmicrohttpd-dev python3-prometheus-client  # --metrics-addr; its test parses with the reference parser
       chromium                                # the status page test (headless)

@@ -19,6 +19,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -861,6 +862,75 @@ static void drain_sink(struct daemon *d)
 			break;
 }
 
+/* ---- signals: the loop's wake-up ---------------------------------------- */
+
+/*
+ * A signal that lands after the loop looked at its flags and before its
+ * poll() would wait for the poll's timeout: up to --status-interval on an
+ * idle stream. So the handler also writes a byte into a pipe that the
+ * loop's waits watch (the self-pipe trick); they drain it when it wakes
+ * them.
+ */
+static int wake_pipe[2] = {-1, -1};
+
+void daemon_wake(void)
+{
+	int saved = errno;
+	int fd = wake_pipe[1];
+
+	if (fd >= 0) {
+		ssize_t n = write(fd, "", 1); /* full: a wake-up is pending anyway */
+		(void)n;
+	}
+	errno = saved;
+}
+
+static int open_wake_pipe(struct err *e)
+{
+	int fds[2];
+
+	if (pipe(fds) < 0)
+		return err_set(e, "could not start: pipe: %s", strerror(errno));
+	for (int i = 0; i < 2; i++)
+		if (fcntl(fds[i], F_SETFL, O_NONBLOCK) < 0 ||
+		    fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0) {
+			close(fds[0]);
+			close(fds[1]);
+			return err_set(e, "could not start: fcntl: %s", strerror(errno));
+		}
+	wake_pipe[0] = fds[0];
+	wake_pipe[1] = fds[1];
+	return 0;
+}
+
+static void close_wake_pipe(void)
+{
+	int r = wake_pipe[0], w = wake_pipe[1];
+
+	wake_pipe[0] = wake_pipe[1] = -1; /* before the close: the handler may run */
+	if (r >= 0)
+		close(r);
+	if (w >= 0)
+		close(w);
+}
+
+/* The pipe's read end as fds[n], for a wait; returns the new count. */
+static unsigned add_wake(struct pollfd *fds, unsigned n)
+{
+	fds[n] = (struct pollfd){.fd = wake_pipe[0], .events = POLLIN};
+	return n + 1;
+}
+
+/* After a wait that watched it (fd, its revents): empty the pipe. */
+static void drain_wake(const struct pollfd *fd)
+{
+	char buf[64];
+
+	if (fd->revents & POLLIN)
+		while (read(wake_pipe[0], buf, sizeof buf) > 0)
+			;
+}
+
 /* ---- SIGHUP: reopen the output file ------------------------------------ */
 
 static volatile sig_atomic_t reopen_requested;
@@ -931,6 +1001,8 @@ static int wait_for_input(struct daemon *d, struct err *e)
 	int64_t dead_at = d->last_recv_ms + d->cfg->receiver_timeout_ms;
 	int64_t until = next_deadline(d);
 	struct sink_pollset ps;
+	struct pollfd fds[SINK_POLL_MAX + 1];
+	unsigned n;
 	int got;
 
 	if (now >= dead_at)
@@ -941,11 +1013,16 @@ static int wait_for_input(struct daemon *d, struct err *e)
 	sink_adjust_pollset(d->sink, &ps);
 	if (ps.timeout_ms >= 0 && now + ps.timeout_ms < until)
 		until = now + ps.timeout_ms;
+	memcpy(fds, ps.fds, ps.nfds * sizeof *fds);
+	n = add_wake(fds, ps.nfds);
 	/* until may have passed since the caller checked: poll must not get a
 	 * negative timeout, which means forever. */
-	got = stream_wait(d->conn, until > now ? (int)(until - now) : 0, ps.fds, ps.nfds, e);
+	got = stream_wait(d->conn, until > now ? (int)(until - now) : 0, fds, n, e);
 	if (got < 0)
 		return -1;
+	for (unsigned i = 0; i < ps.nfds; i++)
+		ps.fds[i].revents = fds[i].revents;
+	drain_wake(&fds[ps.nfds]);
 	if (got > 0)
 		d->last_recv_ms = clock_ms();
 	return sink_process(d->sink, &ps, e);
@@ -960,21 +1037,23 @@ static int wait_for_input(struct daemon *d, struct err *e)
 static int snapshot_wait(struct daemon *d, struct snapshot_reader *r, const struct progress *pr,
                          struct err *e)
 {
-	struct pollfd fds[SINK_POLL_MAX + SNAPSHOT_MAX_WORKERS];
+	struct pollfd fds[SINK_POLL_MAX + SNAPSHOT_MAX_WORKERS + 1];
 	struct sink_pollset ps;
 	int64_t now = clock_ms();
 	int64_t until = progress_deadline(pr);
 	int nsnap = 0;
+	unsigned n;
 
 	sink_adjust_pollset(d->sink, &ps);
 	memcpy(fds, ps.fds, ps.nfds * sizeof *fds);
 	if (!sink_blocked(d->sink))
 		nsnap = snapshot_pollfds(r, fds + ps.nfds, SNAPSHOT_MAX_WORKERS);
+	n = add_wake(fds, ps.nfds + (unsigned)nsnap);
 	if (ps.timeout_ms >= 0 && now + ps.timeout_ms < until)
 		until = now + ps.timeout_ms;
-	if (poll(fds, ps.nfds + (nfds_t)nsnap, until > now ? (int)(until - now) : 0) < 0 &&
-	    errno != EINTR)
+	if (poll(fds, n, until > now ? (int)(until - now) : 0) < 0 && errno != EINTR)
 		return err_set(e, "could not wait for the snapshot: %s", strerror(errno));
+	drain_wake(&fds[n - 1]);
 	for (unsigned i = 0; i < ps.nfds; i++)
 		ps.fds[i].revents = fds[i].revents;
 	if (sink_process(d->sink, &ps, e) < 0 || snapshot_input(r, fds + ps.nfds, nsnap, e) < 0)
@@ -1448,7 +1527,7 @@ int daemon_check_config(const struct config *cfg, struct err *e)
 	return sink_check_config(&scfg, e);
 }
 
-int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e)
+static int run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e)
 {
 	struct sink_config scfg = sink_config_of(cfg);
 	struct daemon d = {
@@ -1617,5 +1696,16 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 	txmeta_reset(&d.txmeta);
 	metrics_reset(&d.metrics);
 	log_peak_memory(&d);
+	return rc;
+}
+
+int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err *e)
+{
+	int rc;
+
+	if (open_wake_pipe(e) < 0)
+		return -1;
+	rc = run(cfg, stop, e);
+	close_wake_pipe();
 	return rc;
 }

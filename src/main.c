@@ -24,6 +24,7 @@ static void on_signal(int sig)
 		daemon_request_reopen(); /* logrotate: reopen --output, go on */
 	else
 		stop_requested = 1;
+	daemon_wake(); /* even when it lands just before the loop's poll() */
 }
 
 static void install_signals(void)

@@ -2,12 +2,16 @@
 change appears at least once, nothing from rolled-back transactions, and a
 change appears again only if its transaction had not been acknowledged."""
 
+import os
 import random
+import shutil
 import signal
+import subprocess
+import tempfile
 import time
 import unittest
 
-from harness import (Cluster, PgStream, Workload, check_idle_lags, check_stream,
+from harness import (BIN, ROOT, Cluster, PgStream, Workload, check_idle_lags, check_stream,
                      confirmed_catch_up, lsn_str, wait_slot_inactive)
 
 C = None
@@ -138,6 +142,50 @@ class Resume(unittest.TestCase):
         self.assertEqual(ids, {i for t in w.committed for i in t})
         check_stream(events, w)
         self.assertEqual(p.proc.returncode, 0)
+
+
+class StopSignal(unittest.TestCase):
+    def test_sigterm_just_before_the_wait(self):
+        """A SIGTERM that lands after the loop looked at its stop flag and
+        before its poll() stops pgstream at once (the handler wakes the poll
+        through a pipe), not when the poll times out: gdb holds pgstream on
+        the line of stream_wait's poll() on an idle stream and delivers the
+        signal there. Before the pipe, the stop waited for the server's next
+        keepalive (seconds)."""
+        src = os.path.join(ROOT, "src", "pg", "stream.c")
+        with open(src) as f:
+            line = next(i for i, l in enumerate(f, 1) if "n = poll(fds, 1 + nothers" in l)
+        work = tempfile.mkdtemp(prefix="pgstream-gdb-")
+        stamp = os.path.join(work, "signalled")
+        script = os.path.join(work, "script.gdb")
+        with open(script, "w") as f:
+            f.write("set pagination off\nset confirm off\n"
+                    "handle SIGTERM nostop noprint pass\n"
+                    "break stream.c:%d\nrun\ndelete\n"
+                    "shell date +%%s.%%N > %s\nsignal SIGTERM\n" % (line, stamp))
+        env = dict(os.environ)
+        if "ASAN_OPTIONS" in env:  # LeakSanitizer cannot run under ptrace
+            env["ASAN_OPTIONS"] += ":detect_leaks=0"
+        argv = ["gdb", "-batch", "-nx", "-x", script, "--args", BIN, "--database-url", C.url(),
+                "--slot", "s_gdb", "--publication", "pgstream_pub", "--env-file", "/dev/null",
+                "--status-interval", "30", "--wal-receiver-timeout", "120"]
+        try:
+            with open(os.path.join(work, "out"), "w") as out:
+                r = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   timeout=120)
+            ended = time.time()
+            with open(os.path.join(work, "out")) as f:
+                log = f.read()
+            self.assertEqual(r.returncode, 0, log)
+            self.assertIn("exited normally", log)  # status 0: a clean stop
+            with open(stamp) as f:
+                took = ended - float(f.read())
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        # The server's keepalive comes every wal_sender_timeout / 2 (5 s).
+        self.assertLess(took, 2.5, log)
+        print("SIGTERM just before poll(): stopped in %.2f s" % took)
+        C.sql("SELECT pg_drop_replication_slot('s_gdb')")
 
 
 if __name__ == "__main__":
