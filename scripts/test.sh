@@ -11,5 +11,5 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/pgversions.sh" fetch ||
   echo "test: some PostgreSQL versions could not be fetched: their matrix entries will be skipped" >&2
 cd "$here/build"
-# Three at once: see PROCESSORS in tests/integration/CMakeLists.txt.
-ctest --output-on-failure -j3 "$@"
+# Four at once: see PROCESSORS in tests/integration/CMakeLists.txt.
+ctest --output-on-failure -j4 "$@"
