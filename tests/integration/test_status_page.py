@@ -4,7 +4,9 @@ the slot, the state, an events-per-second figure for the table being
 written that moves between two loads, the lag charts, and after a server
 restart the error in its list of last errors. The page fetches nothing
 but its own /status.json. A screenshot is kept as a test artifact
-(test-artifacts/status-page.png beside the pgstream binary)."""
+(test-artifacts/status-page-<binary>.png beside the pgstream binary: the
+plain and the ASan run go side by side, and one file for both let one
+run's unlink take away the other's screenshot)."""
 
 import html.parser
 import os
@@ -122,7 +124,7 @@ class StatusPage(unittest.TestCase):
             self.assertGreater(int(cells2[2]), int(cells[2]))  # the total moved on
             art = os.path.join(os.path.dirname(os.path.abspath(BIN)), "test-artifacts")
             os.makedirs(art, exist_ok=True)
-            shot = os.path.join(art, "status-page.png")
+            shot = os.path.join(art, "status-page-%s.png" % os.path.basename(BIN))
             if os.path.exists(shot):
                 os.unlink(shot)
             chromium(url, "--window-size=1200,800", "--screenshot=" + shot)
