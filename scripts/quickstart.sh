@@ -21,10 +21,15 @@ fi
 
 # Run pgstream, for DEMO_SECONDS if set (then SIGTERM: a clean stop, exit 0;
 # SIGKILL 10 s later if it has not stopped, which fails the demo, 137).
+# --foreground: SIGTERM to pgstream alone. Without it timeout follows the
+# SIGTERM with a SIGCONT to its process group, and a SIGCONT discards a
+# pending SIGSTOP: under ASan, one that lands while LeakSanitizer's exit
+# check is stopping pgstream's threads (ptrace, SIGSTOP) leaves that check
+# waiting for a stop that never comes, and the demo is killed.
 run() {
   if [ -n "${DEMO_SECONDS:-}" ]; then
     local rc=0
-    timeout -k 10 -s TERM "$DEMO_SECONDS" "$bin" "$@" || rc=$?
+    timeout --foreground -k 10 -s TERM "$DEMO_SECONDS" "$bin" "$@" || rc=$?
     [ "$rc" = 124 ] && rc=0
     return "$rc"
   fi
