@@ -2,6 +2,7 @@
 integration tests. Nothing is mocked: each test module starts a real cluster
 with scripts/pgcluster.sh and runs the real binary against it."""
 
+import atexit
 import json
 import os
 import shutil
@@ -169,6 +170,18 @@ class Standby(Cluster):
         raise AssertionError("standby did not replay up to %s" % lsn_str(target))
 
 
+# Every PgStream started and not yet closed: killed when the test module
+# exits, so a test that fails before its close() leaves no pgstream behind
+# (one left by a failed run had gone on reconnecting for half an hour).
+_RUNNING = set()
+
+
+@atexit.register
+def _kill_leftovers():
+    for p in list(_RUNNING):
+        p.close()
+
+
 class PgStream:
     """One pgstream process; stdout and stderr go to files so tests can read
     what it emitted even after a kill -9."""
@@ -188,6 +201,7 @@ class PgStream:
     def start(self):
         with open(self.out_path, "ab") as out, open(self.err_path, "ab") as err:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=err, env=self.env)
+        _RUNNING.add(self)
         return self
 
     def run(self, timeout=120):
@@ -241,6 +255,7 @@ class PgStream:
     def close(self):
         if self.proc and self.proc.poll() is None:
             self.kill()
+        _RUNNING.discard(self)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
