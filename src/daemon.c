@@ -14,12 +14,15 @@
  * (wait_for_input). Before each status update the sink is made durable and
  * only what it confirmed is reported as flushed. Counters and positions go
  * to ops/metrics.h through one-line hooks (plain stores on this thread;
- * --metrics-addr's HTTP thread reads only what they publish).
+ * --metrics-addr's HTTP thread reads only what they publish). Handing an
+ * event to the sink is daemon_emit.c, resolving a relation with the
+ * catalog daemon_relations.c, the initial snapshot daemon_snapshot.c;
+ * daemon_int.h holds the state they share.
  */
 #include "daemon.h"
+#include "daemon_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,10 +32,8 @@
 
 #include "backfill.h"
 #include "checkpoint.h"
-#include "progress.h"
 #include "event/encoder.h"
 #include "event/filter.h"
-#include "event/key.h"
 #include "event/map.h"
 #include "event/txmeta.h"
 #include "event/relinfo.h"
@@ -42,12 +43,12 @@
 #include "pg/catalog.h"
 #include "pg/conn.h"
 #include "pg/pgoutput.h"
-#include "pg/snapshot.h"
 #include "pg/stream.h"
 #include "sink/sink.h"
 #include "spool.h"
 #include "util/log.h"
 #include "util/lsn.h"
+#include "wake.h"
 
 /* Pending acknowledgement marks (one per transaction) before the sink is
  * forced to confirm: bounds memory however many small transactions arrive
@@ -61,206 +62,12 @@
 #define SLOT_BUSY_GRACE_MS 5000
 #define SLOT_BUSY_POLL_MS  250
 
-struct daemon {
-	const struct config *cfg;
-	struct conn_params params;
-	volatile sig_atomic_t *stop;
-	struct encoder *enc;
-	struct filter filter; /* what of the events is emitted */
-	char dbname[64];      /* the encoder's options.database, filled on connecting */
-
-	struct sink *sink;
-	struct catalog *cat;
-	struct backfill *bf; /* on-demand snapshots */
-	struct checkpoint cp;
-	uint64_t seq;             /* number of the last event handed to the sink */
-	uint64_t written_lsn;     /* highest WAL position processed */
-	uint64_t reported_flush;  /* last flush LSN sent to the server */
-	struct utf8guard utf8;    /* SQL_ASCII databases only (utf8guard.h) */
-	struct buf converted;     /* message content converted to UTF-8 */
-	bool records;             /* the sink routes by table and key (Kafka) */
-	bool keys;                /* ... and reads the keys (not the webhook, files) */
-	struct buf key, old_key;  /* ... the current event's keys */
-	struct row_opts key_opts; /* ... rendered as the events' values */
-
-	/* Per session. */
-	struct pg_conn *conn;
-	struct pgo_decoder *dec;
-	struct relmap *rels;   /* what we derive from the decoder's relations */
-	char encoding[32];     /* the database's, as the server names it */
-	bool sql_ascii;        /* ... and it is SQL_ASCII (utf8guard.h) */
-	bool convert_messages; /* ... neither that nor UTF8: message content is converted */
-	bool in_txn;
-	struct event_txn txn;
-	/* --tx-events: the transaction's BEGIN position, whether its begin
-	 * event is out (sent before its first event, so a transaction of which
-	 * nothing is emitted has neither), and its counts. */
-	uint64_t txn_begin_lsn;
-	bool txn_opened;
-	struct txmeta txmeta;
-	uint64_t txn_events;    /* events of the open transaction so far */
-	uint64_t reads_emitted; /* a snapshot's rows so far (their index) */
-	bool reached_end;
-	bool reply_now;
-	/* Streamed transactions not yet committed or aborted (--streaming). */
-	struct spool_set spools;
-	int64_t next_status_ms;
-	int64_t last_recv_ms; /* when the server was last heard from */
-
-	bool ever_streamed;       /* some session reached START_REPLICATION */
-	bool session_streamed;    /* the last session did */
-	bool session_snapshotted; /* the slot was made from our snapshot */
-	bool waiting_for_slot;    /* retrying a busy slot: said once, not per try */
-
-	struct metrics metrics; /* what --metrics-addr serves (ops/metrics.h) */
-	struct ops_http *http;  /* NULL without --metrics-addr */
-	int64_t next_slot_check_ms;
-	int64_t next_heartbeat_ms;     /* --heartbeat-interval */
-	bool heartbeat_failing;        /* ... warned about, until one works */
-	int64_t snapshot_published_ms; /* the snapshot's progress, to the metrics */
-};
-
-/* metrics_event's operation for an event (ops/ sees no events). */
-static int metrics_op(enum event_op op)
-{
-	switch (op) {
-	case EVENT_INSERT:
-		return METRICS_INSERT;
-	case EVENT_UPDATE:
-		return METRICS_UPDATE;
-	case EVENT_DELETE:
-		return METRICS_DELETE;
-	case EVENT_TRUNCATE:
-		return METRICS_TRUNCATE;
-	case EVENT_READ:
-		return METRICS_READ;
-	case EVENT_MESSAGE:
-		return METRICS_MESSAGE;
-	case EVENT_BEGIN:
-	case EVENT_COMMIT:
-		break;
-	}
-	return METRICS_BYTES_ONLY;
-}
-
 static bool kafka_sink(const struct config *cfg)
 {
 	return cfg->sink && strcmp(cfg->sink, "kafka") == 0;
 }
 
 /* ---- events ------------------------------------------------------------ */
-
-/* What a routing sink needs of ev besides its bytes (sink.h): names, keys
- * (rendered into d's buffers, valid until the next event) and positions. */
-static int emit_routed(struct daemon *d, const struct event *ev, struct err *e)
-{
-	struct sink_record rec = {
-	    .delete = ev->op == EVENT_DELETE,
-	    .boundary = ev->op == EVENT_BEGIN || ev->op == EVENT_COMMIT,
-	    .transactional = ev->txn != NULL,
-	    .lsn = ev->lsn,
-	    .commit_lsn = ev->txn ? ev->txn->commit_lsn : 0,
-	    .xid = ev->txn ? ev->txn->xid : 0,
-	    /* A snapshot's rows share one position (its consistent point): their
-	     * number tells them apart for exactly-once's skip of what Kafka
-	     * has. A message outside a transaction is alone at its LSN. */
-	    .index = ev->txn                ? ++d->txn_events
-	             : ev->op == EVENT_READ ? ++d->reads_emitted
-	                                    : 1,
-	};
-
-	if (ev->rel) { /* not a message, nor a transaction boundary */
-		rec.schema = ev->rel->remote->nspname;
-		rec.table = ev->rel->remote->relname;
-	}
-	buf_clear(&d->key);
-	buf_clear(&d->old_key);
-	rec.second = encoder_second_record(d->enc);
-	if (!d->keys)
-		return sink_event_done(d->sink, ++d->seq, &rec, e);
-	if (encoder_has_keys(d->enc)) {
-		/* the format's own keys (debezium's); an old one only if it differs */
-		if (encoder_write_key(d->enc, &d->key, ev, false)) {
-			rec.key = d->key.data;
-			rec.key_len = d->key.len;
-		}
-		if (encoder_write_key(d->enc, &d->old_key, ev, true) &&
-		    (rec.key == NULL || d->old_key.len != rec.key_len ||
-		     memcmp(d->old_key.data, rec.key, rec.key_len) != 0)) {
-			rec.old_key = d->old_key.data;
-			rec.old_key_len = d->old_key.len;
-		}
-	} else {
-		if (key_write(&d->key, ev, &d->key_opts)) {
-			rec.key = d->key.data;
-			rec.key_len = d->key.len;
-		}
-		if (key_write_old(&d->old_key, ev, rec.key, rec.key_len, &d->key_opts)) {
-			rec.old_key = d->old_key.data;
-			rec.old_key_len = d->old_key.len;
-		}
-	}
-	if (!buf_ok(&d->key) || !buf_ok(&d->old_key))
-		return err_setk(e, ERR_SINK, "could not encode the key of the event at %X/%X: %s",
-		                (unsigned)(ev->lsn >> 32), (unsigned)ev->lsn,
-		                d->key.nomem || d->old_key.nomem ? "out of memory"
-		                                                 : "key larger than 1 GiB");
-	return sink_event_done(d->sink, ++d->seq, &rec, e);
-}
-
-/* Encode ev into the sink and number it. */
-static int emit_one(struct daemon *d, const struct event *ev, struct err *e)
-{
-	size_t before = sink_buf(d->sink)->len;
-
-	encoder_write(d->enc, sink_buf(d->sink), ev);
-	metrics_event(&d->metrics, ev->rel ? ev->rel->remote->oid : 0, metrics_op(ev->op),
-	              sink_buf(d->sink)->len - before);
-	if (d->records)
-		return emit_routed(d, ev, e);
-	return sink_event_done(d->sink, ++d->seq, NULL, e);
-}
-
-/* --tx-events: the begin event before a transaction's first event. */
-static int open_txn(struct daemon *d, struct err *e)
-{
-	struct event begin = {.op = EVENT_BEGIN, .lsn = d->txn_begin_lsn, .txn = &d->txn};
-
-	d->txn_opened = true;
-	txmeta_begin(&d->txmeta);
-	return emit_one(d, &begin, e);
-}
-
-static int emit(struct daemon *d, struct event *ev, struct err *e)
-{
-	/* Dropped events are not numbered: the transaction's end is marked
-	 * all the same, so an excluded table's changes are acknowledged. */
-	if (!filter_event(&d->filter, ev))
-		return 0;
-	if (d->sql_ascii && utf8guard_check_event(&d->utf8, ev, e) < 0)
-		return -1;
-	if (d->cfg->tx_events && ev->txn) {
-		if (!d->txn_opened && open_txn(d, e) < 0)
-			return -1;
-		if (ev->op != EVENT_MESSAGE && txmeta_number(&d->txmeta, ev) < 0)
-			return err_set(e, "could not follow stream: out of memory");
-	}
-	return emit_one(d, ev, e);
-}
-
-/* Make the sink durable and release what it confirmed. */
-static int confirm(struct daemon *d, bool durable, struct err *e)
-{
-	bool work = durable || sink_buf(d->sink)->len > 0; /* else nothing to time */
-	int64_t t0 = work ? clock_us() : 0;
-
-	if (sink_flush(d->sink, durable, e) < 0)
-		return -1;
-	if (work)
-		metrics_sink_flush(&d->metrics, clock_us() - t0);
-	checkpoint_confirm(&d->cp, sink_confirmed(d->sink));
-	return 0;
-}
 
 static int wait_for_sink(struct daemon *d, struct err *e);
 
@@ -275,7 +82,7 @@ static int mark(struct daemon *d, uint64_t lsn, struct err *e)
 			return -1;
 		if (*d->stop)
 			return 0;
-		if (confirm(d, true, e) < 0)
+		if (daemon_confirm(d, true, e) < 0)
 			return -1;
 	}
 	return 0;
@@ -293,7 +100,7 @@ static int handle_change(struct daemon *d, const struct pgo_msg *m, uint64_t lsn
 	if (map_change(m, lsn, current_txn(d), d->rels, &ev, e) < 0)
 		return -1;
 	backfill_on_change(d->bf, &ev);
-	return emit(d, &ev, e);
+	return daemon_emit(d, &ev, e);
 }
 
 static int handle_truncate(struct daemon *d, const struct pgo_msg *m, uint64_t lsn, struct err *e)
@@ -304,7 +111,7 @@ static int handle_truncate(struct daemon *d, const struct pgo_msg *m, uint64_t l
 		if (map_truncate(m, i, lsn, current_txn(d), d->rels, &ev, e) < 0)
 			return -1;
 		backfill_on_change(d->bf, &ev);
-		if (emit(d, &ev, e) < 0)
+		if (daemon_emit(d, &ev, e) < 0)
 			return -1;
 	}
 	return 0;
@@ -321,7 +128,7 @@ static int emit_backfill(struct daemon *d, uint64_t lsn, struct err *e)
 		/* A slow reader must not make a chunk grow memory. */
 		if (sink_blocked(d->sink) && wait_for_sink(d, e) < 0)
 			return -1;
-		if (emit(d, &ev, e) < 0)
+		if (daemon_emit(d, &ev, e) < 0)
 			return -1;
 	}
 	return backfill_chunk_done(d->bf, e);
@@ -353,7 +160,7 @@ static int handle_message(struct daemon *d, const struct pgo_msg *m, uint64_t ls
 	case BACKFILL_EMIT:
 		return emit_backfill(d, lsn, e);
 	}
-	return emit(d, &ev, e);
+	return daemon_emit(d, &ev, e);
 }
 
 /* A transaction's events begin (at BEGIN, or at a streamed transaction's
@@ -380,14 +187,8 @@ static bool begin_txn(struct daemon *d, uint32_t xid, uint64_t commit_lsn, int64
  * they are confirmed. Reaching --end-lsn ends the run. */
 static int end_txn(struct daemon *d, uint64_t end_lsn, uint64_t lsn, struct err *e)
 {
-	if (d->txn_opened) {
-		struct event commit = {
-		    .op = EVENT_COMMIT, .lsn = lsn, .txn = &d->txn, .tx = &d->txmeta};
-
-		d->txn_opened = false;
-		if (emit_one(d, &commit, e) < 0)
-			return -1;
-	}
+	if (daemon_emit_commit(d, lsn, e) < 0)
+		return -1;
 	d->in_txn = false;
 	backfill_on_commit(d->bf, d->txn.xid);
 	metrics_commit(&d->metrics, d->txn.commit_time);
@@ -467,164 +268,13 @@ static int stream_abort(struct daemon *d, const struct pgo_msg *m, struct err *e
 	return spool_abort_subxact(sp, m->u.stream_abort.subxid, e);
 }
 
-/* Under REPLICA IDENTITY FULL pgoutput flags every column as the key, so a
- * key made of them changes with every update and moves the row between
- * partitions: key such a table by its primary key (or replica identity
- * index) from the catalog instead. The same key says which columns the
- * filter protects and when debezium sees a key change. Without either, or
- * when the catalog cannot be asked (warned), the whole row stays the key. */
-static int full_identity_key(struct daemon *d, struct relinfo *ri, struct err *e)
-{
-	const struct relation *rel = ri->remote;
-	struct buf names;
-	struct err ce;
-	int n, found = 0;
-
-	buf_init(&names, 0);
-	n = catalog_primary_key(d->cat, rel->oid, &names, &ce);
-	if (n < 0)
-		log_warn("%s; the key of %s.%s (REPLICA IDENTITY FULL) is the whole row", ce.msg,
-		         rel->nspname, rel->relname);
-	if (n > 0 && rel->ncols > 0 && (ri->key = calloc(rel->ncols, sizeof *ri->key)) == NULL) {
-		buf_reset(&names);
-		return err_set(e, "could not follow stream: out of memory");
-	}
-	for (size_t off = 0; n > 0 && off < names.len; off += strlen(names.data + off) + 1)
-		for (uint16_t i = 0; i < rel->ncols; i++)
-			if (strcmp(rel->cols[i].name, names.data + off) == 0) {
-				ri->key[i] = true;
-				found++;
-				break;
-			}
-	/* A key column the stream does not carry (a column list leaving it
-	 * out) would make rows of different keys look alike: keep the row. */
-	if (n > 0 && found != n) {
-		free(ri->key);
-		ri->key = NULL;
-	}
-	buf_reset(&names);
-	return 0;
-}
-
-/* --debezium-schemas: what the catalog says of ri's columns (NOT NULL, an
- * enum's labels), matched to the columns the stream carries by name. A
- * failed lookup leaves every column optional and enums plain strings,
- * loudly; only memory is fatal. */
-static int describe_columns(struct daemon *d, struct relinfo *ri, struct err *e)
-{
-	const struct relation *rel = ri->remote;
-	struct buf cols;
-	struct err ce;
-	int n;
-
-	if (rel->ncols == 0)
-		return 0;
-	buf_init(&cols, 0);
-	n = catalog_columns(d->cat, rel->oid, &cols, &ce);
-	if (n < 0) {
-		log_warn("%s; the schemas of %s.%s make every column optional", ce.msg,
-		         rel->nspname, rel->relname);
-		buf_reset(&cols);
-		return 0;
-	}
-	ri->meta = calloc(rel->ncols, sizeof *ri->meta);
-	if (ri->meta == NULL) {
-		buf_reset(&cols);
-		return err_set(e, "could not follow stream: out of memory");
-	}
-	ri->nmeta = rel->ncols;
-	for (const char *p = cols.data, *end = cols.data + cols.len; n > 0 && p < end; n--) {
-		const char *name = p, *notnull = name + strlen(name) + 1;
-		const char *labels = notnull + strlen(notnull) + 1;
-
-		p = labels + strlen(labels) + 1;
-		for (uint16_t i = 0; i < rel->ncols; i++) {
-			if (strcmp(rel->cols[i].name, name) != 0)
-				continue;
-			ri->meta[i].notnull = *notnull == 't';
-			if (*labels && (ri->meta[i].allowed = strdup(labels)) == NULL) {
-				buf_reset(&cols);
-				return err_set(e, "could not follow stream: out of memory");
-			}
-			break;
-		}
-	}
-	buf_reset(&cols);
-	return 0;
-}
-
-/* A Relation message arrived: domains and arrays of user types render like
- * their base types, so ask the catalog (a failed lookup leaves those
- * columns text, loudly); then let the encoder derive what it needs once.
- * Fails only for names that are not UTF-8 under --invalid-utf8=fail, or
- * out of memory. */
-static struct relinfo *refine_relation(struct daemon *d, struct relmap *map,
-                                       const struct relation *rel, uint64_t lsn, struct err *e)
-{
-	struct relinfo *ri;
-	struct err ce;
-	char typname[200];
-
-	if (d->sql_ascii && utf8guard_check_relation(&d->utf8, rel, lsn, e) < 0)
-		return NULL;
-	ri = relmap_update(map, rel);
-	if (ri == NULL) {
-		err_set(e, "could not follow stream: out of memory");
-		return NULL;
-	}
-	if (filter_table(&d->filter, ri))
-		return ri; /* none of its events is emitted: nothing to derive */
-	for (uint16_t i = 0; i < rel->ncols; i++) {
-		struct coltype *t = &ri->types[i];
-		const char *name;
-
-		if (t->base < CATALOG_FIRST_USER_OID)
-			continue;
-		/* A snapshot's relation comes without Type messages: ask. */
-		name = d->dec ? relcache_type_name(pgoutput_relcache(d->dec), t->base) : NULL;
-		if (name == NULL &&
-		    catalog_type_name(d->cat, t->base, typname, sizeof typname, &ce) == 0)
-			name = typname;
-		if (name && strlen(name) > 7 && strcmp(name + strlen(name) - 7, ".hstore") == 0) {
-			*t = (struct coltype){COLTYPE_HSTORE, false};
-			continue;
-		}
-		if (name && strlen(name) > 6 && strcmp(name + strlen(name) - 6, ".ltree") == 0) {
-			*t = (struct coltype){COLTYPE_LTREE, false};
-			continue;
-		}
-		/* hstore's array type: an array of strings still to the other formats */
-		if (name && strlen(name) > 8 && strcmp(name + strlen(name) - 8, "._hstore") == 0) {
-			*t = (struct coltype){COLTYPE_HSTORE, true};
-			continue;
-		}
-		if (catalog_type_base(d->cat, t->base, &t->base, &t->array, &ce) < 0) {
-			log_warn("%s; user-defined types of %s.%s are emitted as strings", ce.msg,
-			         rel->nspname, rel->relname);
-			for (; i < rel->ncols; i++)
-				if (ri->types[i].base >= CATALOG_FIRST_USER_OID)
-					ri->types[i] = (struct coltype){0, false};
-			break;
-		}
-	}
-	if (rel->replident == 'f' && full_identity_key(d, ri, e) < 0)
-		return NULL;
-	if (filter_columns(&d->filter, ri, e) < 0)
-		return NULL;
-	if (d->cfg->debezium_schemas && describe_columns(d, ri, e) < 0)
-		return NULL;
-	metrics_relation(&d->metrics, rel->oid, rel->nspname, rel->relname);
-	encoder_prepare_relation(d->enc, ri);
-	return ri;
-}
-
 static int prepare_relation(struct daemon *d, uint32_t relid, uint64_t lsn, struct err *e)
 {
 	const struct relation *rel = relcache_get(pgoutput_relcache(d->dec), relid);
 
 	if (rel == NULL)
 		return 0;
-	return refine_relation(d, d->rels, rel, lsn, e) ? 0 : -1;
+	return daemon_refine_relation(d, d->rels, rel, lsn, e) ? 0 : -1;
 }
 
 /* One pgoutput message at WAL position lsn (its XLogData start). */
@@ -769,7 +419,7 @@ static int send_status(struct daemon *d, struct err *e)
 {
 	uint64_t flush;
 
-	if (confirm(d, true, e) < 0)
+	if (daemon_confirm(d, true, e) < 0)
 		return -1;
 	flush = d->cp.flush_lsn;
 	/* Between transactions, ask for a keepalive back: its WAL end is the
@@ -834,7 +484,7 @@ static int wait_for_sink(struct daemon *d, struct err *e)
 		case -1:
 			return -1;
 		case 1:
-			if (confirm(d, false, e) < 0)
+			if (daemon_confirm(d, false, e) < 0)
 				return -1;
 		}
 	}
@@ -860,75 +510,6 @@ static void drain_sink(struct daemon *d)
 		if (sink_wait(d->sink, (int)(deadline - clock_ms()), &ignored) < 0 ||
 		    sink_flush(d->sink, !sink_blocked(d->sink), &ignored) < 0)
 			break;
-}
-
-/* ---- signals: the loop's wake-up ---------------------------------------- */
-
-/*
- * A signal that lands after the loop looked at its flags and before its
- * poll() would wait for the poll's timeout: up to --status-interval on an
- * idle stream. So the handler also writes a byte into a pipe that the
- * loop's waits watch (the self-pipe trick); they drain it when it wakes
- * them.
- */
-static int wake_pipe[2] = {-1, -1};
-
-void daemon_wake(void)
-{
-	int saved = errno;
-	int fd = wake_pipe[1];
-
-	if (fd >= 0) {
-		ssize_t n = write(fd, "", 1); /* full: a wake-up is pending anyway */
-		(void)n;
-	}
-	errno = saved;
-}
-
-static int open_wake_pipe(struct err *e)
-{
-	int fds[2];
-
-	if (pipe(fds) < 0)
-		return err_set(e, "could not start: pipe: %s", strerror(errno));
-	for (int i = 0; i < 2; i++)
-		if (fcntl(fds[i], F_SETFL, O_NONBLOCK) < 0 ||
-		    fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0) {
-			close(fds[0]);
-			close(fds[1]);
-			return err_set(e, "could not start: fcntl: %s", strerror(errno));
-		}
-	wake_pipe[0] = fds[0];
-	wake_pipe[1] = fds[1];
-	return 0;
-}
-
-static void close_wake_pipe(void)
-{
-	int r = wake_pipe[0], w = wake_pipe[1];
-
-	wake_pipe[0] = wake_pipe[1] = -1; /* before the close: the handler may run */
-	if (r >= 0)
-		close(r);
-	if (w >= 0)
-		close(w);
-}
-
-/* The pipe's read end as fds[n], for a wait; returns the new count. */
-static unsigned add_wake(struct pollfd *fds, unsigned n)
-{
-	fds[n] = (struct pollfd){.fd = wake_pipe[0], .events = POLLIN};
-	return n + 1;
-}
-
-/* After a wait that watched it (fd, its revents): empty the pipe. */
-static void drain_wake(const struct pollfd *fd)
-{
-	char buf[64];
-
-	if (fd->revents & POLLIN)
-		while (read(wake_pipe[0], buf, sizeof buf) > 0)
-			;
 }
 
 /* ---- SIGHUP: reopen the output file ------------------------------------ */
@@ -979,7 +560,7 @@ static int before_sleep(struct daemon *d, struct err *e)
 {
 	if (reopen_requested && reopen_output(d, e) < 0)
 		return -1;
-	if (confirm(d, false, e) < 0)
+	if (daemon_confirm(d, false, e) < 0)
 		return -1;
 	tick(d, false);
 	if (status_due(d) && send_status(d, e) < 0)
@@ -1014,7 +595,7 @@ static int wait_for_input(struct daemon *d, struct err *e)
 	if (ps.timeout_ms >= 0 && now + ps.timeout_ms < until)
 		until = now + ps.timeout_ms;
 	memcpy(fds, ps.fds, ps.nfds * sizeof *fds);
-	n = add_wake(fds, ps.nfds);
+	n = wake_add(fds, ps.nfds);
 	/* until may have passed since the caller checked: poll must not get a
 	 * negative timeout, which means forever. */
 	got = stream_wait(d->conn, until > now ? (int)(until - now) : 0, fds, n, e);
@@ -1022,175 +603,10 @@ static int wait_for_input(struct daemon *d, struct err *e)
 		return -1;
 	for (unsigned i = 0; i < ps.nfds; i++)
 		ps.fds[i].revents = fds[i].revents;
-	drain_wake(&fds[ps.nfds]);
+	wake_drain(&fds[ps.nfds]);
 	if (got > 0)
 		d->last_recv_ms = clock_ms();
 	return sink_process(d->sink, &ps, e);
-}
-
-/* ---- the initial snapshot ----------------------------------------------- */
-
-/*
- * Wait, up to the next progress report, for the sink and, unless the sink
- * is full, for the snapshot's workers; then give each its turn.
- */
-static int snapshot_wait(struct daemon *d, struct snapshot_reader *r, const struct progress *pr,
-                         struct err *e)
-{
-	struct pollfd fds[SINK_POLL_MAX + SNAPSHOT_MAX_WORKERS + 1];
-	struct sink_pollset ps;
-	int64_t now = clock_ms();
-	int64_t until = progress_deadline(pr);
-	int nsnap = 0;
-	unsigned n;
-
-	sink_adjust_pollset(d->sink, &ps);
-	memcpy(fds, ps.fds, ps.nfds * sizeof *fds);
-	if (!sink_blocked(d->sink))
-		nsnap = snapshot_pollfds(r, fds + ps.nfds, SNAPSHOT_MAX_WORKERS);
-	n = add_wake(fds, ps.nfds + (unsigned)nsnap);
-	if (ps.timeout_ms >= 0 && now + ps.timeout_ms < until)
-		until = now + ps.timeout_ms;
-	if (poll(fds, n, until > now ? (int)(until - now) : 0) < 0 && errno != EINTR)
-		return err_set(e, "could not wait for the snapshot: %s", strerror(errno));
-	drain_wake(&fds[n - 1]);
-	for (unsigned i = 0; i < ps.nfds; i++)
-		ps.fds[i].revents = fds[i].revents;
-	if (sink_process(d->sink, &ps, e) < 0 || snapshot_input(r, fds + ps.nfds, nsnap, e) < 0)
-		return -1;
-	return confirm(d, false, e);
-}
-
-/* Each table's estimate and whether it is done, for the metrics. */
-static void snapshot_metrics(struct daemon *d, const struct snapshot_reader *r)
-{
-	for (size_t i = 0; i < snapshot_ntables(r); i++) {
-		const struct snapshot_table *t = snapshot_table(r, i);
-		bool done = t->chunks_done == t->chunks;
-
-		metrics_snapshot_table(&d->metrics, t->rel->oid,
-		                       done ? t->rows_done : t->rows_estimated, done);
-	}
-}
-
-/* The progress line or bar if due, and the metrics' sign of life. */
-static void snapshot_progress(struct daemon *d, struct progress *pr, struct snapshot_reader *r)
-{
-	int64_t now = clock_ms();
-
-	if (now - d->snapshot_published_ms >= 1000) {
-		snapshot_metrics(d, r);
-		metrics_state(&d->metrics, METRICS_SNAPSHOT, NULL);
-		d->snapshot_published_ms = now;
-	}
-	progress_update(pr, r, now, false);
-}
-
-/* Every event so far confirmed by the sink, or stopped. */
-static int snapshot_settle(struct daemon *d, struct snapshot_reader *r, struct progress *pr,
-                           struct err *e)
-{
-	while (!*d->stop) {
-		if (confirm(d, true, e) < 0)
-			return -1;
-		if (sink_confirmed(d->sink) >= d->seq)
-			return 0;
-		snapshot_progress(d, pr, r);
-		if (snapshot_wait(d, r, pr, e) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-/*
- * Read the rows of every published table as of the snapshot the slot
- * exported and emit them as read events, at the snapshot's consistent
- * point; return once the sink confirmed them all. 1 if stopped first.
- */
-static int run_snapshot(struct daemon *d, const struct conn_info *info, struct err *e)
-{
-	struct snapshot_options so = {
-	    .database_url = d->cfg->database_url,
-	    .snapshot = info->snapshot,
-	    .publication = d->cfg->publication,
-	    .server_version = info->server_version,
-	    .workers = d->cfg->snapshot_workers,
-	    .chunk_pages = (uint32_t)d->cfg->snapshot_chunk_pages,
-	};
-	struct snapshot_reader *r = snapshot_open(&so, e);
-	struct relinfo **ris = NULL;
-	struct progress pr = {0};
-	char at[LSN_STR_MAX];
-	size_t n;
-	int rc = -1;
-
-	if (r == NULL)
-		return -1;
-	n = snapshot_ntables(r);
-	if ((n && (ris = calloc(n, sizeof *ris)) == NULL) ||
-	    progress_init(&pr, r, isatty(STDERR_FILENO), clock_ms()) < 0) {
-		err_set(e, "could not start the snapshot: out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++)
-		if ((ris[i] = refine_relation(d, d->rels, snapshot_table(r, i)->rel,
-		                              info->consistent_lsn, e)) == NULL)
-			goto out;
-	lsn_format(info->consistent_lsn, at);
-	log_info("snapshot of %zu tables with %d workers, consistent with the stream from %s", n,
-	         so.workers, at);
-	metrics_state(&d->metrics, METRICS_SNAPSHOT, NULL);
-	for (;;) {
-		struct pgo_tuple tup;
-		size_t t;
-		int step;
-
-		if (*d->stop) {
-			rc = 1;
-			goto out;
-		}
-		if (sink_blocked(d->sink)) {
-			if (snapshot_wait(d, r, &pr, e) < 0)
-				goto out;
-			continue;
-		}
-		step = snapshot_next(r, &t, &tup, e);
-		if (step < 0)
-			goto out;
-		if (step == SNAPSHOT_DONE)
-			break;
-		if (step == SNAPSHOT_ROW) {
-			struct event ev = {.op = EVENT_READ,
-			                   .lsn = info->consistent_lsn,
-			                   .rel = ris[t],
-			                   .newtup = &tup};
-
-			if (emit(d, &ev, e) < 0)
-				goto out;
-			if ((d->seq & 4095) == 0)
-				snapshot_progress(d, &pr, r);
-			continue;
-		}
-		snapshot_progress(d, &pr, r);
-		if (confirm(d, false, e) < 0 || snapshot_wait(d, r, &pr, e) < 0)
-			goto out;
-	}
-	if (snapshot_settle(d, r, &pr, e) < 0)
-		goto out;
-	rc = *d->stop ? 1 : 0;
-	if (rc == 0) {
-		snapshot_metrics(d, r); /* published as streaming starts */
-		progress_update(&pr, r, clock_ms(), true);
-	}
-out:
-	if (rc == 1)
-		log_info("snapshot interrupted: it is not complete, and the next start takes it "
-		         "again from the beginning");
-	relmap_clear(d->rels); /* its relations go with the reader */
-	progress_reset(&pr);
-	free(ris);
-	snapshot_close(r);
-	return rc;
 }
 
 /* ---- one session: connect, stream until stop, end or error -------------- */
@@ -1336,7 +752,7 @@ static int run_session(struct daemon *d, struct err *e)
 		                                     : "replaced with U+FFFD and warned about");
 
 	if (info.snapshot[0]) {
-		rc = run_snapshot(d, &info, e);
+		rc = daemon_initial_snapshot(d, &info, e);
 		if (rc != 0 || d->cfg->snapshot == SNAPSHOT_INITIAL_ONLY) {
 			session_end(d); /* the temporary slot goes with it */
 			return rc < 0 ? -1 : 0;
@@ -1493,7 +909,7 @@ static struct sink_config sink_config_of(const struct config *cfg)
 static struct relinfo *prepare_backfill_relation(void *ctx, struct relmap *map,
                                                  const struct relation *rel, struct err *e)
 {
-	return refine_relation(ctx, map, rel, 0, e);
+	return daemon_refine_relation(ctx, map, rel, 0, e);
 }
 
 int daemon_request_snapshot(const struct config *cfg, struct err *e)
@@ -1678,7 +1094,7 @@ static int run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 		/* Whatever was decoded reaches the sink even if it cannot be
 		 * acknowledged any more: repeats are allowed, losses are not. */
 		drain_sink(&d);
-		if (confirm(&d, true, &ignored) < 0)
+		if (daemon_confirm(&d, true, &ignored) < 0)
 			log_warn("%s", ignored.msg);
 	}
 	utf8guard_log_summary(&d.utf8);
@@ -1703,9 +1119,9 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
 {
 	int rc;
 
-	if (open_wake_pipe(e) < 0)
+	if (wake_open(e) < 0)
 		return -1;
 	rc = run(cfg, stop, e);
-	close_wake_pipe();
+	wake_close();
 	return rc;
 }

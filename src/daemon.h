@@ -30,9 +30,4 @@ int daemon_run(const struct config *cfg, volatile sig_atomic_t *stop, struct err
  * logrotate): done before the loop's next wait. Async-signal-safe. */
 void daemon_request_reopen(void);
 
-/* Wake the loop from its wait to look at the stop flag and the reopen
- * request: a signal handler calls it after setting either.
- * Async-signal-safe. */
-void daemon_wake(void);
-
 #endif

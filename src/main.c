@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "pg/conn.h"
 #include "status.h"
+#include "wake.h"
 #include "util/log.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -24,7 +25,7 @@ static void on_signal(int sig)
 		daemon_request_reopen(); /* logrotate: reopen --output, go on */
 	else
 		stop_requested = 1;
-	daemon_wake(); /* even when it lands just before the loop's poll() */
+	wake_signal(); /* even when it lands just before the loop's poll() */
 }
 
 static void install_signals(void)
