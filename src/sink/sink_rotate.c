@@ -20,8 +20,10 @@
  * A crash can leave a partial line only in the file being written (the
  * newest, or one a restart began at an event before the newest file's);
  * the next start cuts any such line (those bytes were never acknowledged).
- * A restart starts a new file at its first event; if that event is the
- * first of an existing file (a repeat), events are appended to it.
+ * A restart starts a new file at its first event, as a rotation does; if
+ * that event is the first of an existing file (a repeat: the restart's
+ * first event, or a rotation an earlier run made at the same event),
+ * events are appended to it, so that a file only grows under a reader.
  *
  * SIGHUP is a rotation: the open file is closed as if it had grown too old.
  *

@@ -483,18 +483,26 @@ class Compress(unittest.TestCase):
             removed = sum(err.count("an unfinished compression") for err in runs)
             self.assertGreaterEqual(tmps_at_kill, 1, "no kill hit a compression")
             self.assertEqual(removed, tmps_at_kill)
-            # Each file is one run's stream (or a restart's appended to an
-            # earlier run's, from the same first event), from its first whole
-            # transaction on in order; together: every row, repeats only of
-            # what was not acknowledged at the first kill.
+            # Each file is one run's stream, and maybe later runs' appended
+            # to it, each from the file's own first event: a restart's first
+            # event sent again, or a later run's rotation reaching the same
+            # event (a file that starts inside a transaction then holds the
+            # rest of it twice). Each such part, from its first whole
+            # transaction on, is in order; together: every row, repeats only
+            # of what was not acknowledged at the first kill.
             counts = {}
             firsts = {tx[0] for tx in w.committed}
             for name in sorted(data):
                 evs = parse_lines(data[name])
                 self.assertTrue(data[name].endswith(b"\n"), name)
                 self.assertEqual(name, "events.jsonl." + first_position(evs[0]))
-                whole = next((i for i, e in enumerate(evs) if e["new"]["id"] in firsts), len(evs))
-                check_stream(evs[whole:], w, marks=[(0, acks[0])], complete=False)
+                starts = [i for i, e in enumerate(evs)
+                          if (e["commit_lsn"], e["lsn"]) == (evs[0]["commit_lsn"], evs[0]["lsn"])]
+                for a, b in zip(starts, starts[1:] + [len(evs)]):
+                    part = evs[a:b]
+                    whole = next((i for i, e in enumerate(part) if e["new"]["id"] in firsts),
+                                 len(part))
+                    check_stream(part[whole:], w, marks=[(0, acks[0])], complete=False)
                 for e in evs:
                     if e.get("table") == "rot_z_kill":
                         counts.setdefault(e["new"]["id"], []).append(lsn_int(e["commit_lsn"]))
